@@ -1,0 +1,268 @@
+//! User-facing diagnostics: what went wrong, where, and what to do.
+//!
+//! Every error a user can cause (a bad pipeline file, a bad plugin, a bad
+//! flag) becomes a [`Diagnostic`] with a stable code. Validation collects all
+//! of them before stopping ([`Diagnostics`]), and the CLI renders them with
+//! [`Diagnostic::render`] and exits with code 2. Codes never change meaning;
+//! `docs/errors.md` lists them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A stable diagnostic code. The number never changes meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Code {
+    /// The pipeline file cannot be read.
+    CR001,
+    /// The pipeline file is not valid TOML, or does not have the expected shape
+    /// (unknown key, wrong type, bad duration or size).
+    CR002,
+    /// A step names a plugin that `[plugins]` does not define.
+    CR003,
+    /// A step's `needs` names a step that does not exist.
+    CR004,
+    /// The steps' `needs` form a cycle.
+    CR005,
+    /// Two steps share an id.
+    CR006,
+    /// A mount path is absolute, escapes the workspace, or names the run directory.
+    CR007,
+    /// A mount path does not exist.
+    CR008,
+    /// A step asks for a capability its kind may not have (e.g. `write` on a check).
+    CR009,
+    /// A plugin file cannot be read.
+    CR010,
+    /// A plugin file is not a WebAssembly component, or wasmtime rejects it.
+    CR011,
+    /// A plugin does not export the world its step kind needs.
+    CR012,
+    /// A plugin's sha256 does not match its pin.
+    CR013,
+    /// A plugin imports an interface the host does not provide.
+    CR014,
+    /// The workspace directory does not exist or cannot be used.
+    CR015,
+    /// A step's kind or form is not supported by this version of the runner.
+    CR016,
+    /// A step's table is incomplete or self-contradictory.
+    CR017,
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Where a diagnostic points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A position in a file, 1-based.
+    File { path: PathBuf, line: usize, column: usize },
+    /// A file as a whole.
+    Path(PathBuf),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File { path, line, column } => {
+                write!(f, "{}:{line}:{column}", path.display())
+            }
+            Location::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// One problem, with enough context to fix it without reading the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Stable code, e.g. `CR004`.
+    pub code: Code,
+    /// What is wrong: lowercase, no trailing period, names in backticks.
+    pub message: String,
+    /// Where, when known.
+    pub location: Option<Location>,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic with no location or hint yet.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Diagnostic { code, message: message.into(), location: None, hint: None }
+    }
+
+    /// Points the diagnostic at a position in `file`.
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// Adds what the user should do.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The text shown to the user:
+    ///
+    /// ```text
+    /// error[CR004]: step `lint` needs `biuld`, which is not a step
+    ///   --> pipelines/self-check.toml:12:10
+    ///   hint: did you mean `build`?
+    /// ```
+    pub fn render(&self) -> String {
+        let mut out = format!("error[{}]: {}\n", self.code, self.message);
+        if let Some(location) = &self.location {
+            out.push_str(&format!("  --> {location}\n"));
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("  hint: {hint}\n"));
+        }
+        out
+    }
+}
+
+/// All the diagnostics one validation pass found, in source order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    /// Records one more problem.
+    pub fn push(&mut self, diagnostic: Diagnostic) {
+        self.0.push(diagnostic);
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else all of it.
+    pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Every diagnostic rendered, followed by a count line when there are several.
+    pub fn render(&self) -> String {
+        let mut out: String = self.0.iter().map(Diagnostic::render).collect::<Vec<_>>().join("\n");
+        if self.0.len() > 1 {
+            out.push_str(&format!("\n{} errors; nothing was run\n", self.0.len()));
+        }
+        out
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(diagnostic: Diagnostic) -> Self {
+        Diagnostics(vec![diagnostic])
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// Maps byte offsets in one source file to 1-based line and column
+/// (columns in characters), for pointing diagnostics at TOML spans.
+#[derive(Debug, Clone)]
+pub struct SourceMap {
+    path: PathBuf,
+    text: String,
+}
+
+impl SourceMap {
+    /// Remembers `text` as the contents of `path` (shown as given).
+    pub fn new(path: &Path, text: &str) -> Self {
+        SourceMap { path: path.to_path_buf(), text: text.to_string() }
+    }
+
+    /// The file these spans belong to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The location of byte `offset`.
+    pub fn locate(&self, offset: usize) -> Location {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Location::File { path: self.path.clone(), line, column }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to
+/// be a likely typo (for "did you mean" hints).
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|&(d, c)| d <= 2.max(c.len() / 3) && d < c.len().max(word.len()))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_counts_lines_and_characters_from_one() {
+        let map = SourceMap::new(Path::new("p.toml"), "a = 1\nbé = 2\n");
+        assert_eq!(map.locate(0).to_string(), "p.toml:1:1");
+        let offset = "a = 1\nbé = ".len();
+        assert_eq!(map.locate(offset).to_string(), "p.toml:2:6");
+    }
+
+    #[test]
+    fn suggest_finds_typos_but_not_strangers() {
+        assert_eq!(suggest("biuld", ["build", "lint"]), Some("build"));
+        assert_eq!(suggest("zzzz", ["build", "lint"]), None);
+    }
+
+    #[test]
+    fn render_shows_code_location_and_hint() {
+        let d = Diagnostic::new(Code::CR004, "step `a` needs `b`, which is not a step")
+            .at(Location::File { path: "p.toml".into(), line: 3, column: 9 })
+            .hint("did you mean `c`?");
+        assert_eq!(
+            d.render(),
+            "error[CR004]: step `a` needs `b`, which is not a step\n  --> p.toml:3:9\n  hint: did you mean `c`?\n"
+        );
+    }
+}

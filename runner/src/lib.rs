@@ -1,0 +1,22 @@
+//! Cleanroom: runs declarative TOML pipelines whose steps are sandboxed
+//! WebAssembly components, each seeing only the files the pipeline grants.
+//!
+//! Data flows one way: pipeline file -> [`manifest`] (pure data, spans) ->
+//! [`plan`] (validated, resolved, one [`plan::Grant`] per step) -> [`exec`]
+//! (schedules the DAG, one [`sandbox`] invocation per step) -> [`report`].
+//! [`diag`] carries every user-facing error; [`plugin`] inspects component
+//! files; [`cli`] is the command line.
+
+pub mod cli;
+pub mod diag;
+pub mod exec;
+pub mod manifest;
+pub mod plan;
+pub mod plugin;
+pub mod report;
+pub mod sandbox;
+
+pub use cli::load_plan;
+pub use exec::{run, RunOptions};
+pub use plan::Plan;
+pub use report::{RunReport, StepReport, StepStatus};

@@ -1,0 +1,236 @@
+//! The pipeline file as written: serde types mirroring the TOML, with spans.
+//!
+//! This module is pure data. It reads one file and checks its shape (unknown
+//! keys, types, durations, sizes, id syntax); everything that needs the
+//! filesystem or other steps (paths, plugins, `needs`) is checked by `plan`.
+//! The format is documented for users in `docs/pipeline.md`.
+
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::diag::{suggest, Code, Diagnostic, SourceMap};
+pub use units::{ByteSize, DurationSpec};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `[pipeline]`: name and workspace.
+    pub pipeline: PipelineTable,
+    /// `[plugins]`: name = path, or name = { path, sha256 }.
+    #[serde(default)]
+    pub plugins: BTreeMap<Spanned<Id>, Spanned<PluginSource>>,
+    /// `[check.ID]` tables.
+    #[serde(default)]
+    pub check: BTreeMap<Spanned<Id>, StepTable>,
+    /// `[stage.ID]` tables.
+    #[serde(default)]
+    pub stage: BTreeMap<Spanned<Id>, StepTable>,
+    /// `[evaluator.ID]` tables.
+    #[serde(default)]
+    pub evaluator: BTreeMap<Spanned<Id>, StepTable>,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineTable {
+    /// Shown in reports. Example: `name = "self-check"`.
+    pub name: String,
+    /// The directory steps' paths are relative to, itself relative to the
+    /// pipeline file. Default: the pipeline file's directory.
+    /// Example: `workspace = ".."`.
+    pub workspace: Option<Spanned<String>>,
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, expecting = "a path string, or a table { path = \"...\", sha256 = \"...\" }")]
+pub enum PluginSource {
+    /// `name = "plugins/dist/x.wasm"`, relative to the pipeline file.
+    Path(String),
+    /// `name = { path = "...", sha256 = "<64 hex digits>" }`: the run refuses
+    /// a file whose digest differs.
+    Pinned(PinnedPlugin),
+}
+
+/// `{ path, sha256 }` form of a plugin source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedPlugin {
+    /// Path of the `.wasm`, relative to the pipeline file.
+    pub path: String,
+    /// Expected sha256 of the file, lowercase hex; optional.
+    pub sha256: Option<String>,
+}
+
+impl PluginSource {
+    /// The path as written.
+    pub fn path(&self) -> &str {
+        match self {
+            PluginSource::Path(path) | PluginSource::Pinned(PinnedPlugin { path, .. }) => path,
+        }
+    }
+
+    /// The pinned digest, if any.
+    pub fn sha256(&self) -> Option<&str> {
+        match self {
+            PluginSource::Path(_) => None,
+            PluginSource::Pinned(p) => p.sha256.as_deref(),
+        }
+    }
+}
+
+/// One `[check.ID]`, `[stage.ID]` or `[evaluator.ID]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepTable {
+    /// The `[plugins]` entry this step runs. Example: `plugin = "forbid-pattern"`.
+    pub plugin: Option<Spanned<String>>,
+    /// Workspace-relative files or directories mounted read-only at
+    /// `/<same path>`. Example: `read = ["src", "Cargo.toml"]`.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Workspace-relative directories mounted read-write (stages only).
+    #[serde(default)]
+    pub write: Vec<Spanned<String>>,
+    /// Ids of steps that must pass before this one runs.
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
+    /// Wall-clock deadline. Default 60s. Example: `timeout = "30s"`.
+    pub timeout: Option<DurationSpec>,
+    /// Memory cap for the plugin. Default 512MiB. Example: `memory = "256MiB"`.
+    pub memory: Option<ByteSize>,
+    /// Free-form settings passed to the plugin as JSON.
+    pub config: Option<Spanned<toml::Table>>,
+}
+
+/// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a
+/// letter or digit, at most 64 characters. Example: `no-stubs`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Id(pub String);
+
+impl TryFrom<String> for Id {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let valid_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_rest = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if valid_start && valid_rest && s.len() <= 64 {
+            Ok(Id(s))
+        } else {
+            Err(format!(
+                "invalid id `{s}`: use letters, digits, `-` and `_`, starting with a letter or digit (at most 64 characters)"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Manifest {
+    /// Parses `text`, the contents of the pipeline file at `path`.
+    ///
+    /// # Errors
+    /// One `CR002` diagnostic pointing at the offending line and column, with a
+    /// "did you mean" hint for a misspelt key.
+    pub fn parse(text: &str, source: &SourceMap) -> Result<Manifest, Diagnostic> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let mut diagnostic = Diagnostic::new(Code::CR002, message.clone());
+            diagnostic.location = Some(match e.span() {
+                Some(span) => source.locate(span.start),
+                None => crate::diag::Location::Path(source.path().to_path_buf()),
+            });
+            diagnostic.hint = Some(unknown_field_hint(&message).unwrap_or_else(|| {
+                "see docs/pipeline.md for the pipeline format".to_string()
+            }));
+            diagnostic
+        })
+    }
+
+    /// Reads and parses the pipeline file at `path`.
+    ///
+    /// # Errors
+    /// `CR001` when the file cannot be read, else as [`Manifest::parse`].
+    pub fn load(path: &Path) -> Result<(Manifest, SourceMap), Diagnostic> {
+        let text = fs_err::read_to_string(path).map_err(|e| {
+            Diagnostic::new(Code::CR001, format!("cannot read the pipeline file: {e}"))
+                .hint("check the path; `cleanroom run` takes the path of a pipeline .toml file")
+        })?;
+        let source = SourceMap::new(path, &text);
+        let manifest = Manifest::parse(&text, &source)?;
+        Ok((manifest, source))
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`"),
+/// a "did you mean" hint, or the list of allowed keys.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    Some(match suggest(field, candidates.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("allowed keys here: {}", candidates.join(", ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, Diagnostic> {
+        Manifest::parse(text, &SourceMap::new(Path::new("p.toml"), text))
+    }
+
+    #[test]
+    fn minimal_pipeline_parses() {
+        let m = parse(
+            "[pipeline]\nname = \"x\"\n[plugins]\nfp = \"a.wasm\"\npin = { path = \"b.wasm\", sha256 = \"ab\" }\n[check.a]\nplugin = \"fp\"\nread = [\"src\"]\ntimeout = \"5s\"\nconfig = { k = 1 }\n",
+        )
+        .unwrap();
+        assert_eq!(m.pipeline.name, "x");
+        assert_eq!(m.plugins.len(), 2);
+        let step = m.check.values().next().unwrap();
+        assert_eq!(step.timeout.unwrap().0.as_secs(), 5);
+    }
+
+    #[test]
+    fn unknown_key_reports_line_column_and_suggestion() {
+        let err = parse("[pipeline]\nname = \"x\"\n[check.a]\nplugin = \"fp\"\nreed = [\"src\"]\n").unwrap_err();
+        assert_eq!(err.code, Code::CR002);
+        assert!(err.message.contains("unknown field `reed`"), "{}", err.message);
+        assert_eq!(err.location.unwrap().to_string(), "p.toml:5:1");
+        assert_eq!(err.hint.as_deref(), Some("did you mean `read`?"));
+    }
+
+    #[test]
+    fn bad_duration_points_at_the_value() {
+        let err = parse("[pipeline]\nname = \"x\"\n[check.a]\ntimeout = \"30x\"\n").unwrap_err();
+        assert!(err.message.contains("invalid duration `30x`"), "{}", err.message);
+        assert_eq!(err.location.unwrap().to_string(), "p.toml:4:11");
+    }
+
+    #[test]
+    fn bad_id_is_rejected_while_parsing() {
+        let err = parse("[pipeline]\nname = \"x\"\n[check.\"a b\"]\n").unwrap_err();
+        assert!(err.message.contains("invalid id `a b`"), "{}", err.message);
+    }
+
+    #[test]
+    fn malformed_toml_reports_position() {
+        let err = parse("[pipeline\nname = 1\n").unwrap_err();
+        assert_eq!(err.code, Code::CR002);
+        assert!(err.location.unwrap().to_string().starts_with("p.toml:1:"));
+    }
+}

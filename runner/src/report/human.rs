@@ -1,0 +1,148 @@
+//! The terminal report: one line per step, then findings grouped by step,
+//! then a summary line. Built to be scanned: status words line up, paths come
+//! first in `path:line:col` form so terminals and editors can jump to them.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::report::{FindingReport, RunReport, StepReport, StepStatus};
+
+/// Findings listed per step before the rest are counted instead.
+pub const MAX_FINDINGS_SHOWN: usize = 50;
+/// Lines of stderr shown under a step that errored.
+const STDERR_TAIL_LINES: usize = 5;
+
+/// Renders `report` as text for a terminal.
+pub fn render(report: &RunReport) -> String {
+    let mut out = String::new();
+    let width = report.steps.iter().map(|s| s.id.len()).max().unwrap_or(0).max(20) + 4;
+    for step in &report.steps {
+        let _ = writeln!(out, "{}", step_line(step, width));
+    }
+    for step in &report.steps {
+        let tail = stderr_tail(step);
+        if step.findings.is_empty() && tail.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}:", step.id);
+        for finding in step.findings.iter().take(MAX_FINDINGS_SHOWN) {
+            let _ = writeln!(out, "  {}", finding_line(finding));
+        }
+        if step.findings.len() > MAX_FINDINGS_SHOWN {
+            let _ = writeln!(
+                out,
+                "  ... and {} more (all of them with --format json)",
+                step.findings.len() - MAX_FINDINGS_SHOWN
+            );
+        }
+        if !tail.is_empty() {
+            let _ = writeln!(out, "  stderr (last lines):");
+            for line in tail {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\n{}", summary_line(report));
+    out
+}
+
+fn step_line(step: &StepReport, width: usize) -> String {
+    let dots = ".".repeat(width.saturating_sub(step.id.len() + 1));
+    let detail = match step.status {
+        StepStatus::Failed => plural(step.error_count(), "finding"),
+        StepStatus::Passed if !step.findings.is_empty() => plural(step.findings.len(), "note"),
+        StepStatus::Passed => String::new(),
+        StepStatus::Error | StepStatus::Skipped => step.reason.clone().unwrap_or_default(),
+    };
+    let time = if step.status == StepStatus::Skipped { String::new() } else { format!("({})", duration(step.duration)) };
+    let mut line = format!("{} {dots} {:<7}", step.id, step.status.as_str());
+    for part in [detail, time] {
+        if !part.is_empty() {
+            line.push_str("  ");
+            line.push_str(&part);
+        }
+    }
+    line
+}
+
+fn finding_line(f: &FindingReport) -> String {
+    let mut place = f.path.clone().unwrap_or_default();
+    if let Some(line) = f.line {
+        let _ = write!(place, ":{line}");
+        if let Some(column) = f.column {
+            let _ = write!(place, ":{column}");
+        }
+    }
+    let severity = if f.severity == "error" { String::new() } else { format!("{}: ", f.severity) };
+    if place.is_empty() {
+        format!("{severity}{} {}", f.rule, f.message)
+    } else {
+        format!("{place}: {severity}{} {}", f.rule, f.message)
+    }
+}
+
+fn stderr_tail(step: &StepReport) -> Vec<&str> {
+    if step.status != StepStatus::Error {
+        return Vec::new();
+    }
+    let lines: Vec<&str> = step.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].to_vec()
+}
+
+fn summary_line(report: &RunReport) -> String {
+    let counts: Vec<String> = [StepStatus::Passed, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
+        .into_iter()
+        .filter_map(|status| match report.count(status) {
+            0 => None,
+            n => Some(format!("{n} {}", status.as_str())),
+        })
+        .collect();
+    let counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
+    format!("{}: {counts} in {}", report.status, duration(report.duration))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// `34 ms`, `1.25 s`.
+fn duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StepKind;
+
+    fn step(id: &str, status: StepStatus) -> StepReport {
+        StepReport { status, duration: Duration::from_millis(34), ..StepReport::skipped(id, StepKind::Check, String::new()) }
+    }
+
+    #[test]
+    fn failed_step_shows_count_findings_and_summary() {
+        let mut failed = step("no-stubs", StepStatus::Failed);
+        failed.reason = None;
+        failed.findings.push(FindingReport {
+            rule: "forbid-pattern".into(),
+            severity: "error",
+            message: "`panic!(` matches".into(),
+            path: Some("src/a.rs".into()),
+            line: Some(3),
+            column: Some(5),
+        });
+        let report = RunReport::new("p".into(), Duration::from_millis(40), vec![failed, step("ok", StepStatus::Passed)]);
+        let text = render(&report);
+        assert!(text.starts_with("no-stubs ............... failed   1 finding  (34 ms)\n"), "{text}");
+        assert!(text.contains("\nno-stubs:\n  src/a.rs:3:5: forbid-pattern `panic!(` matches\n"), "{text}");
+        assert!(text.ends_with("failed: 1 passed, 1 failed in 40 ms\n"), "{text}");
+    }
+}

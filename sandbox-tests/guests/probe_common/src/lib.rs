@@ -1,0 +1,44 @@
+//! What the probe guests share: their config (a list of targets to try) and
+//! how they report one attempt. Each probe maps the outcome into its own
+//! bindings' `Finding` with [`Attempt`].
+
+use cleanroom_plugin_sdk::{one_line, parse_config};
+
+/// `{ paths = [...] }`: the targets to try (paths, or addresses for sockets).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Targets to try, in order.
+    pub paths: Vec<String>,
+}
+
+/// Parses the probe config.
+pub fn targets(config_json: &str) -> Result<Vec<String>, String> {
+    parse_config::<Config>(config_json).map(|c| c.paths)
+}
+
+/// One attempt: `succeeded` (the probe reports it as an error finding) or
+/// `denied` (an info finding), with a one-line message.
+pub struct Attempt {
+    /// True when the attempt worked.
+    pub succeeded: bool,
+    /// `succeeded` or `denied`.
+    pub rule: &'static str,
+    /// `<what> `<target>`: <detail or error>`.
+    pub message: String,
+}
+
+impl Attempt {
+    /// Describes trying `what` on `target` with `result`.
+    pub fn new(target: &str, what: &str, result: Result<String, std::io::Error>) -> Attempt {
+        let (succeeded, detail) = match result {
+            Ok(detail) => (true, detail),
+            Err(e) => (false, e.to_string()),
+        };
+        Attempt {
+            succeeded,
+            rule: if succeeded { "succeeded" } else { "denied" },
+            message: one_line(&format!("{what} `{target}`: {detail}"), 190),
+        }
+    }
+}

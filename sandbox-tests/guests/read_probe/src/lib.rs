@@ -1,0 +1,37 @@
+//! Tries to read each configured path (a file's bytes, or a directory's listing). Reports `succeeded` (error) for every read that worked, `denied` (info) for every one refused.
+
+wit_bindgen::generate!({ path: "../../../wit", world: "check" });
+
+use cleanroom::plugin::types::Severity;
+use probe_common::{targets, Attempt};
+
+fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
+    let attempt = Attempt::new(target, what, result);
+    let severity = if attempt.succeeded { Severity::Error } else { Severity::Info };
+    Finding { rule: attempt.rule.into(), severity, message: attempt.message, path: None, line: None, column: None }
+}
+
+fn read(path: &str) -> Result<String, std::io::Error> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let names: Vec<String> = std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        Ok(format!("listed {}", names.join(",")))
+    } else {
+        let bytes = std::fs::read(path)?;
+        Ok(format!("read {} bytes: {}", bytes.len(), String::from_utf8_lossy(&bytes)))
+    }
+}
+
+struct ReadProbe;
+
+impl Guest for ReadProbe {
+    fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
+        let targets = targets(&invocation.config)?;
+        Ok(targets.iter().map(|p| verdict(p, "read", read(p))).collect())
+    }
+}
+
+export!(ReadProbe);

@@ -1,0 +1,29 @@
+//! Tries to open a TCP connection to each configured address (`127.0.0.1:PORT`). Reports `succeeded` (error) when a connection opens, `denied` (info) otherwise.
+
+wit_bindgen::generate!({ path: "../../../wit", world: "check" });
+
+use cleanroom::plugin::types::Severity;
+use probe_common::{targets, Attempt};
+
+fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
+    let attempt = Attempt::new(target, what, result);
+    let severity = if attempt.succeeded { Severity::Error } else { Severity::Info };
+    Finding { rule: attempt.rule.into(), severity, message: attempt.message, path: None, line: None, column: None }
+}
+
+fn connect(addr: &str) -> Result<String, std::io::Error> {
+    let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+    Ok("connected".into())
+}
+
+struct SocketProbe;
+
+impl Guest for SocketProbe {
+    fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
+        let targets = targets(&invocation.config)?;
+        Ok(targets.iter().map(|a| verdict(a, "connect", connect(a))).collect())
+    }
+}
+
+export!(SocketProbe);
