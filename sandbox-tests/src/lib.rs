@@ -1,1 +1,108 @@
-//! Shared helpers live in the test files.
+//! Harness for the attack suite: a throwaway workspace, a pipeline written
+//! into it, and a real run through the `cleanroom` library with real
+//! components built from `guests/` by `scripts/build-plugins`.
+//!
+//! Each hostile guest is one behaviour, named for what it tries; [`GUESTS`]
+//! lists them all, and `every_guest_is_attacked_by_a_test` fails when a guest
+//! directory exists that is not listed (so a new guest cannot go untested).
+
+use std::path::{Path, PathBuf};
+
+use cleanroom::{RunOptions, RunReport, StepReport};
+
+/// Every guest in `guests/` (crates that build a component), each used by a test.
+pub const GUESTS: &[&str] = &[
+    "env_probe",
+    "memory_bomb",
+    "noop",
+    "noop_stage",
+    "output_flood",
+    "read_probe",
+    "socket_probe",
+    "spin_forever",
+    "write_probe",
+];
+
+/// The built component for guest `name`.
+///
+/// # Panics
+/// When it has not been built, with the command that builds it.
+pub fn guest(name: &str) -> PathBuf {
+    assert!(GUESTS.contains(&name), "guest `{name}` is not listed in GUESTS");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/build-plugins first", path.display());
+    path
+}
+
+/// A temporary workspace holding a pipeline and whatever files a test adds.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        Workspace { dir: tempfile::tempdir().expect("create a temp dir") }
+    }
+
+    /// Its root (canonical, so tests can compare host paths).
+    pub fn root(&self) -> PathBuf {
+        fs_err::canonicalize(self.dir.path()).expect("canonical temp dir")
+    }
+
+    /// Writes `contents` to the workspace-relative `rel`, creating parents.
+    pub fn file(&self, rel: &str, contents: &str) -> &Self {
+        let path = self.root().join(rel);
+        fs_err::create_dir_all(path.parent().expect("a parent")).expect("create parents");
+        fs_err::write(&path, contents).expect("write file");
+        self
+    }
+
+    /// Creates the workspace-relative directory `rel`.
+    pub fn dir(&self, rel: &str) -> &Self {
+        fs_err::create_dir_all(self.root().join(rel)).expect("create dir");
+        self
+    }
+
+    /// Reads the workspace-relative `rel`.
+    pub fn read(&self, rel: &str) -> String {
+        fs_err::read_to_string(self.root().join(rel)).expect("read file")
+    }
+
+    /// Writes `pipeline.toml` with a `[plugins]` table pointing at `guests`
+    /// (plugin name = guest name) followed by `steps`, and runs it.
+    ///
+    /// # Panics
+    /// When the pipeline does not validate: attacks must be run, not refused.
+    pub fn run(&self, guests: &[&str], steps: &str) -> RunReport {
+        let mut toml = String::from("[pipeline]\nname = \"attack\"\n\n[plugins]\n");
+        for name in guests {
+            toml.push_str(&format!("{name} = {:?}\n", guest(name).display().to_string()));
+        }
+        toml.push('\n');
+        toml.push_str(steps);
+        let pipeline = self.root().join("pipeline.toml");
+        fs_err::write(&pipeline, toml).expect("write pipeline");
+        let plan = cleanroom::load_plan(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{d}"));
+        cleanroom::run(&plan, &RunOptions { jobs: 2 }).unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
+    }
+}
+
+/// The report of step `id`.
+///
+/// # Panics
+/// When there is no such step.
+pub fn step<'r>(report: &'r RunReport, id: &str) -> &'r StepReport {
+    report.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step `{id}` in {report:#?}"))
+}
+
+/// `(rule, message)` of every finding of step `id`, for readable assertions.
+pub fn findings(report: &RunReport, id: &str) -> Vec<(String, String)> {
+    step(report, id).findings.iter().map(|f| (f.rule.clone(), f.message.clone())).collect()
+}

@@ -65,7 +65,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
     let plugins = load_plugins(plan, &sandbox)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.jobs.max(1))
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, format!("cannot start the scheduler: {e}"))))?;
     Ok(runtime.block_on(execute(plan, Arc::new(sandbox), plugins, options.jobs.max(1))))

@@ -46,6 +46,15 @@ impl StepKind {
         }
     }
 
+    /// `a check`, `a stage`, `an evaluator`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            StepKind::Check => "a check",
+            StepKind::Stage => "a stage",
+            StepKind::Evaluator => "an evaluator",
+        }
+    }
+
     fn world(self) -> World {
         match self {
             StepKind::Check => World::Check,
@@ -133,7 +142,7 @@ impl Plan {
                 diags.push(
                     Diagnostic::new(
                         Code::CR006,
-                        format!("step id `{}` is used by both a {kind} and a {}", d.id.get_ref(), d.kind),
+                        format!("step id `{}` is used by both {} and {}", d.id.get_ref(), kind.with_article(), d.kind.with_article()),
                     )
                     .at(here(d.id.span()))
                     .hint("step ids are unique across [check.*], [stage.*] and [evaluator.*]; rename one"),
@@ -151,7 +160,7 @@ impl Plan {
             let plugin = resolve_step_plugin(d, &plugins, manifest, &at_step, &here, &mut diags);
             if d.kind != StepKind::Check {
                 diags.push(
-                    Diagnostic::new(Code::CR016, format!("step `{id}` is a {}, which this version of cleanroom cannot run yet", d.kind))
+                    Diagnostic::new(Code::CR016, format!("step `{id}` is {}, which this version of cleanroom cannot run yet", d.kind.with_article()))
                         .at(at_step.clone())
                         .hint("only [check.*] steps run in this version; see docs/pipeline.md"),
                 );
@@ -369,8 +378,8 @@ fn resolve_step_plugin(
                 Diagnostic::new(
                     Code::CR012,
                     format!(
-                        "step `{id}` is a {} and needs a plugin exporting {wanted}, but plugin `{}` exports {}",
-                        d.kind,
+                        "step `{id}` is {} and needs a plugin exporting {wanted}, but plugin `{}` exports {}",
+                        d.kind.with_article(),
                         name.get_ref(),
                         info.world
                     ),

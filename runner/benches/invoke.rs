@@ -1,0 +1,83 @@
+//! Per-invocation overhead of a no-op check with a warm engine: fresh Store
+//! and WASI context, instantiate, call `check`, drop. Measured against
+//! fork+exec of `/bin/true` in the same run, as the cost of the cheapest
+//! unsandboxed hook a pre-commit-style runner can start.
+//!
+//! Run: `scripts/build-plugins && cargo bench -p cleanroom --bench invoke`
+//! (`INVOKE_ITERATIONS` sets the sample count, default 5000).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cleanroom::plan::{Grant, Limits};
+use cleanroom::sandbox::{Invocation, Sandbox};
+
+fn main() {
+    let iterations: usize = std::env::var("INVOKE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-tests/dist/noop.wasm");
+    let info = cleanroom::plugin::inspect(&wasm).expect("build sandbox-tests/dist/noop.wasm with scripts/build-plugins");
+    let sandbox = Sandbox::new().expect("engine");
+    let plugin = sandbox.load("noop", &info).expect("load noop");
+    let grant = Grant { mounts: Vec::new(), limits: Limits::default() };
+    let invocation = Invocation {
+        step: "noop".into(),
+        config: "{}".into(),
+        mounts: Vec::new(),
+        attempt: 1,
+        feedback: Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+
+    let wasm_samples = runtime.block_on(async {
+        for _ in 0..iterations / 10 {
+            sandbox.run_check(&plugin, &grant, &invocation).await.result.expect("noop passes");
+        }
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let started = Instant::now();
+            let outcome = sandbox.run_check(&plugin, &grant, &invocation).await;
+            samples.push(started.elapsed());
+            outcome.result.expect("noop passes");
+        }
+        samples
+    });
+
+    let spawn_iterations = (iterations / 5).max(200);
+    let mut spawn_samples = Vec::with_capacity(spawn_iterations);
+    for _ in 0..spawn_iterations {
+        let started = Instant::now();
+        let status = std::process::Command::new("/bin/true").status().expect("run /bin/true");
+        spawn_samples.push(started.elapsed());
+        assert!(status.success());
+    }
+
+    let wasm = Stats::of(wasm_samples);
+    let spawn = Stats::of(spawn_samples);
+    println!("| measurement | samples | median | p90 | p99 |");
+    println!("|---|---|---|---|---|");
+    println!("| no-op check invocation (cleanroom) | {} | {} | {} | {} |", wasm.n, us(wasm.median), us(wasm.p90), us(wasm.p99));
+    println!("| fork+exec /bin/true | {} | {} | {} | {} |", spawn.n, us(spawn.median), us(spawn.p90), us(spawn.p99));
+    println!(
+        "\nmedian ratio: /bin/true costs {:.1}x a no-op check invocation",
+        spawn.median.as_secs_f64() / wasm.median.as_secs_f64()
+    );
+}
+
+struct Stats {
+    n: usize,
+    median: Duration,
+    p90: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Stats { n: samples.len(), median: at(0.5), p90: at(0.9), p99: at(0.99) }
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}

@@ -1,0 +1,94 @@
+//! Integration tests: the real `cleanroom` binary on real components built
+//! from source (`scripts/build-plugins`), in throwaway workspaces.
+
+mod bad_input;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A built component: first-party plugins by name (`forbid_pattern`), test
+/// guests with a `guest:` prefix (`guest:noop`).
+pub fn component(name: &str) -> String {
+    let path = match name.strip_prefix("guest:") {
+        Some(guest) => repo().join("sandbox-tests/dist").join(format!("{guest}.wasm")),
+        None => repo().join("plugins/dist").join(format!("{name}.wasm")),
+    };
+    assert!(path.is_file(), "{} is missing: run scripts/build-plugins first", path.display());
+    path.display().to_string()
+}
+
+/// What one run of the binary did.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(output: Output) -> Ran {
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Parses stdout as the JSON report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
+    }
+}
+
+impl std::fmt::Debug for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH`.
+pub fn cleanroom(cwd: &Path, args: &[&str]) -> Ran {
+    let output = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run cleanroom");
+    Ran::from(output)
+}
+
+/// A throwaway workspace.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        Workspace { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, contents: &str) -> &Self {
+        let path = self.path().join(rel);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, contents).unwrap();
+        self
+    }
+
+    /// Writes `pipeline.toml` and runs `cleanroom ARGS pipeline.toml` in the workspace.
+    pub fn run(&self, pipeline: &str, args: &[&str]) -> Ran {
+        self.file("pipeline.toml", pipeline);
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("pipeline.toml");
+        cleanroom(self.path(), &all)
+    }
+}
