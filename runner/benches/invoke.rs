@@ -6,6 +6,8 @@
 //! Run: `scripts/build-plugins && cargo bench -p cleanroom --bench invoke`
 //! (`INVOKE_ITERATIONS` sets the sample count, default 5000).
 
+#![expect(clippy::print_stdout, reason = "a benchmark prints its table on stdout")]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,17 +17,13 @@ use cleanroom::sandbox::{Invocation, Sandbox};
 fn main() {
     let iterations: usize = std::env::var("INVOKE_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-tests/dist/noop.wasm");
-    let info = cleanroom::plugin::inspect(&wasm).expect("build sandbox-tests/dist/noop.wasm with scripts/build-plugins");
+    let info =
+        cleanroom::plugin::inspect(&wasm).expect("build sandbox-tests/dist/noop.wasm with scripts/build-plugins");
     let sandbox = Sandbox::new().expect("engine");
     let plugin = sandbox.load("noop", &info).expect("load noop");
-    let grant = Grant { mounts: Vec::new(), limits: Limits::default() };
-    let invocation = Invocation {
-        step: "noop".into(),
-        config: "{}".into(),
-        mounts: Vec::new(),
-        attempt: 1,
-        feedback: Vec::new(),
-    };
+    let grant = Grant::new(Vec::new(), Limits::default());
+    let invocation =
+        Invocation { step: "noop".into(), config: "{}".into(), mounts: Vec::new(), attempt: 1, feedback: Vec::new() };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
 
     let wasm_samples = runtime.block_on(async {
@@ -55,7 +53,13 @@ fn main() {
     let spawn = Stats::of(spawn_samples);
     println!("| measurement | samples | median | p90 | p99 |");
     println!("|---|---|---|---|---|");
-    println!("| no-op check invocation (cleanroom) | {} | {} | {} | {} |", wasm.n, us(wasm.median), us(wasm.p90), us(wasm.p99));
+    println!(
+        "| no-op check invocation (cleanroom) | {} | {} | {} | {} |",
+        wasm.n,
+        us(wasm.median),
+        us(wasm.p90),
+        us(wasm.p99)
+    );
     println!("| fork+exec /bin/true | {} | {} | {} | {} |", spawn.n, us(spawn.median), us(spawn.p90), us(spawn.p99));
     println!(
         "\nmedian ratio: /bin/true costs {:.1}x a no-op check invocation",

@@ -38,12 +38,23 @@ pub enum Command {
         /// Steps to run at once (default: the number of CPU cores).
         #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
+        /// Run native (`run = [...]`) steps even when the kernel cannot jail
+        /// them (no Landlock or no user namespaces). Unsafe for untrusted
+        /// programs: each such step is marked `unjailed` and warned about.
+        #[arg(long)]
+        allow_unjailed: bool,
     },
     /// Check a pipeline without running any plugin: TOML, ids, needs, mounts,
     /// plugin files, pins and worlds (plugins are compiled, not run).
     Validate {
         /// The pipeline file.
         pipeline: PathBuf,
+    },
+    /// Internal: confine this process as SPEC says and exec the program.
+    #[command(name = "__jail", hide = true)]
+    Jail {
+        /// The jail spec, as JSON.
+        spec: String,
     },
 }
 
@@ -73,16 +84,19 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_logging();
+    if !matches!(cli.command, Command::Jail { .. }) {
+        init_logging();
+    }
     match cli.command {
-        Command::Run { pipeline, format, jobs } => {
-            let mut options = RunOptions::default();
+        Command::Run { pipeline, format, jobs, allow_unjailed } => {
+            let mut options = RunOptions { allow_unjailed, ..RunOptions::default() };
             if let Some(jobs) = jobs {
                 options.jobs = usize::from(jobs);
             }
             run(&pipeline, format, &options)
         }
         Command::Validate { pipeline } => validate(&pipeline),
+        Command::Jail { spec } => crate::sandbox::jail::enter::main(&spec),
     }
 }
 
@@ -100,6 +114,13 @@ fn run(pipeline: &Path, format: Format, options: &RunOptions) -> i32 {
         Format::Json => report::json::render(&report),
     };
     out(&text);
+    for step in report.steps.iter().filter(|s| s.unjailed.is_some()) {
+        err(&format!(
+            "warning: step `{}` ran WITHOUT the kernel jail (--allow-unjailed): {}\n",
+            step.id,
+            step.unjailed.as_deref().unwrap_or_default()
+        ));
+    }
     if report.passed() {
         EXIT_OK
     } else {

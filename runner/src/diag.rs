@@ -47,6 +47,8 @@ pub enum Code {
     CR016,
     /// A step's table is incomplete or self-contradictory.
     CR017,
+    /// A `run` step's program cannot be found.
+    CR018,
 }
 
 impl fmt::Display for Code {

@@ -90,7 +90,8 @@ impl Workspace {
         let pipeline = self.root().join("pipeline.toml");
         fs_err::write(&pipeline, toml).expect("write pipeline");
         let plan = cleanroom::load_plan(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{d}"));
-        cleanroom::run(&plan, &RunOptions { jobs: 2 }).unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
+        cleanroom::run(&plan, &RunOptions { jobs: 2, ..RunOptions::default() })
+            .unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
     }
 }
 

@@ -175,7 +175,10 @@ fn plugin_of_the_wrong_world_is_refused_before_anything_runs() {
     let stage = sandbox_tests::guest("noop_stage");
     fs_err::write(
         &pipeline,
-        format!("[pipeline]\nname = \"x\"\n[plugins]\ns = {:?}\n[check.c]\nplugin = \"s\"\n", stage.display().to_string()),
+        format!(
+            "[pipeline]\nname = \"x\"\n[plugins]\ns = {:?}\n[check.c]\nplugin = \"s\"\n",
+            stage.display().to_string()
+        ),
     )
     .unwrap();
     let diags = cleanroom::load_plan(&pipeline).unwrap_err();

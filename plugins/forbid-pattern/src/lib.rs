@@ -43,18 +43,13 @@ impl Guest for ForbidPattern {
             return Err("config `patterns` is empty: list at least one regex".into());
         }
         let set = RegexSet::new(&config.patterns).map_err(|e| format!("invalid pattern: {e}"))?;
-        let regexes: Vec<regex::bytes::Regex> = set
-            .patterns()
-            .iter()
-            .map(|p| regex::bytes::Regex::new(p).expect("compiled in the set already"))
-            .collect();
+        let regexes: Vec<regex::bytes::Regex> =
+            set.patterns().iter().map(|p| regex::bytes::Regex::new(p).expect("compiled in the set already")).collect();
         let severity = match config.severity.as_deref() {
             None | Some("error") => Severity::Error,
             Some("warning") => Severity::Warning,
             Some("info") => Severity::Info,
-            Some(other) => {
-                return Err(format!("invalid severity `{other}`: use error, warning or info"))
-            }
+            Some(other) => return Err(format!("invalid severity `{other}`: use error, warning or info")),
         };
         let rule = config.rule.unwrap_or_else(|| "forbid-pattern".to_string());
         let files = Files::new(&config.include, &config.exclude)?;

@@ -57,9 +57,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size `{text}`: write a whole number and a unit, e.g. `1MiB`"))?;
+    let number: u64 =
+        digits.parse().map_err(|_| format!("invalid size `{text}`: write a whole number and a unit, e.g. `1MiB`"))?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1000,

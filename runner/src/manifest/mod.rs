@@ -92,6 +92,20 @@ impl PluginSource {
 pub struct StepTable {
     /// The `[plugins]` entry this step runs. Example: `plugin = "forbid-pattern"`.
     pub plugin: Option<Spanned<String>>,
+    /// A native program and its arguments, run in the kernel jail instead of
+    /// a plugin. Example: `run = ["cargo", "test", "--offline"]`.
+    pub run: Option<Spanned<Vec<String>>>,
+    /// Extra read-only host paths a `run` program needs (toolchains), absolute
+    /// or starting with `~/`. Example: `tools = ["~/.rustup", "~/.cargo/bin"]`.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// The only environment variables a `run` program sees, besides the
+    /// documented `PATH`, `HOME` and `TMPDIR` (which these override).
+    /// Example: `env = { RUSTUP_TOOLCHAIN = "stable" }`.
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    /// Whether a `run` program may use the network. Default `false`: it gets
+    /// a network namespace of its own with only a loopback that is down.
+    pub network: Option<Spanned<bool>>,
     /// Workspace-relative files or directories mounted read-only at
     /// `/<same path>`. Example: `read = ["src", "Cargo.toml"]`.
     #[serde(default)]
@@ -151,9 +165,10 @@ impl Manifest {
                 Some(span) => source.locate(span.start),
                 None => crate::diag::Location::Path(source.path().to_path_buf()),
             });
-            diagnostic.hint = Some(unknown_field_hint(&message).unwrap_or_else(|| {
-                "see docs/pipeline.md for the pipeline format".to_string()
-            }));
+            diagnostic.hint = Some(
+                unknown_field_hint(&message)
+                    .unwrap_or_else(|| "see docs/pipeline.md for the pipeline format".to_string()),
+            );
             diagnostic
         })
     }

@@ -27,10 +27,10 @@ impl TryFrom<toml::Value> for DurationSpec {
     fn try_from(value: toml::Value) -> Result<Self, String> {
         let text = match value {
             toml::Value::String(s) => s,
-            toml::Value::Integer(n) => {
-                return Err(format!("invalid duration `{n}`: give a unit, e.g. \"{n}s\""))
+            toml::Value::Integer(n) => return Err(format!("invalid duration `{n}`: give a unit, e.g. \"{n}s\"")),
+            other => {
+                return Err(format!("invalid duration: expected a string such as \"30s\", found {}", other.type_str()))
             }
-            other => return Err(format!("invalid duration: expected a string such as \"30s\", found {}", other.type_str())),
         };
         let duration = parse_duration(&text)?;
         if duration.is_zero() {
@@ -44,7 +44,8 @@ impl TryFrom<toml::Value> for DurationSpec {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration `{text}`: write a number and a unit (ms, s, m, h), e.g. \"30s\" or \"1m30s\"");
+    let bad =
+        || format!("invalid duration `{text}`: write a number and a unit (ms, s, m, h), e.g. \"30s\" or \"1m30s\"");
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());
@@ -78,9 +79,13 @@ impl TryFrom<toml::Value> for ByteSize {
             toml::Value::String(s) => s,
             toml::Value::Integer(n) if n > 0 => return Ok(ByteSize(n.unsigned_abs())),
             toml::Value::Integer(n) => return Err(format!("invalid size `{n}`: must be greater than zero")),
-            other => return Err(format!("invalid size: expected a string such as \"256MiB\", found {}", other.type_str())),
+            other => {
+                return Err(format!("invalid size: expected a string such as \"256MiB\", found {}", other.type_str()))
+            }
         };
-        let bad = || format!("invalid size `{text}`: write a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. \"256MiB\"");
+        let bad = || {
+            format!("invalid size `{text}`: write a number and a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. \"256MiB\"")
+        };
         let trimmed = text.trim();
         let digits = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
         let number: u64 = trimmed[..digits].parse().map_err(|_| bad())?;
@@ -105,11 +110,11 @@ impl TryFrom<toml::Value> for ByteSize {
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 {
+        if ms.is_multiple_of(3_600_000) {
             write!(f, "{}h", ms / 3_600_000)
-        } else if ms % 60_000 == 0 {
+        } else if ms.is_multiple_of(60_000) {
             write!(f, "{}m", ms / 60_000)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -121,7 +126,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= scale && n % scale == 0 {
+            if n >= scale && n.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", n / scale);
             }
         }

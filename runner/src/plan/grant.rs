@@ -4,6 +4,7 @@
 //! nothing else decides access. Defaults deny: no mounts, no environment, no
 //! network, and finite limits on time, memory and captured output.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,6 +25,21 @@ pub struct Grant {
     pub mounts: Vec<Mount>,
     /// Resource limits.
     pub limits: Limits,
+    /// Extra host paths a native program may read and execute (toolchains);
+    /// always empty for plugins.
+    pub tools: Vec<PathBuf>,
+    /// The complete environment of a native program (`PATH` and `HOME`
+    /// included; `TMPDIR` is added per run); always empty for plugins.
+    pub env: BTreeMap<String, String>,
+    /// Whether a native program may use the network; never for plugins.
+    pub network: bool,
+}
+
+impl Grant {
+    /// A grant of `mounts` and `limits` and nothing else.
+    pub fn new(mounts: Vec<Mount>, limits: Limits) -> Grant {
+        Grant { mounts, limits, tools: Vec::new(), env: BTreeMap::new(), network: false }
+    }
 }
 
 /// One file or directory of the workspace made visible to a step.
@@ -39,6 +55,11 @@ pub struct Mount {
     pub writable: bool,
     /// A directory (true) or a single file (false).
     pub is_dir: bool,
+    /// False when the path did not exist at planning time: a `write`
+    /// directory (created when the step's writes are committed, and only
+    /// then), or a `read` path that a step it needs writes (checked, and its
+    /// kind read, when the step runs).
+    pub exists: bool,
 }
 
 /// Finite resources for one invocation.

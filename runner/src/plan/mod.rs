@@ -7,6 +7,7 @@
 //! problems are collected before returning. The executor only ever sees a
 //! `Plan`; it never reads TOML.
 
+pub mod command;
 pub mod dag;
 pub mod grant;
 pub mod mounts;
@@ -85,6 +86,23 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+/// What a step executes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A WebAssembly plugin: the key into [`Plan::plugins`].
+    Plugin(String),
+    /// A native program run in the kernel jail.
+    Command {
+        /// The program, resolved on the step's `PATH`.
+        program: PathBuf,
+        /// Its arguments (without the program name).
+        args: Vec<String>,
+        /// The `run` list as written, for messages.
+        display: String,
+    },
+}
+
 /// One step, ready to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -92,8 +110,8 @@ pub struct Step {
     pub id: String,
     /// What it is for.
     pub kind: StepKind,
-    /// Key into [`Plan::plugins`].
-    pub plugin: String,
+    /// What it executes.
+    pub action: Action,
     /// Ids of steps that must pass first (each appears earlier in `steps`).
     pub needs: Vec<String>,
     /// Everything it may touch.
@@ -142,7 +160,12 @@ impl Plan {
                 diags.push(
                     Diagnostic::new(
                         Code::CR006,
-                        format!("step id `{}` is used by both {} and {}", d.id.get_ref(), kind.with_article(), d.kind.with_article()),
+                        format!(
+                            "step id `{}` is used by both {} and {}",
+                            d.id.get_ref(),
+                            kind.with_article(),
+                            d.kind.with_article()
+                        ),
                     )
                     .at(here(d.id.span()))
                     .hint("step ids are unique across [check.*], [stage.*] and [evaluator.*]; rename one"),
@@ -152,42 +175,10 @@ impl Plan {
         let index_of: BTreeMap<&str, usize> =
             declared.iter().enumerate().map(|(i, d)| (d.id.get_ref().0.as_str(), i)).collect();
 
-        let mut steps = Vec::with_capacity(declared.len());
-        let mut needs_index = Vec::with_capacity(declared.len());
+        // `needs` first: a read mount may name what an upstream stage writes.
+        let mut needs_index: Vec<Vec<usize>> = Vec::with_capacity(declared.len());
         for d in &declared {
             let id = &d.id.get_ref().0;
-            let at_step = here(d.id.span());
-            let plugin = resolve_step_plugin(d, &plugins, manifest, &at_step, &here, &mut diags);
-            if d.kind != StepKind::Check {
-                diags.push(
-                    Diagnostic::new(Code::CR016, format!("step `{id}` is {}, which this version of cleanroom cannot run yet", d.kind.with_article()))
-                        .at(at_step.clone())
-                        .hint("only [check.*] steps run in this version; see docs/pipeline.md"),
-                );
-            }
-            if d.kind == StepKind::Check {
-                if let Some(first) = d.table.write.first() {
-                    diags.push(
-                        Diagnostic::new(Code::CR009, format!("check `{id}` asks for `write`, but checks are read-only"))
-                            .at(here(first.span()))
-                            .hint("move the paths to `read`, or make the step a [stage.*] if it must change files"),
-                    );
-                }
-            }
-            let mut mounts: Vec<Mount> = Vec::new();
-            let requested = d.table.read.iter().map(|r| (r, false)).chain(d.table.write.iter().map(|w| (w, true)));
-            for (raw, writable) in requested {
-                match mounts::resolve(&workspace, raw.get_ref(), writable) {
-                    Ok(mount) => {
-                        if !mounts.iter().any(|m| m.rel == mount.rel && m.writable == mount.writable) {
-                            mounts.push(mount);
-                        }
-                    }
-                    Err(e) => diags.push(
-                        Diagnostic::new(e.code, format!("step `{id}`: {}", e.message)).at(here(raw.span())).hint(e.hint),
-                    ),
-                }
-            }
             let mut needs = Vec::new();
             let mut seen = BTreeSet::new();
             for need in &d.table.needs {
@@ -201,7 +192,10 @@ impl Plan {
                     None => {
                         let hint = match suggest(name, index_of.keys().copied()) {
                             Some(best) => format!("did you mean `{best}`?"),
-                            None => format!("steps in this pipeline: {}", index_of.keys().copied().collect::<Vec<_>>().join(", ")),
+                            None => format!(
+                                "steps in this pipeline: {}",
+                                index_of.keys().copied().collect::<Vec<_>>().join(", ")
+                            ),
                         };
                         diags.push(
                             Diagnostic::new(Code::CR004, format!("step `{id}` needs `{name}`, which is not a step"))
@@ -211,22 +205,72 @@ impl Plan {
                     }
                 }
             }
+            needs_index.push(needs);
+        }
+        let upstream_writes = upstream_writes(&declared, &needs_index);
+
+        let mut steps = Vec::with_capacity(declared.len());
+        for (i, d) in declared.iter().enumerate() {
+            let id = &d.id.get_ref().0;
+            let at_step = here(d.id.span());
+            if d.kind != StepKind::Stage {
+                if let Some(first) = d.table.write.first() {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::CR009,
+                            format!("{} `{id}` asks for `write`, but only stages may write", d.kind),
+                        )
+                        .at(here(first.span()))
+                        .hint("move the paths to `read`, or make the step a [stage.*] if it must change files"),
+                    );
+                }
+            }
+            let mut mounts: Vec<Mount> = Vec::new();
+            let requested = d.table.read.iter().map(|r| (r, false)).chain(d.table.write.iter().map(|w| (w, true)));
+            for (raw, writable) in requested {
+                let resolved = mounts::resolve(&workspace, raw.get_ref(), writable).or_else(|e| {
+                    let produced_upstream = e.code == Code::CR008
+                        && mounts::normalize(raw.get_ref())
+                            .is_some_and(|rel| upstream_writes[i].iter().any(|w| mounts::is_within(&rel, w)));
+                    if produced_upstream {
+                        Ok(mounts::not_yet_created(&workspace, raw.get_ref()))
+                    } else {
+                        Err(e)
+                    }
+                });
+                match resolved {
+                    Ok(mount) => {
+                        if !mounts.iter().any(|m| m.rel == mount.rel && m.writable == mount.writable) {
+                            mounts.push(mount);
+                        }
+                    }
+                    Err(e) => diags.push(
+                        Diagnostic::new(e.code, format!("step `{id}`: {}", e.message))
+                            .at(here(raw.span()))
+                            .hint(e.hint),
+                    ),
+                }
+            }
             let limits = Limits {
                 timeout: d.table.timeout.map_or(grant::DEFAULT_TIMEOUT, |t| t.0),
                 memory: d.table.memory.map_or(grant::DEFAULT_MEMORY, |m| m.0),
                 output: grant::DEFAULT_OUTPUT_CAP,
             };
+            let mut grant = Grant::new(mounts, limits);
+            let action = match &d.table.run {
+                Some(run) => resolve_command(d, run, &workspace, &mut grant, &here, &mut diags),
+                None => resolve_step_plugin(d, &plugins, manifest, &at_step, &here, &mut diags).map(Action::Plugin),
+            };
             let config = match &d.table.config {
                 Some(table) => toml_to_json(&toml::Value::Table(table.get_ref().clone())).to_string(),
                 None => "{}".to_string(),
             };
-            needs_index.push(needs);
             steps.push(Step {
                 id: id.clone(),
                 kind: d.kind,
-                plugin: plugin.unwrap_or_default(),
+                action: action.unwrap_or(Action::Plugin(String::new())),
                 needs: Vec::new(),
-                grant: Grant { mounts, limits },
+                grant,
                 config,
             });
         }
@@ -264,6 +308,29 @@ impl Plan {
     }
 }
 
+/// For each step, the normalised `write` paths of every step it needs,
+/// directly or not.
+fn upstream_writes(declared: &[Declared], needs: &[Vec<usize>]) -> Vec<Vec<String>> {
+    let own: Vec<Vec<String>> = declared
+        .iter()
+        .map(|d| d.table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())).collect())
+        .collect();
+    (0..declared.len())
+        .map(|start| {
+            let mut seen = BTreeSet::new();
+            let mut stack = needs[start].clone();
+            let mut writes = Vec::new();
+            while let Some(step) = stack.pop() {
+                if seen.insert(step) {
+                    writes.extend(own[step].iter().cloned());
+                    stack.extend(needs[step].iter().copied());
+                }
+            }
+            writes
+        })
+        .collect()
+}
+
 fn resolve_workspace(manifest: &Manifest, base_dir: &Path, source: &SourceMap) -> Result<PathBuf, Diagnostic> {
     let (joined, location) = match &manifest.pipeline.workspace {
         Some(ws) => (base_dir.join(ws.get_ref()), source.locate(ws.span().start)),
@@ -274,9 +341,12 @@ fn resolve_workspace(manifest: &Manifest, base_dir: &Path, source: &SourceMap) -
         Ok(path) => Err(Diagnostic::new(Code::CR015, format!("workspace `{}` is not a directory", path.display()))
             .at(location)
             .hint("`workspace` in [pipeline] names a directory, relative to the pipeline file")),
-        Err(e) => Err(Diagnostic::new(Code::CR015, format!("workspace `{}` cannot be used: {}", joined.display(), io_reason(&e)))
-            .at(location)
-            .hint("`workspace` in [pipeline] names a directory, relative to the pipeline file")),
+        Err(e) => Err(Diagnostic::new(
+            Code::CR015,
+            format!("workspace `{}` cannot be used: {}", joined.display(), io_reason(&e)),
+        )
+        .at(location)
+        .hint("`workspace` in [pipeline] names a directory, relative to the pipeline file")),
     }
 }
 
@@ -317,7 +387,10 @@ fn inspect_plugins(
                 diags.push(
                     Diagnostic::new(
                         Code::CR013,
-                        format!("plugin `{name}` does not match its pin: sha256 is {}, the pipeline expects {pin}", info.sha256),
+                        format!(
+                            "plugin `{name}` does not match its pin: sha256 is {}, the pipeline expects {pin}",
+                            info.sha256
+                        ),
                     )
                     .at(at.clone())
                     .hint("if the new file is trusted, update `sha256`; otherwise restore the pinned file"),
@@ -340,6 +413,85 @@ fn inspect_plugins(
     plugins
 }
 
+/// Checks a `run` step and fills in its grant's tools, environment and network.
+fn resolve_command(
+    d: &Declared,
+    run: &Spanned<Vec<String>>,
+    workspace: &Path,
+    grant: &mut Grant,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Action> {
+    let id = d.id.get_ref();
+    let at_run = here(run.span());
+    if d.table.plugin.is_some() {
+        diags.push(
+            Diagnostic::new(Code::CR017, format!("step `{id}` has both `plugin` and `run`"))
+                .at(at_run.clone())
+                .hint("a step runs either a plugin or a native program; split it into two steps"),
+        );
+    }
+    if let Some(config) = &d.table.config {
+        diags.push(
+            Diagnostic::new(
+                Code::CR009,
+                format!("step `{id}` has `config`, but `run` steps take their settings as arguments"),
+            )
+            .at(here(config.span()))
+            .hint("pass settings in `run` or `env`"),
+        );
+    }
+    if d.table.memory.is_some() {
+        diags.push(
+            Diagnostic::new(
+                Code::CR009,
+                format!("step `{id}` sets `memory`, which this version enforces only for plugins"),
+            )
+            .at(at_run.clone())
+            .hint("remove `memory`; native programs are bounded by `timeout` and the jail, not by a memory cap yet"),
+        );
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for raw in &d.table.tools {
+        match command::tool_path(raw.get_ref(), home.as_deref()) {
+            Ok(path) => grant.tools.push(path),
+            Err((code, message, hint)) => {
+                diags.push(Diagnostic::new(code, format!("step `{id}`: {message}")).at(here(raw.span())).hint(hint))
+            }
+        }
+    }
+    let granted = d.table.env.as_ref().map(|env| env.get_ref().clone()).unwrap_or_default();
+    for name in granted.keys() {
+        if let Err(message) = command::check_env_name(name) {
+            let at = d.table.env.as_ref().map_or(at_run.clone(), |env| here(env.span()));
+            diags.push(
+                Diagnostic::new(Code::CR002, format!("step `{id}`: {message}"))
+                    .at(at)
+                    .hint("use letters, digits and `_`"),
+            );
+        }
+    }
+    grant.env = command::environment(&grant.tools, &granted, home.as_deref());
+    grant.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    let Some(name) = run.get_ref().first() else {
+        diags.push(
+            Diagnostic::new(Code::CR017, format!("step `{id}` has an empty `run`"))
+                .at(at_run)
+                .hint("write the program and its arguments, e.g. `run = [\"cargo\", \"test\"]`"),
+        );
+        return None;
+    };
+    match command::find_program(name, &grant.env["PATH"], workspace) {
+        Ok(program) => {
+            Some(Action::Command { program, args: run.get_ref()[1..].to_vec(), display: run.get_ref().join(" ") })
+        }
+        Err((code, message, hint)) => {
+            diags.push(Diagnostic::new(code, format!("step `{id}`: {message}")).at(at_run).hint(hint));
+            None
+        }
+    }
+}
+
 fn resolve_step_plugin(
     d: &Declared,
     plugins: &BTreeMap<String, PluginInfo>,
@@ -349,11 +501,36 @@ fn resolve_step_plugin(
     diags: &mut Diagnostics,
 ) -> Option<String> {
     let id = d.id.get_ref();
+    let command_only = [
+        d.table.tools.first().map(|t| ("tools", t.span())),
+        d.table.env.as_ref().map(|e| ("env", e.span())),
+        d.table.network.as_ref().map(|n| ("network", n.span())),
+    ];
+    for (key, span) in command_only.into_iter().flatten() {
+        diags.push(
+            Diagnostic::new(Code::CR009, format!("step `{id}` sets `{key}`, which applies only to `run` steps"))
+                .at(here(span))
+                .hint("plugins get no environment, tools or network; remove the key"),
+        );
+    }
+    if d.kind != StepKind::Check {
+        diags.push(
+            Diagnostic::new(
+                Code::CR016,
+                format!(
+                    "step `{id}` is {} plugin, which this version of cleanroom cannot run yet",
+                    d.kind.with_article()
+                ),
+            )
+            .at(at_step.clone())
+            .hint("only [check.*] plugins run in this version; stages and evaluators may use `run` for now"),
+        );
+    }
     let Some(name) = &d.table.plugin else {
         diags.push(
-            Diagnostic::new(Code::CR017, format!("step `{id}` has no `plugin`"))
+            Diagnostic::new(Code::CR017, format!("step `{id}` has neither `plugin` nor `run`"))
                 .at(at_step.clone())
-                .hint("add `plugin = \"<name>\"` naming an entry of [plugins]"),
+                .hint("add `plugin = \"<name>\"` naming an entry of [plugins], or `run = [\"program\", ...]`"),
         );
         return None;
     };
@@ -365,9 +542,12 @@ fn resolve_step_plugin(
             None => "add it to [plugins] as `name = \"path/to/plugin.wasm\"`".to_string(),
         };
         diags.push(
-            Diagnostic::new(Code::CR003, format!("step `{id}` uses plugin `{}`, which [plugins] does not define", name.get_ref()))
-                .at(here(name.span()))
-                .hint(hint),
+            Diagnostic::new(
+                Code::CR003,
+                format!("step `{id}` uses plugin `{}`, which [plugins] does not define", name.get_ref()),
+            )
+            .at(here(name.span()))
+            .hint(hint),
         );
         return None;
     }

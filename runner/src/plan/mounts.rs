@@ -39,26 +39,13 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
             "write the path relative to the workspace root, e.g. `src`",
         ));
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for component in Path::new(raw).components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return Err(outside(
-                        format!("mount `{raw}` escapes the workspace through `..`"),
-                        "mount only paths inside the workspace; set `workspace` in [pipeline] to widen it",
-                    ));
-                }
-            }
-            Component::Normal(part) => match part.to_str() {
-                Some(part) => parts.push(part),
-                None => return Err(outside(format!("mount `{raw}` is not valid UTF-8"), "rename the path")),
-            },
-            Component::RootDir | Component::Prefix(_) => unreachable!("absolute paths were rejected above"),
-        }
-    }
-    let rel = if parts.is_empty() { ".".to_string() } else { parts.join("/") };
+    let Some(rel) = normalize(raw) else {
+        return Err(outside(
+            format!("mount `{raw}` escapes the workspace through `..`"),
+            "mount only paths inside the workspace; set `workspace` in [pipeline] to widen it",
+        ));
+    };
+    let parts: Vec<&str> = if rel == "." { Vec::new() } else { rel.split('/').collect() };
     if parts.first() == Some(&RUN_DIR) {
         return Err(outside(
             format!("mount `{raw}` names the run directory `{RUN_DIR}/`, which no step may see"),
@@ -68,6 +55,11 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
     let lexical = workspace.join(&rel);
     let host = match fs_err::canonicalize(&lexical) {
         Ok(host) => host,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && writable && fs_err::symlink_metadata(&lexical).is_err() =>
+        {
+            return resolve_missing_write(workspace, raw, &parts);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dangling = fs_err::symlink_metadata(&lexical).is_ok();
             let message = if dangling {
@@ -97,7 +89,61 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
     }
     let is_dir = fs_err::metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
     let guest = if rel == "." { "/".to_string() } else { format!("/{rel}") };
-    Ok(Mount { rel, host, guest, writable, is_dir })
+    Ok(Mount { rel, host, guest, writable, is_dir, exists: true })
+}
+
+/// `raw` normalised lexically (`./src/../docs` -> `docs`, `.` for the
+/// root), or `None` if it is absolute or climbs out of the workspace.
+pub fn normalize(raw: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for component in Path::new(raw).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(if parts.is_empty() { ".".to_string() } else { parts.join("/") })
+}
+
+/// Whether normalised `path` is `dir` or below it.
+pub fn is_within(path: &str, dir: &str) -> bool {
+    dir == "." || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A read mount of a path an upstream step writes, which does not exist yet:
+/// checked again when the step runs. `raw` must be normalisable.
+pub fn not_yet_created(workspace: &Path, raw: &str) -> Mount {
+    let rel = normalize(raw).unwrap_or_else(|| ".".to_string());
+    let guest = if rel == "." { "/".to_string() } else { format!("/{rel}") };
+    Mount { host: workspace.join(&rel), rel, guest, writable: false, is_dir: true, exists: false }
+}
+
+/// A `write` directory that does not exist yet: its nearest existing ancestor
+/// must be a directory inside the workspace; the directory itself is created
+/// only when the step's writes are committed.
+fn resolve_missing_write(workspace: &Path, raw: &str, parts: &[&str]) -> Result<Mount, MountError> {
+    for existing in (0..parts.len()).rev() {
+        let Ok(ancestor) = fs_err::canonicalize(workspace.join(parts[..existing].join("/"))) else { continue };
+        if !ancestor.starts_with(workspace) || !ancestor.is_dir() {
+            break;
+        }
+        if ancestor.strip_prefix(workspace).is_ok_and(|inner| inner.starts_with(RUN_DIR)) {
+            break;
+        }
+        let host = parts[existing..].iter().fold(ancestor, |path, part| path.join(part));
+        let rel = parts.join("/");
+        let guest = format!("/{rel}");
+        return Ok(Mount { rel, host, guest, writable: true, is_dir: true, exists: false });
+    }
+    Err(MountError {
+        code: Code::CR007,
+        message: format!("write mount `{raw}` cannot be created inside the workspace"),
+        hint: "write to a directory inside the workspace".into(),
+    })
 }
 
 #[cfg(test)]
@@ -138,6 +184,24 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
         let err = resolve(&root, "link", false).unwrap_err();
         assert!(err.message.contains("through a symlink"), "{}", err.message);
+    }
+
+    #[test]
+    fn missing_write_directory_is_created_later_but_missing_read_is_refused() {
+        let (_dir, root) = workspace();
+        let mount = resolve(&root, "build/out", true).unwrap();
+        assert!(!mount.exists && mount.is_dir && mount.writable);
+        assert_eq!(mount.host, root.join("build/out"));
+        assert!(!root.join("build").exists(), "planning must not create anything");
+        assert_eq!(resolve(&root, "build/out", false).unwrap_err().code, Code::CR008);
+    }
+
+    #[test]
+    fn normalize_and_within() {
+        assert_eq!(normalize("./a/../b/c").as_deref(), Some("b/c"));
+        assert_eq!(normalize("../x"), None);
+        assert!(is_within("build/app.wasm", "build") && is_within("build", "build") && is_within("x", "."));
+        assert!(!is_within("buildx", "build"));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crate::report::{FindingReport, RunReport, StepReport, StepStatus};
 
 /// Findings listed per step before the rest are counted instead.
 pub const MAX_FINDINGS_SHOWN: usize = 50;
-/// Lines of stderr shown under a step that errored.
-const STDERR_TAIL_LINES: usize = 5;
+/// Lines of output shown under a step that failed or errored.
+const OUTPUT_TAIL_LINES: usize = 5;
 
 /// Renders `report` as text for a terminal.
 pub fn render(report: &RunReport) -> String {
@@ -20,8 +20,8 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(out, "{}", step_line(step, width));
     }
     for step in &report.steps {
-        let tail = stderr_tail(step);
-        if step.findings.is_empty() && tail.is_empty() {
+        let tail = output_tail(step);
+        if step.findings.is_empty() && tail.is_empty() && step.changes.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n{}:", step.id);
@@ -36,10 +36,13 @@ pub fn render(report: &RunReport) -> String {
             );
         }
         if !tail.is_empty() {
-            let _ = writeln!(out, "  stderr (last lines):");
+            let _ = writeln!(out, "  output (last lines):");
             for line in tail {
                 let _ = writeln!(out, "  | {line}");
             }
+        }
+        for change in &step.changes {
+            let _ = writeln!(out, "  {change}");
         }
     }
     let _ = writeln!(out, "\n{}", summary_line(report));
@@ -51,12 +54,15 @@ fn step_line(step: &StepReport, width: usize) -> String {
     let detail = match step.status {
         StepStatus::Failed => plural(step.error_count(), "finding"),
         StepStatus::Passed if !step.findings.is_empty() => plural(step.findings.len(), "note"),
+        StepStatus::Passed if !step.changes.is_empty() => plural(step.changes.len(), "change"),
         StepStatus::Passed => String::new(),
         StepStatus::Error | StepStatus::Skipped => step.reason.clone().unwrap_or_default(),
     };
-    let time = if step.status == StepStatus::Skipped { String::new() } else { format!("({})", duration(step.duration)) };
+    let time =
+        if step.status == StepStatus::Skipped { String::new() } else { format!("({})", duration(step.duration)) };
     let mut line = format!("{} {dots} {:<7}", step.id, step.status.as_str());
-    for part in [detail, time] {
+    let unjailed = if step.unjailed.is_some() { "UNJAILED".to_string() } else { String::new() };
+    for part in [detail, unjailed, time] {
         if !part.is_empty() {
             line.push_str("  ");
             line.push_str(&part);
@@ -81,12 +87,15 @@ fn finding_line(f: &FindingReport) -> String {
     }
 }
 
-fn stderr_tail(step: &StepReport) -> Vec<&str> {
-    if step.status != StepStatus::Error {
+/// The last lines of stderr (or of stdout, when stderr is empty) of a step
+/// that failed or errored.
+fn output_tail(step: &StepReport) -> Vec<&str> {
+    if !matches!(step.status, StepStatus::Failed | StepStatus::Error) {
         return Vec::new();
     }
-    let lines: Vec<&str> = step.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].to_vec()
+    let text = if step.stderr.trim().is_empty() { &step.stdout } else { &step.stderr };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].to_vec()
 }
 
 fn summary_line(report: &RunReport) -> String {
@@ -124,7 +133,11 @@ mod tests {
     use crate::plan::StepKind;
 
     fn step(id: &str, status: StepStatus) -> StepReport {
-        StepReport { status, duration: Duration::from_millis(34), ..StepReport::skipped(id, StepKind::Check, String::new()) }
+        StepReport {
+            status,
+            duration: Duration::from_millis(34),
+            ..StepReport::skipped(id, StepKind::Check, String::new())
+        }
     }
 
     #[test]
@@ -139,7 +152,8 @@ mod tests {
             line: Some(3),
             column: Some(5),
         });
-        let report = RunReport::new("p".into(), Duration::from_millis(40), vec![failed, step("ok", StepStatus::Passed)]);
+        let report =
+            RunReport::new("p".into(), Duration::from_millis(40), vec![failed, step("ok", StepStatus::Passed)]);
         let text = render(&report);
         assert!(text.starts_with("no-stubs ............... failed   1 finding  (34 ms)\n"), "{text}");
         assert!(text.contains("\nno-stubs:\n  src/a.rs:3:5: forbid-pattern `panic!(` matches\n"), "{text}");

@@ -79,6 +79,11 @@ pub struct StepReport {
     pub stderr: String,
     /// Bytes of output dropped past the cap (stdout + stderr).
     pub output_dropped_bytes: u64,
+    /// Workspace files a stage changed: `+ path` written, `- path` removed.
+    pub changes: Vec<String>,
+    /// Set when a native step ran without the kernel jail
+    /// (`--allow-unjailed`), with the reason the jail could not be set up.
+    pub unjailed: Option<String>,
 }
 
 impl StepReport {
@@ -94,6 +99,8 @@ impl StepReport {
             stdout: String::new(),
             stderr: String::new(),
             output_dropped_bytes: 0,
+            changes: Vec::new(),
+            unjailed: None,
         }
     }
 

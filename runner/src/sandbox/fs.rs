@@ -33,7 +33,8 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
     let dir_guests: Vec<&str> = mounts.iter().filter(|m| m.is_dir).map(|m| m.guest.as_str()).collect();
     let mut files_by_parent: BTreeMap<String, Vec<&Mount>> = BTreeMap::new();
     for mount in mounts {
-        let mount_error = |e: &dyn std::fmt::Display| SandboxError::Mount { path: mount.rel.clone(), reason: e.to_string() };
+        let mount_error =
+            |e: &dyn std::fmt::Display| SandboxError::Mount { path: mount.rel.clone(), reason: e.to_string() };
         if mount.is_dir {
             let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| mount_error(&e))?;

@@ -14,6 +14,7 @@
 //!   host call ([`limits`]).
 
 pub mod fs;
+pub mod jail;
 pub mod limits;
 pub mod output;
 
@@ -70,6 +71,8 @@ pub enum Failure {
     Plugin(String),
     /// The host could not set the invocation up.
     Host(String),
+    /// The kernel jail for a native program could not be set up.
+    Jail(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -81,6 +84,7 @@ impl std::fmt::Display for Failure {
             Failure::Trap(reason) => write!(f, "crashed: {reason}"),
             Failure::Plugin(message) => write!(f, "plugin error: {message}"),
             Failure::Host(reason) => write!(f, "could not be run: {reason}"),
+            Failure::Jail(reason) => write!(f, "could not be jailed, so it did not run: {reason}"),
         }
     }
 }
@@ -168,7 +172,12 @@ impl Sandbox {
     }
 
     /// Runs a check plugin once in a fresh Store built from `grant`.
-    pub async fn run_check(&self, plugin: &LoadedPlugin, grant: &Grant, invocation: &Invocation) -> Outcome<Vec<Finding>> {
+    pub async fn run_check(
+        &self,
+        plugin: &LoadedPlugin,
+        grant: &Grant,
+        invocation: &Invocation,
+    ) -> Outcome<Vec<Finding>> {
         let started = Instant::now();
         let stdout = CappedPipe::new(grant.limits.output);
         let stderr = CappedPipe::new(grant.limits.output);
@@ -209,7 +218,12 @@ impl Sandbox {
     }
 
     /// A Store with exactly what `grant` allows; see the module docs for defaults.
-    fn store(&self, grant: &Grant, stdout: &CappedPipe, stderr: &CappedPipe) -> Result<(Store<StepState>, fs::Staging), Failure> {
+    fn store(
+        &self,
+        grant: &Grant,
+        stdout: &CappedPipe,
+        stderr: &CappedPipe,
+    ) -> Result<(Store<StepState>, fs::Staging), Failure> {
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdout(stdout.clone())
@@ -244,7 +258,9 @@ fn classify_trap(error: &wasmtime::Error, state: &StepState, grant: &Grant) -> F
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Timeout(grant.limits.timeout),
         Some(Trap::StackOverflow) => Failure::Trap("stack overflow".into()),
-        Some(Trap::UnreachableCodeReached) => Failure::Trap("the plugin panicked or aborted (unreachable executed)".into()),
+        Some(Trap::UnreachableCodeReached) => {
+            Failure::Trap("the plugin panicked or aborted (unreachable executed)".into())
+        }
         Some(trap) => Failure::Trap(trap.to_string()),
         None => Failure::Trap(first_line(&format!("{error:#}"))),
     }

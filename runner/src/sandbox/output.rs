@@ -17,6 +17,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 #[derive(Debug, Clone)]
 pub struct CappedPipe {
     inner: Arc<Mutex<Captured>>,
+    cap: usize,
 }
 
 /// What a [`CappedPipe`] holds.
@@ -26,14 +27,13 @@ pub struct Captured {
     pub bytes: Vec<u8>,
     /// How many bytes were dropped after the cap was reached.
     pub dropped: u64,
-    cap: usize,
 }
 
 impl CappedPipe {
     /// A pipe keeping at most `cap` bytes.
     pub fn new(cap: u64) -> Self {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-        CappedPipe { inner: Arc::new(Mutex::new(Captured { cap, ..Captured::default() })) }
+        CappedPipe { inner: Arc::new(Mutex::new(Captured::default())), cap }
     }
 
     /// What was captured so far.
@@ -49,7 +49,7 @@ impl CappedPipe {
 
     fn append(&self, buf: &[u8]) {
         let mut captured = self.lock();
-        let room = captured.cap.saturating_sub(captured.bytes.len());
+        let room = self.cap.saturating_sub(captured.bytes.len());
         let kept = room.min(buf.len());
         captured.bytes.extend_from_slice(&buf[..kept]);
         captured.dropped += (buf.len() - kept) as u64;

@@ -53,7 +53,10 @@ fn unknown_plugin_is_named_with_a_suggestion() {
 #[test]
 fn unknown_needs_id_is_named() {
     let ws = Workspace::new();
-    let ran = refused(&ws, &with_noop("[check.build]\nplugin = \"noop\"\n[check.lint]\nplugin = \"noop\"\nneeds = [\"biuld\"]\n"));
+    let ran = refused(
+        &ws,
+        &with_noop("[check.build]\nplugin = \"noop\"\n[check.lint]\nplugin = \"noop\"\nneeds = [\"biuld\"]\n"),
+    );
     assert_says(&ran, "CR004", "pipeline.toml:11:10", "step `lint` needs `biuld`, which is not a step");
     assert!(ran.stderr.contains("did you mean `build`?"), "{ran:?}");
 }
@@ -103,7 +106,12 @@ fn mount_escaping_through_a_symlink_is_refused() {
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), ws.path().join("elsewhere")).unwrap();
     let ran = refused(&ws, &with_noop("[check.a]\nplugin = \"noop\"\nread = [\"elsewhere\"]\n"));
-    assert_says(&ran, "CR007", "pipeline.toml:9:9", "mount `elsewhere` resolves outside the workspace through a symlink");
+    assert_says(
+        &ran,
+        "CR007",
+        "pipeline.toml:9:9",
+        "mount `elsewhere` resolves outside the workspace through a symlink",
+    );
 }
 
 #[test]
@@ -111,7 +119,7 @@ fn write_on_a_check_is_refused() {
     let ws = Workspace::new();
     ws.file("out/x", "");
     let ran = refused(&ws, &with_noop("[check.a]\nplugin = \"noop\"\nwrite = [\"out\"]\n"));
-    assert_says(&ran, "CR009", "pipeline.toml:9:10", "check `a` asks for `write`, but checks are read-only");
+    assert_says(&ran, "CR009", "pipeline.toml:9:10", "check `a` asks for `write`, but only stages may write");
 }
 
 #[test]
@@ -144,7 +152,8 @@ fn truncated_component_is_refused() {
 #[test]
 fn missing_plugin_file_says_how_to_build_it() {
     let ws = Workspace::new();
-    let ran = refused(&ws, "[pipeline]\nname = \"t\"\n[plugins]\ngone = \"dist/gone.wasm\"\n[check.a]\nplugin = \"gone\"\n");
+    let ran =
+        refused(&ws, "[pipeline]\nname = \"t\"\n[plugins]\ngone = \"dist/gone.wasm\"\n[check.a]\nplugin = \"gone\"\n");
     assert_says(&ran, "CR010", "pipeline.toml:4:8", "cannot read plugin file");
     assert!(ran.stderr.contains("scripts/build-plugins"), "{ran:?}");
 }
@@ -152,7 +161,10 @@ fn missing_plugin_file_says_how_to_build_it() {
 #[test]
 fn plugin_of_another_world_says_which_world_it_has() {
     let ws = Workspace::new();
-    let pipeline = format!("[pipeline]\nname = \"t\"\n[plugins]\ns = {:?}\n[check.a]\nplugin = \"s\"\n", component("guest:noop_stage"));
+    let pipeline = format!(
+        "[pipeline]\nname = \"t\"\n[plugins]\ns = {:?}\n[check.a]\nplugin = \"s\"\n",
+        component("guest:noop_stage")
+    );
     let ran = refused(&ws, &pipeline);
     assert_says(
         &ran,
@@ -200,10 +212,7 @@ fn bad_duration_and_size_point_at_the_value() {
 #[test]
 fn several_problems_are_all_reported_at_once() {
     let ws = Workspace::new();
-    let ran = refused(
-        &ws,
-        &with_noop("[check.a]\nplugin = \"nope\"\nread = [\"missing\"]\nneeds = [\"ghost\"]\n"),
-    );
+    let ran = refused(&ws, &with_noop("[check.a]\nplugin = \"nope\"\nread = [\"missing\"]\nneeds = [\"ghost\"]\n"));
     for code in ["CR003", "CR008", "CR004"] {
         assert!(ran.stderr.contains(&format!("error[{code}]")), "{code}: {ran:?}");
     }

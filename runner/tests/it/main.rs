@@ -2,6 +2,7 @@
 //! from source (`scripts/build-plugins`), in throwaway workspaces.
 
 mod bad_input;
+mod native;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +42,8 @@ impl Ran {
 
     /// Parses stdout as the JSON report.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
     }
 }
 
@@ -51,13 +53,15 @@ impl std::fmt::Debug for Ran {
     }
 }
 
-/// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH`.
+/// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH` and
+/// `HOME` (which `~/` in `tools` needs).
 pub fn cleanroom(cwd: &Path, args: &[&str]) -> Ran {
     let output = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
         .args(args)
         .current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::var_os("HOME").unwrap_or_default())
         .output()
         .expect("run cleanroom");
     Ran::from(output)
@@ -68,9 +72,15 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Workspace {
+    fn default() -> Self {
+        Workspace { dir: tempfile::tempdir().unwrap() }
+    }
+}
+
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace { dir: tempfile::tempdir().unwrap() }
+        Workspace::default()
     }
 
     pub fn path(&self) -> &Path {

@@ -36,7 +36,10 @@ fn human_output_lists_steps_then_findings_then_a_summary() {
     assert!(lines[0].starts_with("no-stubs ............... failed   2 findings  ("), "{ran:?}");
     assert!(lines[1].starts_with("env-example ............ failed   1 finding  ("), "{ran:?}");
     assert_eq!(lines[2], "docs-present ........... skipped  needs `env-example`, which did not pass");
-    assert!(ran.stdout.contains("\n  src/main.rs:7:5: forbid-pattern `todo!(` matches forbidden pattern `todo!\\(`\n"), "{ran:?}");
+    assert!(
+        ran.stdout.contains("\n  src/main.rs:7:5: forbid-pattern `todo!(` matches forbidden pattern `todo!\\(`\n"),
+        "{ran:?}"
+    );
     assert!(lines.last().unwrap().starts_with("failed: 2 failed, 1 skipped in "), "{ran:?}");
     assert!(ran.stderr.is_empty(), "{ran:?}");
 }
@@ -77,7 +80,15 @@ fn first_party_plugins_find_exactly_the_planted_problems() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| format!("{}:{}:{} {}", f["path"].as_str().unwrap_or("-"), f["line"], f["column"], f["message"].as_str().unwrap()))
+            .map(|f| {
+                format!(
+                    "{}:{}:{} {}",
+                    f["path"].as_str().unwrap_or("-"),
+                    f["line"],
+                    f["column"],
+                    f["message"].as_str().unwrap()
+                )
+            })
             .collect()
     };
     assert_eq!(findings(0), ["src/b.rs:2:6 `todo!(` matches forbidden pattern `todo!\\(`"]);

@@ -2,7 +2,6 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
-
 struct MemoryBomb;
 
 impl Guest for MemoryBomb {

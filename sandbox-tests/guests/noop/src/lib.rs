@@ -2,7 +2,6 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
-
 struct Noop;
 
 impl Guest for Noop {

@@ -2,7 +2,6 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "stage" });
 
-
 struct NoopStage;
 
 impl Guest for NoopStage {

@@ -14,10 +14,8 @@ fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> 
 fn read(path: &str) -> Result<String, std::io::Error> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
-        let names: Vec<String> = std::fs::read_dir(path)?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> =
+            std::fs::read_dir(path)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         Ok(format!("listed {}", names.join(",")))
     } else {
         let bytes = std::fs::read(path)?;

@@ -12,7 +12,6 @@ fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> 
     Finding { rule: attempt.rule.into(), severity, message: attempt.message, path: None, line: None, column: None }
 }
 
-
 fn append(path: &str) -> Result<String, std::io::Error> {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     file.write_all(b"written by write_probe\n")?;

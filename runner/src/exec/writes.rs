@@ -1,0 +1,273 @@
+//! Transactional writes: a step changes a private copy of its `write`
+//! mounts, and the workspace changes only when the step succeeds.
+//!
+//! [`stage`] copies each writable mount into a fresh temporary directory
+//! (regular files and directories; symlinks are neither copied nor ever
+//! touched) and remembers what it copied. [`Staged::commit`] applies the
+//! difference to the workspace: new or changed files are written to a
+//! temporary name beside their destination and renamed over it, so each file
+//! is either fully old or fully new even if the runner dies mid-commit; files
+//! and directories the step deleted are removed. Dropping a [`Staged`]
+//! without committing discards everything.
+//!
+//! Both sides are read and written through cap-std `Dir`s, never ambient
+//! paths: a symlink the step planted in its output cannot redirect the host
+//! to a file outside the mount.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, PermissionsExt};
+use sha2::{Digest, Sha256};
+
+use crate::plan::Mount;
+
+/// What a staged file looked like when it was copied, to detect changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Dir,
+    File { sha256: [u8; 32], mode: u32 },
+}
+
+/// One writable mount and its private copy.
+#[derive(Debug)]
+struct StagedMount {
+    mount: Mount,
+    copy: tempfile::TempDir,
+    initial: BTreeMap<PathBuf, Entry>,
+}
+
+/// The private copies of a step's writable mounts.
+#[derive(Debug, Default)]
+pub struct Staged {
+    mounts: Vec<StagedMount>,
+}
+
+/// What a commit changed, as workspace-relative paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Files created or rewritten.
+    pub written: Vec<String>,
+    /// Files and directories removed.
+    pub removed: Vec<String>,
+    /// Symlinks the step created, which are not applied.
+    pub ignored_links: Vec<String>,
+}
+
+/// Copies every writable mount in `mounts` into a private directory.
+///
+/// # Errors
+/// An I/O error naming the mount that could not be copied.
+pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
+    let mut staged = Staged::default();
+    for mount in mounts.iter().filter(|m| m.writable) {
+        let copy = tempfile::Builder::new().prefix("cleanroom-stage-").tempdir()?;
+        let mut initial = BTreeMap::new();
+        if mount.exists {
+            let source = open(&mount.host)?;
+            let target = open(copy.path())?;
+            copy_tree(&source, &target, Path::new(""), &mut initial)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot stage `{}`: {e}", mount.rel)))?;
+        }
+        staged.mounts.push(StagedMount { mount: mount.clone(), copy, initial });
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// `(private copy, workspace path)` for each staged mount, for the jail
+    /// to mount the copy where the program expects the workspace path.
+    pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.mounts.iter().map(|m| (m.copy.path().to_path_buf(), m.mount.host.clone())).collect()
+    }
+
+    /// Applies the private copies' changes to the workspace.
+    ///
+    /// # Errors
+    /// An I/O error naming the file that could not be written; files already
+    /// committed stay committed, each one whole.
+    pub fn commit(self) -> io::Result<Changes> {
+        let mut changes = Changes::default();
+        for staged in &self.mounts {
+            fs_err::create_dir_all(&staged.mount.host)?;
+            let workspace = open(&staged.mount.host)?;
+            let copy = open(staged.copy.path())?;
+            let prefix = if staged.mount.rel == "." { String::new() } else { format!("{}/", staged.mount.rel) };
+            let mut seen = BTreeSet::new();
+            apply_tree(&copy, &workspace, Path::new(""), &staged.initial, &mut seen, &prefix, &mut changes)?;
+            // Deepest first, so a removed directory's files are counted before it.
+            for (path, entry) in staged.initial.iter().rev() {
+                if seen.contains(path) {
+                    continue;
+                }
+                let removed = match entry {
+                    Entry::Dir => workspace.remove_dir_all(path),
+                    Entry::File { .. } => workspace.remove_file(path),
+                };
+                match removed {
+                    Ok(()) => changes.removed.push(format!("{prefix}{}", path.display())),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        changes.written.sort();
+        changes.removed.sort();
+        changes.ignored_links.sort();
+        Ok(changes)
+    }
+}
+
+fn open(path: &Path) -> io::Result<Dir> {
+    Dir::open_ambient_dir(path, ambient_authority())
+}
+
+fn copy_tree(source: &Dir, target: &Dir, rel: &Path, initial: &mut BTreeMap<PathBuf, Entry>) -> io::Result<()> {
+    for entry in source.entries()? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let path = rel.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            target.create_dir(&name)?;
+            initial.insert(path.clone(), Entry::Dir);
+            copy_tree(&source.open_dir(&name)?, &target.open_dir(&name)?, &path, initial)?;
+        } else if kind.is_file() {
+            let bytes = source.read(&name)?;
+            let mode = source.symlink_metadata(&name)?.permissions().mode();
+            target.write(&name, &bytes)?;
+            target.set_permissions(&name, cap_std::fs::Permissions::from_mode(mode))?;
+            initial.insert(path, Entry::File { sha256: Sha256::digest(&bytes).into(), mode });
+        }
+    }
+    Ok(())
+}
+
+fn apply_tree(
+    copy: &Dir,
+    workspace: &Dir,
+    rel: &Path,
+    initial: &BTreeMap<PathBuf, Entry>,
+    seen: &mut BTreeSet<PathBuf>,
+    prefix: &str,
+    changes: &mut Changes,
+) -> io::Result<()> {
+    for entry in copy.entries()? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let path = rel.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if initial.get(&path) != Some(&Entry::Dir) {
+                replace_non_dir(workspace, &path)?;
+                workspace.create_dir_all(&path)?;
+            }
+            seen.insert(path.clone());
+            apply_tree(&copy.open_dir(&name)?, workspace, &path, initial, seen, prefix, changes)?;
+        } else if kind.is_file() {
+            seen.insert(path.clone());
+            let bytes = copy.read(&name)?;
+            let mode = copy.symlink_metadata(&name)?.permissions().mode();
+            let now = Entry::File { sha256: Sha256::digest(&bytes).into(), mode };
+            if initial.get(&path) == Some(&now) {
+                continue;
+            }
+            if initial.get(&path) == Some(&Entry::Dir) {
+                workspace.remove_dir_all(&path)?;
+            }
+            let temporary = temporary_name(&path);
+            workspace.write(&temporary, &bytes)?;
+            workspace.set_permissions(&temporary, cap_std::fs::Permissions::from_mode(mode))?;
+            workspace.rename(&temporary, workspace, &path)?;
+            changes.written.push(format!("{prefix}{}", path.display()));
+        } else {
+            changes.ignored_links.push(format!("{prefix}{}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Where a directory is about to be created, removes a file of that name.
+fn replace_non_dir(workspace: &Dir, path: &Path) -> io::Result<()> {
+    match workspace.symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => workspace.remove_file(path),
+        _ => Ok(()),
+    }
+}
+
+/// `dir/.name.cleanroom-tmp`: beside the destination, so the rename is atomic.
+fn temporary_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.cleanroom-tmp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(host: &Path, exists: bool) -> Mount {
+        Mount {
+            rel: "out".into(),
+            host: host.to_path_buf(),
+            guest: "/out".into(),
+            writable: true,
+            is_dir: true,
+            exists,
+        }
+    }
+
+    #[test]
+    fn commit_writes_changes_and_removes_deletions_only() {
+        let ws = tempfile::tempdir().unwrap();
+        let out = ws.path().join("out");
+        fs_err::create_dir_all(out.join("keep")).unwrap();
+        fs_err::write(out.join("same.txt"), "same").unwrap();
+        fs_err::write(out.join("edit.txt"), "old").unwrap();
+        fs_err::write(out.join("gone.txt"), "bye").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", out.join("link")).unwrap();
+        let staged = stage(&[mount(&out, true)]).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        assert!(
+            !copy.join("link").exists() && fs_err::symlink_metadata(copy.join("link")).is_err(),
+            "links are not staged"
+        );
+        fs_err::write(copy.join("edit.txt"), "new").unwrap();
+        fs_err::remove_file(copy.join("gone.txt")).unwrap();
+        fs_err::write(copy.join("keep/new.txt"), "fresh").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", copy.join("planted")).unwrap();
+        let changes = staged.commit().unwrap();
+        assert_eq!(changes.written, ["out/edit.txt", "out/keep/new.txt"]);
+        assert_eq!(changes.removed, ["out/gone.txt"]);
+        assert_eq!(changes.ignored_links, ["out/planted"]);
+        assert_eq!(fs_err::read_to_string(out.join("edit.txt")).unwrap(), "new");
+        assert_eq!(fs_err::read_to_string(out.join("same.txt")).unwrap(), "same");
+        assert!(fs_err::symlink_metadata(out.join("link")).unwrap().file_type().is_symlink(), "untouched");
+        assert!(fs_err::symlink_metadata(out.join("planted")).is_err(), "planted links are not applied");
+    }
+
+    #[test]
+    fn dropping_without_commit_changes_nothing() {
+        let ws = tempfile::tempdir().unwrap();
+        let out = ws.path().join("out");
+        fs_err::create_dir_all(&out).unwrap();
+        fs_err::write(out.join("a.txt"), "a").unwrap();
+        let staged = stage(&[mount(&out, true)]).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        fs_err::write(copy.join("a.txt"), "changed").unwrap();
+        drop(staged);
+        assert_eq!(fs_err::read_to_string(out.join("a.txt")).unwrap(), "a");
+        assert!(!copy.exists());
+    }
+
+    #[test]
+    fn missing_write_directory_is_created_at_commit() {
+        let ws = tempfile::tempdir().unwrap();
+        let out = ws.path().join("out");
+        let staged = stage(&[mount(&out, false)]).unwrap();
+        fs_err::write(staged.binds()[0].0.join("app.wasm"), "bytes").unwrap();
+        assert_eq!(staged.commit().unwrap().written, ["out/app.wasm"]);
+        assert_eq!(fs_err::read_to_string(out.join("app.wasm")).unwrap(), "bytes");
+    }
+}

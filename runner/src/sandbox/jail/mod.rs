@@ -1,0 +1,194 @@
+//! The kernel jail for native command steps.
+//!
+//! [`run`] starts the `cleanroom` binary itself as a helper (`cleanroom
+//! __jail SPEC`) in a new process group with an empty environment, stdin
+//! closed and stdout/stderr captured with caps; the helper confines itself
+//! ([`enter`]) and becomes the program. When the deadline passes, or when the
+//! program exits, the whole process group is killed, so no child outlives
+//! its step. If the jail cannot be set up, the helper exits with
+//! [`JAIL_FAILED_EXIT`] after a [`MARKER`] line giving the reason, and the
+//! step is an error: the jail fails closed.
+
+pub mod enter;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::output::{CappedPipe, Captured};
+use super::{Failure, Outcome};
+
+/// Prefix of the helper's own lines on stderr (stripped from the report).
+pub const MARKER: &str = "cleanroom-jail: ";
+/// Exit code of a helper that could not set the jail up.
+pub const JAIL_FAILED_EXIT: i32 = 125;
+/// How long captured pipes may keep draining after the process group is gone.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// Everything the helper needs to confine and start one program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JailSpec {
+    /// Absolute path of the program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its complete environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory (the workspace root).
+    pub cwd: PathBuf,
+    /// Paths it may read and execute (read mounts and tools).
+    pub read: Vec<PathBuf>,
+    /// Paths it may change (write mounts, after binding, and its temp dir).
+    pub write: Vec<PathBuf>,
+    /// Staged copies to mount over workspace paths.
+    pub binds: Vec<Bind>,
+    /// Whether to keep the host's network.
+    pub network: bool,
+    /// Whether to run anyway (with a warning) when the kernel cannot jail.
+    pub allow_unjailed: bool,
+}
+
+/// A staged copy mounted over a workspace path inside the jail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bind {
+    /// The private copy the program really writes to.
+    pub staged: PathBuf,
+    /// The workspace path where the program sees it.
+    pub target: PathBuf,
+}
+
+/// How a jailed program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Its exit code, when it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, when one did.
+    pub signal: Option<i32>,
+    /// Set when it ran without the jail (`--allow-unjailed`), with the reason.
+    pub unjailed: Option<String>,
+}
+
+impl Exit {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// `status 1`, `signal 9`.
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("status {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "an unknown status".into(),
+        }
+    }
+}
+
+/// Runs `spec` through the helper binary `helper` with `timeout` and output
+/// caps of `output_cap` bytes per stream.
+pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: u64) -> Outcome<Exit> {
+    let started = Instant::now();
+    let stdout = CappedPipe::new(output_cap);
+    let stderr = CappedPipe::new(output_cap);
+    let result = supervise(helper, spec, timeout, &stdout, &stderr).await;
+    let (stderr, markers) = split_markers(stderr.contents());
+    let result = result.and_then(|mut exit| {
+        if let Some(reason) = markers.iter().find_map(|m| m.strip_prefix("error: ")) {
+            if exit.code == Some(JAIL_FAILED_EXIT) {
+                return Err(Failure::Jail(reason.to_string()));
+            }
+        }
+        exit.unjailed = markers.iter().find_map(|m| m.strip_prefix("unjailed: ")).map(str::to_string);
+        Ok(exit)
+    });
+    Outcome { result, stdout: stdout.contents(), stderr, duration: started.elapsed() }
+}
+
+async fn supervise(
+    helper: &Path,
+    spec: &JailSpec,
+    timeout: Duration,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> Result<Exit, Failure> {
+    let spec_json =
+        serde_json::to_string(spec).map_err(|e| Failure::Host(format!("cannot encode the jail spec: {e}")))?;
+    let mut child = tokio::process::Command::new(helper)
+        .arg("__jail")
+        .arg(spec_json)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Failure::Host(format!("cannot start the jail helper `{}`: {e}", helper.display())))?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, sink: &CappedPipe| {
+        let mut sink = sink.clone();
+        tokio::spawn(async move {
+            if let Some(mut pipe) = pipe {
+                let _ = tokio::io::copy(&mut pipe, &mut sink).await;
+            }
+        })
+    };
+    let out_task = drain(child.stdout.take().map(|p| Box::new(p) as _), stdout);
+    let err_task = drain(child.stderr.take().map(|p| Box::new(p) as _), stderr);
+
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // Whatever happened, nothing the program started may outlive the step.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    let status = match waited {
+        Ok(status) => Some(status.map_err(|e| Failure::Host(format!("cannot wait for the program: {e}")))?),
+        Err(_) => {
+            let _ = child.wait().await;
+            None
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN, out_task).await;
+    let _ = tokio::time::timeout(DRAIN, err_task).await;
+    match status {
+        None => Err(Failure::Timeout(timeout)),
+        Some(status) => Ok(Exit { code: status.code(), signal: status.signal(), unjailed: None }),
+    }
+}
+
+/// Separates the helper's marker lines from the program's stderr.
+fn split_markers(mut captured: Captured) -> (Captured, Vec<String>) {
+    let text = String::from_utf8_lossy(&captured.bytes).into_owned();
+    if !text.contains(MARKER) {
+        return (captured, Vec::new());
+    }
+    let mut markers = Vec::new();
+    let mut kept = String::new();
+    for line in text.split_inclusive('\n') {
+        match line.strip_prefix(MARKER) {
+            Some(marker) => markers.push(marker.trim_end().to_string()),
+            None => kept.push_str(line),
+        }
+    }
+    captured.bytes = kept.into_bytes();
+    (captured, markers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_lines_are_split_from_program_output() {
+        let captured =
+            Captured { bytes: b"cleanroom-jail: unjailed: no landlock\nreal output\n".to_vec(), ..Captured::default() };
+        let (kept, markers) = split_markers(captured);
+        assert_eq!(kept.bytes, b"real output\n");
+        assert_eq!(markers, ["unjailed: no landlock"]);
+    }
+}
