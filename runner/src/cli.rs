@@ -43,6 +43,11 @@ pub enum Command {
         /// programs: each such step is marked `unjailed` and warned about.
         #[arg(long)]
         allow_unjailed: bool,
+        /// Continue the latest unfinished run of this pipeline (in
+        /// `.cleanroom/runs/`), reusing steps that passed and whose inputs
+        /// are unchanged.
+        #[arg(long)]
+        resume: bool,
     },
     /// Check a pipeline without running any plugin: TOML, ids, needs, mounts,
     /// plugin files, pins and worlds (plugins are compiled, not run).
@@ -88,8 +93,8 @@ pub fn main() -> i32 {
         init_logging();
     }
     match cli.command {
-        Command::Run { pipeline, format, jobs, allow_unjailed } => {
-            let mut options = RunOptions { allow_unjailed, ..RunOptions::default() };
+        Command::Run { pipeline, format, jobs, allow_unjailed, resume } => {
+            let mut options = RunOptions { allow_unjailed, resume, ..RunOptions::default() };
             if let Some(jobs) = jobs {
                 options.jobs = usize::from(jobs);
             }

@@ -43,12 +43,22 @@ pub enum Code {
     CR014,
     /// The workspace directory does not exist or cannot be used.
     CR015,
-    /// A step's kind or form is not supported by this version of the runner.
+    /// Retired: stage and evaluator plugins were not supported before 0.1.
     CR016,
     /// A step's table is incomplete or self-contradictory.
     CR017,
     /// A `run` step's program cannot be found.
     CR018,
+    /// A grant crosses the `[barrier]`: a stage or subject sees holdout
+    /// paths, or an evaluator sees private ones.
+    CR019,
+    /// A `retry` is invalid: unknown or not a stage, or not upstream of the gate.
+    CR020,
+    /// An evaluator's `repeat`, `require`, `threshold` or `subject` is invalid.
+    CR021,
+    /// The run record (`.cleanroom/runs/`) cannot be written, or `--resume`
+    /// finds no unfinished run.
+    CR022,
 }
 
 impl fmt::Display for Code {

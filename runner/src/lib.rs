@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod diag;
 pub mod exec;
+pub mod journal;
 pub mod manifest;
 pub mod plan;
 pub mod plugin;

@@ -1,13 +1,21 @@
-//! The executor: loads a plan's plugins and runs its steps as a DAG.
+//! The executor: loads a plan's plugins and runs its steps as a DAG, in
+//! rounds, until every gate passes or retries run out.
 //!
-//! Steps whose `needs` all passed run concurrently, at most `jobs` at a time,
-//! each in its own sandboxed invocation; a step whose `needs` did not pass is
-//! `skipped`. One step's failure never aborts its siblings. The executor
+//! A *round* runs its pending steps: those whose `needs` all passed run
+//! concurrently, at most `jobs` at a time, each in its own sandbox; a step
+//! whose `needs` did not pass is `skipped`. After a round, every failed gate
+//! with `retry` sends its stage back: the stage gets attempt + 1 and
+//! one-line feedback ([`feedback::lines`]), and the next round re-runs it and
+//! everything downstream of it. When a stage has used its `max_iterations`,
+//! the run ends with an escalation. Everything is recorded in the
+//! [`Journal`]; `resume` continues an unfinished run from it. The executor
 //! takes a [`Plan`] and never reads TOML or builds a sandbox by hand.
 
+pub mod feedback;
+mod steps;
 pub mod writes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,11 +23,10 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
-use crate::plan::{Action, Plan, Step};
-use crate::report::{FindingReport, RunReport, StepReport, StepStatus};
-use crate::sandbox::jail::{self, Bind, JailSpec};
-use crate::sandbox::output::Captured;
-use crate::sandbox::{Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
+use crate::journal::{self, Event, Journal, Retrying};
+use crate::plan::{Action, Plan, StepKind};
+use crate::report::{AttemptReport, RunReport, StepReport, StepStatus};
+use crate::sandbox::{LoadedPlugin, Sandbox};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -33,6 +40,8 @@ pub struct RunOptions {
     /// Run native steps without the kernel jail when the kernel cannot
     /// provide it (each such step is marked `unjailed` in the report).
     pub allow_unjailed: bool,
+    /// Continue the latest unfinished run instead of starting a new one.
+    pub resume: bool,
 }
 
 impl Default for RunOptions {
@@ -41,6 +50,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             jail_helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cleanroom")),
             allow_unjailed: false,
+            resume: false,
         }
     }
 }
@@ -72,302 +82,426 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
     diags.into_result(loaded)
 }
 
-/// Loads `plan`'s plugins and runs every step.
+/// Loads `plan`'s plugins and runs every step, retrying stages as gates ask.
 ///
 /// # Errors
-/// Diagnostics when the engine cannot start or a plugin cannot be loaded;
+/// Diagnostics when the engine cannot start, a plugin cannot be loaded, the
+/// run record cannot be written, or `resume` finds no unfinished run;
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
-    let sandbox = Sandbox::new().map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, e.to_string())))?;
+    let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
+    let sandbox = Sandbox::new().map_err(|e| fatal(Code::CR011, e.to_string()))?;
     let plugins = load_plugins(plan, &sandbox)?;
+    let journal_error = |e: std::io::Error| {
+        Diagnostics::from(
+            Diagnostic::new(
+                Code::CR022,
+                format!("cannot write the run record in `{}`: {e}", journal::runs_dir(&plan.workspace).display()),
+            )
+            .hint("the workspace must be writable for `.cleanroom/`"),
+        )
+    };
+    let (journal, state) = if options.resume {
+        let Some((journal, events)) = Journal::open_unfinished(&plan.workspace).map_err(journal_error)? else {
+            return Err(Diagnostic::new(Code::CR022, format!("no unfinished run of `{}` to resume", plan.name))
+                .hint("run without --resume to start a new run")
+                .into());
+        };
+        (journal, RunState::resumed(plan, &events))
+    } else {
+        let mut journal = Journal::create(&plan.workspace).map_err(journal_error)?;
+        let plugins = plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect();
+        journal
+            .append(&Event::RunStarted { run_id: journal.run_id().to_string(), pipeline: plan.name.clone(), plugins })
+            .map_err(journal_error)?;
+        (journal, RunState::fresh(plan))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.jobs.max(1))
         .enable_all()
         .build()
-        .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, format!("cannot start the scheduler: {e}"))))?;
-    Ok(runtime.block_on(execute(plan, sandbox, plugins, options)))
+        .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
+    let context = Arc::new(steps::Context {
+        sandbox,
+        plugins,
+        workspace: plan.workspace.clone(),
+        options: options.clone(),
+        holdout: feedback::Holdout::scan(&plan.holdout),
+    });
+    let mut executor = Executor { plan, context, journal, state, journal_failure: None };
+    let report = runtime.block_on(executor.execute());
+    if let Some(e) = executor.journal_failure {
+        return Err(journal_error(e));
+    }
+    Ok(report)
 }
 
-/// What every step task shares.
-struct Context {
-    sandbox: Sandbox,
-    plugins: BTreeMap<String, LoadedPlugin>,
-    workspace: PathBuf,
-    options: RunOptions,
+/// Where a run stands between rounds.
+struct RunState {
+    /// Latest report of each step, in plan order.
+    reports: Vec<Option<StepReport>>,
+    /// Attempt number of each stage that has been retried.
+    attempts: BTreeMap<String, u32>,
+    /// Feedback for each retried stage's current attempt.
+    feedback: BTreeMap<String, Vec<String>>,
+    /// The round about to run.
+    round: u32,
+    /// Steps the round must run.
+    pending: BTreeSet<usize>,
+    /// Results from before an interruption that this round may reuse if the
+    /// step's inputs are unchanged (resume): inputs then, and the report.
+    reusable: BTreeMap<usize, (BTreeMap<String, String>, StepReport)>,
+    /// One entry per finished round.
+    history: Vec<AttemptReport>,
 }
 
-/// Runs the DAG to completion on the current tokio runtime.
-async fn execute(
-    plan: &Plan,
-    sandbox: Sandbox,
-    plugins: BTreeMap<String, LoadedPlugin>,
-    options: &RunOptions,
-) -> RunReport {
-    let jobs = options.jobs.max(1);
-    let context = Arc::new(Context { sandbox, plugins, workspace: plan.workspace.clone(), options: options.clone() });
-    let started = Instant::now();
-    let index: BTreeMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-    let mut reports: Vec<Option<StepReport>> = vec![None; plan.steps.len()];
-    let mut launched = vec![false; plan.steps.len()];
-    let mut running = JoinSet::new();
-
-    loop {
-        for (i, step) in plan.steps.iter().enumerate() {
-            if launched[i] {
-                continue;
-            }
-            let blocker = step.needs.iter().find_map(|need| {
-                reports[index[need.as_str()]]
-                    .as_ref()
-                    .filter(|r| r.status != StepStatus::Passed)
-                    .map(|r| (need, r.status))
-            });
-            if let Some((need, status)) = blocker {
-                launched[i] = true;
-                let reason = format!(
-                    "needs `{need}`, which {}",
-                    if status == StepStatus::Skipped { "was skipped" } else { "did not pass" }
-                );
-                reports[i] = Some(StepReport::skipped(&step.id, step.kind, reason));
-                continue;
-            }
-            let ready = step.needs.iter().all(|need| reports[index[need.as_str()]].is_some());
-            if ready && running.len() < jobs {
-                launched[i] = true;
-                let context = Arc::clone(&context);
-                let step = step.clone();
-                running.spawn(async move { (i, run_step(&context, &step).await) });
-            }
-        }
-        // Plan order is topological, so one pass has skipped every step whose
-        // needs failed and launched every ready one: with nothing running,
-        // nothing is left.
-        if running.is_empty() {
-            break;
-        }
-        match running.join_next().await {
-            Some(Ok((i, report))) => reports[i] = Some(report),
-            Some(Err(join_error)) => {
-                // A panic inside a step task is a bug in the runner; record it
-                // against no step rather than losing the others.
-                tracing::error!("a step task failed: {join_error}");
-            }
-            None => {}
+impl RunState {
+    fn fresh(plan: &Plan) -> RunState {
+        RunState {
+            reports: vec![None; plan.steps.len()],
+            attempts: BTreeMap::new(),
+            feedback: BTreeMap::new(),
+            round: 1,
+            pending: (0..plan.steps.len()).collect(),
+            reusable: BTreeMap::new(),
+            history: Vec::new(),
         }
     }
 
-    let steps = reports
-        .into_iter()
-        .zip(&plan.steps)
-        .map(|(report, step)| {
-            report.unwrap_or_else(|| error_report(step, "the runner lost this step's result (internal error)".into()))
-        })
-        .collect();
-    RunReport::new(plan.name.clone(), started.elapsed(), steps)
-}
-
-/// Runs one step and turns its outcome into a report.
-async fn run_step(context: &Context, step: &Step) -> StepReport {
-    let step = match resolve_deferred_mounts(step, &context.workspace) {
-        Ok(step) => step,
-        Err(reason) => return error_report(step, reason),
-    };
-    let step = &step;
-    match &step.action {
-        Action::Plugin(name) => run_plugin_step(context, name, step).await,
-        Action::Command { program, args, display } => run_command_step(context, program, args, display, step).await,
-    }
-}
-
-async fn run_plugin_step(context: &Context, name: &str, step: &Step) -> StepReport {
-    let invocation = Invocation {
-        step: step.id.clone(),
-        config: step.config.clone(),
-        mounts: step.grant.mounts.iter().map(|m| GuestMount { path: m.guest.clone(), writable: m.writable }).collect(),
-        attempt: 1,
-        feedback: Vec::new(),
-    };
-    let Some(plugin) = context.plugins.get(name) else {
-        return error_report(step, format!("plugin `{name}` was not loaded (internal error)"));
-    };
-    let outcome: Outcome<Vec<Finding>> = context.sandbox.run_check(plugin, &step.grant, &invocation).await;
-    let (status, reason, findings) = match outcome.result {
-        Ok(findings) => {
-            let findings: Vec<FindingReport> = findings.into_iter().map(finding_report).collect();
-            let failed = findings.iter().any(|f| f.severity == "error");
-            (if failed { StepStatus::Failed } else { StepStatus::Passed }, None, findings)
-        }
-        Err(failure) => (StepStatus::Error, Some(failure.to_string()), Vec::new()),
-    };
-    let mut report = report_with_output(step, status, reason, outcome.stdout, outcome.stderr, outcome.duration);
-    report.findings = findings;
-    report
-}
-
-/// Runs a native program in the jail on staged copies of its write mounts;
-/// commits the writes only if it exits 0.
-async fn run_command_step(
-    context: &Context,
-    program: &std::path::Path,
-    args: &[String],
-    display: &str,
-    step: &Step,
-) -> StepReport {
-    let staged = match writes::stage(&step.grant.mounts) {
-        Ok(staged) => staged,
-        Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")),
-    };
-    let temp = match tempfile::Builder::new().prefix("cleanroom-tmp-").tempdir() {
-        Ok(temp) => temp,
-        Err(e) => return error_report(step, format!("could not create its temporary directory: {e}")),
-    };
-    // A bind mount needs a mount point: create missing write directories for
-    // the run, and remove them again unless the writes are committed.
-    let mut mount_points = Vec::new();
-    for mount in step.grant.mounts.iter().filter(|m| m.writable && !m.exists) {
-        if let Err(e) = fs_err::create_dir_all(&mount.host) {
-            return error_report(step, format!("could not create `{}`: {e}", mount.rel));
-        }
-        mount_points.push(mount.host.clone());
-    }
-    let mut env: Vec<(String, String)> = step.grant.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if !step.grant.env.contains_key("TMPDIR") {
-        env.push(("TMPDIR".into(), temp.path().display().to_string()));
-    }
-    let reads = step.grant.mounts.iter().filter(|m| !m.writable).map(|m| m.host.clone());
-    let spec = JailSpec {
-        program: program.to_path_buf(),
-        args: args.to_vec(),
-        env,
-        cwd: context.workspace.clone(),
-        read: reads.chain(step.grant.tools.iter().cloned()).collect(),
-        write: step
-            .grant
-            .mounts
-            .iter()
-            .filter(|m| m.writable)
-            .map(|m| m.host.clone())
-            .chain([temp.path().to_path_buf()])
-            .collect(),
-        binds: staged.binds().into_iter().map(|(staged, target)| Bind { staged, target }).collect(),
-        network: step.grant.network,
-        allow_unjailed: context.options.allow_unjailed,
-    };
-    let limits = &step.grant.limits;
-    let outcome = jail::run(&context.options.jail_helper, &spec, limits.timeout, limits.output).await;
-    let mut report =
-        report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
-    let mut committed = false;
-    match outcome.result {
-        Err(failure) => report.reason = Some(failure.to_string()),
-        Ok(exit) => {
-            report.unjailed = exit.unjailed.clone();
-            if exit.success() {
-                match staged.commit() {
-                    Ok(changes) => {
-                        committed = true;
-                        report.status = StepStatus::Passed;
-                        report.changes = changes
-                            .written
-                            .iter()
-                            .map(|p| format!("+ {p}"))
-                            .chain(changes.removed.iter().map(|p| format!("- {p}")))
-                            .collect();
-                        report
-                            .changes
-                            .extend(changes.ignored_links.iter().map(|p| format!("! {p} (symlink, not applied)")));
+    /// Rebuilds the state of an interrupted run from its journal.
+    fn resumed(plan: &Plan, events: &[Event]) -> RunState {
+        let mut state = RunState::fresh(plan);
+        let index = |id: &str| plan.steps.iter().position(|s| s.id == id);
+        let mut finished: BTreeMap<usize, (u32, BTreeMap<String, String>, StepReport)> = BTreeMap::new();
+        for event in events {
+            match event {
+                Event::StepFinished { step, round, status, inputs, report } => {
+                    if let Some(i) = index(step) {
+                        state.reports[i] = Some((**report).clone());
+                        if *status == StepStatus::Passed {
+                            finished.insert(i, (*round, inputs.clone(), (**report).clone()));
+                        } else {
+                            finished.remove(&i);
+                        }
                     }
-                    Err(e) => report.reason = Some(format!("its writes could not be committed: {e}")),
                 }
-            } else {
-                report.status = StepStatus::Failed;
-                report.findings.push(FindingReport {
-                    rule: "exit-status".into(),
-                    severity: "error",
-                    message: format!("`{display}` exited with {}{}", exit.describe(), last_line(&report)),
-                    path: None,
-                    line: None,
-                    column: None,
+                Event::GateDecision { gate, round, passed, reason, .. } => {
+                    while state.history.len() < *round as usize {
+                        state.history.push(AttemptReport {
+                            round: state.history.len() as u32 + 1,
+                            gates: Vec::new(),
+                            retries: Vec::new(),
+                        });
+                    }
+                    let verdict = if *passed { "passed" } else { "failed" };
+                    state.history[*round as usize - 1].gates.push(format!("{gate}: {verdict}, {reason}"));
+                }
+                Event::RoundFinished { round, retries } => {
+                    for (stage, retrying) in retries {
+                        state.attempts.insert(stage.clone(), retrying.attempt);
+                        state.feedback.insert(stage.clone(), retrying.feedback.clone());
+                        if let Some(entry) = state.history.get_mut(*round as usize - 1) {
+                            entry.retries.push(retry_line(stage, retrying));
+                        }
+                    }
+                    state.round = round + 1;
+                    state.pending = downstream_of(plan, retries.keys().filter_map(|s| index(s)));
+                }
+                _ => {}
+            }
+        }
+        for (i, (round, inputs, report)) in finished {
+            if round == state.round && state.pending.contains(&i) {
+                state.reusable.insert(i, (inputs, report));
+            }
+        }
+        state
+    }
+}
+
+struct Executor<'p> {
+    plan: &'p Plan,
+    context: Arc<steps::Context>,
+    journal: Journal,
+    state: RunState,
+    journal_failure: Option<std::io::Error>,
+}
+
+impl Executor<'_> {
+    fn record(&mut self, event: &Event) {
+        if self.journal_failure.is_none() {
+            if let Err(e) = self.journal.append(event) {
+                self.journal_failure = Some(e);
+            }
+        }
+    }
+
+    async fn execute(&mut self) -> RunReport {
+        let started = Instant::now();
+        let escalation = loop {
+            self.run_round().await;
+            match self.judge_round() {
+                Verdict::Done => break None,
+                Verdict::Escalate(message) => break Some(message),
+                Verdict::Retry => {}
+            }
+        };
+        let steps = self
+            .state
+            .reports
+            .iter()
+            .zip(&self.plan.steps)
+            .map(|(report, step)| {
+                report.clone().unwrap_or_else(|| {
+                    steps::error_report(step, "the runner lost this step's result (internal error)".into())
+                })
+            })
+            .collect();
+        let mut report =
+            RunReport::new(self.plan.name.clone(), self.journal.run_id().to_string(), started.elapsed(), steps);
+        if escalation.is_some() {
+            report.status = "failed";
+        }
+        if self.state.round > 1 {
+            report.attempts = self.state.history.clone();
+        }
+        report.escalation = escalation;
+        self.record(&Event::RunFinished { status: report.status.to_string(), escalated: report.escalation.is_some() });
+        if let Err(e) = self.journal.write_report(&crate::report::json::render(&report)) {
+            self.journal_failure.get_or_insert(e);
+        }
+        report
+    }
+
+    /// Runs every pending step of the current round as a DAG.
+    async fn run_round(&mut self) {
+        let plan = self.plan;
+        let round = self.state.round;
+        let index: BTreeMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        for &i in &self.state.pending {
+            self.state.reports[i] = None;
+        }
+        let mut launched: Vec<bool> = (0..plan.steps.len()).map(|i| !self.state.pending.contains(&i)).collect();
+        let mut running = JoinSet::new();
+        let jobs = self.context.options.jobs.max(1);
+        loop {
+            for (i, step) in plan.steps.iter().enumerate() {
+                if launched[i] {
+                    continue;
+                }
+                let blocker = step.needs.iter().find_map(|need| {
+                    self.state.reports[index[need.as_str()]]
+                        .as_ref()
+                        .filter(|r| r.status != StepStatus::Passed)
+                        .map(|r| (need, r.status))
+                });
+                if let Some((need, status)) = blocker {
+                    launched[i] = true;
+                    let why = if status == StepStatus::Skipped { "was skipped" } else { "did not pass" };
+                    let mut report = StepReport::skipped(&step.id, step.kind, format!("needs `{need}`, which {why}"));
+                    report.attempt = self.attempt_of(i);
+                    self.state.reports[i] = Some(report);
+                    continue;
+                }
+                let ready = step.needs.iter().all(|need| self.state.reports[index[need.as_str()]].is_some());
+                if !ready || running.len() >= jobs {
+                    continue;
+                }
+                launched[i] = true;
+                let inputs = steps::input_digests(step);
+                if let Some(reused) = self.reuse(i, &inputs) {
+                    self.state.reports[i] = Some(reused);
+                    continue;
+                }
+                let attempt = self.attempt_of(i);
+                self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
+                let feedback = self.state.feedback.get(&step.id).cloned().unwrap_or_default();
+                let context = Arc::clone(&self.context);
+                let step = step.clone();
+                running.spawn(async move {
+                    let mut report = steps::run_step(&context, &step, attempt, feedback).await;
+                    report.attempt = attempt;
+                    (i, inputs, report)
                 });
             }
+            if running.is_empty() {
+                // Plan order is topological: one pass skipped or launched
+                // everything it could, so with nothing running, the round is
+                // over (a reused result may have unblocked more: loop again).
+                if launched.iter().all(|&l| l) {
+                    break;
+                }
+                continue;
+            }
+            match running.join_next().await {
+                Some(Ok((i, inputs, report))) => {
+                    let step = &plan.steps[i];
+                    self.record(&Event::StepFinished {
+                        step: step.id.clone(),
+                        round,
+                        status: report.status,
+                        inputs,
+                        report: Box::new(report.clone()),
+                    });
+                    self.state.reports[i] = Some(report);
+                }
+                Some(Err(join_error)) => tracing::error!("a step task failed: {join_error}"),
+                None => {}
+            }
         }
     }
-    if !committed {
-        for dir in mount_points.iter().rev() {
-            let _ = fs_err::remove_dir(dir);
+
+    /// A result from before an interruption, if its inputs did not change.
+    fn reuse(&mut self, i: usize, inputs: &BTreeMap<String, String>) -> Option<StepReport> {
+        let (recorded, mut report) = self.state.reusable.remove(&i)?;
+        if &recorded != inputs {
+            return None;
+        }
+        report.note = Some(match report.note {
+            Some(note) => format!("{note} (result reused on resume)"),
+            None => "result reused on resume".to_string(),
+        });
+        Some(report)
+    }
+
+    /// A stage's attempt number; for other steps, the round.
+    fn attempt_of(&self, i: usize) -> u32 {
+        let step = &self.plan.steps[i];
+        match step.kind {
+            StepKind::Stage => self.state.attempts.get(&step.id).copied().unwrap_or(1),
+            _ => self.state.round,
         }
     }
-    report
-}
 
-/// Read mounts that did not exist when the plan was made (a step this one
-/// needs writes them) must exist now; their host path is checked again and
-/// their kind (file or directory) read.
-fn resolve_deferred_mounts(step: &Step, workspace: &std::path::Path) -> Result<Step, String> {
-    let mut step = step.clone();
-    for mount in step.grant.mounts.iter_mut().filter(|m| !m.exists && !m.writable) {
-        let host = fs_err::canonicalize(&mount.host)
-            .map_err(|_| format!("mount `{}` does not exist: none of the steps it needs created it", mount.rel))?;
-        if !host.starts_with(workspace) {
-            return Err(format!("mount `{}` now resolves outside the workspace (to `{}`)", mount.rel, host.display()));
+    /// Decides, after a round, whether the run is done, retries, or escalates.
+    fn judge_round(&mut self) -> Verdict {
+        let plan = self.plan;
+        let round = self.state.round;
+        let ran: Vec<usize> = self.state.pending.iter().copied().collect();
+        let report = |i: usize| self.state.reports[i].as_ref();
+        let mut entry = AttemptReport { round, gates: Vec::new(), retries: Vec::new() };
+        let mut decisions = Vec::new();
+        // Failed gates with `retry`, grouped by the stage they send back.
+        let mut failing: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &i in &ran {
+            let step = &plan.steps[i];
+            let Some(r) = report(i) else { continue };
+            if step.kind == StepKind::Stage {
+                continue;
+            }
+            let passed = r.status == StepStatus::Passed;
+            let reason = gate_reason(r);
+            if step.retry.is_some() || step.kind == StepKind::Evaluator {
+                entry.gates.push(format!("{}: {}, {reason}", step.id, r.status.as_str()));
+            }
+            if let Some(retry) = &step.retry {
+                if !passed {
+                    failing.entry(retry.stage.clone()).or_default().push(i);
+                }
+                decisions.push((step.id.clone(), passed, reason, (!passed).then(|| retry.stage.clone())));
+            }
         }
-        mount.is_dir = host.is_dir();
-        mount.host = host;
-        mount.exists = true;
+        let mut retries: BTreeMap<String, Retrying> = BTreeMap::new();
+        let mut exhausted = Vec::new();
+        for (stage, gates) in &failing {
+            let attempt = self.state.attempts.get(stage).copied().unwrap_or(1);
+            let max =
+                gates.iter().filter_map(|&g| plan.steps[g].retry.as_ref()).map(|r| r.max_iterations).max().unwrap_or(1);
+            if attempt >= max {
+                exhausted.push((stage.clone(), attempt));
+                continue;
+            }
+            let stage_index = plan.steps.iter().position(|s| &s.id == stage);
+            let downstream = stage_index.map(|s| downstream_of(plan, [s])).unwrap_or_default();
+            // The gates' reports, and failures between the stage and its
+            // gates (a build that did not compile), are the feedback.
+            let sources: Vec<&StepReport> = ran
+                .iter()
+                .filter(|&&i| downstream.contains(&i) && Some(i) != stage_index)
+                .filter(|&&i| {
+                    gates.contains(&i) || (plan.steps[i].retry.is_none() && plan.steps[i].kind == StepKind::Stage)
+                })
+                .filter_map(|&i| report(i))
+                .filter(|r| matches!(r.status, StepStatus::Failed | StepStatus::Error))
+                .collect();
+            let lines = feedback::lines(&sources, &self.context.holdout);
+            retries.insert(stage.clone(), Retrying { attempt: attempt + 1, feedback: lines });
+        }
+        for (gate, passed, reason, retry) in decisions {
+            let retry = retry.filter(|stage| retries.contains_key(stage));
+            self.record(&Event::GateDecision { gate, round, passed, reason, retry });
+        }
+        for (stage, retrying) in &retries {
+            entry.retries.push(retry_line(stage, retrying));
+        }
+        self.state.history.push(entry);
+        if failing.is_empty() {
+            return Verdict::Done;
+        }
+        if retries.is_empty() {
+            return Verdict::Escalate(self.escalation(&failing, &exhausted));
+        }
+        self.record(&Event::RoundFinished { round, retries: retries.clone() });
+        let stage_indices: Vec<usize> =
+            retries.keys().filter_map(|s| plan.steps.iter().position(|p| &p.id == s)).collect();
+        for (stage, retrying) in retries {
+            self.state.attempts.insert(stage.clone(), retrying.attempt);
+            self.state.feedback.insert(stage, retrying.feedback);
+        }
+        self.state.pending = downstream_of(plan, stage_indices);
+        self.state.round += 1;
+        Verdict::Retry
     }
-    Ok(step)
+
+    fn escalation(&self, failing: &BTreeMap<String, Vec<usize>>, exhausted: &[(String, u32)]) -> String {
+        let mut text = String::from("escalate to a human: retries are used up.\n");
+        for (stage, attempts) in exhausted {
+            let gates: Vec<String> = failing[stage]
+                .iter()
+                .filter_map(|&g| self.state.reports[g].as_ref())
+                .map(|r| format!("`{}` ({})", r.id, gate_reason(r)))
+                .collect();
+            text.push_str(&format!("  after {attempts} attempts of `{stage}`, still failing: {}\n", gates.join(", ")));
+        }
+        text.push_str("  how each round scored:\n");
+        for entry in &self.state.history {
+            text.push_str(&format!("    round {}: {}\n", entry.round, entry.gates.join("; ")));
+        }
+        text.trim_end().to_string()
+    }
 }
 
-/// `: <last non-empty output line>` (stderr first), cut to fit one line.
-fn last_line(report: &StepReport) -> String {
-    let last = |text: &str| text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
-    match last(&report.stderr).or_else(|| last(&report.stdout)) {
-        Some(line) if line.chars().count() > 150 => format!(": {}…", line.chars().take(149).collect::<String>()),
-        Some(line) => format!(": {line}"),
-        None => String::new(),
+enum Verdict {
+    Done,
+    Retry,
+    Escalate(String),
+}
+
+/// A gate's score in a few words: `satisfaction 0.67 (4/6) < 0.90`, `2 findings`, or why it did not run.
+fn gate_reason(report: &StepReport) -> String {
+    if let Some(score) = report.score() {
+        return score;
+    }
+    match report.status {
+        StepStatus::Passed => "no findings".to_string(),
+        StepStatus::Failed if report.error_count() > 0 => format!("{} error findings", report.error_count()),
+        _ => report.reason.clone().unwrap_or_else(|| report.status.as_str().to_string()),
     }
 }
 
-fn report_with_output(
-    step: &Step,
-    status: StepStatus,
-    reason: Option<String>,
-    stdout: Captured,
-    stderr: Captured,
-    duration: std::time::Duration,
-) -> StepReport {
-    StepReport {
-        status,
-        reason,
-        duration,
-        stdout: String::from_utf8_lossy(&stdout.bytes).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr.bytes).into_owned(),
-        output_dropped_bytes: stdout.dropped + stderr.dropped,
-        ..StepReport::skipped(&step.id, step.kind, String::new())
-    }
+fn retry_line(stage: &str, retrying: &Retrying) -> String {
+    format!("{stage}: attempt {} with {} feedback lines", retrying.attempt, retrying.feedback.len())
 }
 
-fn error_report(step: &Step, reason: String) -> StepReport {
-    StepReport {
-        status: StepStatus::Error,
-        reason: Some(reason),
-        ..StepReport::skipped(&step.id, step.kind, String::new())
+/// `starts` and every step that needs one of them, directly or not.
+fn downstream_of(plan: &Plan, starts: impl IntoIterator<Item = usize>) -> BTreeSet<usize> {
+    let mut set: BTreeSet<usize> = starts.into_iter().collect();
+    // Plan order is topological, so one forward pass closes the set.
+    for (i, step) in plan.steps.iter().enumerate() {
+        if step.needs.iter().any(|need| plan.steps.iter().position(|s| &s.id == need).is_some_and(|n| set.contains(&n)))
+        {
+            set.insert(i);
+        }
     }
-}
-
-/// A guest finding as reported: guest paths (`/src/a.rs`) become
-/// workspace-relative (`src/a.rs`).
-fn finding_report(f: Finding) -> FindingReport {
-    FindingReport {
-        rule: f.rule,
-        severity: match f.severity {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        },
-        message: f.message,
-        path: f.path.map(|p| p.trim_start_matches('/').to_string()),
-        line: f.line,
-        column: f.column,
-    }
+    set
 }

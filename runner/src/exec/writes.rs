@@ -22,6 +22,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, PermissionsExt};
 use sha2::{Digest, Sha256};
 
+use crate::plan::mounts::RUN_DIR;
 use crate::plan::Mount;
 
 /// What a staged file looked like when it was copied, to detect changes.
@@ -68,7 +69,7 @@ pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
         if mount.exists {
             let source = open(&mount.host)?;
             let target = open(copy.path())?;
-            copy_tree(&source, &target, Path::new(""), &mut initial)
+            copy_tree(&source, &target, Path::new(""), &mut initial, mount.rel == ".")
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot stage `{}`: {e}", mount.rel)))?;
         }
         staged.mounts.push(StagedMount { mount: mount.clone(), copy, initial });
@@ -124,16 +125,27 @@ fn open(path: &Path) -> io::Result<Dir> {
     Dir::open_ambient_dir(path, ambient_authority())
 }
 
-fn copy_tree(source: &Dir, target: &Dir, rel: &Path, initial: &mut BTreeMap<PathBuf, Entry>) -> io::Result<()> {
+/// Copies `source` into `target`; at the workspace root (`is_root`) the run
+/// directory is left out.
+fn copy_tree(
+    source: &Dir,
+    target: &Dir,
+    rel: &Path,
+    initial: &mut BTreeMap<PathBuf, Entry>,
+    is_root: bool,
+) -> io::Result<()> {
     for entry in source.entries()? {
         let entry = entry?;
         let name = entry.file_name();
+        if is_root && rel.as_os_str().is_empty() && name == RUN_DIR {
+            continue;
+        }
         let path = rel.join(&name);
         let kind = entry.file_type()?;
         if kind.is_dir() {
             target.create_dir(&name)?;
             initial.insert(path.clone(), Entry::Dir);
-            copy_tree(&source.open_dir(&name)?, &target.open_dir(&name)?, &path, initial)?;
+            copy_tree(&source.open_dir(&name)?, &target.open_dir(&name)?, &path, initial, false)?;
         } else if kind.is_file() {
             let bytes = source.read(&name)?;
             let mode = source.symlink_metadata(&name)?.permissions().mode();

@@ -34,6 +34,21 @@ pub struct Manifest {
     /// `[evaluator.ID]` tables.
     #[serde(default)]
     pub evaluator: BTreeMap<Spanned<Id>, StepTable>,
+    /// `[barrier]`: paths that separate the code writers from the judges.
+    pub barrier: Option<BarrierTable>,
+}
+
+/// `[barrier]`: workspace paths no grant may cross.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BarrierTable {
+    /// Never readable or writable by a stage (plugin or `run`), by a subject,
+    /// or by a check whose findings feed a retry. Example: `holdout = ["scenarios"]`.
+    #[serde(default)]
+    pub holdout: Vec<Spanned<String>>,
+    /// Never readable by an evaluator. Example: `private = ["src"]`.
+    #[serde(default)]
+    pub private: Vec<Spanned<String>>,
 }
 
 /// `[pipeline]`.
@@ -122,6 +137,26 @@ pub struct StepTable {
     pub memory: Option<ByteSize>,
     /// Free-form settings passed to the plugin as JSON.
     pub config: Option<Spanned<toml::Table>>,
+    /// Checks and evaluators: the stage to re-run, with feedback, when this
+    /// step fails. Example: `retry = "implement"`.
+    pub retry: Option<Spanned<String>>,
+    /// With `retry`: attempts of the stage at most, the first included. Default 3.
+    pub max_iterations: Option<Spanned<u32>>,
+    /// Evaluators: runs of each scenario, each in a fresh instance. Default 1.
+    pub repeat: Option<Spanned<u32>>,
+    /// Evaluators: passing runs a scenario needs. Default: all of `repeat`.
+    pub require: Option<Spanned<u32>>,
+    /// Evaluators: the share of scenarios that must pass, 0.0 to 1.0. Default 1.0.
+    pub threshold: Option<Spanned<f64>>,
+    /// Evaluators: the workspace path of a `wasi:cli` command component,
+    /// usually built by an earlier step, that the evaluator runs through the
+    /// `subject` interface. Example: `subject = "build/app.wasm"`.
+    pub subject: Option<Spanned<String>>,
+    /// Evaluators: workspace paths the subject may read. Default: none.
+    #[serde(default)]
+    pub subject_read: Vec<Spanned<String>>,
+    /// Evaluators: deadline of one subject run. Default 10s.
+    pub subject_timeout: Option<DurationSpec>,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

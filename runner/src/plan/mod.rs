@@ -7,8 +7,10 @@
 //! problems are collected before returning. The executor only ever sees a
 //! `Plan`; it never reads TOML.
 
+pub mod barrier;
 pub mod command;
 pub mod dag;
+pub mod gates;
 pub mod grant;
 pub mod mounts;
 
@@ -26,7 +28,7 @@ pub use grant::{Grant, Limits, Mount};
 
 /// What a step is for; decides which world its plugin must implement and
 /// which capabilities it may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// Reads and reports findings.
@@ -84,6 +86,9 @@ pub struct Plan {
     pub plugins: BTreeMap<String, PluginInfo>,
     /// Steps in an order where each comes after everything it needs.
     pub steps: Vec<Step>,
+    /// Canonical `[barrier] holdout` paths: retry feedback may not quote
+    /// their contents.
+    pub holdout: Vec<PathBuf>,
 }
 
 /// What a step executes.
@@ -118,13 +123,17 @@ pub struct Step {
     pub grant: Grant,
     /// The step's `config` table as JSON text (`{}` when absent).
     pub config: String,
+    /// Checks and evaluators: the stage to re-run when this gate fails.
+    pub retry: Option<gates::Retry>,
+    /// Evaluators: k-of-n settings and the subject.
+    pub evaluation: Option<gates::Evaluation>,
 }
 
 /// A step as declared, before resolution.
-struct Declared<'m> {
-    kind: StepKind,
-    id: &'m Spanned<Id>,
-    table: &'m StepTable,
+pub(crate) struct Declared<'m> {
+    pub(crate) kind: StepKind,
+    pub(crate) id: &'m Spanned<Id>,
+    pub(crate) table: &'m StepTable,
 }
 
 impl Plan {
@@ -207,7 +216,15 @@ impl Plan {
             }
             needs_index.push(needs);
         }
-        let upstream_writes = upstream_writes(&declared, &needs_index);
+        let ancestors = ancestors(&needs_index);
+        let upstream_writes: Vec<Vec<String>> = ancestors
+            .iter()
+            .map(|set| {
+                set.iter()
+                    .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
+                    .collect()
+            })
+            .collect();
 
         let mut steps = Vec::with_capacity(declared.len());
         for (i, d) in declared.iter().enumerate() {
@@ -229,9 +246,8 @@ impl Plan {
             let requested = d.table.read.iter().map(|r| (r, false)).chain(d.table.write.iter().map(|w| (w, true)));
             for (raw, writable) in requested {
                 let resolved = mounts::resolve(&workspace, raw.get_ref(), writable).or_else(|e| {
-                    let produced_upstream = e.code == Code::CR008
-                        && mounts::normalize(raw.get_ref())
-                            .is_some_and(|rel| upstream_writes[i].iter().any(|w| mounts::is_within(&rel, w)));
+                    let produced_upstream =
+                        e.code == Code::CR008 && gates::produced_upstream(raw.get_ref(), &upstream_writes[i]);
                     if produced_upstream {
                         Ok(mounts::not_yet_created(&workspace, raw.get_ref()))
                     } else {
@@ -265,6 +281,8 @@ impl Plan {
                 Some(table) => toml_to_json(&toml::Value::Table(table.get_ref().clone())).to_string(),
                 None => "{}".to_string(),
             };
+            let retry = gates::resolve_retry(d, &declared, &ancestors[i], &here, &mut diags);
+            let evaluation = gates::resolve_evaluation(d, &workspace, &upstream_writes[i], &here, &mut diags);
             steps.push(Step {
                 id: id.clone(),
                 kind: d.kind,
@@ -272,8 +290,15 @@ impl Plan {
                 needs: Vec::new(),
                 grant,
                 config,
+                retry,
+                evaluation,
             });
         }
+
+        let holdout = match &manifest.barrier {
+            Some(table) => barrier::check(table, &workspace, &steps, &here, &mut diags),
+            None => Vec::new(),
+        };
 
         let order = match dag::topological_order(&needs_index) {
             Ok(order) => order,
@@ -299,6 +324,7 @@ impl Plan {
             workspace,
             plugins,
             steps,
+            holdout,
         })
     }
 
@@ -308,25 +334,18 @@ impl Plan {
     }
 }
 
-/// For each step, the normalised `write` paths of every step it needs,
-/// directly or not.
-fn upstream_writes(declared: &[Declared], needs: &[Vec<usize>]) -> Vec<Vec<String>> {
-    let own: Vec<Vec<String>> = declared
-        .iter()
-        .map(|d| d.table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())).collect())
-        .collect();
-    (0..declared.len())
+/// For each step, every step it needs, directly or not.
+fn ancestors(needs: &[Vec<usize>]) -> Vec<BTreeSet<usize>> {
+    (0..needs.len())
         .map(|start| {
             let mut seen = BTreeSet::new();
             let mut stack = needs[start].clone();
-            let mut writes = Vec::new();
             while let Some(step) = stack.pop() {
                 if seen.insert(step) {
-                    writes.extend(own[step].iter().cloned());
                     stack.extend(needs[step].iter().copied());
                 }
             }
-            writes
+            seen
         })
         .collect()
 }
@@ -511,19 +530,6 @@ fn resolve_step_plugin(
             Diagnostic::new(Code::CR009, format!("step `{id}` sets `{key}`, which applies only to `run` steps"))
                 .at(here(span))
                 .hint("plugins get no environment, tools or network; remove the key"),
-        );
-    }
-    if d.kind != StepKind::Check {
-        diags.push(
-            Diagnostic::new(
-                Code::CR016,
-                format!(
-                    "step `{id}` is {} plugin, which this version of cleanroom cannot run yet",
-                    d.kind.with_article()
-                ),
-            )
-            .at(at_step.clone())
-            .hint("only [check.*] plugins run in this version; stages and evaluators may use `run` for now"),
         );
     }
     let Some(name) = &d.table.plugin else {

@@ -21,10 +21,20 @@ pub fn render(report: &RunReport) -> String {
     }
     for step in &report.steps {
         let tail = output_tail(step);
-        if step.findings.is_empty() && tail.is_empty() && step.changes.is_empty() {
+        let failing_scenarios: Vec<_> =
+            step.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)).collect();
+        if step.findings.is_empty() && tail.is_empty() && step.changes.is_empty() && failing_scenarios.is_empty() {
             continue;
         }
         let _ = writeln!(out, "\n{}:", step.id);
+        let name_width = failing_scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for scenario in &failing_scenarios {
+            let _ = writeln!(
+                out,
+                "  {:<name_width$}  {}/{} passed  {}",
+                scenario.name, scenario.passes, scenario.runs, scenario.summary
+            );
+        }
         for finding in step.findings.iter().take(MAX_FINDINGS_SHOWN) {
             let _ = writeln!(out, "  {}", finding_line(finding));
         }
@@ -45,6 +55,19 @@ pub fn render(report: &RunReport) -> String {
             let _ = writeln!(out, "  {change}");
         }
     }
+    if !report.attempts.is_empty() {
+        let _ = writeln!(out, "\nattempts:");
+        for attempt in &report.attempts {
+            let mut line = format!("  round {}: {}", attempt.round, attempt.gates.join("; "));
+            if !attempt.retries.is_empty() {
+                let _ = write!(line, "  -> retry {}", attempt.retries.join("; "));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if let Some(escalation) = &report.escalation {
+        let _ = writeln!(out, "\n{escalation}");
+    }
     let _ = writeln!(out, "\n{}", summary_line(report));
     out
 }
@@ -52,9 +75,12 @@ pub fn render(report: &RunReport) -> String {
 fn step_line(step: &StepReport, width: usize) -> String {
     let dots = ".".repeat(width.saturating_sub(step.id.len() + 1));
     let detail = match step.status {
+        _ if step.evaluation.is_some() => step.score().unwrap_or_default(),
+        StepStatus::Failed if step.findings.is_empty() => step.reason.clone().unwrap_or_default(),
         StepStatus::Failed => plural(step.error_count(), "finding"),
         StepStatus::Passed if !step.findings.is_empty() => plural(step.findings.len(), "note"),
         StepStatus::Passed if !step.changes.is_empty() => plural(step.changes.len(), "change"),
+        StepStatus::Passed if step.note.is_some() => step.note.clone().unwrap_or_default(),
         StepStatus::Passed => String::new(),
         StepStatus::Error | StepStatus::Skipped => step.reason.clone().unwrap_or_default(),
     };
@@ -146,14 +172,18 @@ mod tests {
         failed.reason = None;
         failed.findings.push(FindingReport {
             rule: "forbid-pattern".into(),
-            severity: "error",
+            severity: "error".into(),
             message: "`panic!(` matches".into(),
             path: Some("src/a.rs".into()),
             line: Some(3),
             column: Some(5),
         });
-        let report =
-            RunReport::new("p".into(), Duration::from_millis(40), vec![failed, step("ok", StepStatus::Passed)]);
+        let report = RunReport::new(
+            "p".into(),
+            "r".into(),
+            Duration::from_millis(40),
+            vec![failed, step("ok", StepStatus::Passed)],
+        );
         let text = render(&report);
         assert!(text.starts_with("no-stubs ............... failed   1 finding  (34 ms)\n"), "{text}");
         assert!(text.contains("\nno-stubs:\n  src/a.rs:3:5: forbid-pattern `panic!(` matches\n"), "{text}");

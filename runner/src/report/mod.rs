@@ -9,12 +9,12 @@ pub mod json;
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::StepKind;
 
 /// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     /// Ran and found nothing that fails it.
@@ -41,12 +41,12 @@ impl StepStatus {
 }
 
 /// A finding as reported: paths are workspace-relative.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingReport {
     /// The rule id the plugin gave.
     pub rule: String,
     /// `info`, `warning` or `error`.
-    pub severity: &'static str,
+    pub severity: String,
     /// What is wrong.
     pub message: String,
     /// Workspace-relative path, if any.
@@ -57,8 +57,43 @@ pub struct FindingReport {
     pub column: Option<u32>,
 }
 
+/// One scenario of an evaluator: `runs` runs, `passes` of them passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// The scenario's name.
+    pub name: String,
+    /// How many times it ran.
+    pub runs: u32,
+    /// How many runs passed.
+    pub passes: u32,
+    /// Whether `passes` reached the evaluator's `require`.
+    pub passed: bool,
+    /// One line from the evaluator: the first failing run's, else the last run's.
+    pub summary: String,
+    /// Longer text from that run, for humans only (never fed back to stages).
+    pub detail: String,
+}
+
+/// An evaluator's result: satisfaction against its threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationReport {
+    /// Passing scenarios / scenarios.
+    pub satisfaction: f64,
+    /// The share needed to pass.
+    pub threshold: f64,
+    /// Every scenario, in the order the evaluator listed them.
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+impl EvaluationReport {
+    /// How many scenarios passed.
+    pub fn passed_count(&self) -> usize {
+        self.scenarios.iter().filter(|s| s.passed).count()
+    }
+}
+
 /// What one step did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     /// The step id.
     pub id: String,
@@ -66,11 +101,16 @@ pub struct StepReport {
     pub kind: StepKind,
     /// How it ended.
     pub status: StepStatus,
+    /// Which attempt this was: a stage's attempt number (1 first), for other
+    /// steps the round of the run it ran in.
+    pub attempt: u32,
     /// Wall time, 0 for skipped steps.
-    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
+    #[serde(rename = "duration_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub duration: Duration,
-    /// Why it errored or was skipped; `None` when it passed or failed.
+    /// Why it errored, failed without findings, or was skipped.
     pub reason: Option<String>,
+    /// A stage's one-line note on success.
+    pub note: Option<String>,
     /// What the plugin found.
     pub findings: Vec<FindingReport>,
     /// What the plugin printed to stdout (lossy UTF-8, capped).
@@ -84,6 +124,10 @@ pub struct StepReport {
     /// Set when a native step ran without the kernel jail
     /// (`--allow-unjailed`), with the reason the jail could not be set up.
     pub unjailed: Option<String>,
+    /// Evaluators: satisfaction, threshold and scenarios (flattened into
+    /// the step's JSON object).
+    #[serde(flatten)]
+    pub evaluation: Option<EvaluationReport>,
 }
 
 impl StepReport {
@@ -93,14 +137,17 @@ impl StepReport {
             id: id.to_string(),
             kind,
             status: StepStatus::Skipped,
+            attempt: 1,
             duration: Duration::ZERO,
             reason: Some(reason),
+            note: None,
             findings: Vec::new(),
             stdout: String::new(),
             stderr: String::new(),
             output_dropped_bytes: 0,
             changes: Vec::new(),
             unjailed: None,
+            evaluation: None,
         }
     }
 
@@ -108,6 +155,31 @@ impl StepReport {
     pub fn error_count(&self) -> usize {
         self.findings.iter().filter(|f| f.severity == "error").count()
     }
+
+    /// `satisfaction 0.83 (5/6) < 0.90` for evaluators, else `None`.
+    pub fn score(&self) -> Option<String> {
+        let e = self.evaluation.as_ref()?;
+        let cmp = if self.status == StepStatus::Passed { ">=" } else { "<" };
+        Some(format!(
+            "satisfaction {:.2} ({}/{}) {cmp} {:.2}",
+            e.satisfaction,
+            e.passed_count(),
+            e.scenarios.len(),
+            e.threshold
+        ))
+    }
+}
+
+/// One round of a run: which stage attempts ran and how each gate scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    /// 1 for the first pass over the pipeline, +1 per retry.
+    pub round: u32,
+    /// `gate: score` for every gate that ran in this round, e.g.
+    /// `holdout: failed, satisfaction 0.67 (4/6)`.
+    pub gates: Vec<String>,
+    /// The stages re-run after this round, with the feedback lines each got.
+    pub retries: Vec<String>,
 }
 
 /// What a whole run did.
@@ -115,20 +187,27 @@ impl StepReport {
 pub struct RunReport {
     /// `[pipeline] name`.
     pub pipeline: String,
+    /// The run's id: its records are in `.cleanroom/runs/<run_id>/`.
+    pub run_id: String,
     /// `passed` when every step passed, else `failed`.
     pub status: &'static str,
     /// Wall time of the whole run.
     #[serde(rename = "duration_ms", serialize_with = "as_millis")]
     pub duration: Duration,
-    /// One entry per step, in plan order.
+    /// One entry per step, in plan order: its latest attempt.
     pub steps: Vec<StepReport>,
+    /// One entry per round when gates retried stages; empty otherwise.
+    pub attempts: Vec<AttemptReport>,
+    /// Set when retries ran out: what still fails and how each attempt scored.
+    pub escalation: Option<String>,
 }
 
 impl RunReport {
     /// Builds the report; the status follows from the steps.
-    pub fn new(pipeline: String, duration: Duration, steps: Vec<StepReport>) -> Self {
+    pub fn new(pipeline: String, run_id: String, duration: Duration, steps: Vec<StepReport>) -> Self {
         let passed = steps.iter().all(|s| s.status == StepStatus::Passed);
-        RunReport { pipeline, status: if passed { "passed" } else { "failed" }, duration, steps }
+        let status = if passed { "passed" } else { "failed" };
+        RunReport { pipeline, run_id, status, duration, steps, attempts: Vec::new(), escalation: None }
     }
 
     /// True when every step passed.
@@ -144,4 +223,8 @@ impl RunReport {
 
 fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
 }

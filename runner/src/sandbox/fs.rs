@@ -7,6 +7,13 @@
 //! file's parent guest path; the file's real siblings stay invisible. Inside
 //! a preopen, wasmtime resolves paths beneath the directory (cap-std), so
 //! `..` and symlinks cannot leave it.
+//!
+//! A mount of the workspace root also gets an empty read-only preopen at
+//! `/.cleanroom`, so path lookups and directory walks never see the run
+//! directory. This hides it from well-behaved plugins; it is not a security
+//! boundary (a plugin can still open it relative to the `/` preopen), which
+//! is why the barrier keeps every stage, subject and feedback-giving check
+//! away from the workspace root.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +44,16 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
             |e: &dyn std::fmt::Display| SandboxError::Mount { path: mount.rel.clone(), reason: e.to_string() };
         if mount.is_dir {
             let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            // Registered before the root, so lookups under `/.cleanroom`
+            // resolve to it (wasi-libc does not prefer the longer prefix).
+            if mount.rel == "." {
+                let empty =
+                    tempfile::Builder::new().prefix("cleanroom-shadow-").tempdir().map_err(|e| mount_error(&e))?;
+                builder
+                    .preopened_dir(empty.path(), format!("/{}", crate::plan::mounts::RUN_DIR), FsPerms::ReadOnly)
+                    .map_err(|e| mount_error(&e))?;
+                staging._dirs.push(empty);
+            }
             builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| mount_error(&e))?;
         } else {
             let parent = parent_guest(&mount.guest);

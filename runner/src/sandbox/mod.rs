@@ -17,10 +17,14 @@ pub mod fs;
 pub mod jail;
 pub mod limits;
 pub mod output;
+pub mod subject;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -28,7 +32,8 @@ use crate::plan::Grant;
 use crate::plugin::{PluginInfo, World};
 use output::{CappedPipe, Captured};
 
-/// Generated host bindings for the `cleanroom:plugin` worlds.
+/// Generated host bindings for the `cleanroom:plugin` worlds. The `types`
+/// interface is generated once (in `check`) and shared by the others.
 pub mod bindings {
     /// The `check` world.
     pub mod check {
@@ -38,9 +43,29 @@ pub mod bindings {
             exports: { default: async },
         });
     }
+    /// The `stage` world.
+    pub mod stage {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "stage",
+            exports: { default: async },
+            with: { "cleanroom:plugin/types": super::check::cleanroom::plugin::types },
+        });
+    }
+    /// The `evaluator` world, whose `subject` import the host provides.
+    pub mod evaluator {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "evaluator",
+            imports: { default: async },
+            exports: { default: async },
+            with: { "cleanroom:plugin/types": super::check::cleanroom::plugin::types },
+        });
+    }
 }
 
-pub use bindings::check::cleanroom::plugin::types::{Finding, Invocation, Mount as GuestMount, Severity};
+pub use bindings::check::cleanroom::plugin::types::{Finding, Invocation, Mount as GuestMount, Severity, Verdict};
+pub use subject::{SubjectOutput, SubjectRunner};
 
 /// A failure of the host or of loading, as opposed to a plugin's own failure.
 #[derive(Debug, thiserror::Error)]
@@ -102,11 +127,13 @@ pub struct Outcome<T> {
     pub duration: Duration,
 }
 
-/// Per-Store host state: WASI context, its resource table, the limiter.
+/// Per-Store host state: WASI context, its resource table, the limiter, and
+/// for evaluators the subject they may run.
 pub struct StepState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: limits::StepLimiter,
+    subject: Option<Arc<SubjectRunner>>,
 }
 
 impl WasiView for StepState {
@@ -119,8 +146,21 @@ impl WasiView for StepState {
 #[derive(Clone)]
 pub struct LoadedPlugin {
     name: String,
-    check: Option<bindings::check::CheckPre<StepState>>,
+    world: Loaded,
 }
+
+#[derive(Clone)]
+enum Loaded {
+    Check(bindings::check::CheckPre<StepState>),
+    Stage(bindings::stage::StagePre<StepState>),
+    Evaluator(bindings::evaluator::EvaluatorPre<StepState>),
+}
+
+/// One guest call on a fresh Store: borrows the Store for the call only.
+type Call<T> = Box<
+    dyn for<'a> FnOnce(&'a mut Store<StepState>) -> Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>
+        + Send,
+>;
 
 /// The engine and linker shared by every invocation in a run.
 pub struct Sandbox {
@@ -138,7 +178,13 @@ impl Sandbox {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Engine(e.to_string()))?;
+        let engine_error = |e: wasmtime::Error| SandboxError::Engine(e.to_string());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        bindings::evaluator::cleanroom::plugin::subject::add_to_linker::<StepState, HasSelf<StepState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_error)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("cleanroom-epoch".into())
@@ -164,11 +210,34 @@ impl Sandbox {
         let load_error = |e: wasmtime::Error| SandboxError::Load { plugin: name.to_string(), reason: format!("{e:#}") };
         let component = Component::from_file(&self.engine, &info.path).map_err(load_error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(load_error)?;
-        let check = match info.world {
-            World::Check => Some(bindings::check::CheckPre::new(pre).map_err(load_error)?),
-            _ => None,
+        let world = match info.world {
+            World::Check => Loaded::Check(bindings::check::CheckPre::new(pre).map_err(load_error)?),
+            World::Stage => Loaded::Stage(bindings::stage::StagePre::new(pre).map_err(load_error)?),
+            World::Evaluator => Loaded::Evaluator(bindings::evaluator::EvaluatorPre::new(pre).map_err(load_error)?),
+            _ => {
+                return Err(SandboxError::Load {
+                    plugin: name.to_string(),
+                    reason: format!("it exports {}", info.world),
+                })
+            }
         };
-        Ok(LoadedPlugin { name: name.to_string(), check })
+        Ok(LoadedPlugin { name: name.to_string(), world })
+    }
+
+    /// Compiles a subject program (a `wasi:cli` command) for an evaluator,
+    /// to run with `grant`.
+    ///
+    /// # Errors
+    /// A one-line reason when the file is not a command component.
+    pub fn load_subject(&self, path: &std::path::Path, grant: &Grant) -> Result<Arc<SubjectRunner>, String> {
+        let info = crate::plugin::inspect(path).map_err(|e| e.to_string())?;
+        if info.world != World::Command {
+            return Err(format!("the subject `{}` exports {}, not a `wasi:cli` command", path.display(), info.world));
+        }
+        let component = Component::from_file(&self.engine, path).map_err(|e| format!("{e:#}"))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
+        let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| format!("{e:#}"))?;
+        Ok(Arc::new(SubjectRunner { engine: self.engine.clone(), command, grant: grant.clone(), sha256: info.sha256 }))
     }
 
     /// Runs a check plugin once in a fresh Store built from `grant`.
@@ -178,73 +247,142 @@ impl Sandbox {
         grant: &Grant,
         invocation: &Invocation,
     ) -> Outcome<Vec<Finding>> {
-        let started = Instant::now();
-        let stdout = CappedPipe::new(grant.limits.output);
-        let stderr = CappedPipe::new(grant.limits.output);
-        let result = match &plugin.check {
-            Some(pre) => self.call_check(pre, grant, invocation, &stdout, &stderr).await,
-            None => Err(Failure::Host(format!("plugin `{}` is not a check", plugin.name))),
-        };
-        Outcome { result, stdout: stdout.contents(), stderr: stderr.contents(), duration: started.elapsed() }
+        let Loaded::Check(pre) = &plugin.world else { return wrong_world(plugin, "check") };
+        let (pre, invocation) = (pre.clone(), invocation.clone());
+        let call: Call<Result<Vec<Finding>, String>> = Box::new(move |store| {
+            Box::pin(
+                async move { pre.instantiate_async(&mut *store).await?.call_check(&mut *store, &invocation).await },
+            )
+        });
+        plugin_result(invoke(&self.engine, grant, None, call).await)
     }
 
-    async fn call_check(
+    /// Runs a stage plugin once; `grant`'s writable mounts must already point
+    /// at staged copies (the executor commits them on success).
+    pub async fn run_stage(&self, plugin: &LoadedPlugin, grant: &Grant, invocation: &Invocation) -> Outcome<String> {
+        let Loaded::Stage(pre) = &plugin.world else { return wrong_world(plugin, "stage") };
+        let (pre, invocation) = (pre.clone(), invocation.clone());
+        let call: Call<Result<String, String>> = Box::new(move |store| {
+            Box::pin(async move { pre.instantiate_async(&mut *store).await?.call_run(&mut *store, &invocation).await })
+        });
+        plugin_result(invoke(&self.engine, grant, None, call).await)
+    }
+
+    /// Asks an evaluator for its scenario names, in a fresh instance.
+    pub async fn run_scenarios(
         &self,
-        pre: &bindings::check::CheckPre<StepState>,
+        plugin: &LoadedPlugin,
         grant: &Grant,
         invocation: &Invocation,
-        stdout: &CappedPipe,
-        stderr: &CappedPipe,
-    ) -> Result<Vec<Finding>, Failure> {
-        let (mut store, _staging) = self.store(grant, stdout, stderr)?;
-        let deadline = Instant::now() + grant.limits.timeout;
-        limits::arm_deadline(&mut store, deadline);
-        let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_check(&mut store, invocation).await
-        };
-        // The epoch callback interrupts running guest code; this backstop also
-        // covers time spent inside host calls.
-        let backstop = grant.limits.timeout + 4 * limits::TICK;
-        let result = match tokio::time::timeout(backstop, call).await {
-            Ok(result) => result,
-            Err(_) => return Err(Failure::Timeout(grant.limits.timeout)),
-        };
-        match result {
-            Ok(Ok(findings)) => Ok(findings),
-            Ok(Err(message)) => Err(Failure::Plugin(message)),
-            Err(error) => Err(classify_trap(&error, store.data(), grant)),
-        }
+        subject: Option<Arc<SubjectRunner>>,
+    ) -> Outcome<Vec<String>> {
+        let Loaded::Evaluator(pre) = &plugin.world else { return wrong_world(plugin, "evaluator") };
+        let (pre, invocation) = (pre.clone(), invocation.clone());
+        let call: Call<Result<Vec<String>, String>> = Box::new(move |store| {
+            Box::pin(
+                async move { pre.instantiate_async(&mut *store).await?.call_scenarios(&mut *store, &invocation).await },
+            )
+        });
+        plugin_result(invoke(&self.engine, grant, subject, call).await)
     }
 
-    /// A Store with exactly what `grant` allows; see the module docs for defaults.
-    fn store(
+    /// Runs one scenario once, in a fresh instance.
+    pub async fn run_evaluate(
         &self,
+        plugin: &LoadedPlugin,
         grant: &Grant,
-        stdout: &CappedPipe,
-        stderr: &CappedPipe,
-    ) -> Result<(Store<StepState>, fs::Staging), Failure> {
-        let mut builder = WasiCtxBuilder::new();
-        builder
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            // Filesystem calls run inline on this step's worker thread instead
-            // of hopping to a blocking pool: steps already run in parallel.
-            .allow_blocking_current_thread(true);
-        let staging = fs::apply(&mut builder, &grant.mounts).map_err(|e| Failure::Host(e.to_string()))?;
-        let state = StepState {
-            wasi: builder.build(),
-            table: ResourceTable::new(),
-            limiter: limits::StepLimiter::new(grant.limits.memory),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
-        Ok((store, staging))
+        scenario: &str,
+        invocation: &Invocation,
+        subject: Option<Arc<SubjectRunner>>,
+    ) -> Outcome<Verdict> {
+        let Loaded::Evaluator(pre) = &plugin.world else { return wrong_world(plugin, "evaluator") };
+        let (pre, invocation, scenario) = (pre.clone(), invocation.clone(), scenario.to_string());
+        let call: Call<Verdict> = Box::new(move |store| {
+            Box::pin(async move {
+                pre.instantiate_async(&mut *store).await?.call_evaluate(&mut *store, &scenario, &invocation).await
+            })
+        });
+        invoke(&self.engine, grant, subject, call).await
     }
+}
+
+/// Runs `call` on a fresh Store built from `grant`, under its deadline, and
+/// captures what the guest printed.
+async fn invoke<T>(engine: &Engine, grant: &Grant, subject: Option<Arc<SubjectRunner>>, call: Call<T>) -> Outcome<T> {
+    let started = Instant::now();
+    let stdout = CappedPipe::new(grant.limits.output);
+    let stderr = CappedPipe::new(grant.limits.output);
+    let result = match new_store(engine, grant, &stdout, &stderr, Vec::new(), None, subject) {
+        Err(failure) => Err(failure),
+        Ok((mut store, _staging)) => {
+            limits::arm_deadline(&mut store, Instant::now() + grant.limits.timeout);
+            // The epoch callback interrupts running guest code; this backstop
+            // also covers time spent inside host calls.
+            let backstop = grant.limits.timeout + 4 * limits::TICK;
+            match tokio::time::timeout(backstop, call(&mut store)).await {
+                Err(_) => Err(Failure::Timeout(grant.limits.timeout)),
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(classify_trap(&error, store.data(), grant)),
+            }
+        }
+    };
+    Outcome { result, stdout: stdout.contents(), stderr: stderr.contents(), duration: started.elapsed() }
+}
+
+/// Moves a plugin's own `err` into [`Failure::Plugin`].
+fn plugin_result<T>(outcome: Outcome<Result<T, String>>) -> Outcome<T> {
+    Outcome {
+        result: outcome.result.and_then(|inner| inner.map_err(Failure::Plugin)),
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        duration: outcome.duration,
+    }
+}
+
+fn wrong_world<T>(plugin: &LoadedPlugin, world: &str) -> Outcome<T> {
+    Outcome {
+        result: Err(Failure::Host(format!("plugin `{}` is not a {world} plugin", plugin.name))),
+        stdout: Captured::default(),
+        stderr: Captured::default(),
+        duration: Duration::ZERO,
+    }
+}
+
+/// A Store with exactly what `grant` allows; see the module docs for defaults.
+/// `args` and `stdin` are for subject programs; plugins get neither.
+fn new_store(
+    engine: &Engine,
+    grant: &Grant,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+    stdin: Vec<u8>,
+    args: Option<&[String]>,
+    subject: Option<Arc<SubjectRunner>>,
+) -> Result<(Store<StepState>, fs::Staging), Failure> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        // Filesystem calls run inline on this step's worker thread instead
+        // of hopping to a blocking pool: steps already run in parallel.
+        .allow_blocking_current_thread(true);
+    if let Some(args) = args {
+        builder.args(args).stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(stdin));
+    }
+    let staging = fs::apply(&mut builder, &grant.mounts).map_err(|e| Failure::Host(e.to_string()))?;
+    let state = StepState {
+        wasi: builder.build(),
+        table: ResourceTable::new(),
+        limiter: limits::StepLimiter::new(grant.limits.memory),
+        subject,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_hostcall_fuel(limits::HOSTCALL_FUEL);
+    Ok((store, staging))
 }
 
 /// Turns a wasmtime error from a call into the most specific [`Failure`].

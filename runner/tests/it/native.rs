@@ -224,7 +224,10 @@ fn jail_fails_closed_when_the_kernel_refuses_namespaces() {
     let hello = step(&json, "hello");
     assert_eq!(hello["status"], "error");
     let reason = hello["reason"].as_str().unwrap();
-    assert!(reason.starts_with("could not be jailed, so it did not run: cannot create user, mount and network namespaces"), "{reason}");
+    assert!(
+        reason.starts_with("could not be jailed, so it did not run: cannot create user, mount and network namespaces"),
+        "{reason}"
+    );
     assert_eq!(hello["stdout"], "", "the program must not have run");
 
     let (code, json, stderr) = run("--allow-unjailed");

@@ -1,0 +1,233 @@
+//! Gates: how checks and evaluators judge, and what happens when they fail.
+//!
+//! A *gate* is a check or evaluator. [`Retry`] says which stage to re-run,
+//! with one-line feedback, when the gate fails. [`Evaluation`] holds an
+//! evaluator's k-of-n settings: each scenario runs `repeat` times, passes
+//! with at least `require` passing runs, and the evaluator passes when the
+//! share of passing scenarios (its *satisfaction*) is at least `threshold`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::diag::{Code, Diagnostic, Diagnostics, Location};
+use crate::plan::grant::{Grant, Limits, Mount};
+use crate::plan::{mounts, Declared, StepKind};
+
+/// Attempts of a retried stage when the gate sets no `max_iterations`.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 3;
+/// Deadline of one subject run when the evaluator sets no `subject_timeout`.
+pub const DEFAULT_SUBJECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a failing gate sends work back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// The stage re-run with feedback (always upstream of the gate).
+    pub stage: String,
+    /// Attempts of that stage at most, the first included.
+    pub max_iterations: u32,
+}
+
+/// An evaluator's k-of-n settings and its subject.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Runs per scenario, each in a fresh instance.
+    pub repeat: u32,
+    /// Passing runs a scenario needs.
+    pub require: u32,
+    /// Share of scenarios that must pass (0.0 to 1.0).
+    pub threshold: f64,
+    /// The program under evaluation, if any.
+    pub subject: Option<Subject>,
+}
+
+/// The program an evaluator judges, and what it may touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// The component file (may not exist until an upstream step builds it).
+    pub component: Mount,
+    /// Its own grant: `subject_read` mounts, read-only; limits.
+    pub grant: Grant,
+}
+
+/// Reads `retry` and `max_iterations` of a gate.
+pub(crate) fn resolve_retry(
+    d: &Declared,
+    declared: &[Declared],
+    ancestors: &BTreeSet<usize>,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Retry> {
+    let id = d.id.get_ref();
+    let Some(stage) = &d.table.retry else {
+        if let Some(max) = &d.table.max_iterations {
+            diags.push(
+                Diagnostic::new(Code::CR020, format!("step `{id}` sets `max_iterations` without `retry`"))
+                    .at(here(max.span()))
+                    .hint("add `retry = \"<stage id>\"`, or remove `max_iterations`"),
+            );
+        }
+        return None;
+    };
+    let at = here(stage.span());
+    let refuse = |message: String, hint: &str| Diagnostic::new(Code::CR020, message).at(at.clone()).hint(hint);
+    if d.kind == StepKind::Stage {
+        diags.push(refuse(
+            format!("stage `{id}` sets `retry`, but only checks and evaluators are gates"),
+            "move `retry` to the check or evaluator that judges this stage",
+        ));
+        return None;
+    }
+    let name = stage.get_ref();
+    let Some(target) = declared.iter().position(|s| s.id.get_ref().0 == *name) else {
+        diags.push(refuse(
+            format!("step `{id}` retries `{name}`, which is not a step"),
+            "name a [stage.*] this step needs",
+        ));
+        return None;
+    };
+    if declared[target].kind != StepKind::Stage {
+        diags.push(refuse(
+            format!("step `{id}` retries `{name}`, which is {}, not a stage", declared[target].kind.with_article()),
+            "only stages write code; retry the stage whose output this step judges",
+        ));
+        return None;
+    }
+    if !ancestors.contains(&target) {
+        diags.push(refuse(
+            format!("step `{id}` retries `{name}`, but does not need it, so a new attempt could not change what `{id}` sees"),
+            &format!("add `{name}` (or a step that needs it) to the `needs` of `{id}`"),
+        ));
+        return None;
+    }
+    let max_iterations = match &d.table.max_iterations {
+        Some(max) if *max.get_ref() == 0 => {
+            diags.push(
+                Diagnostic::new(Code::CR020, format!("step `{id}` sets `max_iterations = 0`"))
+                    .at(here(max.span()))
+                    .hint("it counts attempts including the first: use 1 for no retries"),
+            );
+            DEFAULT_MAX_ITERATIONS
+        }
+        Some(max) => *max.get_ref(),
+        None => DEFAULT_MAX_ITERATIONS,
+    };
+    Some(Retry { stage: name.clone(), max_iterations })
+}
+
+/// Reads an evaluator's `repeat`, `require`, `threshold` and subject keys,
+/// refusing them on other kinds.
+pub(crate) fn resolve_evaluation(
+    d: &Declared,
+    workspace: &Path,
+    upstream_writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Evaluation> {
+    let id = d.id.get_ref();
+    let t = d.table;
+    if d.kind != StepKind::Evaluator {
+        let keys = [
+            t.repeat.as_ref().map(|k| ("repeat", k.span())),
+            t.require.as_ref().map(|k| ("require", k.span())),
+            t.threshold.as_ref().map(|k| ("threshold", k.span())),
+            t.subject.as_ref().map(|k| ("subject", k.span())),
+            t.subject_read.first().map(|k| ("subject_read", k.span())),
+        ];
+        for (key, span) in keys.into_iter().flatten() {
+            diags.push(
+                Diagnostic::new(Code::CR009, format!("{} `{id}` sets `{key}`, which only evaluators have", d.kind))
+                    .at(here(span))
+                    .hint("remove it, or make the step an [evaluator.*]"),
+            );
+        }
+        return None;
+    }
+    let invalid = |span: std::ops::Range<usize>, message: String, hint: &str| {
+        Diagnostic::new(Code::CR021, format!("evaluator `{id}`: {message}")).at(here(span)).hint(hint)
+    };
+    let repeat = t.repeat.as_ref().map_or(1, |r| *r.get_ref());
+    if let Some(r) = t.repeat.as_ref().filter(|r| *r.get_ref() == 0) {
+        diags.push(invalid(r.span(), "`repeat` is 0".into(), "run each scenario at least once"));
+    }
+    let require = t.require.as_ref().map_or(repeat, |r| *r.get_ref());
+    if let Some(r) = t.require.as_ref().filter(|r| *r.get_ref() == 0 || *r.get_ref() > repeat) {
+        diags.push(invalid(
+            r.span(),
+            format!("`require = {}` must be between 1 and `repeat` ({repeat})", r.get_ref()),
+            "a scenario passes when at least `require` of its `repeat` runs pass",
+        ));
+    }
+    let threshold = t.threshold.as_ref().map_or(1.0, |r| *r.get_ref());
+    if let Some(r) = t.threshold.as_ref().filter(|r| !(0.0..=1.0).contains(r.get_ref())) {
+        diags.push(invalid(
+            r.span(),
+            format!("`threshold = {}` is outside 0.0 to 1.0", r.get_ref()),
+            "it is the share of scenarios that must pass, e.g. 0.9",
+        ));
+    }
+    let subject = match &t.subject {
+        None => {
+            if let Some(first) = t.subject_read.first() {
+                diags.push(invalid(
+                    first.span(),
+                    "`subject_read` without `subject`".into(),
+                    "add `subject = \"<path of a component>\"`",
+                ));
+            }
+            None
+        }
+        Some(raw) => {
+            let component = match mounts::resolve(workspace, raw.get_ref(), false) {
+                Ok(mount) if mount.is_dir => {
+                    diags.push(invalid(
+                        raw.span(),
+                        format!("subject `{}` is a directory", raw.get_ref()),
+                        "name the component file, e.g. `build/app.wasm`",
+                    ));
+                    None
+                }
+                Ok(mount) => Some(mount),
+                Err(e) if e.code == Code::CR008 && produced_upstream(raw.get_ref(), upstream_writes) => {
+                    Some(Mount { is_dir: false, ..mounts::not_yet_created(workspace, raw.get_ref()) })
+                }
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::new(e.code, format!("evaluator `{id}`: subject: {}", e.message))
+                            .at(here(raw.span()))
+                            .hint(e.hint),
+                    );
+                    None
+                }
+            };
+            let mut reads = Vec::new();
+            for raw in &t.subject_read {
+                match mounts::resolve(workspace, raw.get_ref(), false) {
+                    Ok(mount) => reads.push(mount),
+                    Err(e) if e.code == Code::CR008 && produced_upstream(raw.get_ref(), upstream_writes) => {
+                        reads.push(mounts::not_yet_created(workspace, raw.get_ref()))
+                    }
+                    Err(e) => diags.push(
+                        Diagnostic::new(e.code, format!("evaluator `{id}`: subject_read: {}", e.message))
+                            .at(here(raw.span()))
+                            .hint(e.hint),
+                    ),
+                }
+            }
+            let limits = Limits {
+                timeout: t.subject_timeout.map_or(DEFAULT_SUBJECT_TIMEOUT, |d| d.0),
+                memory: t.memory.map_or(crate::plan::grant::DEFAULT_MEMORY, |m| m.0),
+                output: crate::plan::grant::DEFAULT_OUTPUT_CAP,
+            };
+            component.map(|component| Subject { component, grant: Grant::new(reads, limits) })
+        }
+    };
+    Some(Evaluation { repeat, require, threshold, subject })
+}
+
+/// Whether `raw` lies under a path some upstream step writes.
+pub(crate) fn produced_upstream(raw: &str, upstream_writes: &[String]) -> bool {
+    mounts::normalize(raw).is_some_and(|rel| upstream_writes.iter().any(|w| mounts::is_within(&rel, w)))
+}
