@@ -187,11 +187,7 @@ impl RunState {
                 }
                 Event::GateDecision { gate, round, passed, reason, .. } => {
                     while state.history.len() < *round as usize {
-                        state.history.push(AttemptReport {
-                            round: state.history.len() as u32 + 1,
-                            gates: Vec::new(),
-                            retries: Vec::new(),
-                        });
+                        state.history.push(AttemptReport::new(state.history.len() as u32 + 1));
                     }
                     let verdict = if *passed { "passed" } else { "failed" };
                     state.history[*round as usize - 1].gates.push(format!("{gate}: {verdict}, {reason}"));
@@ -202,6 +198,7 @@ impl RunState {
                         state.feedback.insert(stage.clone(), retrying.feedback.clone());
                         if let Some(entry) = state.history.get_mut(*round as usize - 1) {
                             entry.retries.push(retry_line(stage, retrying));
+                            entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
                         }
                     }
                     state.round = round + 1;
@@ -379,7 +376,7 @@ impl Executor<'_> {
         let round = self.state.round;
         let ran: Vec<usize> = self.state.pending.iter().copied().collect();
         let report = |i: usize| self.state.reports[i].as_ref();
-        let mut entry = AttemptReport { round, gates: Vec::new(), retries: Vec::new() };
+        let mut entry = AttemptReport::new(round);
         let mut decisions = Vec::new();
         // Failed gates with `retry`, grouped by the stage they send back.
         let mut failing: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -393,6 +390,12 @@ impl Executor<'_> {
             let reason = gate_reason(r);
             if step.retry.is_some() || step.kind == StepKind::Evaluator {
                 entry.gates.push(format!("{}: {}, {reason}", step.id, r.status.as_str()));
+            }
+            for scenario in r.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)) {
+                entry.failing.push(format!(
+                    "{}: {}  {}/{} passed  {}",
+                    step.id, scenario.name, scenario.passes, scenario.runs, scenario.summary
+                ));
             }
             if let Some(retry) = &step.retry {
                 if !passed {
@@ -433,6 +436,7 @@ impl Executor<'_> {
         }
         for (stage, retrying) in &retries {
             entry.retries.push(retry_line(stage, retrying));
+            entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
         }
         self.state.history.push(entry);
         if failing.is_empty() {

@@ -32,6 +32,11 @@ pub fn check(
         list.iter()
             .filter_map(|raw| match mounts::resolve(workspace, raw.get_ref(), false) {
                 Ok(mount) => Some(Fence { rel: mount.rel, host: mount.host }),
+                // A path that does not exist yet (built later) is fenced by name.
+                Err(e) if e.code == Code::CR008 => {
+                    let mount = mounts::not_yet_created(workspace, raw.get_ref());
+                    Some(Fence { rel: mount.rel, host: mount.host })
+                }
                 Err(e) => {
                     diags.push(
                         Diagnostic::new(e.code, format!("[barrier]: {}", e.message)).at(here(raw.span())).hint(e.hint),

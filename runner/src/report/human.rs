@@ -58,11 +58,16 @@ pub fn render(report: &RunReport) -> String {
     if !report.attempts.is_empty() {
         let _ = writeln!(out, "\nattempts:");
         for attempt in &report.attempts {
-            let mut line = format!("  round {}: {}", attempt.round, attempt.gates.join("; "));
-            if !attempt.retries.is_empty() {
-                let _ = write!(line, "  -> retry {}", attempt.retries.join("; "));
+            let _ = writeln!(out, "  round {}: {}", attempt.round, attempt.gates.join("; "));
+            for failing in &attempt.failing {
+                let _ = writeln!(out, "    {failing}");
             }
-            let _ = writeln!(out, "{line}");
+            for retry in &attempt.retries {
+                let _ = writeln!(out, "    -> retry {retry}");
+            }
+            for line in &attempt.feedback {
+                let _ = writeln!(out, "       feedback {line}");
+            }
         }
     }
     if let Some(escalation) = &report.escalation {

@@ -178,8 +178,21 @@ pub struct AttemptReport {
     /// `gate: score` for every gate that ran in this round, e.g.
     /// `holdout: failed, satisfaction 0.67 (4/6)`.
     pub gates: Vec<String>,
+    /// Evaluators' failing scenarios in this round: `gate: name  K/N passed  summary`.
+    #[serde(default)]
+    pub failing: Vec<String>,
     /// The stages re-run after this round, with the feedback lines each got.
     pub retries: Vec<String>,
+    /// The feedback lines sent, by stage: `stage: line`.
+    #[serde(default)]
+    pub feedback: Vec<String>,
+}
+
+impl AttemptReport {
+    /// An empty record of round `round`.
+    pub fn new(round: u32) -> Self {
+        AttemptReport { round, gates: Vec::new(), failing: Vec::new(), retries: Vec::new(), feedback: Vec::new() }
+    }
 }
 
 /// What a whole run did.
