@@ -13,6 +13,8 @@ use cleanroom::{RunOptions, RunReport, StepReport};
 /// Every guest in `guests/` (crates that build a component), each used by a test.
 pub const GUESTS: &[&str] = &[
     "env_probe",
+    "feedback_recorder",
+    "fixed_verdicts",
     "memory_bomb",
     "noop",
     "noop_stage",
@@ -21,6 +23,7 @@ pub const GUESTS: &[&str] = &[
     "socket_probe",
     "spin_forever",
     "write_probe",
+    "write_then_fail",
 ];
 
 /// The built component for guest `name`.

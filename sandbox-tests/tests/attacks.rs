@@ -187,6 +187,58 @@ fn plugin_of_the_wrong_world_is_refused_before_anything_runs() {
     assert!(text.contains("exports the `stage` world"), "{text}");
 }
 
+/// A retried stage is told exactly one summary line per failing scenario:
+/// not the verdict detail, not the evaluator's output, and not a summary
+/// that quotes a holdout file (the `smuggle` scenario tries).
+#[test]
+fn stage_receives_exactly_the_feedback_summaries() {
+    let ws = Workspace::new();
+    ws.file("scenarios/secret.toml", "expected = \"the answer is 42\"\n").dir("out");
+    let report = ws.run(
+        &["feedback_recorder", "fixed_verdicts"],
+        "[barrier]\nholdout = [\"scenarios\"]\n\n\
+         [stage.record]\nplugin = \"feedback_recorder\"\nwrite = [\"out\"]\n\n\
+         [evaluator.judge]\nplugin = \"fixed_verdicts\"\nneeds = [\"record\"]\nread = [\"scenarios\"]\nretry = \"record\"\n\
+         config = { quote = \"/scenarios/secret.toml\" }\n",
+    );
+    assert!(report.passed(), "{report:#?}");
+    assert_eq!(ws.read("out/attempt-1.txt"), "");
+    assert_eq!(
+        ws.read("out/attempt-2.txt"),
+        "scenario alpha: failed 1/1: alpha is wrong\n\
+         scenario smuggle: failed 1/1: (withheld: it quoted holdout content)\n"
+    );
+    assert_eq!(report.attempts.len(), 2);
+}
+
+/// A stage that writes and then fails (error, trap, timeout) leaves its
+/// write mount byte-for-byte as it was; the same stage succeeding commits.
+#[test]
+fn failed_stage_writes_nothing_to_the_workspace() {
+    for how in ["error", "panic", "spin"] {
+        let ws = Workspace::new();
+        ws.file("out/keep.txt", "original").file("out/gone.txt", "still here");
+        let report = ws.run(
+            &["write_then_fail"],
+            &format!("[stage.write]\nplugin = \"write_then_fail\"\nwrite = [\"out\"]\ntimeout = \"1s\"\nconfig = {{ how = \"{how}\" }}\n"),
+        );
+        let status = step(&report, "write").status;
+        assert!(matches!(status, StepStatus::Failed | StepStatus::Error), "{how}: {status:?}");
+        assert_eq!(ws.read("out/keep.txt"), "original", "{how}");
+        assert_eq!(ws.read("out/gone.txt"), "still here", "{how}");
+        assert!(!ws.root().join("out/new.txt").exists(), "{how}");
+    }
+    let ws = Workspace::new();
+    ws.file("out/keep.txt", "original").file("out/gone.txt", "still here");
+    let report = ws.run(
+        &["write_then_fail"],
+        "[stage.write]\nplugin = \"write_then_fail\"\nwrite = [\"out\"]\nconfig = { how = \"succeed\" }\n",
+    );
+    assert_eq!(step(&report, "write").changes, ["+ out/keep.txt", "+ out/new.txt", "- out/gone.txt"]);
+    assert_eq!(ws.read("out/keep.txt"), "overwritten");
+    assert!(!ws.root().join("out/gone.txt").exists());
+}
+
 #[test]
 fn every_guest_is_attacked_by_a_test() {
     let source = include_str!("attacks.rs");
