@@ -59,6 +59,9 @@ pub enum Code {
     /// The run record (`.cleanroom/runs/`) cannot be written, or `--resume`
     /// finds no unfinished run.
     CR022,
+    /// Two steps that may run at the same time touch the same path, and at
+    /// least one of them writes it.
+    CR023,
 }
 
 impl fmt::Display for Code {

@@ -75,6 +75,9 @@ pub enum InspectError {
 /// else would fail at link time with a less helpful message.
 const ALLOWED_IMPORT_PREFIXES: &[&str] = &["wasi:", "cleanroom:plugin/"];
 
+/// WASI interfaces no step is granted: outgoing HTTP is never linked.
+const REFUSED_IMPORT_PREFIXES: &[&str] = &["wasi:http/"];
+
 /// Reads, hashes and inspects the component at `path`.
 ///
 /// # Errors
@@ -120,12 +123,16 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
 }
 
 impl PluginInfo {
-    /// Imports outside WASI and `cleanroom:plugin`, which no step can satisfy.
+    /// Imports no step is granted: anything outside WASI and
+    /// `cleanroom:plugin`, and `wasi:http` (no network for plugins).
     pub fn foreign_imports(&self) -> Vec<&str> {
         self.imports
             .iter()
             .map(String::as_str)
-            .filter(|name| !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
+            .filter(|name| {
+                !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))
+                    || REFUSED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))
+            })
             .collect()
     }
 }

@@ -14,7 +14,10 @@ use cleanroom::{RunOptions, RunReport, StepReport};
 pub const GUESTS: &[&str] = &[
     "env_probe",
     "feedback_recorder",
+    "file_flood",
     "fixed_verdicts",
+    "hostcall_flood",
+    "link_probe",
     "memory_bomb",
     "noop",
     "noop_stage",
@@ -22,9 +25,23 @@ pub const GUESTS: &[&str] = &[
     "read_probe",
     "socket_probe",
     "spin_forever",
+    "stack_overflow",
     "write_probe",
     "write_then_fail",
 ];
+
+/// The `cleanroom` binary built beside this test (it is the jail helper for
+/// native steps, and the CLI for fault tests).
+///
+/// # Panics
+/// When it has not been built, with the command that builds it.
+pub fn cleanroom_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let binary = dir.join("cleanroom");
+    assert!(binary.is_file(), "{} is missing: run `cargo build --bin cleanroom` first", binary.display());
+    binary
+}
 
 /// The built component for guest `name`.
 ///
@@ -79,11 +96,8 @@ impl Workspace {
     }
 
     /// Writes `pipeline.toml` with a `[plugins]` table pointing at `guests`
-    /// (plugin name = guest name) followed by `steps`, and runs it.
-    ///
-    /// # Panics
-    /// When the pipeline does not validate: attacks must be run, not refused.
-    pub fn run(&self, guests: &[&str], steps: &str) -> RunReport {
+    /// (plugin name = guest name) followed by `steps`, and validates it.
+    pub fn plan(&self, guests: &[&str], steps: &str) -> Result<cleanroom::Plan, cleanroom::diag::Diagnostics> {
         let mut toml = String::from("[pipeline]\nname = \"attack\"\n\n[plugins]\n");
         for name in guests {
             toml.push_str(&format!("{name} = {:?}\n", guest(name).display().to_string()));
@@ -92,9 +106,46 @@ impl Workspace {
         toml.push_str(steps);
         let pipeline = self.root().join("pipeline.toml");
         fs_err::write(&pipeline, toml).expect("write pipeline");
-        let plan = cleanroom::load_plan(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{d}"));
-        cleanroom::run(&plan, &RunOptions { jobs: 2, ..RunOptions::default() })
-            .unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
+        cleanroom::load_plan(&pipeline)
+    }
+
+    /// Every file, directory and link under the root (but `.cleanroom/` and
+    /// `pipeline.toml`), with contents, for byte-for-byte comparisons.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        snapshot_into(&self.root(), "", &mut out);
+        out
+    }
+
+    /// Writes `pipeline.toml` with a `[plugins]` table pointing at `guests`
+    /// (plugin name = guest name) followed by `steps`, and runs it.
+    ///
+    /// # Panics
+    /// When the pipeline does not validate: attacks must be run, not refused.
+    pub fn run(&self, guests: &[&str], steps: &str) -> RunReport {
+        let plan = self.plan(guests, steps).unwrap_or_else(|d| panic!("pipeline did not validate:\n{d}"));
+        let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), ..RunOptions::default() };
+        cleanroom::run(&plan, &options).unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
+    }
+}
+
+fn snapshot_into(dir: &Path, rel: &str, out: &mut std::collections::BTreeMap<String, String>) {
+    let Ok(entries) = fs_err::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if rel.is_empty() && (name == ".cleanroom" || name == "pipeline.toml") {
+            continue;
+        }
+        let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let meta = fs_err::symlink_metadata(entry.path()).expect("metadata");
+        if meta.file_type().is_symlink() {
+            out.insert(path, format!("link -> {}", fs_err::read_link(entry.path()).expect("link").display()));
+        } else if meta.is_dir() {
+            out.insert(path.clone(), "dir".into());
+            snapshot_into(&entry.path(), &path, out);
+        } else {
+            out.insert(path, String::from_utf8_lossy(&fs_err::read(entry.path()).expect("read")).into_owned());
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! takes a [`Plan`] and never reads TOML or builds a sandbox by hand.
 
 pub mod feedback;
+pub mod quota;
 mod steps;
 pub mod writes;
 

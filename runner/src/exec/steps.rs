@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::feedback::Holdout;
+use super::quota::Quota;
 use super::{writes, RunOptions};
 use crate::plan::gates::Evaluation;
 use crate::plan::{Action, Grant, Step, StepKind};
 use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport, StepStatus};
+use crate::sandbox::jail::pids::PidsCgroup;
 use crate::sandbox::jail::{self, Bind, JailSpec};
 use crate::sandbox::output::Captured;
 use crate::sandbox::{Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
@@ -105,12 +107,22 @@ async fn run_stage_step(
             mount.exists = true;
         }
     }
-    let outcome = context.sandbox.run_stage(plugin, &grant, &invocation(step, &grant, attempt, feedback)).await;
+    let quota = Quota::new(copies.values().cloned().collect(), step.grant.limits.max_write);
+    let started = Instant::now();
+    let invocation = invocation(step, &grant, attempt, feedback);
+    let outcome = tokio::select! {
+        outcome = context.sandbox.run_stage(plugin, &grant, &invocation) => outcome,
+        why = quota.exceeded() => return StepReport { duration: started.elapsed(), ..error_report(step, why) },
+    };
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
+    if let (Ok(_), Some(why)) = (&outcome.result, quota.check()) {
+        report.reason = Some(why);
+        return report;
+    }
     match outcome.result {
         Ok(note) => {
-            commit(staged, &mut report, Some(note));
+            commit(staged, &context.workspace, &mut report, Some(note));
         }
         Err(crate::sandbox::Failure::Plugin(message)) => {
             report.status = StepStatus::Failed;
@@ -122,8 +134,8 @@ async fn run_stage_step(
 }
 
 /// Applies a successful stage's writes and records what changed.
-fn commit(staged: writes::Staged, report: &mut StepReport, note: Option<String>) -> bool {
-    match staged.commit() {
+fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, note: Option<String>) -> bool {
+    match staged.commit(&workspace.join(crate::plan::mounts::RUN_DIR).join("tmp")) {
         Ok(changes) => {
             report.status = StepStatus::Passed;
             report.note = note;
@@ -322,6 +334,7 @@ async fn run_command_step(
         env.push(("CLEANROOM_ATTEMPT".into(), attempt.to_string()));
         env.push(("CLEANROOM_FEEDBACK".into(), feedback.join("\n")));
     }
+    let pids = PidsCgroup::create(step.grant.limits.pids);
     let reads = step.grant.mounts.iter().filter(|m| !m.writable).map(|m| m.host.clone());
     // A mount of the workspace root must not show the run directory: an
     // empty directory is mounted over it inside the jail.
@@ -350,9 +363,21 @@ async fn run_command_step(
         binds: staged.binds().into_iter().map(|(staged, target)| Bind { staged, target }).chain(shadow).collect(),
         network: step.grant.network,
         allow_unjailed: context.options.allow_unjailed,
+        max_file_size: step.grant.limits.max_write,
+        cgroup_procs: pids.as_ref().map(PidsCgroup::procs_file),
     };
     let limits = &step.grant.limits;
-    let outcome = jail::run(&context.options.jail_helper, &spec, limits.timeout, limits.output).await;
+    let mut quota_dirs: Vec<PathBuf> = spec.binds.iter().map(|b| b.staged.clone()).collect();
+    quota_dirs.push(temp.path().to_path_buf());
+    let quota = Quota::new(quota_dirs, limits.max_write);
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        outcome = jail::run(&context.options.jail_helper, &spec, limits.timeout, limits.output) => outcome,
+        why = quota.exceeded() => {
+            remove_mount_points(&mount_points);
+            return StepReport { duration: started.elapsed(), ..error_report(step, why) };
+        }
+    };
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     let mut committed = false;
@@ -361,7 +386,7 @@ async fn run_command_step(
         Ok(exit) => {
             report.unjailed = exit.unjailed.clone();
             if exit.success() {
-                committed = commit(staged, &mut report, None);
+                committed = commit(staged, &context.workspace, &mut report, None);
             } else {
                 report.status = StepStatus::Failed;
                 report.findings.push(FindingReport {
@@ -376,9 +401,7 @@ async fn run_command_step(
         }
     }
     if !committed {
-        for dir in mount_points.iter().rev() {
-            let _ = fs_err::remove_dir(dir);
-        }
+        remove_mount_points(&mount_points);
     }
     report
 }
@@ -413,6 +436,13 @@ fn refresh_mounts(mut grant: Grant, workspace: &Path) -> Result<Grant, String> {
 pub(super) fn input_digests(step: &Step) -> BTreeMap<String, String> {
     let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref()).map(|s| &s.component);
     step.grant.mounts.iter().chain(subject).map(|m| (m.rel.clone(), crate::journal::digest_metadata(&m.host))).collect()
+}
+
+/// Removes the (empty) mount points made for missing write directories.
+fn remove_mount_points(mount_points: &[PathBuf]) {
+    for dir in mount_points.iter().rev() {
+        let _ = fs_err::remove_dir(dir);
+    }
 }
 
 /// `: <last non-empty output line>` (stderr first), cut to fit one line.

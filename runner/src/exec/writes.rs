@@ -89,15 +89,24 @@ impl Staged {
     /// # Errors
     /// An I/O error naming the file that could not be written; files already
     /// committed stay committed, each one whole.
-    pub fn commit(self) -> io::Result<Changes> {
+    ///
+    /// Each new file is first written whole to `scratch` (the run's
+    /// `.cleanroom/tmp/`) and then renamed into place, so a crash leaves no
+    /// half-written file in the workspace, only a stray temporary file in the
+    /// run directory. Where `scratch` is on another filesystem, the
+    /// temporary file is written beside its destination instead.
+    pub fn commit(self, scratch: &Path) -> io::Result<Changes> {
         let mut changes = Changes::default();
+        fs_err::create_dir_all(scratch)?;
+        let scratch = open(scratch)?;
         for staged in &self.mounts {
             fs_err::create_dir_all(&staged.mount.host)?;
             let workspace = open(&staged.mount.host)?;
             let copy = open(staged.copy.path())?;
             let prefix = if staged.mount.rel == "." { String::new() } else { format!("{}/", staged.mount.rel) };
             let mut seen = BTreeSet::new();
-            apply_tree(&copy, &workspace, Path::new(""), &staged.initial, &mut seen, &prefix, &mut changes)?;
+            let target = Target { workspace: &workspace, scratch: &scratch };
+            apply_tree(&copy, &target, Path::new(""), &staged.initial, &mut seen, &prefix, &mut changes)?;
             // Deepest first, so a removed directory's files are counted before it.
             for (path, entry) in staged.initial.iter().rev() {
                 if seen.contains(path) {
@@ -157,9 +166,40 @@ fn copy_tree(
     Ok(())
 }
 
+/// Where committed files go, and where their temporaries are written.
+struct Target<'d> {
+    workspace: &'d Dir,
+    scratch: &'d Dir,
+}
+
+impl Target<'_> {
+    /// Writes `bytes` with `mode` to `path` atomically.
+    fn replace(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = format!("commit-{}-{n}", std::process::id());
+        self.scratch.write(&temporary, bytes)?;
+        self.scratch.set_permissions(&temporary, cap_std::fs::Permissions::from_mode(mode))?;
+        match self.scratch.rename(&temporary, self.workspace, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                let _ = self.scratch.remove_file(&temporary);
+                let beside = temporary_name(path);
+                self.workspace.write(&beside, bytes)?;
+                self.workspace.set_permissions(&beside, cap_std::fs::Permissions::from_mode(mode))?;
+                self.workspace.rename(&beside, self.workspace, path)
+            }
+            Err(e) => {
+                let _ = self.scratch.remove_file(&temporary);
+                Err(e)
+            }
+        }
+    }
+}
+
 fn apply_tree(
     copy: &Dir,
-    workspace: &Dir,
+    target: &Target,
     rel: &Path,
     initial: &BTreeMap<PathBuf, Entry>,
     seen: &mut BTreeSet<PathBuf>,
@@ -171,13 +211,14 @@ fn apply_tree(
         let name = entry.file_name();
         let path = rel.join(&name);
         let kind = entry.file_type()?;
+        let workspace = target.workspace;
         if kind.is_dir() {
             if initial.get(&path) != Some(&Entry::Dir) {
                 replace_non_dir(workspace, &path)?;
                 workspace.create_dir_all(&path)?;
             }
             seen.insert(path.clone());
-            apply_tree(&copy.open_dir(&name)?, workspace, &path, initial, seen, prefix, changes)?;
+            apply_tree(&copy.open_dir(&name)?, target, &path, initial, seen, prefix, changes)?;
         } else if kind.is_file() {
             seen.insert(path.clone());
             let bytes = copy.read(&name)?;
@@ -189,10 +230,7 @@ fn apply_tree(
             if initial.get(&path) == Some(&Entry::Dir) {
                 workspace.remove_dir_all(&path)?;
             }
-            let temporary = temporary_name(&path);
-            workspace.write(&temporary, &bytes)?;
-            workspace.set_permissions(&temporary, cap_std::fs::Permissions::from_mode(mode))?;
-            workspace.rename(&temporary, workspace, &path)?;
+            target.replace(&path, &bytes, mode)?;
             changes.written.push(format!("{prefix}{}", path.display()));
         } else {
             changes.ignored_links.push(format!("{prefix}{}", path.display()));
@@ -209,7 +247,7 @@ fn replace_non_dir(workspace: &Dir, path: &Path) -> io::Result<()> {
     }
 }
 
-/// `dir/.name.cleanroom-tmp`: beside the destination, so the rename is atomic.
+/// `dir/.name.cleanroom-tmp`: beside the destination, for the same-filesystem rename.
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.cleanroom-tmp"))
@@ -249,7 +287,7 @@ mod tests {
         fs_err::remove_file(copy.join("gone.txt")).unwrap();
         fs_err::write(copy.join("keep/new.txt"), "fresh").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", copy.join("planted")).unwrap();
-        let changes = staged.commit().unwrap();
+        let changes = staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap();
         assert_eq!(changes.written, ["out/edit.txt", "out/keep/new.txt"]);
         assert_eq!(changes.removed, ["out/gone.txt"]);
         assert_eq!(changes.ignored_links, ["out/planted"]);
@@ -279,7 +317,7 @@ mod tests {
         let out = ws.path().join("out");
         let staged = stage(&[mount(&out, false)]).unwrap();
         fs_err::write(staged.binds()[0].0.join("app.wasm"), "bytes").unwrap();
-        assert_eq!(staged.commit().unwrap().written, ["out/app.wasm"]);
+        assert_eq!(staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap().written, ["out/app.wasm"]);
         assert_eq!(fs_err::read_to_string(out.join("app.wasm")).unwrap(), "bytes");
     }
 }

@@ -157,6 +157,12 @@ pub struct StepTable {
     pub subject_read: Vec<Spanned<String>>,
     /// Evaluators: deadline of one subject run. Default 10s.
     pub subject_timeout: Option<DurationSpec>,
+    /// Stages: bytes they may write (their staged copies, and a native
+    /// program's temporary directory) before they are stopped. Default 1GiB.
+    pub max_write: Option<Spanned<ByteSize>>,
+    /// `run` steps: processes the program may have at once, where the
+    /// kernel's pids controller is available. Default 512.
+    pub pids: Option<Spanned<u32>>,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

@@ -219,7 +219,7 @@ pub(crate) fn resolve_evaluation(
             let limits = Limits {
                 timeout: t.subject_timeout.map_or(DEFAULT_SUBJECT_TIMEOUT, |d| d.0),
                 memory: t.memory.map_or(crate::plan::grant::DEFAULT_MEMORY, |m| m.0),
-                output: crate::plan::grant::DEFAULT_OUTPUT_CAP,
+                ..Limits::default()
             };
             component.map(|component| Subject { component, grant: Grant::new(reads, limits) })
         }

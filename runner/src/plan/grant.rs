@@ -17,6 +17,10 @@ pub const DEFAULT_MEMORY: u64 = 512 << 20;
 /// Bytes of stdout, and separately of stderr, kept per invocation; the rest
 /// is dropped (the plugin is not told, so log spam cannot kill it).
 pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
+/// Bytes a stage may write when it sets no `max_write`.
+pub const DEFAULT_MAX_WRITE: u64 = 1 << 30;
+/// Processes a native program may have at once when it sets no `pids`.
+pub const DEFAULT_PIDS: u32 = 512;
 
 /// Everything one step may touch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,10 +75,20 @@ pub struct Limits {
     pub memory: u64,
     /// Bytes of stdout and of stderr kept, each.
     pub output: u64,
+    /// Bytes a stage may write.
+    pub max_write: u64,
+    /// Processes a native program may have at once (where enforceable).
+    pub pids: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: DEFAULT_TIMEOUT, memory: DEFAULT_MEMORY, output: DEFAULT_OUTPUT_CAP }
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            memory: DEFAULT_MEMORY,
+            output: DEFAULT_OUTPUT_CAP,
+            max_write: DEFAULT_MAX_WRITE,
+            pids: DEFAULT_PIDS,
+        }
     }
 }

@@ -270,8 +270,24 @@ impl Plan {
             let limits = Limits {
                 timeout: d.table.timeout.map_or(grant::DEFAULT_TIMEOUT, |t| t.0),
                 memory: d.table.memory.map_or(grant::DEFAULT_MEMORY, |m| m.0),
-                output: grant::DEFAULT_OUTPUT_CAP,
+                max_write: d.table.max_write.as_ref().map_or(grant::DEFAULT_MAX_WRITE, |m| m.get_ref().0),
+                pids: d.table.pids.as_ref().map_or(grant::DEFAULT_PIDS, |p| *p.get_ref()),
+                ..Limits::default()
             };
+            if let Some(max) = d.table.max_write.as_ref().filter(|_| d.kind != StepKind::Stage) {
+                diags.push(
+                    Diagnostic::new(Code::CR009, format!("{} `{id}` sets `max_write`, but only stages write", d.kind))
+                        .at(here(max.span()))
+                        .hint("remove `max_write`"),
+                );
+            }
+            if let Some(pids) = d.table.pids.as_ref().filter(|_| d.table.run.is_none()) {
+                diags.push(
+                    Diagnostic::new(Code::CR009, format!("step `{id}` sets `pids`, which applies only to `run` steps"))
+                        .at(here(pids.span()))
+                        .hint("remove `pids`: a plugin is one process"),
+                );
+            }
             let mut grant = Grant::new(mounts, limits);
             let action = match &d.table.run {
                 Some(run) => resolve_command(d, run, &workspace, &mut grant, &here, &mut diags),
@@ -295,6 +311,7 @@ impl Plan {
             });
         }
 
+        check_concurrent_writes(&steps, &ancestors, &mut diags);
         let holdout = match &manifest.barrier {
             Some(table) => barrier::check(table, &workspace, &steps, &here, &mut diags),
             None => Vec::new(),
@@ -331,6 +348,51 @@ impl Plan {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// Refuses two steps that may run at the same time (neither needs the
+/// other) when one writes a path the other reads or writes: the host never
+/// mounts one directory into two running steps with different permissions.
+fn check_concurrent_writes(steps: &[Step], ancestors: &[BTreeSet<usize>], diags: &mut Diagnostics) {
+    let touched = |step: &Step| -> Vec<(PathBuf, bool, String)> {
+        let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
+        let subject_paths = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
+        step.grant.mounts.iter().chain(subject_paths).map(|m| (m.host.clone(), m.writable, m.rel.clone())).collect()
+    };
+    for a in 0..steps.len() {
+        for b in a + 1..steps.len() {
+            if ancestors[a].contains(&b) || ancestors[b].contains(&a) {
+                continue;
+            }
+            let clash = touched(&steps[a]).into_iter().find_map(|(pa, wa, ra)| {
+                touched(&steps[b])
+                    .into_iter()
+                    .find(|(pb, wb, _)| (wa || *wb) && (pa.starts_with(pb) || pb.starts_with(&pa)))
+                    .map(|(_, wb, rb)| (ra, wa, rb, wb))
+            });
+            if let Some((ra, wa, rb, wb)) = clash {
+                let how = |w: bool| if w { "writes" } else { "reads" };
+                diags.push(
+                    Diagnostic::new(
+                        Code::CR023,
+                        format!(
+                            "steps `{}` and `{}` may run at the same time, but `{}` {} `{ra}` and `{}` {} `{rb}`",
+                            steps[a].id,
+                            steps[b].id,
+                            steps[a].id,
+                            how(wa),
+                            steps[b].id,
+                            how(wb)
+                        ),
+                    )
+                    .hint(format!(
+                        "add `needs = [\"{}\"]` to `{}` (or the reverse) so they run one after the other",
+                        steps[a].id, steps[b].id
+                    )),
+                );
+            }
+        }
     }
 }
 
@@ -424,7 +486,7 @@ fn inspect_plugins(
                     format!("plugin `{name}` imports interfaces the host does not provide: {}", foreign.join(", ")),
                 )
                 .at(at)
-                .hint("plugins may import only WASI 0.2 and `cleanroom:plugin` interfaces"),
+                .hint("plugins may import only WASI 0.2 (without `wasi:http`: plugins get no network) and `cleanroom:plugin` interfaces"),
             );
         }
         plugins.insert(name.clone(), info);

@@ -400,7 +400,9 @@ fn classify_trap(error: &wasmtime::Error, state: &StepState, grant: &Grant) -> F
             Failure::Trap("the plugin panicked or aborted (unreachable executed)".into())
         }
         Some(trap) => Failure::Trap(trap.to_string()),
-        None => Failure::Trap(first_line(&format!("{error:#}"))),
+        // The root cause says what happened (e.g. the per-call byte cap);
+        // the outer layers are backtraces.
+        None => Failure::Trap(first_line(&error.root_cause().to_string())),
     }
 }
 

@@ -22,6 +22,7 @@ use landlock::{
 };
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{getgid, getuid};
 
 use super::{JailSpec, JAIL_FAILED_EXIT, MARKER};
@@ -66,6 +67,9 @@ const MIN_ABI: ABI = ABI::V3;
 /// staged copies need.
 pub fn enter(spec: &JailSpec) -> String {
     let mut missing = Vec::new();
+    if let Err(reason) = limit_resources(spec) {
+        return reason;
+    }
     match enter_namespaces(spec.network).and_then(|()| mount_staged_copies(spec)) {
         Ok(()) => {}
         Err(reason) if spec.allow_unjailed && spec.binds.is_empty() => missing.push(reason),
@@ -87,6 +91,17 @@ pub fn enter(spec: &JailSpec) -> String {
         .current_dir(&spec.cwd)
         .exec();
     format!("cannot execute `{}`: {error}", spec.program.display())
+}
+
+/// Joins the pids cgroup (before anything else, so every child is counted)
+/// and caps the size of any one file the program writes.
+fn limit_resources(spec: &JailSpec) -> Result<(), String> {
+    if let Some(procs) = &spec.cgroup_procs {
+        fs_err::write(procs, std::process::id().to_string())
+            .map_err(|e| format!("cannot join the pids cgroup: {e}"))?;
+    }
+    setrlimit(Resource::RLIMIT_FSIZE, spec.max_file_size, spec.max_file_size)
+        .map_err(|e| format!("cannot limit file sizes: {e}"))
 }
 
 fn mount_staged_copies(spec: &JailSpec) -> Result<(), String> {

@@ -10,6 +10,7 @@
 //! step is an error: the jail fails closed.
 
 pub mod enter;
+pub mod pids;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ pub struct JailSpec {
     pub network: bool,
     /// Whether to run anyway (with a warning) when the kernel cannot jail.
     pub allow_unjailed: bool,
+    /// Largest file the program may write (`RLIMIT_FSIZE`), in bytes.
+    pub max_file_size: u64,
+    /// The `cgroup.procs` file of a pids-limited cgroup to join, if any.
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 /// A staged copy mounted over a workspace path inside the jail.
@@ -130,6 +135,9 @@ async fn supervise(
         .spawn()
         .map_err(|e| Failure::Host(format!("cannot start the jail helper `{}`: {e}", helper.display())))?;
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    // If this future is dropped (the write quota stopped the step), the
+    // whole process group dies with it.
+    let _group_guard = GroupKill(group);
     let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, sink: &CappedPipe| {
         let mut sink = sink.clone();
         tokio::spawn(async move {
@@ -158,6 +166,17 @@ async fn supervise(
     match status {
         None => Err(Failure::Timeout(timeout)),
         Some(status) => Ok(Exit { code: status.code(), signal: status.signal(), unjailed: None }),
+    }
+}
+
+/// Kills a process group when dropped.
+struct GroupKill(Option<Pid>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
     }
 }
 

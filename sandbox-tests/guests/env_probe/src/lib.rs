@@ -1,4 +1,4 @@
-//! Reports every environment variable and argument it can see as `escaped` (error); a contained run sees none.
+//! Reports every environment variable and argument it can see as `escaped`; a contained run sees none and reports one `denied` finding. Every finding is an error.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
@@ -19,6 +19,16 @@ impl Guest for EnvProbe {
             if std::fs::read_dir(&dir).is_ok() {
                 findings.push(escaped(format!("can list its working directory {}", dir.display())));
             }
+        }
+        if findings.is_empty() {
+            findings.push(Finding {
+                rule: "denied".into(),
+                severity: Severity::Error,
+                message: "no environment variables, arguments or working directory are visible".into(),
+                path: None,
+                line: None,
+                column: None,
+            });
         }
         Ok(findings)
     }

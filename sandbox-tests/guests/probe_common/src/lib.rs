@@ -17,8 +17,9 @@ pub fn targets(config_json: &str) -> Result<Vec<String>, String> {
     parse_config::<Config>(config_json).map(|c| c.paths)
 }
 
-/// One attempt: `succeeded` (the probe reports it as an error finding) or
-/// `denied` (an info finding), with a one-line message.
+/// One attempt: `succeeded` or `denied`, with a one-line message. Probes
+/// report every attempt as an error finding, as an attacker's failed step
+/// would; the rule tells whether the sandbox held.
 pub struct Attempt {
     /// True when the attempt worked.
     pub succeeded: bool,

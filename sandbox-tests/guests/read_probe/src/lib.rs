@@ -1,4 +1,4 @@
-//! Tries to read each configured path (a file's bytes, or a directory's listing). Reports `succeeded` (error) for every read that worked, `denied` (info) for every one refused.
+//! Tries to read each configured path (a file's bytes, or a directory's listing). Reports every attempt as an error finding, ruled `succeeded` for every read that worked, `denied` for every one refused.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
@@ -7,8 +7,14 @@ use probe_common::{targets, Attempt};
 
 fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
     let attempt = Attempt::new(target, what, result);
-    let severity = if attempt.succeeded { Severity::Error } else { Severity::Info };
-    Finding { rule: attempt.rule.into(), severity, message: attempt.message, path: None, line: None, column: None }
+    Finding {
+        rule: attempt.rule.into(),
+        severity: Severity::Error,
+        message: attempt.message,
+        path: None,
+        line: None,
+        column: None,
+    }
 }
 
 fn read(path: &str) -> Result<String, std::io::Error> {

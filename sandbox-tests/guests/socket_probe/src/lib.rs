@@ -1,4 +1,4 @@
-//! Tries to open a TCP connection to each configured address (`127.0.0.1:PORT`). Reports `succeeded` (error) when a connection opens, `denied` (info) otherwise.
+//! Tries to open a TCP connection to each configured address (`127.0.0.1:PORT`). Reports every attempt as an error finding, ruled `succeeded` when a connection opens, `denied` otherwise.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
@@ -7,8 +7,14 @@ use probe_common::{targets, Attempt};
 
 fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
     let attempt = Attempt::new(target, what, result);
-    let severity = if attempt.succeeded { Severity::Error } else { Severity::Info };
-    Finding { rule: attempt.rule.into(), severity, message: attempt.message, path: None, line: None, column: None }
+    Finding {
+        rule: attempt.rule.into(),
+        severity: Severity::Error,
+        message: attempt.message,
+        path: None,
+        line: None,
+        column: None,
+    }
 }
 
 fn connect(addr: &str) -> Result<String, std::io::Error> {
