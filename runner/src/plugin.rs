@@ -71,6 +71,10 @@ pub enum InspectError {
     NotWasm { path: PathBuf, reason: String },
 }
 
+/// The largest component the runner will read (a guard against `/dev/zero`
+/// and the like; real components are a few MiB).
+pub const MAX_COMPONENT_SIZE: u64 = 512 << 20;
+
 /// Interfaces a plugin may import: WASI 0.2 and our own contract. Anything
 /// else would fail at link time with a less helpful message.
 const ALLOWED_IMPORT_PREFIXES: &[&str] = &["wasi:", "cleanroom:plugin/"];
@@ -84,7 +88,16 @@ const REFUSED_IMPORT_PREFIXES: &[&str] = &["wasi:http/"];
 /// [`InspectError`] when the file is unreadable, a core module, or not
 /// WebAssembly.
 pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
-    let bytes = fs_err::read(path).map_err(|source| InspectError::Read { path: path.into(), source })?;
+    let read_error = |source| InspectError::Read { path: path.into(), source };
+    let meta = fs_err::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(InspectError::NotWasm { path: path.into(), reason: "it is not a regular file".into() });
+    }
+    if meta.len() > MAX_COMPONENT_SIZE {
+        let reason = format!("it is {} bytes, over the {MAX_COMPONENT_SIZE}-byte limit for a component", meta.len());
+        return Err(InspectError::NotWasm { path: path.into(), reason });
+    }
+    let bytes = fs_err::read(path).map_err(read_error)?;
     let sha256 = hex(&Sha256::digest(&bytes));
     let not_wasm = |reason: String| InspectError::NotWasm { path: path.into(), reason };
 

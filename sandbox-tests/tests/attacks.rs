@@ -11,6 +11,7 @@
 //! reason, a bystander step in the same run still passes, and the workspace
 //! is byte-for-byte intact outside what the step was allowed to change.
 //! Attacks that validation refuses assert the refusal instead.
+#![expect(clippy::print_stdout, reason = "a test harness reports on stdout")]
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
@@ -266,7 +267,7 @@ fn cases() -> Vec<Case> {
             );
             let plant = step(&report, "plant");
             assert_eq!(plant.changes, ["! out/passwd (symlink, not applied)", "! out/up (symlink, not applied)"]);
-            assert!(std::fs::symlink_metadata(ws.root().join("out/passwd")).is_err(), "the link reached the workspace");
+            assert!(fs_err::symlink_metadata(ws.root().join("out/passwd")).is_err(), "the link reached the workspace");
             assert_eq!(step(&report, "bystander").status, StepStatus::Passed);
         }),
         // --- Barrier ---------------------------------------------------
@@ -679,7 +680,7 @@ fn pids_controller_available() -> bool {
         let dir = std::path::Path::new(parent).join(&probe);
         let ok = std::path::Path::new(parent).join("cgroup.procs").exists()
             && std::fs::create_dir(&dir).is_ok()
-            && std::fs::write(dir.join("pids.max"), "64").is_ok();
+            && fs_err::write(dir.join("pids.max"), "64").is_ok();
         let _ = std::fs::remove_dir(&dir);
         ok
     })

@@ -26,8 +26,8 @@
 //! memory first and written only if every hunk applies; any failure is an
 //! `Err`, so the host discards the stage's writes.
 
-mod apply;
-mod diff;
+pub mod apply;
+pub mod diff;
 mod tree;
 
 use cleanroom_plugin_sdk::{one_line, parse_config};

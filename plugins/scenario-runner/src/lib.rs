@@ -16,8 +16,8 @@
 //! detail, which only humans see. An invalid scenario file fails its scenario
 //! without being quoted in the summary.
 
-mod judge;
-mod scenario;
+pub mod judge;
+pub mod scenario;
 
 use cleanroom_plugin_sdk::{one_line, parse_config};
 use serde::Deserialize;

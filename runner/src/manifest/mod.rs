@@ -16,6 +16,9 @@ use toml::Spanned;
 use crate::diag::{suggest, Code, Diagnostic, SourceMap};
 pub use units::{ByteSize, DurationSpec};
 
+/// The largest pipeline file the runner reads.
+pub const MAX_PIPELINE_SIZE: u64 = 64 << 20;
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -219,10 +222,22 @@ impl Manifest {
     /// # Errors
     /// `CR001` when the file cannot be read, else as [`Manifest::parse`].
     pub fn load(path: &Path) -> Result<(Manifest, SourceMap), Diagnostic> {
-        let text = fs_err::read_to_string(path).map_err(|e| {
-            Diagnostic::new(Code::CR001, format!("cannot read the pipeline file: {e}"))
+        let cannot_read = |reason: String| {
+            Diagnostic::new(Code::CR001, format!("cannot read the pipeline file: {reason}"))
                 .hint("check the path; `cleanroom run` takes the path of a pipeline .toml file")
-        })?;
+        };
+        let meta = fs_err::metadata(path).map_err(|e| cannot_read(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(cannot_read(format!("`{}` is not a regular file", path.display())));
+        }
+        if meta.len() > MAX_PIPELINE_SIZE {
+            return Err(cannot_read(format!(
+                "`{}` is {} bytes, over the {MAX_PIPELINE_SIZE}-byte limit",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let text = fs_err::read_to_string(path).map_err(|e| cannot_read(e.to_string()))?;
         let source = SourceMap::new(path, &text);
         let manifest = Manifest::parse(&text, &source)?;
         Ok((manifest, source))
