@@ -177,6 +177,8 @@ impl RunState {
         for event in events {
             match event {
                 Event::StepFinished { step, round, status, inputs, report } => {
+                    grow_history(&mut state.history, *round);
+                    state.history[*round as usize - 1].failing.extend(failing_lines(step, report));
                     if let Some(i) = index(step) {
                         state.reports[i] = Some((**report).clone());
                         if *status == StepStatus::Passed {
@@ -186,12 +188,9 @@ impl RunState {
                         }
                     }
                 }
-                Event::GateDecision { gate, round, passed, reason, .. } => {
-                    while state.history.len() < *round as usize {
-                        state.history.push(AttemptReport::new(state.history.len() as u32 + 1));
-                    }
-                    let verdict = if *passed { "passed" } else { "failed" };
-                    state.history[*round as usize - 1].gates.push(format!("{gate}: {verdict}, {reason}"));
+                Event::GateDecision { gate, round, status, reason, .. } => {
+                    grow_history(&mut state.history, *round);
+                    state.history[*round as usize - 1].gates.push(gate_line(gate, *status, reason));
                 }
                 Event::RoundFinished { round, retries } => {
                     for (stage, retrying) in retries {
@@ -283,6 +282,7 @@ impl Executor<'_> {
         let mut running = JoinSet::new();
         let jobs = self.context.options.jobs.max(1);
         loop {
+            let mut progress = false;
             for (i, step) in plan.steps.iter().enumerate() {
                 if launched[i] {
                     continue;
@@ -298,7 +298,16 @@ impl Executor<'_> {
                     let why = if status == StepStatus::Skipped { "was skipped" } else { "did not pass" };
                     let mut report = StepReport::skipped(&step.id, step.kind, format!("needs `{need}`, which {why}"));
                     report.attempt = self.attempt_of(i);
+                    // Journaled like any result, so a resumed run knows it.
+                    self.record(&Event::StepFinished {
+                        step: step.id.clone(),
+                        round,
+                        status: StepStatus::Skipped,
+                        inputs: BTreeMap::new(),
+                        report: Box::new(report.clone()),
+                    });
                     self.state.reports[i] = Some(report);
+                    progress = true;
                     continue;
                 }
                 let ready = step.needs.iter().all(|need| self.state.reports[index[need.as_str()]].is_some());
@@ -306,6 +315,7 @@ impl Executor<'_> {
                     continue;
                 }
                 launched[i] = true;
+                progress = true;
                 let inputs = steps::input_digests(step);
                 if let Some(reused) = self.reuse(i, &inputs) {
                     self.state.reports[i] = Some(reused);
@@ -327,6 +337,16 @@ impl Executor<'_> {
                 // everything it could, so with nothing running, the round is
                 // over (a reused result may have unblocked more: loop again).
                 if launched.iter().all(|&l| l) {
+                    break;
+                }
+                if !progress {
+                    // A need without a result and nothing running to give
+                    // it one: never spin; say so on the steps left.
+                    for (i, step) in plan.steps.iter().enumerate().filter(|(i, _)| !launched[*i]) {
+                        let reason =
+                            "could not be scheduled: a step it needs has no result (internal error)".to_string();
+                        self.state.reports[i] = Some(steps::error_report(step, reason));
+                    }
                     break;
                 }
                 continue;
@@ -389,20 +409,14 @@ impl Executor<'_> {
             }
             let passed = r.status == StepStatus::Passed;
             let reason = gate_reason(r);
+            entry.failing.extend(failing_lines(&step.id, r));
             if step.retry.is_some() || step.kind == StepKind::Evaluator {
-                entry.gates.push(format!("{}: {}, {reason}", step.id, r.status.as_str()));
-            }
-            for scenario in r.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)) {
-                entry.failing.push(format!(
-                    "{}: {}  {}/{} passed  {}",
-                    step.id, scenario.name, scenario.passes, scenario.runs, scenario.summary
-                ));
-            }
-            if let Some(retry) = &step.retry {
-                if !passed {
-                    failing.entry(retry.stage.clone()).or_default().push(i);
+                entry.gates.push(gate_line(&step.id, r.status, &reason));
+                let retry = step.retry.as_ref().filter(|_| !passed).map(|retry| retry.stage.clone());
+                if let Some(stage) = &retry {
+                    failing.entry(stage.clone()).or_default().push(i);
                 }
-                decisions.push((step.id.clone(), passed, reason, (!passed).then(|| retry.stage.clone())));
+                decisions.push((step.id.clone(), passed, r.status, reason, retry));
             }
         }
         let mut retries: BTreeMap<String, Retrying> = BTreeMap::new();
@@ -431,14 +445,17 @@ impl Executor<'_> {
             let lines = feedback::lines(&sources, &self.context.holdout);
             retries.insert(stage.clone(), Retrying { attempt: attempt + 1, feedback: lines });
         }
-        for (gate, passed, reason, retry) in decisions {
+        for (gate, passed, status, reason, retry) in decisions {
             let retry = retry.filter(|stage| retries.contains_key(stage));
-            self.record(&Event::GateDecision { gate, round, passed, reason, retry });
+            self.record(&Event::GateDecision { gate, round, passed, status, reason, retry });
         }
         for (stage, retrying) in &retries {
             entry.retries.push(retry_line(stage, retrying));
             entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
         }
+        // A resumed run may have rebuilt part of this round from the journal;
+        // the judgement just made covers all of it.
+        self.state.history.truncate(round as usize - 1);
         self.state.history.push(entry);
         if failing.is_empty() {
             return Verdict::Done;
@@ -491,6 +508,28 @@ fn gate_reason(report: &StepReport) -> String {
         StepStatus::Passed => "no findings".to_string(),
         StepStatus::Failed if report.error_count() > 0 => format!("{} error findings", report.error_count()),
         _ => report.reason.clone().unwrap_or_else(|| report.status.as_str().to_string()),
+    }
+}
+
+/// `gate: status, reason`, as the round history shows it.
+fn gate_line(gate: &str, status: StepStatus, reason: &str) -> String {
+    format!("{gate}: {}, {reason}", status.as_str())
+}
+
+/// An evaluator's failing scenarios, as the round history shows them.
+fn failing_lines(step: &str, report: &StepReport) -> Vec<String> {
+    report
+        .evaluation
+        .iter()
+        .flat_map(|e| e.scenarios.iter().filter(|s| !s.passed))
+        .map(|s| format!("{step}: {}  {}/{} passed  {}", s.name, s.passes, s.runs, s.summary))
+        .collect()
+}
+
+/// Makes sure `history` has an entry for `round`.
+fn grow_history(history: &mut Vec<AttemptReport>, round: u32) {
+    while history.len() < round as usize {
+        history.push(AttemptReport::new(history.len() as u32 + 1));
     }
 }
 

@@ -55,7 +55,8 @@ pub enum Event {
         /// Its full report.
         report: Box<StepReport>,
     },
-    /// A gate (check or evaluator with `retry`) was judged after a round.
+    /// A gate (a check or evaluator with `retry`, or any evaluator) was
+    /// judged after a round.
     GateDecision {
         /// Gate id.
         gate: String,
@@ -63,6 +64,8 @@ pub enum Event {
         round: u32,
         /// Whether it passed.
         passed: bool,
+        /// How it ended (`passed`, `failed`, `error`, `skipped`).
+        status: StepStatus,
         /// Why: its score or failure.
         reason: String,
         /// The stage re-run because of it, if any.

@@ -233,3 +233,37 @@ fn wait_for_event(workspace: &Path, needle: &str) -> std::path::PathBuf {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Resuming in a later round restores steps skipped in an earlier one (they
+/// are journaled too), so the resumed run ends as the uninterrupted one.
+#[test]
+fn resume_in_a_later_round_restores_skipped_steps() {
+    let toml = "[pipeline]\nname = \"r2\"\n\
+        [check.broken]\nrun = [\"false\"]\n\
+        [check.after-broken]\nrun = [\"true\"]\nneeds = [\"broken\"]\n\
+        [stage.impl]\nrun = [\"sh\", \"-c\", \"echo $CLEANROOM_ATTEMPT > out/a; if [ $CLEANROOM_ATTEMPT = 2 ]; then sleep 3; fi\"]\nwrite = [\"out\"]\n\
+        [check.gate]\nrun = [\"true\"]\nneeds = [\"impl\", \"after-broken\"]\nretry = \"impl\"\nmax_iterations = 2\n";
+    let uninterrupted = Workspace::new();
+    uninterrupted.file("pipeline.toml", toml);
+    let expected = run_pipeline(&uninterrupted, &[]);
+    assert_eq!(expected.code, 1, "{expected:?}");
+    assert!(expected.json()["escalation"].is_string());
+
+    let ws = Workspace::new();
+    ws.file("pipeline.toml", toml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(["run", "pipeline.toml"])
+        .current_dir(ws.path())
+        .spawn()
+        .unwrap();
+    wait_for_event(ws.path(), "\"round\":2,\"attempt\":2");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed = run_pipeline(&ws, &["--resume"]);
+    assert_eq!(resumed.code, expected.code, "{resumed:?}");
+    let statuses = |ran: &Ran| -> Vec<(String, String)> {
+        ran.json()["steps"].as_array().unwrap().iter().map(|s| (s["id"].to_string(), s["status"].to_string())).collect()
+    };
+    assert_eq!(statuses(&resumed), statuses(&expected));
+    assert_eq!(resumed.json()["escalation"], expected.json()["escalation"]);
+}

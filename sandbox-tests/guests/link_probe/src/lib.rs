@@ -2,20 +2,10 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "stage" });
 
-use cleanroom::plugin::types::{Finding, Severity};
-use probe_common::{targets, Attempt};
+use cleanroom::plugin::types::Finding;
+use probe_common::targets;
 
-fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
-    let attempt = Attempt::new(target, what, result);
-    Finding {
-        rule: attempt.rule.into(),
-        severity: Severity::Error,
-        message: attempt.message,
-        path: None,
-        line: None,
-        column: None,
-    }
-}
+probe_common::define_verdict!();
 
 fn write_through(to: &str) -> Result<String, std::io::Error> {
     std::fs::OpenOptions::new().write(true).truncate(true).open(to)?;

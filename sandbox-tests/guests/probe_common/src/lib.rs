@@ -43,3 +43,23 @@ impl Attempt {
         }
     }
 }
+
+/// Defines `fn verdict(target, what, result) -> Finding` in a probe, mapping
+/// an [`Attempt`] into the probe's own generated `Finding` type (each guest
+/// has its own bindings, so the function cannot live here).
+#[macro_export]
+macro_rules! define_verdict {
+    () => {
+        fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
+            let attempt = $crate::Attempt::new(target, what, result);
+            Finding {
+                rule: attempt.rule.into(),
+                severity: cleanroom::plugin::types::Severity::Error,
+                message: attempt.message,
+                path: None,
+                line: None,
+                column: None,
+            }
+        }
+    };
+}

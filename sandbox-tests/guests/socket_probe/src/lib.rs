@@ -2,20 +2,9 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
-use cleanroom::plugin::types::Severity;
-use probe_common::{targets, Attempt};
+use probe_common::targets;
 
-fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
-    let attempt = Attempt::new(target, what, result);
-    Finding {
-        rule: attempt.rule.into(),
-        severity: Severity::Error,
-        message: attempt.message,
-        path: None,
-        line: None,
-        column: None,
-    }
-}
+probe_common::define_verdict!();
 
 fn connect(addr: &str) -> Result<String, std::io::Error> {
     let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;

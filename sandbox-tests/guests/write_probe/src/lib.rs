@@ -2,21 +2,10 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 
-use cleanroom::plugin::types::Severity;
-use probe_common::{targets, Attempt};
+use probe_common::targets;
 use std::io::Write;
 
-fn verdict(target: &str, what: &str, result: Result<String, std::io::Error>) -> Finding {
-    let attempt = Attempt::new(target, what, result);
-    Finding {
-        rule: attempt.rule.into(),
-        severity: Severity::Error,
-        message: attempt.message,
-        path: None,
-        line: None,
-        column: None,
-    }
-}
+probe_common::define_verdict!();
 
 fn append(path: &str) -> Result<String, std::io::Error> {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
