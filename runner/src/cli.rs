@@ -55,12 +55,31 @@ pub enum Command {
         /// The pipeline file.
         pipeline: PathBuf,
     },
+    /// Inspect or empty the compile cache of precompiled plugins
+    /// (`CLEANROOM_CACHE_DIR`, else `$XDG_CACHE_HOME/cleanroom`, else
+    /// `~/.cache/cleanroom`).
+    Cache {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Internal: confine this process as SPEC says and exec the program.
     #[command(name = "__jail", hide = true)]
     Jail {
         /// The jail spec, as JSON.
         spec: String,
     },
+}
+
+/// `cleanroom cache` actions.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CacheAction {
+    /// Print the cache directory.
+    Dir,
+    /// Print how many precompiled plugins it holds and their size.
+    Size,
+    /// Delete every precompiled plugin.
+    Clean,
 }
 
 /// Report formats.
@@ -101,6 +120,7 @@ pub fn main() -> i32 {
             run(&pipeline, format, &options)
         }
         Command::Validate { pipeline } => validate(&pipeline),
+        Command::Cache { action } => cache(action),
         Command::Jail { spec } => crate::sandbox::jail::enter::main(&spec),
     }
 }
@@ -151,6 +171,34 @@ fn validate(pipeline: &Path) -> i32 {
         plan.plugins.len(),
         plan.workspace.display()
     ));
+    EXIT_OK
+}
+
+fn cache(action: CacheAction) -> i32 {
+    use crate::sandbox::cache::{CompileCache, CACHE_DIR_VAR};
+    let Some(dir) = CompileCache::default_dir() else {
+        err(&format!("error: no cache directory: set {CACHE_DIR_VAR} or HOME\n"));
+        return EXIT_BAD_INPUT;
+    };
+    if let CacheAction::Dir = action {
+        out(&format!("{}\n", dir.display()));
+        return EXIT_OK;
+    }
+    let cache = match CompileCache::open(&dir) {
+        Ok(cache) => cache,
+        Err(reason) => {
+            err(&format!("error: {reason}\n"));
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match action {
+        CacheAction::Size => {
+            let (entries, bytes) = cache.size();
+            out(&format!("{entries} precompiled plugins, {} in {}\n", crate::manifest::ByteSize(bytes), dir.display()));
+        }
+        CacheAction::Clean => out(&format!("removed {} precompiled plugins from {}\n", cache.clean(), dir.display())),
+        CacheAction::Dir => {}
+    }
     EXIT_OK
 }
 

@@ -13,6 +13,7 @@
 //! * a wall-clock deadline, a memory cap, a table cap and a cap on bytes per
 //!   host call ([`limits`]).
 
+pub mod cache;
 pub mod fs;
 pub mod jail;
 pub mod limits;
@@ -166,6 +167,7 @@ type Call<T> = Box<
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<StepState>,
+    cache: Option<cache::CompileCache>,
 }
 
 impl Sandbox {
@@ -196,7 +198,22 @@ impl Sandbox {
                 }
             })
             .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-        Ok(Sandbox { engine, linker })
+        let cache = cache::CompileCache::default_dir().and_then(|dir| match cache::CompileCache::open(&dir) {
+            Ok(cache) => Some(cache),
+            Err(reason) => {
+                tracing::warn!("{reason}; compiling without a cache");
+                None
+            }
+        });
+        Ok(Sandbox { engine, linker, cache })
+    }
+
+    /// Compiles `path` (sha256 `sha256`) through the compile cache, if any.
+    fn compile(&self, path: &std::path::Path, sha256: &str) -> wasmtime::Result<Component> {
+        match &self.cache {
+            Some(cache) => cache.component(&self.engine, path, sha256),
+            None => Component::from_file(&self.engine, path),
+        }
     }
 
     /// Compiles the plugin `name` described by `info` and links it against
@@ -208,7 +225,7 @@ impl Sandbox {
     /// world declares.
     pub fn load(&self, name: &str, info: &PluginInfo) -> Result<LoadedPlugin, SandboxError> {
         let load_error = |e: wasmtime::Error| SandboxError::Load { plugin: name.to_string(), reason: format!("{e:#}") };
-        let component = Component::from_file(&self.engine, &info.path).map_err(load_error)?;
+        let component = self.compile(&info.path, &info.sha256).map_err(load_error)?;
         let pre = self.linker.instantiate_pre(&component).map_err(load_error)?;
         let world = match info.world {
             World::Check => Loaded::Check(bindings::check::CheckPre::new(pre).map_err(load_error)?),
@@ -234,7 +251,7 @@ impl Sandbox {
         if info.world != World::Command {
             return Err(format!("the subject `{}` exports {}, not a `wasi:cli` command", path.display(), info.world));
         }
-        let component = Component::from_file(&self.engine, path).map_err(|e| format!("{e:#}"))?;
+        let component = self.compile(path, &info.sha256).map_err(|e| format!("{e:#}"))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
         let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| format!("{e:#}"))?;
         Ok(Arc::new(SubjectRunner { engine: self.engine.clone(), command, grant: grant.clone(), sha256: info.sha256 }))

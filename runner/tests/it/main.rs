@@ -2,6 +2,7 @@
 //! from source (`scripts/build-plugins`), in throwaway workspaces.
 
 mod bad_input;
+mod cache;
 mod factory;
 mod native;
 mod run;
