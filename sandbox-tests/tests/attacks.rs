@@ -548,6 +548,24 @@ fn cases() -> Vec<Case> {
                 "exports the `stage` world",
             );
         }),
+        case("load a component that imports wasi:http", || {
+            refused(
+                &Workspace::new(),
+                &["http_probe"],
+                "[check.c]\nplugin = \"http_probe\"\n",
+                "CR014",
+                "wasi:http/outgoing-handler",
+            );
+        }),
+        case("load a component that imports an interface the host does not provide", || {
+            refused(
+                &Workspace::new(),
+                &["foreign_import"],
+                "[check.c]\nplugin = \"foreign_import\"\n",
+                "CR014",
+                "evil:probe/dial",
+            );
+        }),
         case("nest the config ten thousand levels deep", || {
             let ws = Workspace::new();
             let deep = format!("{}1{}", "{a=".repeat(10_000), "}".repeat(10_000));
