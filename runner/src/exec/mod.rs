@@ -416,7 +416,7 @@ impl Executor<'_> {
                 if let Some(stage) = &retry {
                     failing.entry(stage.clone()).or_default().push(i);
                 }
-                decisions.push((step.id.clone(), passed, r.status, reason, retry));
+                decisions.push((step.id.clone(), r.status, reason, retry));
             }
         }
         let mut retries: BTreeMap<String, Retrying> = BTreeMap::new();
@@ -445,9 +445,9 @@ impl Executor<'_> {
             let lines = feedback::lines(&sources, &self.context.holdout);
             retries.insert(stage.clone(), Retrying { attempt: attempt + 1, feedback: lines });
         }
-        for (gate, passed, status, reason, retry) in decisions {
+        for (gate, status, reason, retry) in decisions {
             let retry = retry.filter(|stage| retries.contains_key(stage));
-            self.record(&Event::GateDecision { gate, round, passed, status, reason, retry });
+            self.record(&Event::GateDecision { gate, round, status, reason, retry });
         }
         for (stage, retrying) in &retries {
             entry.retries.push(retry_line(stage, retrying));

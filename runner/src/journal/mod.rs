@@ -62,8 +62,6 @@ pub enum Event {
         gate: String,
         /// Round judged.
         round: u32,
-        /// Whether it passed.
-        passed: bool,
         /// How it ended (`passed`, `failed`, `error`, `skipped`).
         status: StepStatus,
         /// Why: its score or failure.

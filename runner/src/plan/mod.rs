@@ -344,11 +344,6 @@ impl Plan {
             holdout,
         })
     }
-
-    /// The step with this id.
-    pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.id == id)
-    }
 }
 
 /// Refuses two steps that may run at the same time (neither needs the

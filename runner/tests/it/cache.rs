@@ -4,24 +4,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use crate::{repo, Ran};
+use crate::{cleanroom_with_env, repo, Ran};
 
 fn cleanroom_with_cache(cache: &Path, args: &[&str]) -> Ran {
-    let output = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
-        .args(args)
-        .current_dir(repo())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CLEANROOM_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    Ran {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    cleanroom_with_env(&repo(), args, &[("CLEANROOM_CACHE_DIR", cache.as_os_str())])
 }
 
 fn entries(cache: &Path) -> Vec<std::path::PathBuf> {

@@ -58,12 +58,18 @@ impl std::fmt::Debug for Ran {
 /// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH` and
 /// `HOME` (which `~/` in `tools` needs).
 pub fn cleanroom(cwd: &Path, args: &[&str]) -> Ran {
+    cleanroom_with_env(cwd, args, &[])
+}
+
+/// As [`cleanroom`], with `extra` variables set as well.
+pub fn cleanroom_with_env(cwd: &Path, args: &[&str], extra: &[(&str, &std::ffi::OsStr)]) -> Ran {
     let output = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
         .args(args)
         .current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .envs(extra.iter().copied())
         .output()
         .expect("run cleanroom");
     Ran::from(output)
