@@ -465,11 +465,15 @@ fn cases() -> Vec<Case> {
                 return;
             }
             let ws = Workspace::new();
-            let marker = format!("cleanroom-fork-bomb-{}", std::process::id());
+            // The bomb runs in a child; the program itself then execs a
+            // sleep, which needs no fork, so it is alive at the deadline
+            // however fast the bomb exhausts the limit. The odd duration is
+            // the marker that finds leftovers of this run.
+            let marker = format!("sleep 30.{}", std::process::id());
             let report = attack(
                 &ws,
                 &[],
-                &format!("[check.bomb]\nrun = [\"sh\", \"-c\", \"b() {{ b & b & }}; b; sleep 30 # {marker}\"]\ntimeout = \"3s\"\npids = 64\n"),
+                &format!("[check.bomb]\nrun = [\"sh\", \"-c\", \"b() {{ b & b & }}; b & exec {marker}\"]\ntimeout = \"3s\"\npids = 64\n"),
                 "bomb",
                 &[],
             );

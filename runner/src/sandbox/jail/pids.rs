@@ -29,6 +29,7 @@ impl PidsCgroup {
             if !parent.join("cgroup.procs").exists() {
                 return None;
             }
+            sweep_stale(parent);
             let dir = parent.join(&name);
             fs_err::create_dir(&dir).ok()?;
             let cgroup = PidsCgroup { dir };
@@ -40,6 +41,24 @@ impl PidsCgroup {
     /// The file a process writes its pid to in order to join.
     pub fn procs_file(&self) -> PathBuf {
         self.dir.join("cgroup.procs")
+    }
+}
+
+/// Removes the empty cgroups of runners that died without dropping theirs
+/// (killed with SIGKILL, say), so they do not pile up under `parent`. A
+/// cgroup still holding processes cannot be removed and is left alone.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs_err::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|n| n.strip_prefix("cleanroom-")).and_then(|n| n.split('-').next())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(owner).exists();
+        if !alive && owner.parse::<u32>().is_ok() {
+            let _ = fs_err::remove_dir(entry.path());
+        }
     }
 }
 
