@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cleanroom::plan::{Grant, Limits};
+use cleanroom::sandbox::pool::Capacity;
 use cleanroom::sandbox::{Invocation, Sandbox};
 
 fn main() {
@@ -19,7 +20,7 @@ fn main() {
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sandbox-tests/dist/noop.wasm");
     let info =
         cleanroom::plugin::inspect(&wasm).expect("build sandbox-tests/dist/noop.wasm with scripts/build-plugins");
-    let sandbox = Sandbox::new().expect("engine");
+    let sandbox = Sandbox::new(Capacity::for_jobs(1, Limits::default().memory)).expect("engine");
     let plugin = sandbox.load("noop", &info).expect("load noop");
     let grant = Grant::new(Vec::new(), Limits::default());
     let invocation =

@@ -48,6 +48,10 @@ pub enum Command {
         /// are unchanged.
         #[arg(long)]
         resume: bool,
+        /// Run every step, even those whose inputs match a cached result
+        /// (results of this run are not cached either).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Check a pipeline without running any plugin: TOML, ids, needs, mounts,
     /// plugin files, pins and worlds (plugins are compiled, not run).
@@ -55,7 +59,7 @@ pub enum Command {
         /// The pipeline file.
         pipeline: PathBuf,
     },
-    /// Inspect or empty the compile cache of precompiled plugins
+    /// Inspect or empty the cache of precompiled plugins and step results
     /// (`CLEANROOM_CACHE_DIR`, else `$XDG_CACHE_HOME/cleanroom`, else
     /// `~/.cache/cleanroom`).
     Cache {
@@ -76,9 +80,9 @@ pub enum Command {
 pub enum CacheAction {
     /// Print the cache directory.
     Dir,
-    /// Print how many precompiled plugins it holds and their size.
+    /// Print how many precompiled plugins and step results it holds, and their size.
     Size,
-    /// Delete every precompiled plugin.
+    /// Delete every precompiled plugin and step result.
     Clean,
 }
 
@@ -112,8 +116,8 @@ pub fn main() -> i32 {
         init_logging();
     }
     match cli.command {
-        Command::Run { pipeline, format, jobs, allow_unjailed, resume } => {
-            let mut options = RunOptions { allow_unjailed, resume, ..RunOptions::default() };
+        Command::Run { pipeline, format, jobs, allow_unjailed, resume, no_cache } => {
+            let mut options = RunOptions { allow_unjailed, resume, cache: !no_cache, ..RunOptions::default() };
             if let Some(jobs) = jobs {
                 options.jobs = usize::from(jobs);
             }
@@ -158,7 +162,7 @@ fn validate(pipeline: &Path) -> i32 {
         Ok(plan) => plan,
         Err(diags) => return fail(&diags),
     };
-    let loaded = Sandbox::new()
+    let loaded = Sandbox::new(crate::sandbox::pool::Capacity::for_jobs(1, plan.max_memory()))
         .map_err(|e| Diagnostics::from(crate::diag::Diagnostic::new(crate::diag::Code::CR011, e.to_string())))
         .and_then(|sandbox| exec::load_plugins(&plan, &sandbox));
     if let Err(diags) = loaded {
@@ -175,8 +179,9 @@ fn validate(pipeline: &Path) -> i32 {
 }
 
 fn cache(action: CacheAction) -> i32 {
-    use crate::sandbox::cache::{CompileCache, CACHE_DIR_VAR};
-    let Some(dir) = CompileCache::default_dir() else {
+    use crate::cache::{default_dir, results::ResultCache, usage, CACHE_DIR_VAR};
+    use crate::sandbox::cache::CompileCache;
+    let Some(dir) = default_dir() else {
         err(&format!("error: no cache directory: set {CACHE_DIR_VAR} or HOME\n"));
         return EXIT_BAD_INPUT;
     };
@@ -184,8 +189,9 @@ fn cache(action: CacheAction) -> i32 {
         out(&format!("{}\n", dir.display()));
         return EXIT_OK;
     }
-    let cache = match CompileCache::open(&dir) {
-        Ok(cache) => cache,
+    let opened = CompileCache::open(&dir).and_then(|compiled| Ok((compiled, ResultCache::open(&dir)?)));
+    let (compiled, results) = match opened {
+        Ok(caches) => caches,
         Err(reason) => {
             err(&format!("error: {reason}\n"));
             return EXIT_BAD_INPUT;
@@ -193,10 +199,22 @@ fn cache(action: CacheAction) -> i32 {
     };
     match action {
         CacheAction::Size => {
-            let (entries, bytes) = cache.size();
-            out(&format!("{entries} precompiled plugins, {} in {}\n", crate::manifest::ByteSize(bytes), dir.display()));
+            let (plugins, plugin_bytes) = compiled.size();
+            let (result_files, result_bytes) = usage(&dir.join("results"));
+            let (blobs, blob_bytes) = usage(&dir.join("blobs"));
+            out(&format!(
+                "{plugins} precompiled plugins ({}), {result_files} step results and {blobs} stage files ({}) in {}\n",
+                crate::manifest::ByteSize(plugin_bytes),
+                crate::manifest::ByteSize(result_bytes + blob_bytes),
+                dir.display()
+            ));
         }
-        CacheAction::Clean => out(&format!("removed {} precompiled plugins from {}\n", cache.clean(), dir.display())),
+        CacheAction::Clean => out(&format!(
+            "removed {} precompiled plugins and {} cached results and files from {}\n",
+            compiled.clean(),
+            results.clean(),
+            dir.display()
+        )),
         CacheAction::Dir => {}
     }
     EXIT_OK

@@ -5,8 +5,10 @@
 //! [`plan`] (validated, resolved, one [`plan::Grant`] per step) -> [`exec`]
 //! (schedules the DAG, one [`sandbox`] invocation per step) -> [`report`].
 //! [`diag`] carries every user-facing error; [`plugin`] inspects component
-//! files; [`cli`] is the command line.
+//! files; [`cache`] keeps compiled plugins and step results between runs;
+//! [`cli`] is the command line.
 
+pub mod cache;
 pub mod cli;
 pub mod diag;
 pub mod exec;

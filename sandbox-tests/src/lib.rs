@@ -126,7 +126,8 @@ impl Workspace {
     /// When the pipeline does not validate: attacks must be run, not refused.
     pub fn run(&self, guests: &[&str], steps: &str) -> RunReport {
         let plan = self.plan(guests, steps).unwrap_or_else(|d| panic!("pipeline did not validate:\n{d}"));
-        let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), ..RunOptions::default() };
+        // Every attack runs for real: no result is ever taken from the cache.
+        let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), cache: false, ..RunOptions::default() };
         cleanroom::run(&plan, &options).unwrap_or_else(|d| panic!("pipeline did not load:\n{d}"))
     }
 }

@@ -23,6 +23,8 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
+use crate::cache::digest::Digester;
+use crate::cache::results::{self, ResultCache};
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::journal::{self, Event, Journal, Retrying};
 use crate::plan::{Action, Plan, StepKind};
@@ -43,6 +45,9 @@ pub struct RunOptions {
     pub allow_unjailed: bool,
     /// Continue the latest unfinished run instead of starting a new one.
     pub resume: bool,
+    /// Answer steps whose inputs did not change from the result cache
+    /// (`--no-cache` turns it off).
+    pub cache: bool,
 }
 
 impl Default for RunOptions {
@@ -52,6 +57,7 @@ impl Default for RunOptions {
             jail_helper: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("cleanroom")),
             allow_unjailed: false,
             resume: false,
+            cache: true,
         }
     }
 }
@@ -91,7 +97,8 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
     let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
-    let sandbox = Sandbox::new().map_err(|e| fatal(Code::CR011, e.to_string()))?;
+    let capacity = crate::sandbox::pool::Capacity::for_jobs(options.jobs, plan.max_memory());
+    let sandbox = Sandbox::new(capacity).map_err(|e| fatal(Code::CR011, e.to_string()))?;
     let plugins = load_plugins(plan, &sandbox)?;
     let journal_error = |e: std::io::Error| {
         Diagnostics::from(
@@ -122,15 +129,21 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         .enable_all()
         .build()
         .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
+    let results = options.cache.then(crate::cache::default_dir).flatten().and_then(|root| {
+        ResultCache::open(&root).map_err(|reason| tracing::warn!("{reason}; running without a result cache")).ok()
+    });
     let context = Arc::new(steps::Context {
         sandbox,
         plugins,
         workspace: plan.workspace.clone(),
         options: options.clone(),
         holdout: feedback::Holdout::scan(&plan.holdout),
+        digester: Digester::open(&plan.workspace),
+        results,
     });
     let mut executor = Executor { plan, context, journal, state, journal_failure: None };
     let report = runtime.block_on(executor.execute());
+    executor.context.digester.save();
     if let Some(e) = executor.journal_failure {
         return Err(journal_error(e));
     }
@@ -316,7 +329,7 @@ impl Executor<'_> {
                 }
                 launched[i] = true;
                 progress = true;
-                let inputs = steps::input_digests(step);
+                let inputs = steps::input_digests(step, &self.context.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
                     self.state.reports[i] = Some(reused);
                     continue;
@@ -324,10 +337,14 @@ impl Executor<'_> {
                 let attempt = self.attempt_of(i);
                 self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
                 let feedback = self.state.feedback.get(&step.id).cloned().unwrap_or_default();
+                // The attempt a check's invocation carries is always 1.
+                let seen_attempt = if step.kind == StepKind::Check { 1 } else { attempt };
+                let key = (step.cache && self.context.results.is_some())
+                    .then(|| results::key(plan, step, &inputs, seen_attempt, &feedback));
                 let context = Arc::clone(&self.context);
                 let step = step.clone();
                 running.spawn(async move {
-                    let mut report = steps::run_step(&context, &step, attempt, feedback).await;
+                    let mut report = run_or_reuse(&context, &step, attempt, feedback, key).await;
                     report.attempt = attempt;
                     (i, inputs, report)
                 });
@@ -491,6 +508,42 @@ impl Executor<'_> {
         }
         text.trim_end().to_string()
     }
+}
+
+/// Answers from the result cache when `key` has an entry (replaying a
+/// stage's writes first), else runs the step and files its result.
+async fn run_or_reuse(
+    context: &steps::Context,
+    step: &crate::plan::Step,
+    attempt: u32,
+    feedback: Vec<String>,
+    key: Option<String>,
+) -> StepReport {
+    let Some((cache, key)) = context.results.as_ref().zip(key) else {
+        return steps::run_step(context, step, attempt, feedback).await;
+    };
+    if let Some(hit) = cache.get(&key) {
+        let mut report = hit.report;
+        report.id = step.id.clone();
+        if hit.files.is_empty() && hit.removed.is_empty() {
+            return report;
+        }
+        let scratch = context.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
+        match writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch) {
+            Ok(changes) => {
+                report.changes = steps::change_lines(&changes);
+                return report;
+            }
+            Err(e) => tracing::warn!("step `{}`: the cached writes could not be replayed ({e}); running it", step.id),
+        }
+    }
+    let report = steps::run_step(context, step, attempt, feedback).await;
+    let written: Vec<String> = report.changes.iter().filter_map(|c| c.strip_prefix("+ ")).map(str::to_string).collect();
+    match writes::read_written(&step.grant.mounts, &written) {
+        Ok(files) => cache.put(&key, &report, &files),
+        Err(e) => tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id),
+    }
+    report
 }
 
 enum Verdict {

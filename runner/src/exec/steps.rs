@@ -30,6 +30,8 @@ pub(super) struct Context {
     pub(super) workspace: PathBuf,
     pub(super) options: RunOptions,
     pub(super) holdout: Holdout,
+    pub(super) digester: crate::cache::digest::Digester,
+    pub(super) results: Option<crate::cache::results::ResultCache>,
 }
 
 /// Runs one step (attempt `attempt`, with retry `feedback` for stages) and
@@ -139,13 +141,7 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
         Ok(changes) => {
             report.status = StepStatus::Passed;
             report.note = note;
-            report.changes = changes
-                .written
-                .iter()
-                .map(|p| format!("+ {p}"))
-                .chain(changes.removed.iter().map(|p| format!("- {p}")))
-                .collect();
-            report.changes.extend(changes.ignored_links.iter().map(|p| format!("! {p} (symlink, not applied)")));
+            report.changes = change_lines(&changes);
             true
         }
         Err(e) => {
@@ -154,6 +150,15 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
             false
         }
     }
+}
+
+/// A commit's changes as the report lists them: `+ path` written, `- path`
+/// removed, `! path (symlink, not applied)`.
+pub(super) fn change_lines(changes: &writes::Changes) -> Vec<String> {
+    let written = changes.written.iter().map(|p| format!("+ {p}"));
+    let removed = changes.removed.iter().map(|p| format!("- {p}"));
+    let links = changes.ignored_links.iter().map(|p| format!("! {p} (symlink, not applied)"));
+    written.chain(removed).chain(links).collect()
 }
 
 /// Lists an evaluator's scenarios, runs each `repeat` times, and compares
@@ -430,12 +435,14 @@ fn refresh_mounts(mut grant: Grant, workspace: &Path) -> Result<Grant, String> {
     Ok(grant)
 }
 
-/// Digests of a step's inputs as the journal records them: each mount (and
-/// an evaluator's subject) by workspace path. A write mount's digest is of
-/// what the step starts from.
-pub(super) fn input_digests(step: &Step) -> BTreeMap<String, String> {
-    let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref()).map(|s| &s.component);
-    step.grant.mounts.iter().chain(subject).map(|m| (m.rel.clone(), crate::journal::digest_metadata(&m.host))).collect()
+/// Content digests of a step's inputs, as the journal records them and the
+/// result cache keys them: each mount (and an evaluator's subject and the
+/// subject's mounts) by workspace path. A write mount's digest is of what
+/// the step starts from.
+pub(super) fn input_digests(step: &Step, digester: &crate::cache::digest::Digester) -> BTreeMap<String, String> {
+    let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
+    let subject_mounts = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
+    step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
 /// Removes the (empty) mount points made for missing write directories.

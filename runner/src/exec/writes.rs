@@ -130,6 +130,83 @@ impl Staged {
     }
 }
 
+/// A file a stage wrote, as the result cache keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Workspace-relative path.
+    pub path: String,
+    /// The whole contents.
+    pub bytes: Vec<u8>,
+    /// Unix permission bits.
+    pub mode: u32,
+}
+
+/// Workspace path `rel` relative to the write mount `mount`, if inside it.
+fn inside<'a>(mount: &Mount, rel: &'a str) -> Option<&'a str> {
+    let inner = if mount.rel == "." { Some(rel) } else { rel.strip_prefix(mount.rel.as_str())?.strip_prefix('/') };
+    inner.filter(|i| !i.is_empty())
+}
+
+/// The staged mount (and the path inside it) holding workspace path `rel`.
+fn mount_of<'a, 'r>(mounts: &'a [StagedMount], rel: &'r str) -> io::Result<(&'a StagedMount, &'r str)> {
+    mounts
+        .iter()
+        .find_map(|m| inside(&m.mount, rel).map(|i| (m, i)))
+        .ok_or_else(|| io::Error::other(format!("`{rel}` is in none of the step's write mounts")))
+}
+
+/// Reads back the files a committed stage wrote (`changes.written`), through
+/// the write mounts' directories: a path that is not a regular file inside
+/// one of them is an error, never followed.
+///
+/// # Errors
+/// The first file that cannot be read that way.
+pub fn read_written(mounts: &[Mount], written: &[String]) -> io::Result<Vec<WrittenFile>> {
+    let mut files = Vec::new();
+    for rel in written {
+        let mount = mounts.iter().filter(|m| m.writable).find_map(|m| inside(m, rel).map(|i| (m, i)));
+        let Some((mount, inner)) = mount else {
+            return Err(io::Error::other(format!("`{rel}` is in none of the step's write mounts")));
+        };
+        let dir = open(&mount.host)?;
+        let meta = dir.symlink_metadata(inner)?;
+        if !meta.is_file() {
+            return Err(io::Error::other(format!("`{rel}` is not a regular file")));
+        }
+        files.push(WrittenFile { path: rel.clone(), bytes: dir.read(inner)?, mode: meta.permissions().mode() });
+    }
+    Ok(files)
+}
+
+/// Makes the workspace what a cached stage left it: stages the write mounts,
+/// writes `files` and removes `removed` in the private copies, and commits
+/// them like any stage's writes (each file whole, or not at all).
+///
+/// # Errors
+/// An I/O error; the workspace is then as it was, or has some files whole.
+pub fn replay(mounts: &[Mount], files: &[WrittenFile], removed: &[String], scratch: &Path) -> io::Result<Changes> {
+    let staged = stage(mounts)?;
+    for rel in removed {
+        let (mount, inner) = mount_of(&staged.mounts, rel)?;
+        let copy = open(mount.copy.path())?;
+        match copy.symlink_metadata(inner) {
+            Ok(meta) if meta.is_dir() => copy.remove_dir_all(inner)?,
+            Ok(_) => copy.remove_file(inner)?,
+            Err(_) => {}
+        }
+    }
+    for file in files {
+        let (mount, inner) = mount_of(&staged.mounts, &file.path)?;
+        let copy = open(mount.copy.path())?;
+        if let Some(parent) = Path::new(inner).parent().filter(|p| !p.as_os_str().is_empty()) {
+            copy.create_dir_all(parent)?;
+        }
+        copy.write(inner, &file.bytes)?;
+        copy.set_permissions(inner, cap_std::fs::Permissions::from_mode(file.mode))?;
+    }
+    staged.commit(scratch)
+}
+
 fn open(path: &Path) -> io::Result<Dir> {
     Dir::open_ambient_dir(path, ambient_authority())
 }

@@ -166,6 +166,12 @@ pub struct StepTable {
     /// `run` steps: processes the program may have at once, where the
     /// kernel's pids controller is available. Default 512.
     pub pids: Option<Spanned<u32>>,
+    /// Whether a result may be reused from the result cache when none of
+    /// the step's inputs changed. Default `true`, except for evaluators with
+    /// `repeat > 1`, whose repeated runs exist to sample a nondeterministic
+    /// subject. Set `false` for a step whose result depends on more than its
+    /// inputs (the time, the network).
+    pub cache: Option<Spanned<bool>>,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

@@ -127,6 +127,9 @@ pub struct Step {
     pub retry: Option<gates::Retry>,
     /// Evaluators: k-of-n settings and the subject.
     pub evaluation: Option<gates::Evaluation>,
+    /// Whether the result cache may answer for this step (`cache`, default
+    /// on except for evaluators with `repeat > 1`).
+    pub cache: bool,
 }
 
 /// A step as declared, before resolution.
@@ -299,6 +302,8 @@ impl Plan {
             };
             let retry = gates::resolve_retry(d, &declared, &ancestors[i], &here, &mut diags);
             let evaluation = gates::resolve_evaluation(d, &workspace, &upstream_writes[i], &here, &mut diags);
+            let sampled = evaluation.as_ref().is_some_and(|e| e.repeat > 1);
+            let cache = d.table.cache.as_ref().map_or(!sampled, |c| *c.get_ref());
             steps.push(Step {
                 id: id.clone(),
                 kind: d.kind,
@@ -308,6 +313,7 @@ impl Plan {
                 config,
                 retry,
                 evaluation,
+                cache,
             });
         }
 
@@ -343,6 +349,19 @@ impl Plan {
             steps,
             holdout,
         })
+    }
+
+    /// The largest memory cap of any step or subject: what the engine's
+    /// instance pool must fit.
+    pub fn max_memory(&self) -> u64 {
+        let subjects = self.steps.iter().filter_map(|s| s.evaluation.as_ref()?.subject.as_ref()).map(|s| &s.grant);
+        self.steps
+            .iter()
+            .map(|s| &s.grant)
+            .chain(subjects)
+            .map(|g| g.limits.memory)
+            .max()
+            .unwrap_or(grant::DEFAULT_MEMORY)
     }
 }
 

@@ -89,8 +89,11 @@ fn step_line(step: &StepReport, width: usize) -> String {
         StepStatus::Passed => String::new(),
         StepStatus::Error | StepStatus::Skipped => step.reason.clone().unwrap_or_default(),
     };
-    let time =
-        if step.status == StepStatus::Skipped { String::new() } else { format!("({})", duration(step.duration)) };
+    let time = match step.status {
+        StepStatus::Skipped => String::new(),
+        _ if step.cached => format!("(cached, took {})", duration(step.duration)),
+        _ => format!("({})", duration(step.duration)),
+    };
     let mut line = format!("{} {dots} {:<7}", step.id, step.status.as_str());
     let unjailed = if step.unjailed.is_some() { "UNJAILED".to_string() } else { String::new() };
     for part in [detail, unjailed, time] {
@@ -137,7 +140,11 @@ fn summary_line(report: &RunReport) -> String {
             n => Some(format!("{n} {}", status.as_str())),
         })
         .collect();
-    let counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
+    let mut counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
+    let cached = report.steps.iter().filter(|s| s.cached).count();
+    if cached > 0 {
+        let _ = write!(counts, " ({cached} from cache)");
+    }
     format!("{}: {counts} in {}", report.status, duration(report.duration))
 }
 
@@ -193,5 +200,15 @@ mod tests {
         assert!(text.starts_with("no-stubs ............... failed   1 finding  (34 ms)\n"), "{text}");
         assert!(text.contains("\nno-stubs:\n  src/a.rs:3:5: forbid-pattern `panic!(` matches\n"), "{text}");
         assert!(text.ends_with("failed: 1 passed, 1 failed in 40 ms\n"), "{text}");
+    }
+
+    #[test]
+    fn a_cached_step_says_so_with_its_original_time() {
+        let mut cached = step("no-stubs", StepStatus::Passed);
+        cached.cached = true;
+        let report = RunReport::new("p".into(), "r".into(), Duration::from_millis(2), vec![cached]);
+        let text = render(&report);
+        assert!(text.starts_with("no-stubs ............... passed   (cached, took 34 ms)\n"), "{text}");
+        assert!(text.ends_with("passed: 1 passed (1 from cache) in 2 ms\n"), "{text}");
     }
 }

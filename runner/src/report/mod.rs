@@ -124,6 +124,11 @@ pub struct StepReport {
     /// Set when a native step ran without the kernel jail
     /// (`--allow-unjailed`), with the reason the jail could not be set up.
     pub unjailed: Option<String>,
+    /// Set when the result cache answered for the step: nothing ran, and
+    /// `duration_ms`, findings and output are those of the run that was
+    /// cached (a stage's writes were restored exactly).
+    #[serde(default)]
+    pub cached: bool,
     /// Evaluators: satisfaction, threshold and scenarios (flattened into
     /// the step's JSON object).
     #[serde(flatten)]
@@ -147,6 +152,7 @@ impl StepReport {
             output_dropped_bytes: 0,
             changes: Vec::new(),
             unjailed: None,
+            cached: false,
             evaluation: None,
         }
     }

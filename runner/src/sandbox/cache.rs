@@ -12,20 +12,14 @@
 //! or configuration is simply missed.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-
-use fs_err::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+use crate::cache::{is_private, private_dir, write_atomic};
 use crate::plugin::hex;
-
-/// Environment variable naming the cache directory.
-pub const CACHE_DIR_VAR: &str = "CLEANROOM_CACHE_DIR";
 
 /// Where precompiled components live.
 #[derive(Debug, Clone)]
@@ -34,34 +28,12 @@ pub struct CompileCache {
 }
 
 impl CompileCache {
-    /// The cache directory this process would use, from the environment.
-    pub fn default_dir() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os(CACHE_DIR_VAR).filter(|d| !d.is_empty()) {
-            return Some(PathBuf::from(dir));
-        }
-        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-            return Some(PathBuf::from(xdg).join("cleanroom"));
-        }
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("cleanroom"))
-    }
-
     /// Opens (creating, mode 0700) the cache at `dir`.
     ///
     /// # Errors
     /// When the directory cannot be created, or exists but is not ours alone.
     pub fn open(dir: &Path) -> Result<CompileCache, String> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create the compile cache `{}`: {e}", dir.display()))?;
-        let meta = fs_err::metadata(dir).map_err(|e| e.to_string())?;
-        if !is_private(&meta) || !meta.is_dir() {
-            return Err(format!(
-                "the compile cache `{}` is not a directory owned by this user alone (mode 0700); it is not used",
-                dir.display()
-            ));
-        }
+        private_dir(dir)?;
         Ok(CompileCache { dir: dir.to_path_buf() })
     }
 
@@ -83,7 +55,7 @@ impl CompileCache {
         }
         let bytes = fs_err::read(path)?;
         let compiled = engine.precompile_component(&bytes)?;
-        if let Err(e) = self.store(&file, &compiled) {
+        if let Err(e) = write_atomic(&file, &compiled) {
             tracing::warn!("cannot write to the compile cache: {e}");
             return Component::new(engine, &bytes);
         }
@@ -109,14 +81,6 @@ impl CompileCache {
         }
     }
 
-    fn store(&self, file: &Path, compiled: &[u8]) -> std::io::Result<()> {
-        let temporary = file.with_extension(format!("tmp{}", std::process::id()));
-        let mut out = fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-        out.write_all(compiled)?;
-        out.sync_all()?;
-        fs_err::rename(&temporary, file)
-    }
-
     /// Number of entries and their total size in bytes.
     pub fn size(&self) -> (usize, u64) {
         self.entries()
@@ -135,11 +99,6 @@ impl CompileCache {
     }
 }
 
-/// Owned by this user, and neither group- nor world-writable.
-fn is_private(meta: &std::fs::Metadata) -> bool {
-    meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
-}
-
 /// A stable hex digest of the engine's precompile compatibility hash.
 fn engine_hash(engine: &Engine) -> String {
     struct Sha(Sha256);
@@ -154,19 +113,4 @@ fn engine_hash(engine: &Engine) -> String {
     let mut hasher = Sha(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hex(&hasher.0.finalize()[..16])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shared_directory_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = dir.path().join("shared");
-        std::fs::DirBuilder::new().mode(0o777).create(&shared).unwrap();
-        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        assert!(CompileCache::open(&shared).unwrap_err().contains("owned by this user alone"));
-        assert!(CompileCache::open(&dir.path().join("mine")).is_ok());
-    }
 }

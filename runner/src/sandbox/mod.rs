@@ -18,6 +18,7 @@ pub mod fs;
 pub mod jail;
 pub mod limits;
 pub mod output;
+pub mod pool;
 pub mod subject;
 
 use std::future::Future;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::plan::Grant;
@@ -166,19 +167,19 @@ type Call<T> = Box<
 /// The engine and linker shared by every invocation in a run.
 pub struct Sandbox {
     engine: Engine,
+    allocator: pool::Allocator,
     linker: Linker<StepState>,
     cache: Option<cache::CompileCache>,
 }
 
 impl Sandbox {
-    /// Starts an engine with epoch interruption and a ticker thread.
+    /// Starts an engine sized for `capacity` (see [`pool`]) and its epoch
+    /// ticker thread.
     ///
     /// # Errors
     /// [`SandboxError::Engine`] when wasmtime cannot be configured here.
-    pub fn new() -> Result<Sandbox, SandboxError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(e.to_string()))?;
+    pub fn new(capacity: pool::Capacity) -> Result<Sandbox, SandboxError> {
+        let (engine, allocator) = pool::engine(capacity).map_err(SandboxError::Engine)?;
         let mut linker = Linker::new(&engine);
         let engine_error = |e: wasmtime::Error| SandboxError::Engine(e.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
@@ -198,14 +199,20 @@ impl Sandbox {
                 }
             })
             .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-        let cache = cache::CompileCache::default_dir().and_then(|dir| match cache::CompileCache::open(&dir) {
+        let cache = crate::cache::default_dir().and_then(|dir| match cache::CompileCache::open(&dir) {
             Ok(cache) => Some(cache),
             Err(reason) => {
                 tracing::warn!("{reason}; compiling without a cache");
                 None
             }
         });
-        Ok(Sandbox { engine, linker, cache })
+        Ok(Sandbox { engine, allocator, linker, cache })
+    }
+
+    /// The instance allocator the engine got: pooled, or on demand when the
+    /// pool could not be reserved.
+    pub fn allocator(&self) -> pool::Allocator {
+        self.allocator
     }
 
     /// Compiles `path` (sha256 `sha256`) through the compile cache, if any.

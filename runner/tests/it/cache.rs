@@ -11,8 +11,13 @@ fn cleanroom_with_cache(cache: &Path, args: &[&str]) -> Ran {
     cleanroom_with_env(&repo(), args, &[("CLEANROOM_CACHE_DIR", cache.as_os_str())])
 }
 
+/// The precompiled plugins in the cache (step results live in subdirectories).
 fn entries(cache: &Path) -> Vec<std::path::PathBuf> {
-    let mut entries: Vec<_> = fs_err::read_dir(cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs_err::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
     entries.sort();
     entries
 }
@@ -40,12 +45,14 @@ fn plugins_are_compiled_once_into_a_private_cache() {
     assert_eq!(entries(&cache), cached, "the second run compiled again");
 
     let size = cleanroom_with_cache(&cache, &["cache", "size"]);
-    assert!(size.stdout.starts_with("2 precompiled plugins, "), "{size:?}");
+    assert!(size.stdout.starts_with("2 precompiled plugins ("), "{size:?}");
+    assert!(size.stdout.contains(", 2 step results and 0 stage files ("), "{size:?}");
     let dir = cleanroom_with_cache(&cache, &["cache", "dir"]);
     assert_eq!(dir.stdout.trim(), cache.display().to_string());
     let clean = cleanroom_with_cache(&cache, &["cache", "clean"]);
-    assert!(clean.stdout.starts_with("removed 2 precompiled plugins"), "{clean:?}");
+    assert!(clean.stdout.starts_with("removed 2 precompiled plugins and 2 cached results"), "{clean:?}");
     assert!(entries(&cache).is_empty());
+    assert_eq!(fs_err::read_dir(cache.join("results")).unwrap().count(), 0);
 }
 
 /// An entry someone else could have written (group- or world-writable), or

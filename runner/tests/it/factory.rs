@@ -9,7 +9,7 @@ use crate::{cleanroom, component, repo, Ran, Workspace};
 
 /// A copy of `pipelines/factory/` with `pipelines/factory.toml` adapted to
 /// it (plugin paths made absolute, `edit` applied to the TOML).
-fn factory_copy(edit: impl Fn(String) -> String) -> Workspace {
+pub fn factory_copy(edit: impl Fn(String) -> String) -> Workspace {
     let ws = Workspace::new();
     let status = Command::new("cp").arg("-r").arg(repo().join("pipelines/factory/.")).arg(ws.path()).status().unwrap();
     assert!(status.success());
@@ -23,7 +23,7 @@ fn factory_copy(edit: impl Fn(String) -> String) -> Workspace {
     ws
 }
 
-fn run_pipeline(ws: &Workspace, extra: &[&str]) -> Ran {
+pub fn run_pipeline(ws: &Workspace, extra: &[&str]) -> Ran {
     let mut args = vec!["run", "--format", "json"];
     args.extend_from_slice(extra);
     args.push("pipeline.toml");

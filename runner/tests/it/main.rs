@@ -5,6 +5,7 @@ mod bad_input;
 mod cache;
 mod factory;
 mod native;
+mod results;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -55,8 +56,14 @@ impl std::fmt::Debug for Ran {
     }
 }
 
-/// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH` and
-/// `HOME` (which `~/` in `tools` needs).
+/// The cache directory of this test process: compiled plugins are shared by
+/// its tests, and nothing cached by an earlier `cargo test` is seen.
+pub fn test_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("cleanroom-it-cache-{}", std::process::id()))
+}
+
+/// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH`,
+/// `HOME` (which `~/` in `tools` needs) and this process's cache directory.
 pub fn cleanroom(cwd: &Path, args: &[&str]) -> Ran {
     cleanroom_with_env(cwd, args, &[])
 }
@@ -69,6 +76,7 @@ pub fn cleanroom_with_env(cwd: &Path, args: &[&str], extra: &[(&str, &std::ffi::
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+        .env("CLEANROOM_CACHE_DIR", test_cache())
         .envs(extra.iter().copied())
         .output()
         .expect("run cleanroom");

@@ -30,7 +30,7 @@ fn failing_demo_reports_findings_with_positions_and_exits_1() {
 /// Human output: one aligned line per step, findings as path:line:col, a summary.
 #[test]
 fn human_output_lists_steps_then_findings_then_a_summary() {
-    let ran = cleanroom(&repo(), &["run", "pipelines/failing-demo.toml"]);
+    let ran = cleanroom(&repo(), &["run", "--no-cache", "pipelines/failing-demo.toml"]);
     assert_eq!(ran.code, 1, "{ran:?}");
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert!(lines[0].starts_with("no-stubs ............... failed   2 findings  ("), "{ran:?}");
@@ -138,4 +138,23 @@ fn jobs_limit_still_runs_every_step() {
     let ran = ws.run(&pipeline, &["run", "--jobs", "1", "--format", "json"]);
     assert_eq!(ran.code, 0, "{ran:?}");
     assert_eq!(ran.json()["steps"].as_array().unwrap().len(), 6);
+}
+
+/// Where the address space for the instance pool cannot be reserved (here a
+/// `ulimit -v` of 8 GB, less than the pool but more than one on-demand
+/// memory), the engine allocates on demand and the run is unchanged.
+#[test]
+fn a_runner_that_cannot_reserve_the_instance_pool_allocates_on_demand() {
+    let output = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 8000000 && exec \"$@\"", "sh", env!("CARGO_BIN_EXE_cleanroom")])
+        .args(["run", "pipelines/self-check.toml", "--format", "json"])
+        .current_dir(repo())
+        .env("RUST_LOG", "cleanroom=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the instance pool cannot be reserved"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["status"], "passed");
 }
