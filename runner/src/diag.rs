@@ -194,12 +194,17 @@ impl std::error::Error for Diagnostics {}
 pub struct SourceMap {
     path: PathBuf,
     text: String,
+    /// Byte offset of the start of each line, for a binary search per
+    /// lookup (validation locates every step; a scan from the start each
+    /// time made a 10,000-step pipeline quadratic).
+    line_starts: Vec<usize>,
 }
 
 impl SourceMap {
     /// Remembers `text` as the contents of `path` (shown as given).
     pub fn new(path: &Path, text: &str) -> Self {
-        SourceMap { path: path.to_path_buf(), text: text.to_string() }
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        SourceMap { path: path.to_path_buf(), text: text.to_string(), line_starts }
     }
 
     /// The file these spans belong to.
@@ -210,10 +215,9 @@ impl SourceMap {
     /// The location of byte `offset`.
     pub fn locate(&self, offset: usize) -> Location {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
         Location::File { path: self.path.clone(), line, column }
     }
 }

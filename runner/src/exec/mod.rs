@@ -288,6 +288,10 @@ impl Executor<'_> {
         let plan = self.plan;
         let round = self.state.round;
         let index: BTreeMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        // Each step's needs as indices, looked up once rather than on every
+        // pass of the loop below (a 500-step chain makes 500 passes).
+        let needs: Vec<Vec<usize>> =
+            plan.steps.iter().map(|s| s.needs.iter().map(|n| index[n.as_str()]).collect()).collect();
         for &i in &self.state.pending {
             self.state.reports[i] = None;
         }
@@ -300,11 +304,8 @@ impl Executor<'_> {
                 if launched[i] {
                     continue;
                 }
-                let blocker = step.needs.iter().find_map(|need| {
-                    self.state.reports[index[need.as_str()]]
-                        .as_ref()
-                        .filter(|r| r.status != StepStatus::Passed)
-                        .map(|r| (need, r.status))
+                let blocker = step.needs.iter().zip(&needs[i]).find_map(|(need, &n)| {
+                    self.state.reports[n].as_ref().filter(|r| r.status != StepStatus::Passed).map(|r| (need, r.status))
                 });
                 if let Some((need, status)) = blocker {
                     launched[i] = true;
@@ -323,7 +324,7 @@ impl Executor<'_> {
                     progress = true;
                     continue;
                 }
-                let ready = step.needs.iter().all(|need| self.state.reports[index[need.as_str()]].is_some());
+                let ready = needs[i].iter().all(|&n| self.state.reports[n].is_some());
                 if !ready || running.len() >= jobs {
                     continue;
                 }

@@ -1,8 +1,11 @@
-//! The journal: an append-only, fsync'd record of a run, for audit and resume.
+//! The journal: an append-only record of a run, for audit and resume.
 //!
 //! Each run writes `.cleanroom/runs/<run-id>/` in the workspace:
 //! `events.jsonl`, one [`Event`] per line in a `{"type": ..., "data": ...}`
-//! envelope, each line flushed and fsync'd before the run goes on; and
+//! envelope, each line written before the run goes on (so it survives the
+//! runner being killed) and fsync'd (so it survives the machine going down)
+//! when it marks a change of the workspace or of the run's course: see
+//! [`Event::is_commit_point`]; and
 //! `report.json`, the final report, replaced atomically (written to a
 //! temporary file, fsync'd, renamed). A run whose journal has no
 //! `run_finished` event is unfinished and can be resumed. Run ids sort by
@@ -155,7 +158,7 @@ impl Journal {
         &self.run_id
     }
 
-    /// Appends `event` and waits until it is on disk.
+    /// Appends `event`; waits until it is on disk if it is a commit point.
     ///
     /// # Errors
     /// When the write or the fsync fails.
@@ -163,7 +166,10 @@ impl Journal {
         let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
         line.push('\n');
         self.events.write_all(line.as_bytes())?;
-        self.events.sync_data()
+        if event.is_commit_point() {
+            self.events.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Replaces `report.json` atomically with `json`.
@@ -177,6 +183,22 @@ impl Journal {
         file.sync_all()?;
         fs_err::rename(&temporary, self.dir.join("report.json"))?;
         fs_err::File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl Event {
+    /// Whether losing this event in a power cut would make a resumed run
+    /// wrong rather than merely slower: the run's start and end, gate
+    /// decisions and rounds, and a stage's result (the workspace changed).
+    /// A lost `step_started`, or a lost check or evaluator result, only
+    /// means that step runs again on resume. Skipping the fsync of those
+    /// is what keeps a step's bookkeeping in microseconds.
+    pub fn is_commit_point(&self) -> bool {
+        match self {
+            Event::StepStarted { .. } => false,
+            Event::StepFinished { report, .. } => report.kind == crate::plan::StepKind::Stage,
+            _ => true,
+        }
     }
 }
 

@@ -2,6 +2,63 @@
 
 use std::collections::BTreeSet;
 
+/// Every node's transitive needs, one bit per node: `has` is a bit test,
+/// and building it ORs each need's row into its dependents' (`n²/64` words
+/// for `n` nodes: a 10,000-step chain takes 12.5 MB and milliseconds, where
+/// a set per node took seconds).
+#[derive(Debug, Clone)]
+pub struct Ancestry {
+    words: usize,
+    bits: Vec<u64>,
+}
+
+impl Ancestry {
+    /// The ancestry of nodes `0..needs.len()`. Nodes on a cycle get the
+    /// ancestors reachable before the cycle closes; the cycle itself is
+    /// reported by [`topological_order`].
+    pub fn of(needs: &[Vec<usize>]) -> Ancestry {
+        let n = needs.len();
+        let words = n.div_ceil(64);
+        let mut ancestry = Ancestry { words, bits: vec![0; n * words] };
+        // 0 unvisited, 1 on the stack, 2 done: an iterative post-order DFS.
+        let mut state = vec![0u8; n];
+        for root in 0..n {
+            let mut stack = vec![(root, 0usize)];
+            while let Some((node, next)) = stack.pop() {
+                state[node] = 1;
+                if let Some(&need) = needs[node].get(next) {
+                    stack.push((node, next + 1));
+                    if state[need] == 0 {
+                        stack.push((need, 0));
+                    }
+                    continue;
+                }
+                for &need in &needs[node] {
+                    ancestry.add(node, need);
+                }
+                state[node] = 2;
+            }
+        }
+        ancestry
+    }
+
+    /// Marks `need` and all its ancestors as ancestors of `node`.
+    fn add(&mut self, node: usize, need: usize) {
+        if node == need {
+            return;
+        }
+        for w in 0..self.words {
+            self.bits[node * self.words + w] |= self.bits[need * self.words + w];
+        }
+        self.bits[node * self.words + need / 64] |= 1 << (need % 64);
+    }
+
+    /// Whether `node` needs `ancestor`, directly or not.
+    pub fn has(&self, node: usize, ancestor: usize) -> bool {
+        self.bits[node * self.words + ancestor / 64] & (1 << (ancestor % 64)) != 0
+    }
+}
+
 /// Orders nodes `0..needs.len()` so each comes after everything it needs;
 /// ties keep declaration order (the index). `needs[i]` lists indices.
 ///
@@ -76,6 +133,18 @@ fn find_cycle(needs: &[Vec<usize>]) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ancestry_is_transitive_across_word_boundaries_and_survives_cycles() {
+        // A chain of 200: node i needs i - 1; node 0 also needs 150 (a cycle).
+        let mut needs: Vec<Vec<usize>> = (0..200).map(|i| if i > 0 { vec![i - 1] } else { vec![] }).collect();
+        let chain = Ancestry::of(&needs);
+        assert!(chain.has(199, 0) && chain.has(130, 64) && chain.has(64, 63));
+        assert!(!chain.has(0, 199) && !chain.has(63, 64) && !chain.has(5, 5));
+        needs[0].push(150);
+        let cyclic = Ancestry::of(&needs);
+        assert!(cyclic.has(199, 0) && cyclic.has(0, 150));
+    }
 
     #[test]
     fn order_respects_needs_and_declaration_order() {

@@ -6,7 +6,6 @@
 //! with at least `require` passing runs, and the evaluator passes when the
 //! share of passing scenarios (its *satisfaction*) is at least `threshold`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -56,7 +55,7 @@ pub struct Subject {
 pub(crate) fn resolve_retry(
     d: &Declared,
     declared: &[Declared],
-    ancestors: &BTreeSet<usize>,
+    ancestry: (&super::dag::Ancestry, usize),
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> Option<Retry> {
@@ -95,7 +94,7 @@ pub(crate) fn resolve_retry(
         ));
         return None;
     }
-    if !ancestors.contains(&target) {
+    if !ancestry.0.has(ancestry.1, target) {
         diags.push(refuse(
             format!("step `{id}` retries `{name}`, but does not need it, so a new attempt could not change what `{id}` sees"),
             &format!("add `{name}` (or a step that needs it) to the `needs` of `{id}`"),

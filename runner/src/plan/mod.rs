@@ -219,11 +219,14 @@ impl Plan {
             }
             needs_index.push(needs);
         }
-        let ancestors = ancestors(&needs_index);
-        let upstream_writes: Vec<Vec<String>> = ancestors
-            .iter()
-            .map(|set| {
-                set.iter()
+        let ancestry = dag::Ancestry::of(&needs_index);
+        // Stages writing anything, few even in a large pipeline.
+        let writers: Vec<usize> = (0..declared.len()).filter(|&i| !declared[i].table.write.is_empty()).collect();
+        let upstream_writes: Vec<Vec<String>> = (0..declared.len())
+            .map(|i| {
+                writers
+                    .iter()
+                    .filter(|&&a| ancestry.has(i, a))
                     .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
                     .collect()
             })
@@ -300,7 +303,7 @@ impl Plan {
                 Some(table) => toml_to_json(&toml::Value::Table(table.get_ref().clone())).to_string(),
                 None => "{}".to_string(),
             };
-            let retry = gates::resolve_retry(d, &declared, &ancestors[i], &here, &mut diags);
+            let retry = gates::resolve_retry(d, &declared, (&ancestry, i), &here, &mut diags);
             let evaluation = gates::resolve_evaluation(d, &workspace, &upstream_writes[i], &here, &mut diags);
             let sampled = evaluation.as_ref().is_some_and(|e| e.repeat > 1);
             let cache = d.table.cache.as_ref().map_or(!sampled, |c| *c.get_ref());
@@ -317,7 +320,7 @@ impl Plan {
             });
         }
 
-        check_concurrent_writes(&steps, &ancestors, &mut diags);
+        check_concurrent_writes(&steps, &ancestry, &mut diags);
         let holdout = match &manifest.barrier {
             Some(table) => barrier::check(table, &workspace, &steps, &here, &mut diags),
             None => Vec::new(),
@@ -368,22 +371,32 @@ impl Plan {
 /// Refuses two steps that may run at the same time (neither needs the
 /// other) when one writes a path the other reads or writes: the host never
 /// mounts one directory into two running steps with different permissions.
-fn check_concurrent_writes(steps: &[Step], ancestors: &[BTreeSet<usize>], diags: &mut Diagnostics) {
+fn check_concurrent_writes(steps: &[Step], ancestry: &dag::Ancestry, diags: &mut Diagnostics) {
     let touched = |step: &Step| -> Vec<(PathBuf, bool, String)> {
         let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
         let subject_paths = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
         step.grant.mounts.iter().chain(subject_paths).map(|m| (m.host.clone(), m.writable, m.rel.clone())).collect()
     };
-    for a in 0..steps.len() {
-        for b in a + 1..steps.len() {
-            if ancestors[a].contains(&b) || ancestors[b].contains(&a) {
+    // Only a writer can clash, so pair each writer with every other step
+    // (a pipeline of thousands of readers costs one pass per writer).
+    let touched: Vec<Vec<(PathBuf, bool, String)>> = steps.iter().map(touched).collect();
+    let writes: Vec<bool> = touched.iter().map(|t| t.iter().any(|(_, w, _)| *w)).collect();
+    let mut pairs = Vec::new();
+    for w in (0..steps.len()).filter(|&w| writes[w]) {
+        // Two writers pair once: from the earlier one.
+        pairs.extend((0..steps.len()).filter(|&o| o != w && !(writes[o] && o < w)).map(|o| (w.min(o), w.max(o))));
+    }
+    pairs.sort_unstable();
+    for (a, b) in pairs {
+        {
+            if ancestry.has(a, b) || ancestry.has(b, a) {
                 continue;
             }
-            let clash = touched(&steps[a]).into_iter().find_map(|(pa, wa, ra)| {
-                touched(&steps[b])
-                    .into_iter()
-                    .find(|(pb, wb, _)| (wa || *wb) && (pa.starts_with(pb) || pb.starts_with(&pa)))
-                    .map(|(_, wb, rb)| (ra, wa, rb, wb))
+            let clash = touched[a].iter().find_map(|(pa, wa, ra)| {
+                touched[b]
+                    .iter()
+                    .find(|(pb, wb, _)| (*wa || *wb) && (pa.starts_with(pb) || pb.starts_with(pa)))
+                    .map(|(_, wb, rb)| (ra.clone(), *wa, rb.clone(), *wb))
             });
             if let Some((ra, wa, rb, wb)) = clash {
                 let how = |w: bool| if w { "writes" } else { "reads" };
@@ -408,22 +421,6 @@ fn check_concurrent_writes(steps: &[Step], ancestors: &[BTreeSet<usize>], diags:
             }
         }
     }
-}
-
-/// For each step, every step it needs, directly or not.
-fn ancestors(needs: &[Vec<usize>]) -> Vec<BTreeSet<usize>> {
-    (0..needs.len())
-        .map(|start| {
-            let mut seen = BTreeSet::new();
-            let mut stack = needs[start].clone();
-            while let Some(step) = stack.pop() {
-                if seen.insert(step) {
-                    stack.extend(needs[step].iter().copied());
-                }
-            }
-            seen
-        })
-        .collect()
 }
 
 fn resolve_workspace(manifest: &Manifest, base_dir: &Path, source: &SourceMap) -> Result<PathBuf, Diagnostic> {

@@ -179,7 +179,15 @@ impl Sandbox {
     /// # Errors
     /// [`SandboxError::Engine`] when wasmtime cannot be configured here.
     pub fn new(capacity: pool::Capacity) -> Result<Sandbox, SandboxError> {
-        let (engine, allocator) = pool::engine(capacity).map_err(SandboxError::Engine)?;
+        Sandbox::with_allocator(capacity, pool::Allocator::Pooling)
+    }
+
+    /// As [`Sandbox::new`], preferring `allocator` (benchmarks compare them).
+    ///
+    /// # Errors
+    /// [`SandboxError::Engine`] when wasmtime cannot be configured here.
+    pub fn with_allocator(capacity: pool::Capacity, allocator: pool::Allocator) -> Result<Sandbox, SandboxError> {
+        let (engine, allocator) = pool::engine(capacity, allocator).map_err(SandboxError::Engine)?;
         let mut linker = Linker::new(&engine);
         let engine_error = |e: wasmtime::Error| SandboxError::Engine(e.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;

@@ -55,14 +55,15 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;
 
 /// Starts an engine with epoch interruption, parallel compilation and
-/// copy-on-write memory images, pooled when `capacity` allows it and the
+/// copy-on-write memory images, pooled when that is `preferred`, `capacity`
+/// allows it and the
 /// address space can be reserved; else allocating on demand with small
 /// reservations.
 ///
 /// # Errors
 /// wasmtime's reason when even the on-demand engine cannot start.
-pub fn engine(capacity: Capacity) -> Result<(Engine, Allocator), String> {
-    if capacity.concurrent <= MAX_POOLED {
+pub fn engine(capacity: Capacity, preferred: Allocator) -> Result<(Engine, Allocator), String> {
+    if preferred == Allocator::Pooling && capacity.concurrent <= MAX_POOLED {
         match Engine::new(&config(Some(capacity))) {
             Ok(engine) => return Ok((engine, Allocator::Pooling)),
             Err(e) => tracing::debug!("the instance pool cannot be reserved ({e:#}); allocating on demand"),
@@ -111,13 +112,13 @@ mod tests {
 
     #[test]
     fn a_run_of_ordinary_size_gets_the_pool() {
-        let (_, allocator) = engine(Capacity::for_jobs(2, 512 << 20)).unwrap();
+        let (_, allocator) = engine(Capacity::for_jobs(2, 512 << 20), Allocator::Pooling).unwrap();
         assert_eq!(allocator, Allocator::Pooling);
     }
 
     #[test]
     fn more_jobs_than_the_pool_can_hold_allocate_on_demand() {
-        let (_, allocator) = engine(Capacity::for_jobs(5000, 512 << 20)).unwrap();
+        let (_, allocator) = engine(Capacity::for_jobs(5000, 512 << 20), Allocator::Pooling).unwrap();
         assert_eq!(allocator, Allocator::OnDemand);
     }
 }
