@@ -10,7 +10,7 @@
 //! One finding per match, with line and column. Files containing a NUL byte
 //! are treated as binary and skipped.
 
-use cleanroom_plugin_sdk::{line_col, one_line, parse_config, Files};
+use cleanroom_plugin_sdk::{line_col, one_line, parse_config, read_text, Files};
 use regex::bytes::RegexSet;
 use serde::Deserialize;
 
@@ -57,8 +57,8 @@ impl Guest for ForbidPattern {
 
         let mut findings = Vec::new();
         for file in files.walk(&mounts) {
-            let Ok(text) = std::fs::read(&file.guest) else { continue };
-            if text.contains(&0) || !set.is_match(&text) {
+            let Some(text) = read_text(&file.guest) else { continue };
+            if !set.is_match(&text) {
                 continue;
             }
             let mut hits = Vec::new();

@@ -118,6 +118,31 @@ fn walk_dir(dir: &Path, visit: &mut dyn FnMut(&str)) {
     }
 }
 
+/// Bytes read before deciding a file is binary, as grep does.
+const SNIFF: usize = 32 << 10;
+
+/// The contents of the file at `path` if it is text, `None` if it cannot be
+/// read or is binary (contains a NUL byte). A file with a NUL in its first
+/// 32 KiB is not read further, so scanning a tree of libraries and images
+/// costs little more than scanning its sources.
+pub fn read_text(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut text = Vec::new();
+    (&mut file).take(SNIFF as u64).read_to_end(&mut text).ok()?;
+    if text.contains(&0) {
+        return None;
+    }
+    if text.len() == SNIFF {
+        let start = text.len();
+        file.read_to_end(&mut text).ok()?;
+        if text[start..].contains(&0) {
+            return None;
+        }
+    }
+    Some(text)
+}
+
 /// Converts a byte offset in `text` into a 1-based (line, column), counting
 /// columns in characters (invalid UTF-8 counts one column per byte).
 pub fn line_col(text: &[u8], offset: usize) -> (u32, u32) {
@@ -169,6 +194,25 @@ mod tests {
     fn bad_glob_names_the_glob() {
         let err = Files::new(&["src/[".to_string()], &[]).err().unwrap();
         assert!(err.contains("`src/[`"), "{err}");
+    }
+
+    #[test]
+    fn read_text_returns_text_whole_and_skips_binary_wherever_the_nul_is() {
+        let dir = std::env::temp_dir().join(format!("sdk-read-text-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path.display().to_string()
+        };
+        let long_text = "line\n".repeat(20_000);
+        assert_eq!(read_text(&write("text", long_text.as_bytes())).unwrap(), long_text.as_bytes());
+        assert_eq!(read_text(&write("early", b"ELF\0rest")), None);
+        let mut late = long_text.clone().into_bytes();
+        late.push(0);
+        assert_eq!(read_text(&write("late", &late)), None);
+        assert_eq!(read_text(&dir.join("missing").display().to_string()), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
