@@ -62,6 +62,15 @@ pub enum Code {
     /// Two steps that may run at the same time touch the same path, and at
     /// least one of them writes it.
     CR023,
+    /// `run --only` or `--skip` names a step that does not exist.
+    CR024,
+    /// `run --locked`: a plugin differs from `cleanroom.lock`, or the lock
+    /// file is missing or unreadable.
+    CR025,
+    /// A command-line input other than the pipeline is unusable: a plugin
+    /// file for `plugin inspect`/`plugin test`, a test case, a directory
+    /// `init` or `plugin new` would write into.
+    CR026,
 }
 
 impl fmt::Display for Code {

@@ -6,13 +6,16 @@
 //! (schedules the DAG, one [`sandbox`] invocation per step) -> [`report`].
 //! [`diag`] carries every user-facing error; [`plugin`] inspects component
 //! files; [`cache`] keeps compiled plugins and step results between runs;
-//! [`cli`] is the command line.
+//! [`lock`] pins plugins in `cleanroom.lock`; [`authoring`] scaffolds and
+//! tests plugins and starter pipelines; [`cli`] is the command line.
 
+pub mod authoring;
 pub mod cache;
 pub mod cli;
 pub mod diag;
 pub mod exec;
 pub mod journal;
+pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod plugin;

@@ -55,6 +55,11 @@ pub struct PluginInfo {
     pub world: World,
     /// Top-level import names, e.g. `wasi:filesystem/types@0.2.6`.
     pub imports: Vec<String>,
+    /// Top-level export names, e.g. `check`.
+    pub exports: Vec<String>,
+    /// The `cleanroom:plugin` contract version it was built against
+    /// (`0.1.0`), read from its imports; `None` for programs.
+    pub contract: Option<String>,
 }
 
 /// Why a plugin file cannot be used.
@@ -103,6 +108,7 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
 
     let mut imports = Vec::new();
     let mut exports = Vec::new();
+    let mut contract = None;
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(&bytes) {
         match payload.map_err(|e| not_wasm(e.to_string()))? {
@@ -114,6 +120,11 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
                     let import = import.map_err(|e| not_wasm(e.to_string()))?;
+                    if let Some(version) =
+                        import.name.name.strip_prefix("cleanroom:plugin/").and_then(|n| n.split_once('@'))
+                    {
+                        contract.get_or_insert_with(|| version.1.to_string());
+                    }
                     // Type imports (`use types.{finding}`) come with their
                     // interface; only instances and functions need providing.
                     if !matches!(import.ty, ComponentTypeRef::Type(_)) {
@@ -132,7 +143,8 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
     if bytes.is_empty() {
         return Err(not_wasm("the file is empty".into()));
     }
-    Ok(PluginInfo { path: path.into(), sha256, size: bytes.len() as u64, world: world_of(&exports), imports })
+    let world = world_of(&exports);
+    Ok(PluginInfo { path: path.into(), sha256, size: bytes.len() as u64, world, imports, exports, contract })
 }
 
 impl PluginInfo {

@@ -8,9 +8,14 @@
 //! one-line feedback ([`feedback::lines`]), and the next round re-runs it and
 //! everything downstream of it. When a stage has used its `max_iterations`,
 //! the run ends with an escalation. Everything is recorded in the
-//! [`Journal`]; `resume` continues an unfinished run from it. The executor
-//! takes a [`Plan`] and never reads TOML or builds a sandbox by hand.
+//! [`Journal`]; `resume` continues an unfinished run from it; an
+//! [`Observer`] hears every step as it starts and ends ([`events`]). Ctrl-C
+//! (when [`RunOptions::ctrl_c`] is set) stops the run cleanly: running steps
+//! are dropped before they commit anything, the run stays resumable, and
+//! the report's status is `interrupted`. The executor takes a [`Plan`] and
+//! never reads TOML or builds a sandbox by hand.
 
+pub mod events;
 pub mod feedback;
 pub mod quota;
 mod steps;
@@ -30,6 +35,7 @@ use crate::journal::{self, Event, Journal, Retrying};
 use crate::plan::{Action, Plan, StepKind};
 use crate::report::{AttemptReport, RunReport, StepReport, StepStatus};
 use crate::sandbox::{LoadedPlugin, Sandbox};
+pub use events::{Observer, Update};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -48,6 +54,14 @@ pub struct RunOptions {
     /// Answer steps whose inputs did not change from the result cache
     /// (`--no-cache` turns it off).
     pub cache: bool,
+    /// After the first step that fails or errors (and will not be retried),
+    /// launch nothing more: the steps left are skipped, no retry round runs.
+    pub fail_fast: bool,
+    /// Stop cleanly on SIGINT (Ctrl-C): running steps are dropped before
+    /// they commit, the rest are not started, the run stays resumable.
+    pub ctrl_c: bool,
+    /// Hears the run as it goes (progress display, event stream).
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +72,9 @@ impl Default for RunOptions {
             allow_unjailed: false,
             resume: false,
             cache: true,
+            fail_fast: false,
+            ctrl_c: false,
+            observer: None,
         }
     }
 }
@@ -141,7 +158,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         digester: Digester::open(&plan.workspace),
         results,
     });
-    let mut executor = Executor { plan, context, journal, state, journal_failure: None };
+    let mut executor = Executor { plan, context, journal, state, journal_failure: None, stop: None };
     let report = runtime.block_on(executor.execute());
     executor.context.digester.save();
     if let Some(e) = executor.journal_failure {
@@ -235,6 +252,33 @@ struct Executor<'p> {
     journal: Journal,
     state: RunState,
     journal_failure: Option<std::io::Error>,
+    /// Set when the run must launch nothing more.
+    stop: Option<Stop>,
+}
+
+/// Why a run stopped early.
+enum Stop {
+    /// `--fail-fast`: this step failed or errored and will not be retried.
+    FailFast(String),
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl Stop {
+    fn skip_reason(&self) -> String {
+        match self {
+            Stop::FailFast(step) => format!("not run: --fail-fast stopped the run after `{step}` did not pass"),
+            Stop::Interrupted => "not run: the run was interrupted (Ctrl-C)".to_string(),
+        }
+    }
+}
+
+/// Resolves on SIGINT when `enabled`, else never.
+async fn ctrl_c_signal(enabled: bool) {
+    if enabled && tokio::signal::ctrl_c().await.is_ok() {
+        return;
+    }
+    std::future::pending::<()>().await;
 }
 
 impl Executor<'_> {
@@ -248,8 +292,14 @@ impl Executor<'_> {
 
     async fn execute(&mut self) -> RunReport {
         let started = Instant::now();
+        let ids: Vec<String> = self.plan.steps.iter().map(|s| s.id.clone()).collect();
+        self.tell(Update::RunStarted { pipeline: &self.plan.name, run_id: self.journal.run_id(), steps: &ids });
         let escalation = loop {
             self.run_round().await;
+            if self.stop.is_some() {
+                // No retry round after --fail-fast or Ctrl-C.
+                break None;
+            }
             match self.judge_round() {
                 Verdict::Done => break None,
                 Verdict::Escalate(message) => break Some(message),
@@ -276,10 +326,19 @@ impl Executor<'_> {
             report.attempts = self.state.history.clone();
         }
         report.escalation = escalation;
-        self.record(&Event::RunFinished { status: report.status.to_string(), escalated: report.escalation.is_some() });
-        if let Err(e) = self.journal.write_report(&crate::report::json::render(&report)) {
-            self.journal_failure.get_or_insert(e);
+        if matches!(self.stop, Some(Stop::Interrupted)) {
+            // No `run_finished`: the run stays resumable.
+            report.status = "interrupted";
+        } else {
+            self.record(&Event::RunFinished {
+                status: report.status.to_string(),
+                escalated: report.escalation.is_some(),
+            });
+            if let Err(e) = self.journal.write_report(&crate::report::json::render(&report)) {
+                self.journal_failure.get_or_insert(e);
+            }
         }
+        self.tell(Update::RunFinished { report: &report });
         report
     }
 
@@ -297,30 +356,42 @@ impl Executor<'_> {
         }
         let mut launched: Vec<bool> = (0..plan.steps.len()).map(|i| !self.state.pending.contains(&i)).collect();
         let mut running = JoinSet::new();
+        let mut in_flight: BTreeSet<usize> = BTreeSet::new();
         let jobs = self.context.options.jobs.max(1);
+        let ctrl_c = ctrl_c_signal(self.context.options.ctrl_c);
+        tokio::pin!(ctrl_c);
         loop {
             let mut progress = false;
             for (i, step) in plan.steps.iter().enumerate() {
                 if launched[i] {
                     continue;
                 }
+                if let Some(stop) = &self.stop {
+                    launched[i] = true;
+                    let mut report = StepReport::skipped(&step.id, step.kind, stop.skip_reason());
+                    report.attempt = self.attempt_of(i);
+                    // Not journaled: a resumed run runs these.
+                    self.finish(i, round, report, false);
+                    progress = true;
+                    continue;
+                }
                 let blocker = step.needs.iter().zip(&needs[i]).find_map(|(need, &n)| {
                     self.state.reports[n].as_ref().filter(|r| r.status != StepStatus::Passed).map(|r| (need, r.status))
                 });
-                if let Some((need, status)) = blocker {
+                let skipped = match (&step.excluded, blocker) {
+                    (Some(why), _) => Some(why.clone()),
+                    (None, Some((need, status))) => {
+                        let why = if status == StepStatus::Skipped { "was skipped" } else { "did not pass" };
+                        Some(format!("needs `{need}`, which {why}"))
+                    }
+                    (None, None) => None,
+                };
+                if let Some(reason) = skipped {
                     launched[i] = true;
-                    let why = if status == StepStatus::Skipped { "was skipped" } else { "did not pass" };
-                    let mut report = StepReport::skipped(&step.id, step.kind, format!("needs `{need}`, which {why}"));
+                    let mut report = StepReport::skipped(&step.id, step.kind, reason);
                     report.attempt = self.attempt_of(i);
                     // Journaled like any result, so a resumed run knows it.
-                    self.record(&Event::StepFinished {
-                        step: step.id.clone(),
-                        round,
-                        status: StepStatus::Skipped,
-                        inputs: BTreeMap::new(),
-                        report: Box::new(report.clone()),
-                    });
-                    self.state.reports[i] = Some(report);
+                    self.finish(i, round, report, true);
                     progress = true;
                     continue;
                 }
@@ -332,11 +403,12 @@ impl Executor<'_> {
                 progress = true;
                 let inputs = steps::input_digests(step, &self.context.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
-                    self.state.reports[i] = Some(reused);
+                    self.finish(i, round, reused, false);
                     continue;
                 }
                 let attempt = self.attempt_of(i);
                 self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
+                self.tell(Update::StepStarted { step: &step.id, kind: step.kind, round, attempt });
                 let feedback = self.state.feedback.get(&step.id).cloned().unwrap_or_default();
                 // The attempt a check's invocation carries is always 1.
                 let seen_attempt = if step.kind == StepKind::Check { 1 } else { attempt };
@@ -344,6 +416,7 @@ impl Executor<'_> {
                     .then(|| results::key(plan, step, &inputs, seen_attempt, &feedback));
                 let context = Arc::clone(&self.context);
                 let step = step.clone();
+                in_flight.insert(i);
                 running.spawn(async move {
                     let mut report = run_or_reuse(&context, &step, attempt, feedback, key).await;
                     report.attempt = attempt;
@@ -369,8 +442,20 @@ impl Executor<'_> {
                 }
                 continue;
             }
-            match running.join_next().await {
+            let joined = tokio::select! {
+                joined = running.join_next() => joined,
+                () = &mut ctrl_c, if self.stop.is_none() => {
+                    // Dropping a step's task drops its sandbox (or kills its
+                    // process group) before anything is committed: commits
+                    // and cache replays never await, so they are whole.
+                    running.abort_all();
+                    self.stop = Some(Stop::Interrupted);
+                    continue;
+                }
+            };
+            match joined {
                 Some(Ok((i, inputs, report))) => {
+                    in_flight.remove(&i);
                     let step = &plan.steps[i];
                     self.record(&Event::StepFinished {
                         step: step.id.clone(),
@@ -379,12 +464,60 @@ impl Executor<'_> {
                         inputs,
                         report: Box::new(report.clone()),
                     });
-                    self.state.reports[i] = Some(report);
+                    let final_failure = matches!(report.status, StepStatus::Failed | StepStatus::Error)
+                        && !self.will_retry(i, report.status);
+                    if self.context.options.fail_fast && final_failure && self.stop.is_none() {
+                        self.stop = Some(Stop::FailFast(step.id.clone()));
+                    }
+                    self.finish(i, round, report, false);
                 }
+                Some(Err(join_error)) if join_error.is_cancelled() => {}
                 Some(Err(join_error)) => tracing::error!("a step task failed: {join_error}"),
                 None => {}
             }
         }
+        // Steps whose task was dropped by Ctrl-C: not journaled, so that a
+        // resumed run starts them again.
+        for i in in_flight {
+            if self.state.reports[i].is_none() {
+                let step = &plan.steps[i];
+                let mut report =
+                    steps::error_report(step, "interrupted (Ctrl-C) while running; nothing was committed".into());
+                report.attempt = self.attempt_of(i);
+                self.finish(i, round, report, false);
+            }
+        }
+    }
+
+    /// Stores step `i`'s result for this round, journals it when `journal`
+    /// (results the executor ran are journaled where they are joined), and
+    /// tells the observer.
+    fn finish(&mut self, i: usize, round: u32, report: StepReport, journal: bool) {
+        if journal {
+            self.record(&Event::StepFinished {
+                step: report.id.clone(),
+                round,
+                status: report.status,
+                inputs: BTreeMap::new(),
+                report: Box::new(report.clone()),
+            });
+        }
+        self.tell(Update::StepFinished { round, report: &report });
+        self.state.reports[i] = Some(report);
+    }
+
+    fn tell(&self, update: Update<'_>) {
+        if let Some(observer) = &self.context.options.observer {
+            observer.update(update);
+        }
+    }
+
+    /// Whether a gate that ended with `status` will send its stage back
+    /// (it has `retry` and the stage has attempts left).
+    fn will_retry(&self, i: usize, status: StepStatus) -> bool {
+        let Some(retry) = &self.plan.steps[i].retry else { return false };
+        let attempt = self.state.attempts.get(&retry.stage).copied().unwrap_or(1);
+        matches!(status, StepStatus::Failed | StepStatus::Error) && attempt < retry.max_iterations
     }
 
     /// A result from before an interruption, if its inputs did not change.
@@ -482,6 +615,7 @@ impl Executor<'_> {
             return Verdict::Escalate(self.escalation(&failing, &exhausted));
         }
         self.record(&Event::RoundFinished { round, retries: retries.clone() });
+        self.tell(Update::RoundFinished { round, retries: &retries });
         let stage_indices: Vec<usize> =
             retries.keys().filter_map(|s| plan.steps.iter().position(|p| &p.id == s)).collect();
         for (stage, retrying) in retries {

@@ -13,6 +13,8 @@ pub mod dag;
 pub mod gates;
 pub mod grant;
 pub mod mounts;
+pub mod select;
+pub mod show;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -130,6 +132,12 @@ pub struct Step {
     /// Whether the result cache may answer for this step (`cache`, default
     /// on except for evaluators with `repeat > 1`).
     pub cache: bool,
+    /// 1-based line of the step's table header (`[check.id]`) in the
+    /// pipeline file, for reports that point at the pipeline (SARIF).
+    pub line: usize,
+    /// Set when the run must report this step as skipped, with this reason,
+    /// without running it (`run --skip`; see [`select`]).
+    pub excluded: Option<String>,
 }
 
 /// A step as declared, before resolution.
@@ -317,6 +325,11 @@ impl Plan {
                 retry,
                 evaluation,
                 cache,
+                line: match here(d.id.span()) {
+                    Location::File { line, .. } => line,
+                    Location::Path(_) => 0,
+                },
+                excluded: None,
             });
         }
 

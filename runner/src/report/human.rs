@@ -1,6 +1,9 @@
 //! The terminal report: one line per step, then findings grouped by step,
 //! then a summary line. Built to be scanned: status words line up, paths come
 //! first in `path:line:col` form so terminals and editors can jump to them.
+//! [`Style`] adds colour (status words only, so pipes and `NO_COLOR` users
+//! lose nothing), `-q` (only what failed, and the summary) and `-v` (every
+//! step's whole output, grouped under the step).
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -12,15 +15,52 @@ pub const MAX_FINDINGS_SHOWN: usize = 50;
 /// Lines of output shown under a step that failed or errored.
 const OUTPUT_TAIL_LINES: usize = 5;
 
+/// How the terminal report looks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colours on status words and the summary.
+    pub color: bool,
+    /// `-q`: no line for steps that passed or were skipped; failures and the
+    /// summary only.
+    pub quiet: bool,
+    /// `-v`: each step's whole captured output, not only the last lines of
+    /// failing steps.
+    pub verbose: bool,
+}
+
+impl Style {
+    /// `text` in the colour for `status` (when colours are on).
+    fn status(&self, status: StepStatus, text: &str) -> String {
+        let code = match status {
+            StepStatus::Passed => "32",
+            StepStatus::Failed => "31",
+            StepStatus::Error => "1;31",
+            StepStatus::Skipped => "33",
+        };
+        self.paint(code, text)
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color && !text.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
 /// Renders `report` as text for a terminal.
-pub fn render(report: &RunReport) -> String {
+pub fn render(report: &RunReport, style: Style) -> String {
     let mut out = String::new();
     let width = report.steps.iter().map(|s| s.id.len()).max().unwrap_or(0).max(20) + 4;
     for step in &report.steps {
-        let _ = writeln!(out, "{}", step_line(step, width));
+        if style.quiet && matches!(step.status, StepStatus::Passed | StepStatus::Skipped) {
+            continue;
+        }
+        let _ = writeln!(out, "{}", step_line(step, width, style));
     }
     for step in &report.steps {
-        let tail = output_tail(step);
+        let tail = if style.verbose { full_output(step) } else { output_tail(step) };
         let failing_scenarios: Vec<_> =
             step.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)).collect();
         if step.findings.is_empty() && tail.is_empty() && step.changes.is_empty() && failing_scenarios.is_empty() {
@@ -46,7 +86,7 @@ pub fn render(report: &RunReport) -> String {
             );
         }
         if !tail.is_empty() {
-            let _ = writeln!(out, "  output (last lines):");
+            let _ = writeln!(out, "  {}", if style.verbose { "output:" } else { "output (last lines):" });
             for line in tail {
                 let _ = writeln!(out, "  | {line}");
             }
@@ -73,11 +113,16 @@ pub fn render(report: &RunReport) -> String {
     if let Some(escalation) = &report.escalation {
         let _ = writeln!(out, "\n{escalation}");
     }
-    let _ = writeln!(out, "\n{}", summary_line(report));
+    let summary = summary_line(report);
+    let summary = match report.status {
+        "passed" => style.paint("1;32", &summary),
+        _ => style.paint("1;31", &summary),
+    };
+    let _ = writeln!(out, "\n{summary}");
     out
 }
 
-fn step_line(step: &StepReport, width: usize) -> String {
+fn step_line(step: &StepReport, width: usize, style: Style) -> String {
     let dots = ".".repeat(width.saturating_sub(step.id.len() + 1));
     let detail = match step.status {
         _ if step.evaluation.is_some() => step.score().unwrap_or_default(),
@@ -94,7 +139,8 @@ fn step_line(step: &StepReport, width: usize) -> String {
         _ if step.cached => format!("(cached, took {})", duration(step.duration)),
         _ => format!("({})", duration(step.duration)),
     };
-    let mut line = format!("{} {dots} {:<7}", step.id, step.status.as_str());
+    let word = format!("{:<7}", step.status.as_str());
+    let mut line = format!("{} {dots} {}", step.id, style.status(step.status, &word));
     let unjailed = if step.unjailed.is_some() { "UNJAILED".to_string() } else { String::new() };
     for part in [detail, unjailed, time] {
         if !part.is_empty() {
@@ -132,6 +178,11 @@ fn output_tail(step: &StepReport) -> Vec<&str> {
     lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].to_vec()
 }
 
+/// Every line a step printed, stdout then stderr (`-v`).
+fn full_output(step: &StepReport) -> Vec<&str> {
+    step.stdout.lines().chain(step.stderr.lines()).collect()
+}
+
 fn summary_line(report: &RunReport) -> String {
     let counts: Vec<String> = [StepStatus::Passed, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
         .into_iter()
@@ -145,7 +196,8 @@ fn summary_line(report: &RunReport) -> String {
     if cached > 0 {
         let _ = write!(counts, " ({cached} from cache)");
     }
-    format!("{}: {counts} in {}", report.status, duration(report.duration))
+    let status = if report.status == "interrupted" { "interrupted (Ctrl-C)" } else { report.status };
+    format!("{status}: {counts} in {}", duration(report.duration))
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -196,7 +248,7 @@ mod tests {
             Duration::from_millis(40),
             vec![failed, step("ok", StepStatus::Passed)],
         );
-        let text = render(&report);
+        let text = render(&report, Style::default());
         assert!(text.starts_with("no-stubs ............... failed   1 finding  (34 ms)\n"), "{text}");
         assert!(text.contains("\nno-stubs:\n  src/a.rs:3:5: forbid-pattern `panic!(` matches\n"), "{text}");
         assert!(text.ends_with("failed: 1 passed, 1 failed in 40 ms\n"), "{text}");
@@ -207,8 +259,25 @@ mod tests {
         let mut cached = step("no-stubs", StepStatus::Passed);
         cached.cached = true;
         let report = RunReport::new("p".into(), "r".into(), Duration::from_millis(2), vec![cached]);
-        let text = render(&report);
+        let text = render(&report, Style::default());
         assert!(text.starts_with("no-stubs ............... passed   (cached, took 34 ms)\n"), "{text}");
         assert!(text.ends_with("passed: 1 passed (1 from cache) in 2 ms\n"), "{text}");
+    }
+
+    #[test]
+    fn colour_marks_status_words_and_quiet_drops_passing_steps() {
+        let report = RunReport::new(
+            "p".into(),
+            "r".into(),
+            Duration::from_millis(2),
+            vec![step("ok", StepStatus::Passed), step("bad", StepStatus::Error)],
+        );
+        let coloured = render(&report, Style { color: true, ..Style::default() });
+        assert!(coloured.contains("\x1b[32mpassed \x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;31merror  \x1b[0m"), "{coloured}");
+        let quiet = render(&report, Style { quiet: true, ..Style::default() });
+        assert!(!quiet.contains("ok ..."), "{quiet}");
+        assert!(quiet.starts_with("bad ..."), "{quiet}");
+        assert!(!render(&report, Style::default()).contains('\x1b'));
     }
 }

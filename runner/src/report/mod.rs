@@ -2,10 +2,15 @@
 //!
 //! [`RunReport`] is what a run produced: one [`StepReport`] per step in plan
 //! order. Renderers are pure functions of it, one file per format
-//! ([`human`], [`json`]), so every format tells the same story.
+//! ([`human`], [`json`], [`jsonl`], [`junit`], [`sarif`]), so every format
+//! tells the same story; [`live`] shows a run while it goes.
 
 pub mod human;
 pub mod json;
+pub mod jsonl;
+pub mod junit;
+pub mod live;
+pub mod sarif;
 
 use std::time::Duration;
 
@@ -208,7 +213,7 @@ pub struct RunReport {
     pub pipeline: String,
     /// The run's id: its records are in `.cleanroom/runs/<run_id>/`.
     pub run_id: String,
-    /// `passed` when every step passed, else `failed`.
+    /// `passed` when every step passed, `interrupted` after Ctrl-C, else `failed`.
     pub status: &'static str,
     /// Wall time of the whole run.
     #[serde(rename = "duration_ms", serialize_with = "as_millis")]

@@ -1,0 +1,124 @@
+//! `cleanroom init [DIR]`: a starter pipeline for a project.
+//!
+//! Writes `DIR/cleanroom.toml` with checks that suit any repository (no
+//! merge-conflict markers, no private keys, no huge files, the project's
+//! README and licence stay present) and vendors the three first-party
+//! check plugins it uses into `DIR/cleanroom-plugins/`, pinned by sha256 in
+//! the pipeline. The result runs at once (`cleanroom run`) and is meant to
+//! be committed and edited. Nothing is overwritten.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::embedded;
+use crate::diag::{Code, Diagnostic, Diagnostics, Location};
+
+/// Where `init` puts the plugins it vendors, relative to the project.
+pub const PLUGIN_DIR: &str = "cleanroom-plugins";
+
+/// The pipeline file `init` writes and `run` reads by default.
+pub const PIPELINE_FILE: &str = "cleanroom.toml";
+
+/// Directories no starter check should read through.
+const EXCLUDED: &[&str] =
+    &[".git/**", "target/**", "node_modules/**", ".venv/**", "__pycache__/**", "dist/**", "build/**"];
+
+/// Writes the starter pipeline and plugins into `dir`; returns the files written.
+///
+/// # Errors
+/// `CR026` when `cleanroom.toml` already exists, the build has no bundled
+/// plugins, or a file cannot be written.
+pub fn init(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
+    let pipeline = dir.join(PIPELINE_FILE);
+    if pipeline.exists() {
+        return Err(Diagnostic::new(Code::CR026, format!("`{}` already exists", pipeline.display()))
+            .at(Location::Path(pipeline))
+            .hint("edit it, or remove it to start over")
+            .into());
+    }
+    if !dir.is_dir() {
+        return Err(Diagnostic::new(Code::CR026, format!("`{}` is not a directory", dir.display()))
+            .hint("create it first, or run `cleanroom init` inside the project")
+            .into());
+    }
+    if embedded::BUNDLED_PLUGINS.is_empty() {
+        return Err(Diagnostic::new(Code::CR026, "this build of cleanroom has no bundled plugins")
+            .hint("run scripts/build-plugins, then rebuild cleanroom (cargo build --release)")
+            .into());
+    }
+    let mut written = Vec::new();
+    let mut pins = Vec::new();
+    for (file, bytes) in embedded::BUNDLED_PLUGINS {
+        let path = dir.join(PLUGIN_DIR).join(file);
+        super::write_file(&path, bytes, false)?;
+        written.push(path);
+        pins.push((
+            file.trim_end_matches(".wasm").replace('_', "-"),
+            *file,
+            crate::plugin::hex(&Sha256::digest(bytes)),
+        ));
+    }
+    let text = starter(dir, &pins);
+    super::write_file(&pipeline, text.as_bytes(), false)?;
+    written.push(pipeline);
+    Ok(written)
+}
+
+/// The starter pipeline's text: `pins` are (plugin name, file, sha256).
+fn starter(dir: &Path, pins: &[(String, &str, String)]) -> String {
+    let name = fs_err::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|n| {
+            n.chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+                .collect()
+        })
+        .filter(|n: &String| !n.is_empty())
+        .unwrap_or_else(|| "project".to_string());
+    let present: Vec<&str> = ["README.md", "README", "README.rst", "LICENSE", "LICENSE.md", "COPYING"]
+        .into_iter()
+        .filter(|f| dir.join(f).is_file())
+        .collect();
+    let exclude = format!(
+        "[{}]",
+        EXCLUDED.iter().chain([&"cleanroom-plugins/**"]).map(|g| format!("\"{g}\"")).collect::<Vec<_>>().join(", ")
+    );
+    let mut text = format!(
+        "# A starter pipeline written by `cleanroom init`: edit it freely.\n\
+         # Run it with `cleanroom run` (or `cleanroom run --dry-run` to see what each step may touch).\n\
+         # Format: docs/pipeline.md in the Cleanroom repository; editors can validate it\n\
+         # with schemas/pipeline.schema.json from there (`#:schema <path>` as the first line).\n\n\
+         [pipeline]\nname = \"{name}\"\n\n\
+         # The plugins below were vendored into {PLUGIN_DIR}/ and are pinned by sha256:\n\
+         # a changed file is refused. Commit them with this file.\n[plugins]\n"
+    );
+    for (plugin, file, sha) in pins {
+        text.push_str(&format!("{plugin} = {{ path = \"{PLUGIN_DIR}/{file}\", sha256 = \"{sha}\" }}\n"));
+    }
+    text.push_str(&format!(
+        "\n# Every check reads the project read-only; none can write, see the environment or reach the network.\n\
+         [check.no-conflict-markers]\nplugin = \"forbid-pattern\"\nread = [\".\"]\n\
+         config = {{ patterns = ['(?m)^(<<<<<<<|>>>>>>>) '], rule = \"conflict-marker\", message = \"merge conflict marker\", exclude = {exclude} }}\n\n\
+         [check.no-private-keys]\nplugin = \"forbid-pattern\"\nread = [\".\"]\n\
+         config = {{ patterns = ['-----BEGIN ([A-Z]+ )?PRIVATE KEY-----'], rule = \"private-key\", message = \"a private key is committed\", exclude = {exclude} }}\n\n\
+         [check.no-huge-files]\nplugin = \"max-file-size\"\nread = [\".\"]\n\
+         config = {{ max = \"5MiB\", exclude = {exclude} }}\n"
+    ));
+    if !present.is_empty() {
+        let paths: Vec<String> = present.iter().map(|p| format!("\"{p}\"")).collect();
+        text.push_str(&format!(
+            "\n[check.project-files]\nplugin = \"required-files\"\nread = [\".\"]\nconfig = {{ paths = [{}] }}\n",
+            paths.join(", ")
+        ));
+    }
+    if dir.join("Cargo.toml").is_file() {
+        text.push_str(
+            "\n# A native step runs a real program in the kernel jail (read-only project, no network).\n\
+             # [stage.build]\n# run = [\"cargo\", \"build\", \"--offline\"]\n# read = [\".\"]\n# write = [\"target\"]\n\
+             # tools = [\"~/.cargo/bin\", \"~/.rustup\"]\n# timeout = \"10m\"\n",
+        );
+    }
+    text
+}

@@ -1,0 +1,144 @@
+//! Showing a plan without running it: `list`, `run --dry-run` and `graph`
+//! (Graphviz DOT and Mermaid).
+//!
+//! All four read only the [`Plan`], so what they show is exactly what `run`
+//! would do: the resolved order, mounts, limits and pins, after validation.
+
+use std::fmt::Write;
+
+use crate::manifest::ByteSize;
+use crate::plan::{Action, Plan, Step, StepKind};
+
+/// One line per step: id, kind, what it runs, what it needs.
+pub fn list(plan: &Plan) -> String {
+    let width = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for step in &plan.steps {
+        let needs = if step.needs.is_empty() { String::new() } else { format!("  needs {}", step.needs.join(", ")) };
+        let _ = writeln!(out, "{:<width$}  {:<9}  {}{needs}", step.id, step.kind.as_str(), action(step));
+    }
+    out
+}
+
+/// Everything `run` would do, step by step, in the order it would start
+/// them: grants, limits, gates, cache use, and the plugins with their pins.
+pub fn dry_run(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "pipeline `{}` (workspace {})", plan.name, plan.workspace.display());
+    let _ = writeln!(out, "plugins:");
+    for (name, info) in &plan.plugins {
+        let _ = writeln!(out, "  {name}: {} sha256:{}", info.path.display(), info.sha256);
+    }
+    let _ = writeln!(out, "steps, in the order they may start:");
+    for (i, step) in plan.steps.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {} {} ({})", i + 1, step.kind, step.id, action(step));
+        if let Some(why) = &step.excluded {
+            let _ = writeln!(out, "       not run: {why}");
+        }
+        if !step.needs.is_empty() {
+            let _ = writeln!(out, "       needs: {}", step.needs.join(", "));
+        }
+        for mount in &step.grant.mounts {
+            let access = if mount.writable { "write" } else { "read" };
+            let _ = writeln!(out, "       {access}: {} at {}", mount.rel, mount.guest);
+        }
+        for tool in &step.grant.tools {
+            let _ = writeln!(out, "       tool: {}", tool.display());
+        }
+        if !step.grant.env.is_empty() {
+            let names: Vec<&str> = step.grant.env.keys().map(String::as_str).collect();
+            let _ = writeln!(out, "       env: {}", names.join(", "));
+        }
+        let limits = &step.grant.limits;
+        let memory = match step.action {
+            Action::Plugin(_) => format!(", memory {}", ByteSize(limits.memory)),
+            Action::Command { .. } => String::new(),
+        };
+        let network = if step.grant.network { ", network ON" } else { "" };
+        let cache = if step.cache { "" } else { ", not cached" };
+        let _ = writeln!(out, "       limits: timeout {:?}{memory}{network}{cache}", limits.timeout);
+        if let Some(retry) = &step.retry {
+            let _ =
+                writeln!(out, "       on failure: retry `{}` (at most {} attempts)", retry.stage, retry.max_iterations);
+        }
+        if let Some(e) = &step.evaluation {
+            let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.component.rel));
+            let _ = writeln!(
+                out,
+                "       evaluates{subject}: each scenario {} times, {} must pass; threshold {:.2}",
+                e.repeat, e.require, e.threshold
+            );
+        }
+    }
+    let _ = writeln!(out, "dry run: nothing was run");
+    out
+}
+
+/// The plan as a Graphviz DOT digraph: an edge from each need to the step
+/// that needs it, dashed edges from gates back to the stage they retry.
+pub fn dot(plan: &Plan) -> String {
+    let mut out = format!("digraph {} {{\n  rankdir=LR;\n", quote(&plan.name));
+    for step in &plan.steps {
+        let shape = match step.kind {
+            StepKind::Check => "box",
+            StepKind::Stage => "ellipse",
+            StepKind::Evaluator => "diamond",
+        };
+        // `\n` is DOT's line break inside a label.
+        let label = format!("{}\\n{} {}", escape(&step.id), step.kind, escape(&action(step)));
+        let _ = writeln!(out, "  {} [shape={shape}, label=\"{label}\"];", quote(&step.id));
+    }
+    for step in &plan.steps {
+        for need in &step.needs {
+            let _ = writeln!(out, "  {} -> {};", quote(need), quote(&step.id));
+        }
+        if let Some(retry) = &step.retry {
+            let _ = writeln!(out, "  {} -> {} [style=dashed, label=\"retry\"];", quote(&step.id), quote(&retry.stage));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The plan as a Mermaid flowchart (renders in GitHub Markdown).
+pub fn mermaid(plan: &Plan) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let node = |i: usize| format!("s{i}");
+    let index = |id: &str| plan.steps.iter().position(|s| s.id == id).unwrap_or(0);
+    for (i, step) in plan.steps.iter().enumerate() {
+        let label = format!("{}<br/>{} {}", step.id, step.kind, action(step)).replace('"', "#quot;");
+        let (open, close) = match step.kind {
+            StepKind::Check => ("[\"", "\"]"),
+            StepKind::Stage => ("([\"", "\"])"),
+            StepKind::Evaluator => ("{\"", "\"}"),
+        };
+        let _ = writeln!(out, "  {}{open}{label}{close}", node(i));
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        for need in &step.needs {
+            let _ = writeln!(out, "  {} --> {}", node(index(need)), node(i));
+        }
+        if let Some(retry) = &step.retry {
+            let _ = writeln!(out, "  {} -. retry .-> {}", node(i), node(index(&retry.stage)));
+        }
+    }
+    out
+}
+
+/// `plugin forbid-pattern` or `run rustc --edition ...`.
+fn action(step: &Step) -> String {
+    match &step.action {
+        Action::Plugin(name) => format!("plugin {name}"),
+        Action::Command { display, .. } => format!("run {display}"),
+    }
+}
+
+/// A DOT double-quoted string.
+fn quote(text: &str) -> String {
+    format!("\"{}\"", escape(text))
+}
+
+/// `text` with DOT's string escapes.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
