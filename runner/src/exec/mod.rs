@@ -409,6 +409,7 @@ impl Executor<'_> {
                 let attempt = self.attempt_of(i);
                 self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
                 self.tell(Update::StepStarted { step: &step.id, kind: step.kind, round, attempt });
+                tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
                 let feedback = self.state.feedback.get(&step.id).cloned().unwrap_or_default();
                 // The attempt a check's invocation carries is always 1.
                 let seen_attempt = if step.kind == StepKind::Check { 1 } else { attempt };
@@ -502,6 +503,7 @@ impl Executor<'_> {
                 report: Box::new(report.clone()),
             });
         }
+        tracing::info!("round {round}: `{}` {}", report.id, report.status.as_str());
         self.tell(Update::StepFinished { round, report: &report });
         self.state.reports[i] = Some(report);
     }

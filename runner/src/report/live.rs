@@ -9,8 +9,8 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -20,14 +20,13 @@ use crate::exec::{Observer, Update};
 #[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
-    started: Instant,
-    state: Mutex<ProgressState>,
+    state: Arc<Mutex<ProgressState>>,
 }
 
 #[derive(Debug, Default)]
 struct ProgressState {
     running: BTreeSet<String>,
-    shown: bool,
+    finished: bool,
     round: u32,
 }
 
@@ -43,19 +42,29 @@ impl Progress {
             ProgressStyle::with_template("{spinner} {prefix}{pos} done  running: {wide_msg} {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        Progress { bar, started: Instant::now(), state: Mutex::new(ProgressState::default()) }
+        let state = Arc::new(Mutex::new(ProgressState::default()));
+        // Nothing is drawn for a short run; a long one shows the line even
+        // while no step starts or ends.
+        let (late_bar, late_state) = (bar.clone(), Arc::clone(&state));
+        let _ = std::thread::Builder::new().name("cleanroom-progress".into()).spawn(move || {
+            std::thread::sleep(Self::DELAY);
+            if let Ok(state) = late_state.lock() {
+                if !state.finished {
+                    late_bar.set_draw_target(ProgressDrawTarget::stderr());
+                    late_bar.enable_steady_tick(Duration::from_millis(100));
+                    Progress::describe(&late_bar, &state);
+                }
+            }
+        });
+        Progress { bar, state }
     }
 
-    fn redraw(&self, state: &mut ProgressState) {
-        if !state.shown && self.started.elapsed() >= Self::DELAY {
-            state.shown = true;
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
-            self.bar.enable_steady_tick(Duration::from_millis(100));
-        }
+    /// Puts what is running (and the round, after a retry) on the line.
+    fn describe(bar: &ProgressBar, state: &ProgressState) {
         let running: Vec<&str> = state.running.iter().map(String::as_str).collect();
-        self.bar.set_message(if running.is_empty() { "-".to_string() } else { running.join(", ") });
+        bar.set_message(if running.is_empty() { "-".to_string() } else { running.join(", ") });
         if state.round > 1 {
-            self.bar.set_prefix(format!("round {}  ", state.round));
+            bar.set_prefix(format!("round {}  ", state.round));
         }
     }
 }
@@ -80,11 +89,12 @@ impl Observer for Progress {
             }
             Update::RoundFinished { round, .. } => state.round = round + 1,
             Update::RunFinished { .. } => {
+                state.finished = true;
                 self.bar.finish_and_clear();
                 return;
             }
         }
-        self.redraw(&mut state);
+        Progress::describe(&self.bar, &state);
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cache;
+mod cli;
 mod factory;
 mod native;
 mod results;
