@@ -96,11 +96,17 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
             Ok(plugin) => {
                 loaded.insert(name.clone(), plugin);
             }
-            Err(e) => diags.push(
-                Diagnostic::new(Code::CR011, e.to_string())
-                    .at(Location::Path(info.path.clone()))
-                    .hint("rebuild the plugin against wit/plugin.wit for the wasm32-wasip2 target"),
-            ),
+            Err(e) => {
+                let message = e.to_string();
+                // A memory the plugin needs at start larger than a step's
+                // cap is the pipeline's setting, not a broken plugin.
+                let hint = if message.contains("minimum byte size") {
+                    format!("plugin `{name}` needs more memory than its steps allow: raise `memory` on them")
+                } else {
+                    "rebuild the plugin against wit/plugin.wit for the wasm32-wasip2 target".to_string()
+                };
+                diags.push(Diagnostic::new(Code::CR011, message).at(Location::Path(info.path.clone())).hint(hint));
+            }
         }
     }
     diags.into_result(loaded)

@@ -51,6 +51,18 @@ pub fn tool_path(raw: &str, home: Option<&Path>) -> Result<PathBuf, Refusal> {
         ));
     }
     match fs_err::canonicalize(&expanded) {
+        // `~/`, `~/.`, `/` or `/root/..`: however it is spelt, a path that
+        // holds the home directory grants all of it.
+        Ok(path)
+            if home.and_then(|h| fs_err::canonicalize(h).ok()).is_some_and(|h| h.starts_with(&path))
+                || path == Path::new("/") =>
+        {
+            Err((
+                Code::CR007,
+                format!("tool path `{raw}` would grant the whole home directory (or more): it is {}", path.display()),
+                "name the directories the program needs, e.g. `~/.rustup`".into(),
+            ))
+        }
         Ok(path) => Ok(path),
         Err(_) => Err((
             Code::CR008,
@@ -160,6 +172,18 @@ mod tests {
         assert_eq!(tool_path("relative/dir", Some(home.path())).unwrap_err().0, Code::CR007);
         assert_eq!(tool_path("~/.missing", Some(home.path())).unwrap_err().0, Code::CR008);
         assert_eq!(tool_path("~", Some(home.path())).unwrap_err().0, Code::CR007);
+    }
+
+    #[test]
+    fn no_spelling_of_the_home_directory_or_root_is_a_tool_path() {
+        let home = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(home.path().join(".tool")).unwrap();
+        let parent = home.path().parent().unwrap().display().to_string();
+        for raw in ["~/", "~/.", "~/.tool/..", "/", parent.as_str()] {
+            let refusal = tool_path(raw, Some(home.path())).unwrap_err();
+            assert_eq!(refusal.0, Code::CR007, "{raw}");
+            assert!(refusal.1.contains("whole home directory"), "{raw}: {}", refusal.1);
+        }
     }
 
     #[test]

@@ -5,22 +5,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{cleanroom, component, repo, Ran, Workspace};
+use crate::{cleanroom, component, Ran, Workspace};
 
 /// A copy of `pipelines/factory/` with `pipelines/factory.toml` adapted to
 /// it (plugin paths made absolute, `edit` applied to the TOML).
 pub fn factory_copy(edit: impl Fn(String) -> String) -> Workspace {
-    let ws = Workspace::new();
-    let status = Command::new("cp").arg("-r").arg(repo().join("pipelines/factory/.")).arg(ws.path()).status().unwrap();
-    assert!(status.success());
-    for generated in ["work", "build", ".cleanroom"] {
-        let _ = fs_err::remove_dir_all(ws.path().join(generated));
-    }
-    let toml = fs_err::read_to_string(repo().join("pipelines/factory.toml")).unwrap();
-    let dist = repo().join("plugins/dist").display().to_string();
-    let toml = toml.replace("workspace = \"factory\"", "").replace("../plugins/dist", &dist);
-    ws.file("pipeline.toml", &edit(toml));
-    ws
+    crate::example_copy("factory", edit)
 }
 
 pub fn run_pipeline(ws: &Workspace, extra: &[&str]) -> Ran {

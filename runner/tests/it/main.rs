@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod factory;
 mod native;
+mod polyglot;
 mod results;
 mod run;
 
@@ -82,6 +83,24 @@ pub fn cleanroom_with_env(cwd: &Path, args: &[&str], extra: &[(&str, &std::ffi::
         .output()
         .expect("run cleanroom");
     Ran::from(output)
+}
+
+/// A copy of the example workspace `pipelines/<name>/` with
+/// `pipelines/<name>.toml` adapted to it as `pipeline.toml` (plugin paths
+/// made absolute, generated directories left out, `edit` applied).
+pub fn example_copy(name: &str, edit: impl Fn(String) -> String) -> Workspace {
+    let ws = Workspace::new();
+    let from = repo().join("pipelines").join(name);
+    let status = Command::new("cp").arg("-r").arg(from.join(".")).arg(ws.path()).status().unwrap();
+    assert!(status.success());
+    for generated in ["work", "build", ".cleanroom"] {
+        let _ = fs_err::remove_dir_all(ws.path().join(generated));
+    }
+    let toml = fs_err::read_to_string(repo().join("pipelines").join(format!("{name}.toml"))).unwrap();
+    let dist = repo().join("plugins/dist").display().to_string();
+    let toml = toml.replace(&format!("workspace = \"{name}\""), "").replace("../plugins/dist", &dist);
+    ws.file("pipeline.toml", &edit(toml));
+    ws
 }
 
 /// A throwaway workspace.

@@ -1,0 +1,3 @@
+def greet(name):
+    # FIXME: say goodbye too
+    return f"hello, {name}"
