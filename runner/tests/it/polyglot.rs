@@ -37,6 +37,23 @@ fn python_evaluator_example_passes_and_a_wrong_expectation_fails_without_quoting
     assert!(failing[0]["detail"].as_str().unwrap().contains("9999"), "the detail has the values");
 }
 
+/// The JavaScript check reports the broken JSON file with its position and
+/// the repeated key as a warning, and passes once the file is fixed.
+#[test]
+fn js_check_example_finds_the_broken_file_and_passes_when_it_is_fixed() {
+    let ws = example_copy("js-check", |toml| toml);
+    let ran = cleanroom(ws.path(), &["run", "pipeline.toml"]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    assert!(ran.stdout.contains("config/users.json:5:5: invalid-json"), "{ran:?}");
+    assert!(ran.stdout.contains("config/limits.json:4:3: warning: duplicate-key"), "{ran:?}");
+    assert!(!ran.stdout.contains("fixtures/"), "excluded files are not checked: {ran:?}");
+    fs_err::write(ws.path().join("config/users.json"), "[{\"name\": \"ada\"}, {\"name\": \"bob\"}]\n").unwrap();
+    let ran = cleanroom(ws.path(), &["run", "pipeline.toml"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let inspect = cleanroom(ws.path(), &["plugin", "inspect", &crate::component("json_check")]);
+    assert!(!inspect.stdout.contains("wasi:http"), "no network imports: {inspect:?}");
+}
+
 /// Where the toolchains `scripts/build-plugins` installed live.
 fn toolchain_path() -> String {
     let tools = repo().join(".tools");

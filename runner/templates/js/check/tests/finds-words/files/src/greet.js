@@ -1,0 +1,4 @@
+export function greet(name) {
+  // FIXME: say something nicer
+  return `hi ${name}`;
+}
