@@ -71,6 +71,11 @@ pub enum Code {
     /// file for `plugin inspect`/`plugin test`, a test case, a directory
     /// `init` or `plugin new` would write into.
     CR026,
+    /// A secret is badly declared, not declared, or cannot be read when
+    /// the run starts.
+    CR027,
+    /// An `allow_hosts` or `secret_headers` entry is malformed.
+    CR028,
 }
 
 impl fmt::Display for Code {

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod plugin;
 pub mod report;
 pub mod sandbox;
+pub mod secrets;
 
 pub use cli::load_plan;
 pub use exec::{run, RunOptions};

@@ -84,9 +84,6 @@ pub const MAX_COMPONENT_SIZE: u64 = 512 << 20;
 /// else would fail at link time with a less helpful message.
 const ALLOWED_IMPORT_PREFIXES: &[&str] = &["wasi:", "cleanroom:plugin/"];
 
-/// WASI interfaces no step is granted: outgoing HTTP is never linked.
-const REFUSED_IMPORT_PREFIXES: &[&str] = &["wasi:http/"];
-
 /// Reads, hashes and inspects the component at `path`.
 ///
 /// # Errors
@@ -148,17 +145,21 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
 }
 
 impl PluginInfo {
-    /// Imports no step is granted: anything outside WASI and
-    /// `cleanroom:plugin`, and `wasi:http` (no network for plugins).
+    /// Imports no step can be granted: anything outside WASI and
+    /// `cleanroom:plugin`. (`wasi:http` is granted per step, by
+    /// `allow_hosts`; see `plan::network`.)
     pub fn foreign_imports(&self) -> Vec<&str> {
         self.imports
             .iter()
             .map(String::as_str)
-            .filter(|name| {
-                !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))
-                    || REFUSED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))
-            })
+            .filter(|name| !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
             .collect()
+    }
+
+    /// Whether it imports any `wasi:http` interface (and so must be linked
+    /// with outgoing HTTP, for steps that grant it).
+    pub fn imports_http(&self) -> bool {
+        self.imports.iter().any(|name| name.starts_with("wasi:http/"))
     }
 }
 

@@ -18,6 +18,7 @@ pub const GUESTS: &[&str] = &[
     "fixed_verdicts",
     "foreign_import",
     "hostcall_flood",
+    "http_fetch",
     "http_probe",
     "link_probe",
     "memory_bomb",

@@ -524,6 +524,79 @@ fn cases() -> Vec<Case> {
             );
             assert!(matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock), "a connection arrived");
         }),
+        case("send an HTTP request to an origin outside allow_hosts", || {
+            let (listener, port) = silent_listener();
+            let ws = Workspace::new();
+            let report = attack(
+                &ws,
+                &["http_fetch"],
+                &format!(
+                    "[check.exfil]\nplugin = \"http_fetch\"\nallow_hosts = [\"http://127.0.0.1:{}\"]\nallow_private = true\n\
+                     config = {{ url = \"http://127.0.0.1:{port}/steal?data=x\" }}\n",
+                    port + 1
+                ),
+                "exfil",
+                &[],
+            );
+            assert!(step(&report, "exfil").denied_requests[0].contains("not in `allow_hosts`"));
+            no_connection(&listener);
+        }),
+        case("reach loopback through an allowed host name (no allow_private)", || {
+            let (listener, port) = silent_listener();
+            let ws = Workspace::new();
+            let report = attack(
+                &ws,
+                &["http_fetch"],
+                &format!(
+                    "[check.rebind]\nplugin = \"http_fetch\"\nallow_hosts = [\"http://localhost:{port}\"]\n\
+                     config = {{ url = \"http://localhost:{port}/\" }}\n"
+                ),
+                "rebind",
+                &[],
+            );
+            let denied = &step(&report, "rebind").denied_requests;
+            assert!(denied.iter().any(|d| d.contains("loopback, private or link-local")), "{denied:?}");
+            no_connection(&listener);
+        }),
+        case("reach the cloud metadata address 169.254.169.254", || {
+            let ws = Workspace::new();
+            let report = attack(
+                &ws,
+                &["http_fetch"],
+                "[check.metadata]\nplugin = \"http_fetch\"\nallow_hosts = [\"http://169.254.169.254\"]\n\
+                 config = { url = \"http://169.254.169.254/latest/meta-data/\" }\n",
+                "metadata",
+                &[],
+            );
+            let denied = &step(&report, "metadata").denied_requests;
+            assert!(denied.iter().any(|d| d.contains("resolves to 169.254.169.254")), "{denied:?}");
+        }),
+        case("read a secret the step was not granted", || {
+            std::env::set_var("CLEANROOM_ATTACK_KEY", "sk-not-yours-0123456789");
+            let ws = Workspace::new();
+            let report = attack(
+                &ws,
+                &["env_probe"],
+                "[secrets]\nKEY = { env = \"CLEANROOM_ATTACK_KEY\" }\n[check.env]\nplugin = \"env_probe\"\n",
+                "env",
+                &[],
+            );
+            all_denied(&report, "env");
+        }),
+        case("print a granted secret into the report", || {
+            std::env::set_var("CLEANROOM_ATTACK_KEY", "sk-granted-0123456789");
+            let ws = Workspace::new();
+            let report = attack(
+                &ws,
+                &["env_probe"],
+                "[secrets]\nKEY = { env = \"CLEANROOM_ATTACK_KEY\" }\n[check.env]\nplugin = \"env_probe\"\nsecrets = [\"KEY\"]\n",
+                "env",
+                &[],
+            );
+            let seen: Vec<String> = findings(&report, "env").into_iter().map(|(_, m)| m).collect();
+            assert!(seen.iter().any(|m| m.contains("KEY=[secret KEY]")), "the probe saw its secret: {seen:?}");
+            assert!(!format!("{report:?}").contains("sk-granted-0123456789"), "the report holds the secret");
+        }),
         case("load a file that is not a component", || {
             let ws = Workspace::new();
             ws.file("evil.wasm", "\0asm but not really");
@@ -552,7 +625,7 @@ fn cases() -> Vec<Case> {
                 "exports the `stage` world",
             );
         }),
-        case("load a component that imports wasi:http", || {
+        case("load a component that imports wasi:http on a step without allow_hosts", || {
             refused(
                 &Workspace::new(),
                 &["http_probe"],
@@ -693,6 +766,18 @@ fn every_guest_is_attacked() {
             assert!(GUESTS.contains(&name.as_str()), "guest `{name}` is not listed in GUESTS");
         }
     }
+}
+
+/// A loopback listener that must never see a connection, and its port.
+fn silent_listener() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn no_connection(listener: &TcpListener) {
+    assert!(matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock), "a connection arrived");
 }
 
 /// Whether this machine lets the runner create a pids-limited cgroup.

@@ -120,8 +120,11 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
     let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
+    // Secrets are read before anything runs: a missing one is bad input.
+    let secrets = Arc::new(crate::secrets::Secrets::read(plan)?);
     let capacity = crate::sandbox::pool::Capacity::for_jobs(options.jobs, plan.max_memory());
-    let sandbox = Sandbox::new(capacity).map_err(|e| fatal(Code::CR011, e.to_string()))?;
+    let sandbox =
+        Sandbox::new(capacity).map_err(|e| fatal(Code::CR011, e.to_string()))?.with_secrets(Arc::clone(&secrets));
     let plugins = load_plugins(plan, &sandbox)?;
     let journal_error = |e: std::io::Error| {
         Diagnostics::from(
@@ -163,6 +166,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         holdout: feedback::Holdout::scan(&plan.holdout),
         digester: Digester::open(&plan.workspace),
         results,
+        secrets,
     });
     let mut executor = Executor { plan, context, journal, state, journal_failure: None, stop: None };
     let report = runtime.block_on(executor.execute());
@@ -662,8 +666,15 @@ async fn run_or_reuse(
     feedback: Vec<String>,
     key: Option<String>,
 ) -> StepReport {
+    // Every report a step produces is scrubbed of secret values before it
+    // is cached, journaled, fed back or shown.
+    let run = |feedback| async move {
+        let mut report = steps::run_step(context, step, attempt, feedback).await;
+        context.secrets.scrub_report(&mut report);
+        report
+    };
     let Some((cache, key)) = context.results.as_ref().zip(key) else {
-        return steps::run_step(context, step, attempt, feedback).await;
+        return run(feedback).await;
     };
     if let Some(hit) = cache.get(&key) {
         let mut report = hit.report;
@@ -680,7 +691,7 @@ async fn run_or_reuse(
             Err(e) => tracing::warn!("step `{}`: the cached writes could not be replayed ({e}); running it", step.id),
         }
     }
-    let report = steps::run_step(context, step, attempt, feedback).await;
+    let report = run(feedback).await;
     let written: Vec<String> = report.changes.iter().filter_map(|c| c.strip_prefix("+ ")).map(str::to_string).collect();
     match writes::read_written(&step.grant.mounts, &written) {
         Ok(files) => cache.put(&key, &report, &files),

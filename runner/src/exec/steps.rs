@@ -32,6 +32,8 @@ pub(super) struct Context {
     pub(super) holdout: Holdout,
     pub(super) digester: crate::cache::digest::Digester,
     pub(super) results: Option<crate::cache::results::ResultCache>,
+    /// The run's secret values, to scrub from every report.
+    pub(super) secrets: Arc<crate::secrets::Secrets>,
 }
 
 /// Runs one step (attempt `attempt`, with retry `feedback` for stages) and
@@ -84,6 +86,7 @@ async fn run_check_step(context: &Context, plugin: &LoadedPlugin, step: &Step) -
     };
     let mut report = report_with_output(step, status, reason, outcome.stdout, outcome.stderr, outcome.duration);
     report.findings = findings;
+    report.denied_requests = outcome.denied;
     report
 }
 
@@ -118,6 +121,7 @@ async fn run_stage_step(
     };
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
+    report.denied_requests = outcome.denied;
     if let (Ok(_), Some(why)) = (&outcome.result, quota.check()) {
         report.reason = Some(why);
         return report;
@@ -208,6 +212,7 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
     let listed = context.sandbox.run_scenarios(plugin, &step.grant, &invocation, subject.clone()).await;
     let mut stdout = listed.stdout;
     let mut stderr = listed.stderr;
+    let mut denied = listed.denied;
     let names = match listed.result {
         Ok(names) => dedupe(names),
         Err(failure) => {
@@ -220,6 +225,7 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
                 started.elapsed(),
             );
             report.attempt = attempt;
+            report.denied_requests = denied;
             return report;
         }
     };
@@ -237,8 +243,7 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
                 &name,
                 &invocation,
                 subject.clone(),
-                &mut stdout,
-                &mut stderr,
+                (&mut stdout, &mut stderr, &mut denied),
             )
             .await,
         );
@@ -249,6 +254,7 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
     let status = if satisfaction + 1e-9 >= evaluation.threshold { StepStatus::Passed } else { StepStatus::Failed };
     let mut report = report_with_output(step, status, None, stdout, stderr, started.elapsed());
     report.evaluation = Some(EvaluationReport { satisfaction, threshold: evaluation.threshold, scenarios });
+    report.denied_requests = denied;
     report
 }
 
@@ -265,8 +271,7 @@ async fn run_scenario(
     name: &str,
     invocation: &Invocation,
     subject: Option<Arc<crate::sandbox::SubjectRunner>>,
-    stdout: &mut Captured,
-    stderr: &mut Captured,
+    (stdout, stderr, denied): (&mut Captured, &mut Captured, &mut Vec<String>),
 ) -> ScenarioReport {
     let mut passes = 0;
     let mut first_failure: Option<(String, String)> = None;
@@ -275,6 +280,7 @@ async fn run_scenario(
         let outcome = context.sandbox.run_evaluate(plugin, &step.grant, name, invocation, subject.clone()).await;
         append(stdout, outcome.stdout, step.grant.limits.output);
         append(stderr, outcome.stderr, step.grant.limits.output);
+        denied.extend(outcome.denied);
         let (passed, summary, detail) = match outcome.result {
             Ok(verdict) => (verdict.passed, verdict.summary, verdict.detail),
             Err(failure) => (false, format!("the evaluator {failure}"), String::new()),

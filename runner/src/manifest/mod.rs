@@ -39,6 +39,39 @@ pub struct Manifest {
     pub evaluator: BTreeMap<Spanned<Id>, StepTable>,
     /// `[barrier]`: paths that separate the code writers from the judges.
     pub barrier: Option<BarrierTable>,
+    /// `[secrets]`: named secrets and where the runner reads them from;
+    /// a step sees only those it is granted (`secrets`, `secret_headers`).
+    #[serde(default)]
+    pub secrets: BTreeMap<Spanned<Id>, Spanned<SecretSource>>,
+}
+
+/// Where a secret's value comes from, read when a run starts.
+/// Example: `API_KEY = { env = "OPENAI_API_KEY" }` or `{ file = "~/.config/key" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// An environment variable of the runner.
+    pub env: Option<String>,
+    /// A file (relative to the pipeline file, or `~/...`); its contents
+    /// without a trailing newline.
+    pub file: Option<String>,
+}
+
+/// `secret_headers` entry: the host adds `header: prefix + secret` to every
+/// request the step sends to `host`, so the guest never holds the secret.
+/// Example: `{ secret = "API_KEY", host = "https://api.openai.com", header = "Authorization", prefix = "Bearer " }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretHeader {
+    /// A `[secrets]` name.
+    pub secret: Spanned<String>,
+    /// One of the step's `allow_hosts` entries, exactly as written there.
+    pub host: Spanned<String>,
+    /// The header name, e.g. `Authorization`.
+    pub header: Spanned<String>,
+    /// Text before the secret in the header's value, e.g. `Bearer `.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 /// `[barrier]`: workspace paths no grant may cross.
@@ -172,6 +205,23 @@ pub struct StepTable {
     /// subject. Set `false` for a step whose result depends on more than its
     /// inputs (the time, the network).
     pub cache: Option<Spanned<bool>>,
+    /// Plugin steps: the only origins outgoing `wasi:http` requests may go
+    /// to, `scheme://host[:port]` (`*.example.com` matches subdomains).
+    /// Without it a step gets no `wasi:http` at all.
+    /// Example: `allow_hosts = ["https://api.openai.com"]`.
+    pub allow_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Plugin steps with `allow_hosts`: also allow hosts that resolve to
+    /// loopback, private or link-local addresses (local test servers).
+    /// Default `false`.
+    pub allow_private: Option<Spanned<bool>>,
+    /// Plugin steps: `[secrets]` given to the guest as environment
+    /// variables of the same name. Example: `secrets = ["API_KEY"]`.
+    #[serde(default)]
+    pub secrets: Vec<Spanned<String>>,
+    /// Plugin steps with `allow_hosts`: secrets the host adds as request
+    /// headers for one allowed host, never shown to the guest.
+    #[serde(default)]
+    pub secret_headers: Vec<Spanned<SecretHeader>>,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

@@ -37,12 +37,121 @@ pub struct Grant {
     pub env: BTreeMap<String, String>,
     /// Whether a native program may use the network; never for plugins.
     pub network: bool,
+    /// Plugins: outgoing `wasi:http`, only to these origins; `None` means
+    /// the plugin gets no `wasi:http` at all.
+    pub http: Option<HttpGrant>,
+    /// Plugins: names of the `[secrets]` the guest gets as environment
+    /// variables (values are read when the run starts, never stored here).
+    pub secret_env: Vec<String>,
 }
 
 impl Grant {
     /// A grant of `mounts` and `limits` and nothing else.
     pub fn new(mounts: Vec<Mount>, limits: Limits) -> Grant {
-        Grant { mounts, limits, tools: Vec::new(), env: BTreeMap::new(), network: false }
+        Grant {
+            mounts,
+            limits,
+            tools: Vec::new(),
+            env: BTreeMap::new(),
+            network: false,
+            http: None,
+            secret_env: Vec::new(),
+        }
+    }
+}
+
+/// Where a plugin's outgoing HTTP requests may go, and what the host adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpGrant {
+    /// `allow_hosts`, parsed.
+    pub allow: Vec<HostRule>,
+    /// Whether hosts may resolve to loopback, private or link-local addresses.
+    pub allow_private: bool,
+    /// Headers the host sets from secrets, per allowed origin.
+    pub headers: Vec<SecretHeader>,
+}
+
+/// A header the host adds to requests for one allowed origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretHeader {
+    /// The `[secrets]` name whose value is sent.
+    pub secret: String,
+    /// The `allow_hosts` entry (as written) it applies to.
+    pub host: String,
+    /// Header name, lowercase.
+    pub header: String,
+    /// Text before the secret in the value.
+    pub prefix: String,
+}
+
+/// One `allow_hosts` entry: `scheme://host[:port]`, where host may start
+/// with `*.` to match any subdomain (not the bare domain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRule {
+    /// As written, for messages and `secret_headers`.
+    pub written: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lowercase host without the `*.` of a wildcard.
+    pub host: String,
+    /// Whether subdomains of `host` match (and `host` itself does not).
+    pub wildcard: bool,
+    /// The port; the scheme's default when the entry names none.
+    pub port: u16,
+}
+
+impl HostRule {
+    /// Parses `https://api.example.com`, `http://127.0.0.1:8080`, `https://*.example.com`.
+    ///
+    /// # Errors
+    /// What is wrong with the entry, in words.
+    pub fn parse(written: &str) -> Result<HostRule, String> {
+        let (scheme, rest) =
+            written.split_once("://").ok_or_else(|| format!("`{written}` has no scheme: write `https://{written}`"))?;
+        let default_port = match scheme {
+            "https" => 443,
+            "http" => 80,
+            other => return Err(format!("`{written}`: scheme `{other}` is not http or https")),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(format!("`{written}`: give an origin only (scheme, host, port), no path, query or user"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                let port = port.parse::<u16>().map_err(|_| format!("`{written}`: `{port}` is not a port"))?;
+                (host, port)
+            }
+            _ => (rest, default_port),
+        };
+        let (wildcard, host) = match host.strip_prefix("*.") {
+            Some(domain) => (true, domain),
+            None => (false, host),
+        };
+        let valid = !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+            && !host.contains('*');
+        if !valid {
+            return Err(format!("`{written}`: `{host}` is not a host name or IP address"));
+        }
+        Ok(HostRule {
+            written: written.to_string(),
+            scheme: scheme.to_string(),
+            host: host.to_ascii_lowercase(),
+            wildcard,
+            port,
+        })
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed by this rule.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        let host_matches = if self.wildcard {
+            host.strip_suffix(&self.host).is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        } else {
+            host == self.host
+        };
+        scheme == self.scheme && port == self.port && host_matches
     }
 }
 
@@ -89,6 +198,50 @@ impl Default for Limits {
             output: DEFAULT_OUTPUT_CAP,
             max_write: DEFAULT_MAX_WRITE,
             pids: DEFAULT_PIDS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostRule;
+
+    #[test]
+    fn host_rules_match_scheme_host_and_port_exactly() {
+        let rule = HostRule::parse("https://api.example.com").unwrap();
+        assert!(rule.matches("https", "api.example.com", 443));
+        assert!(rule.matches("https", "API.example.com", 443));
+        assert!(!rule.matches("http", "api.example.com", 443));
+        assert!(!rule.matches("https", "api.example.com", 8443));
+        assert!(!rule.matches("https", "api.example.com.evil.net", 443));
+        assert!(!rule.matches("https", "evilapi.example.com", 443));
+        let local = HostRule::parse("http://127.0.0.1:8080").unwrap();
+        assert!(local.matches("http", "127.0.0.1", 8080));
+        assert!(!local.matches("http", "127.0.0.1", 80));
+    }
+
+    #[test]
+    fn wildcards_match_subdomains_only() {
+        let rule = HostRule::parse("https://*.example.com").unwrap();
+        assert!(rule.matches("https", "a.example.com", 443));
+        assert!(rule.matches("https", "a.b.example.com", 443));
+        assert!(!rule.matches("https", "example.com", 443));
+        assert!(!rule.matches("https", "badexample.com", 443));
+    }
+
+    #[test]
+    fn malformed_entries_say_what_is_wrong() {
+        for (bad, says) in [
+            ("api.example.com", "has no scheme"),
+            ("ftp://x.com", "is not http or https"),
+            ("https://x.com/v1", "origin only"),
+            ("https://x.com:99999", "is not a port"),
+            ("https://", "is not a host name"),
+            ("https://a*.com", "is not a host name"),
+            ("https://user@x.com", "origin only"),
+        ] {
+            let err = HostRule::parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 }

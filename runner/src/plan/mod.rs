@@ -13,6 +13,7 @@ pub mod dag;
 pub mod gates;
 pub mod grant;
 pub mod mounts;
+pub mod network;
 pub mod select;
 pub mod show;
 
@@ -91,6 +92,8 @@ pub struct Plan {
     /// Canonical `[barrier] holdout` paths: retry feedback may not quote
     /// their contents.
     pub holdout: Vec<PathBuf>,
+    /// `[secrets]`: where each named secret is read from when a run starts.
+    pub secrets: BTreeMap<String, network::SecretSpec>,
 }
 
 /// What a step executes.
@@ -163,6 +166,7 @@ impl Plan {
 
         let workspace = resolve_workspace(manifest, &base_dir, source).map_err(Diagnostics::from)?;
         let plugins = inspect_plugins(manifest, &base_dir, source, &mut diags);
+        let secrets = network::resolve_secrets(manifest, &base_dir, &here, &mut diags);
 
         let mut declared: Vec<Declared> = [
             (StepKind::Check, &manifest.check),
@@ -307,6 +311,11 @@ impl Plan {
                 Some(run) => resolve_command(d, run, &workspace, &mut grant, &here, &mut diags),
                 None => resolve_step_plugin(d, &plugins, manifest, &at_step, &here, &mut diags).map(Action::Plugin),
             };
+            let plugin_info = match &action {
+                Some(Action::Plugin(name)) => plugins.get(name),
+                _ => None,
+            };
+            (grant.http, grant.secret_env) = network::resolve_step(d, plugin_info, &secrets, &here, &mut diags);
             let config = match &d.table.config {
                 Some(table) => toml_to_json(&toml::Value::Table(table.get_ref().clone())).to_string(),
                 None => "{}".to_string(),
@@ -364,6 +373,7 @@ impl Plan {
             plugins,
             steps,
             holdout,
+            secrets,
         })
     }
 
@@ -510,7 +520,7 @@ fn inspect_plugins(
                     format!("plugin `{name}` imports interfaces the host does not provide: {}", foreign.join(", ")),
                 )
                 .at(at)
-                .hint("plugins may import only WASI 0.2 (without `wasi:http`: plugins get no network) and `cleanroom:plugin` interfaces"),
+                .hint("plugins may import only WASI 0.2 and `cleanroom:plugin` interfaces (`wasi:http` needs `allow_hosts` on the step)"),
             );
         }
         plugins.insert(name.clone(), info);

@@ -63,7 +63,12 @@ pub fn render(report: &RunReport, style: Style) -> String {
         let tail = if style.verbose { full_output(step) } else { output_tail(step) };
         let failing_scenarios: Vec<_> =
             step.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)).collect();
-        if step.findings.is_empty() && tail.is_empty() && step.changes.is_empty() && failing_scenarios.is_empty() {
+        if step.findings.is_empty()
+            && tail.is_empty()
+            && step.changes.is_empty()
+            && failing_scenarios.is_empty()
+            && step.denied_requests.is_empty()
+        {
             continue;
         }
         let _ = writeln!(out, "\n{}:", step.id);
@@ -93,6 +98,9 @@ pub fn render(report: &RunReport, style: Style) -> String {
         }
         for change in &step.changes {
             let _ = writeln!(out, "  {change}");
+        }
+        for denied in &step.denied_requests {
+            let _ = writeln!(out, "  network: refused {denied}");
         }
     }
     if !report.attempts.is_empty() {

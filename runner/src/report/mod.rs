@@ -134,6 +134,9 @@ pub struct StepReport {
     /// cached (a stage's writes were restored exactly).
     #[serde(default)]
     pub cached: bool,
+    /// Outgoing requests the step's network policy refused (`origin: why`).
+    #[serde(default)]
+    pub denied_requests: Vec<String>,
     /// Evaluators: satisfaction, threshold and scenarios (flattened into
     /// the step's JSON object).
     #[serde(flatten)]
@@ -158,6 +161,7 @@ impl StepReport {
             changes: Vec::new(),
             unjailed: None,
             cached: false,
+            denied_requests: Vec::new(),
             evaluation: None,
         }
     }

@@ -9,7 +9,9 @@
 //! * no environment variables, no arguments, no working directory;
 //! * stdin closed; stdout and stderr captured up to the grant's cap ([`output`]);
 //! * no preopens but the grant's mounts, read-only unless writable ([`fs`]);
-//! * no TCP, no UDP, no name lookup;
+//! * no TCP, no UDP, no name lookup; `wasi:http` only for plugins that import
+//!   it, and only to the step's `allow_hosts` ([`network`]);
+//! * no environment variables but the secrets the step is granted;
 //! * a wall-clock deadline, a memory cap, a table cap and a cap on bytes per
 //!   host call ([`limits`]).
 
@@ -17,13 +19,14 @@ pub mod cache;
 pub mod fs;
 pub mod jail;
 pub mod limits;
+pub mod network;
 pub mod output;
 pub mod pool;
 pub mod subject;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -32,6 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::plan::Grant;
 use crate::plugin::{PluginInfo, World};
+use crate::secrets::Secrets;
 use output::{CappedPipe, Captured};
 
 /// Generated host bindings for the `cleanroom:plugin` worlds. The `types`
@@ -127,6 +131,8 @@ pub struct Outcome<T> {
     pub stderr: Captured,
     /// Wall time from Store creation to drop.
     pub duration: Duration,
+    /// Outgoing requests the network policy refused, one line each.
+    pub denied: Vec<String>,
 }
 
 /// Per-Store host state: WASI context, its resource table, the limiter, and
@@ -136,11 +142,22 @@ pub struct StepState {
     table: ResourceTable,
     limiter: limits::StepLimiter,
     subject: Option<Arc<SubjectRunner>>,
+    http: network::HttpState,
 }
 
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StepState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http.ctx,
+            table: &mut self.table,
+            hooks: &mut self.http.hooks,
+        }
     }
 }
 
@@ -164,12 +181,16 @@ type Call<T> = Box<
         + Send,
 >;
 
-/// The engine and linker shared by every invocation in a run.
+/// The engine and linkers shared by every invocation in a run.
 pub struct Sandbox {
     engine: Engine,
     allocator: pool::Allocator,
+    /// WASI 0.2 and the subject interface.
     linker: Linker<StepState>,
+    /// The same plus outgoing `wasi:http`, for plugins that import it.
+    http_linker: Linker<StepState>,
     cache: Option<cache::CompileCache>,
+    secrets: Arc<Secrets>,
 }
 
 impl Sandbox {
@@ -196,6 +217,8 @@ impl Sandbox {
             |s| s,
         )
         .map_err(engine_error)?;
+        let mut http_linker = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(engine_error)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("cleanroom-epoch".into())
@@ -214,7 +237,14 @@ impl Sandbox {
                 None
             }
         });
-        Ok(Sandbox { engine, allocator, linker, cache })
+        Ok(Sandbox { engine, allocator, linker, http_linker, cache, secrets: Arc::default() })
+    }
+
+    /// Gives granted steps these secret values (as environment variables
+    /// and request headers); without it no step gets any.
+    pub fn with_secrets(mut self, secrets: Arc<Secrets>) -> Sandbox {
+        self.secrets = secrets;
+        self
     }
 
     /// The instance allocator the engine got: pooled, or on demand when the
@@ -241,7 +271,8 @@ impl Sandbox {
     pub fn load(&self, name: &str, info: &PluginInfo) -> Result<LoadedPlugin, SandboxError> {
         let load_error = |e: wasmtime::Error| SandboxError::Load { plugin: name.to_string(), reason: format!("{e:#}") };
         let component = self.compile(&info.path, &info.sha256).map_err(load_error)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(load_error)?;
+        let linker = if info.imports_http() { &self.http_linker } else { &self.linker };
+        let pre = linker.instantiate_pre(&component).map_err(load_error)?;
         let world = match info.world {
             World::Check => Loaded::Check(bindings::check::CheckPre::new(pre).map_err(load_error)?),
             World::Stage => Loaded::Stage(bindings::stage::StagePre::new(pre).map_err(load_error)?),
@@ -286,7 +317,7 @@ impl Sandbox {
                 async move { pre.instantiate_async(&mut *store).await?.call_check(&mut *store, &invocation).await },
             )
         });
-        plugin_result(invoke(&self.engine, grant, None, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, None, call).await)
     }
 
     /// Runs a stage plugin once; `grant`'s writable mounts must already point
@@ -297,7 +328,7 @@ impl Sandbox {
         let call: Call<Result<String, String>> = Box::new(move |store| {
             Box::pin(async move { pre.instantiate_async(&mut *store).await?.call_run(&mut *store, &invocation).await })
         });
-        plugin_result(invoke(&self.engine, grant, None, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, None, call).await)
     }
 
     /// Asks an evaluator for its scenario names, in a fresh instance.
@@ -315,7 +346,7 @@ impl Sandbox {
                 async move { pre.instantiate_async(&mut *store).await?.call_scenarios(&mut *store, &invocation).await },
             )
         });
-        plugin_result(invoke(&self.engine, grant, subject, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, subject, call).await)
     }
 
     /// Runs one scenario once, in a fresh instance.
@@ -334,17 +365,32 @@ impl Sandbox {
                 pre.instantiate_async(&mut *store).await?.call_evaluate(&mut *store, &scenario, &invocation).await
             })
         });
-        invoke(&self.engine, grant, subject, call).await
+        invoke(&self.engine, grant, &self.secrets, subject, call).await
     }
 }
 
 /// Runs `call` on a fresh Store built from `grant`, under its deadline, and
 /// captures what the guest printed.
-async fn invoke<T>(engine: &Engine, grant: &Grant, subject: Option<Arc<SubjectRunner>>, call: Call<T>) -> Outcome<T> {
+async fn invoke<T>(
+    engine: &Engine,
+    grant: &Grant,
+    secrets: &Secrets,
+    subject: Option<Arc<SubjectRunner>>,
+    call: Call<T>,
+) -> Outcome<T> {
     let started = Instant::now();
     let stdout = CappedPipe::new(grant.limits.output);
     let stderr = CappedPipe::new(grant.limits.output);
-    let result = match new_store(engine, grant, &stdout, &stderr, Vec::new(), None, subject) {
+    let denied = Arc::new(Mutex::new(Vec::new()));
+    let io = StoreIo {
+        stdout: &stdout,
+        stderr: &stderr,
+        stdin: Vec::new(),
+        args: None,
+        secrets,
+        denied: Arc::clone(&denied),
+    };
+    let result = match new_store(engine, grant, io, subject) {
         Err(failure) => Err(failure),
         Ok((mut store, _staging)) => {
             limits::arm_deadline(&mut store, Instant::now() + grant.limits.timeout);
@@ -358,7 +404,8 @@ async fn invoke<T>(engine: &Engine, grant: &Grant, subject: Option<Arc<SubjectRu
             }
         }
     };
-    Outcome { result, stdout: stdout.contents(), stderr: stderr.contents(), duration: started.elapsed() }
+    let denied = denied.lock().map(|d| d.clone()).unwrap_or_default();
+    Outcome { result, stdout: stdout.contents(), stderr: stderr.contents(), duration: started.elapsed(), denied }
 }
 
 /// Moves a plugin's own `err` into [`Failure::Plugin`].
@@ -368,6 +415,7 @@ fn plugin_result<T>(outcome: Outcome<Result<T, String>>) -> Outcome<T> {
         stdout: outcome.stdout,
         stderr: outcome.stderr,
         duration: outcome.duration,
+        denied: outcome.denied,
     }
 }
 
@@ -377,20 +425,32 @@ fn wrong_world<T>(plugin: &LoadedPlugin, world: &str) -> Outcome<T> {
         stdout: Captured::default(),
         stderr: Captured::default(),
         duration: Duration::ZERO,
+        denied: Vec::new(),
     }
 }
 
+/// What a Store is connected to besides its grant.
+pub(crate) struct StoreIo<'a> {
+    pub(crate) stdout: &'a CappedPipe,
+    pub(crate) stderr: &'a CappedPipe,
+    /// For subject programs; plugins get none.
+    pub(crate) stdin: Vec<u8>,
+    /// For subject programs; plugins get none.
+    pub(crate) args: Option<&'a [String]>,
+    /// Where granted secrets' values come from.
+    pub(crate) secrets: &'a Secrets,
+    /// Where the network policy records refused requests.
+    pub(crate) denied: Arc<Mutex<Vec<String>>>,
+}
+
 /// A Store with exactly what `grant` allows; see the module docs for defaults.
-/// `args` and `stdin` are for subject programs; plugins get neither.
 fn new_store(
     engine: &Engine,
     grant: &Grant,
-    stdout: &CappedPipe,
-    stderr: &CappedPipe,
-    stdin: Vec<u8>,
-    args: Option<&[String]>,
+    io: StoreIo<'_>,
     subject: Option<Arc<SubjectRunner>>,
 ) -> Result<(Store<StepState>, fs::Staging), Failure> {
+    let StoreIo { stdout, stderr, stdin, args, secrets, denied } = io;
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(stdout.clone())
@@ -404,12 +464,17 @@ fn new_store(
     if let Some(args) = args {
         builder.args(args).stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(stdin));
     }
+    for name in &grant.secret_env {
+        let value = secrets.value(name).ok_or_else(|| Failure::Host(format!("secret `{name}` was not read")))?;
+        builder.env(name, value);
+    }
     let staging = fs::apply(&mut builder, &grant.mounts).map_err(|e| Failure::Host(e.to_string()))?;
     let state = StepState {
         wasi: builder.build(),
         table: ResourceTable::new(),
         limiter: limits::StepLimiter::new(grant.limits.memory),
         subject,
+        http: network::HttpState::new(grant.http.as_ref(), secrets, denied),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

@@ -17,7 +17,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::bindings::evaluator::cleanroom::plugin::subject::{Host, Output};
 use super::output::CappedPipe;
-use super::{classify_trap, limits, new_store, StepState};
+use super::{classify_trap, limits, new_store, StepState, StoreIo};
 use crate::plan::Grant;
 
 /// What one run of the subject produced (the WIT `output` record).
@@ -43,8 +43,17 @@ impl SubjectRunner {
         let stdout = CappedPipe::new(grant.limits.output);
         let stderr = CappedPipe::new(grant.limits.output);
         let argv: Vec<String> = std::iter::once("subject".to_string()).chain(args).collect();
-        let (mut store, _staging) =
-            new_store(&self.engine, grant, &stdout, &stderr, stdin, Some(&argv), None).map_err(|f| f.to_string())?;
+        // A subject gets no secrets and no network: its grant has neither.
+        let secrets = crate::secrets::Secrets::default();
+        let io = StoreIo {
+            stdout: &stdout,
+            stderr: &stderr,
+            stdin,
+            args: Some(&argv),
+            secrets: &secrets,
+            denied: Arc::default(),
+        };
+        let (mut store, _staging) = new_store(&self.engine, grant, io, None).map_err(|f| f.to_string())?;
         limits::arm_deadline(&mut store, Instant::now() + grant.limits.timeout);
         let backstop = grant.limits.timeout + 4 * limits::TICK;
         let command = self.command.clone();

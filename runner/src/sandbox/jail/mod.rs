@@ -111,7 +111,7 @@ pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: 
         exit.unjailed = markers.iter().find_map(|m| m.strip_prefix("unjailed: ")).map(str::to_string);
         Ok(exit)
     });
-    Outcome { result, stdout: stdout.contents(), stderr, duration: started.elapsed() }
+    Outcome { result, stdout: stdout.contents(), stderr, duration: started.elapsed(), denied: Vec::new() }
 }
 
 async fn supervise(

@@ -1,6 +1,7 @@
 //! Tries to send an HTTP request with `wasi:http`: it imports
-//! `wasi:http/outgoing-handler`, which no plugin is granted, so it must be
-//! refused when the pipeline is loaded, before it can run.
+//! `wasi:http/outgoing-handler`, which only steps with `allow_hosts` are
+//! granted, so on a step without it, it must be refused when the pipeline
+//! is loaded, before it can run.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "check" });
 

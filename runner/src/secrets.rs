@@ -1,0 +1,145 @@
+//! Secret values: read once when a run starts, handed only to the steps
+//! granted them, and scrubbed from everything the run records.
+//!
+//! The plan names secrets and says where each comes from
+//! ([`crate::plan::network::SecretSpec`]); [`Secrets::read`] reads the
+//! values, refusing the run (exit 2) when one is missing or too short to
+//! redact. The sandbox asks [`Secrets::value`] for a granted secret when it
+//! builds a guest's environment or a request's headers. Every step report
+//! passes through [`Secrets::scrub_report`] before it is journaled, cached
+//! or shown, so a guest that prints a secret it was given, or an error that
+//! quotes one, shows `[secret NAME]` instead. [`Secrets`] has no `Serialize`
+//! and its `Debug` shows names only.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::plan::network::SecretSpec;
+use crate::plan::Plan;
+use crate::report::StepReport;
+
+/// Shorter values cannot be redacted without mangling ordinary text.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// The values of a run's secrets, by name.
+#[derive(Default)]
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.values.keys()).finish()
+    }
+}
+
+impl Secrets {
+    /// Reads every secret `plan` declares.
+    ///
+    /// # Errors
+    /// A `CR027` diagnostic per secret whose variable is unset, whose file
+    /// cannot be read, or whose value is shorter than [`MIN_SECRET_LEN`].
+    /// The messages name the secret and its source, never a value.
+    pub fn read(plan: &Plan) -> Result<Secrets, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let mut values = BTreeMap::new();
+        for (name, spec) in &plan.secrets {
+            let value = match spec {
+                SecretSpec::Env(var) => std::env::var(var).map_err(|_| {
+                    Diagnostic::new(Code::CR027, format!("secret `{name}`: environment variable `{var}` is not set"))
+                        .hint(format!("export {var}=... before running, or read the secret from a file"))
+                }),
+                SecretSpec::File(path) => fs_err::read_to_string(path)
+                    .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| {
+                        Diagnostic::new(
+                            Code::CR027,
+                            format!("secret `{name}`: cannot read `{}`: {}", path.display(), e.kind()),
+                        )
+                        .hint("check the path and its permissions")
+                    }),
+            };
+            match value {
+                Ok(value) if value.chars().count() < MIN_SECRET_LEN => diags.push(
+                    Diagnostic::new(
+                        Code::CR027,
+                        format!(
+                            "secret `{name}` is shorter than {MIN_SECRET_LEN} characters, too short to redact reliably"
+                        ),
+                    )
+                    .hint("use the real credential; short values would be scrubbed from ordinary text"),
+                ),
+                Ok(value) => {
+                    values.insert(name.clone(), value);
+                }
+                Err(diagnostic) => diags.push(diagnostic),
+            }
+        }
+        diags.into_result(Secrets { values })
+    }
+
+    /// The value of secret `name`, if the run has it.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// `text` with every secret value replaced by `[secret NAME]`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (name, value) in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &format!("[secret {name}]"));
+            }
+        }
+        out
+    }
+
+    fn scrub_in_place(&self, text: &mut String) {
+        if !self.values.is_empty() {
+            *text = self.scrub(text);
+        }
+    }
+
+    /// Scrubs every text a step report carries.
+    pub fn scrub_report(&self, report: &mut StepReport) {
+        if self.values.is_empty() {
+            return;
+        }
+        for text in [&mut report.stdout, &mut report.stderr] {
+            self.scrub_in_place(text);
+        }
+        for text in [&mut report.reason, &mut report.note].into_iter().flatten() {
+            self.scrub_in_place(text);
+        }
+        for text in report.changes.iter_mut().chain(report.denied_requests.iter_mut()) {
+            self.scrub_in_place(text);
+        }
+        for finding in &mut report.findings {
+            self.scrub_in_place(&mut finding.message);
+            self.scrub_in_place(&mut finding.rule);
+            if let Some(path) = &mut finding.path {
+                self.scrub_in_place(path);
+            }
+        }
+        for scenario in report.evaluation.iter_mut().flat_map(|e| e.scenarios.iter_mut()) {
+            self.scrub_in_place(&mut scenario.name);
+            self.scrub_in_place(&mut scenario.summary);
+            self.scrub_in_place(&mut scenario.detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_replaces_every_occurrence_with_the_name() {
+        let secrets = Secrets { values: BTreeMap::from([("API_KEY".to_string(), "sk-live-123456".to_string())]) };
+        assert_eq!(
+            secrets.scrub("key=sk-live-123456; again sk-live-123456"),
+            "key=[secret API_KEY]; again [secret API_KEY]"
+        );
+        assert_eq!(format!("{secrets:?}"), "[\"API_KEY\"]");
+    }
+}
