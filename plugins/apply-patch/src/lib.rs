@@ -30,12 +30,9 @@ pub mod apply;
 pub mod diff;
 mod tree;
 
-use cleanroom_plugin_sdk::{one_line, parse_config};
+use cleanroom_plugin_sdk::one_line;
+use cleanroom_plugin_sdk::stage::{Guest, Invocation, Mount};
 use serde::Deserialize;
-
-wit_bindgen::generate!({ path: "../../wit", world: "stage" });
-
-use cleanroom::plugin::types::Mount;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +53,7 @@ struct ApplyPatch;
 
 impl Guest for ApplyPatch {
     fn run(invocation: Invocation) -> Result<String, String> {
-        let config: Config = parse_config(&invocation.config)?;
+        let config: Config = invocation.parse_config()?;
         let patch_path = patch_for_attempt(&config.patches, invocation.attempt)?;
         let target = normalize(&config.target);
         check_target(&target, &invocation.mounts)?;
@@ -137,7 +134,7 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(path)
 }
 
-export!(ApplyPatch);
+cleanroom_plugin_sdk::export_stage!(ApplyPatch);
 
 #[cfg(test)]
 mod tests {

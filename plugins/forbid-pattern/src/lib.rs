@@ -10,13 +10,10 @@
 //! One finding per match, with line and column. Files containing a NUL byte
 //! are treated as binary and skipped.
 
-use cleanroom_plugin_sdk::{line_col, one_line, parse_config, read_text, Files};
+use cleanroom_plugin_sdk::check::{Finding, Guest, Invocation, Severity};
+use cleanroom_plugin_sdk::{line_col, one_line, read_text, Files};
 use regex::bytes::RegexSet;
 use serde::Deserialize;
-
-wit_bindgen::generate!({ path: "../../wit", world: "check" });
-
-use cleanroom::plugin::types::Severity;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,25 +35,19 @@ struct ForbidPattern;
 
 impl Guest for ForbidPattern {
     fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
-        let config: Config = parse_config(&invocation.config)?;
+        let config: Config = invocation.parse_config()?;
         if config.patterns.is_empty() {
             return Err("config `patterns` is empty: list at least one regex".into());
         }
         let set = RegexSet::new(&config.patterns).map_err(|e| format!("invalid pattern: {e}"))?;
         let regexes: Vec<regex::bytes::Regex> =
             set.patterns().iter().map(|p| regex::bytes::Regex::new(p).expect("compiled in the set already")).collect();
-        let severity = match config.severity.as_deref() {
-            None | Some("error") => Severity::Error,
-            Some("warning") => Severity::Warning,
-            Some("info") => Severity::Info,
-            Some(other) => return Err(format!("invalid severity `{other}`: use error, warning or info")),
-        };
+        let severity = config.severity.as_deref().map_or(Ok(Severity::Error), str::parse)?;
         let rule = config.rule.unwrap_or_else(|| "forbid-pattern".to_string());
         let files = Files::new(&config.include, &config.exclude)?;
-        let mounts: Vec<String> = invocation.mounts.iter().map(|m| m.path.clone()).collect();
 
         let mut findings = Vec::new();
-        for file in files.walk(&mounts) {
+        for file in files.walk(&invocation.mount_paths()) {
             let Some(text) = read_text(&file.guest) else { continue };
             if !set.is_match(&text) {
                 continue;
@@ -76,18 +67,11 @@ impl Guest for ForbidPattern {
                     Some(what) => format!("{what}: `{matched}` (pattern `{pattern}`)"),
                     None => format!("`{matched}` matches forbidden pattern `{pattern}`"),
                 };
-                findings.push(Finding {
-                    rule: rule.clone(),
-                    severity,
-                    message,
-                    path: Some(file.guest.clone()),
-                    line: Some(line),
-                    column: Some(column),
-                });
+                findings.push(Finding::new(severity, &rule, message).at(&file.guest, line, column));
             }
         }
         Ok(findings)
     }
 }
 
-export!(ForbidPattern);
+cleanroom_plugin_sdk::export_check!(ForbidPattern);

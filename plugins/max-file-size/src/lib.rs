@@ -7,12 +7,9 @@
 //! - `include` / `exclude`: globs over workspace-relative paths; default: every file.
 //! - `rule`: the rule id findings carry; default `max-file-size`.
 
-use cleanroom_plugin_sdk::{parse_config, Files};
+use cleanroom_plugin_sdk::check::{Finding, Guest, Invocation};
+use cleanroom_plugin_sdk::Files;
 use serde::Deserialize;
-
-wit_bindgen::generate!({ path: "../../wit", world: "check" });
-
-use cleanroom::plugin::types::Severity;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,23 +27,16 @@ struct MaxFileSize;
 
 impl Guest for MaxFileSize {
     fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
-        let config: Config = parse_config(&invocation.config)?;
+        let config: Config = invocation.parse_config()?;
         let max = parse_size(&config.max)?;
         let rule = config.rule.unwrap_or_else(|| "max-file-size".to_string());
         let files = Files::new(&config.include, &config.exclude)?;
-        let mounts: Vec<String> = invocation.mounts.iter().map(|m| m.path.clone()).collect();
         let mut findings = Vec::new();
-        for file in files.walk(&mounts) {
+        for file in files.walk(&invocation.mount_paths()) {
             let Ok(meta) = std::fs::metadata(&file.guest) else { continue };
             if meta.len() > max {
-                findings.push(Finding {
-                    rule: rule.clone(),
-                    severity: Severity::Error,
-                    message: format!("{} bytes, over the limit of {} ({max} bytes)", meta.len(), config.max),
-                    path: Some(file.guest),
-                    line: None,
-                    column: None,
-                });
+                let message = format!("{} bytes, over the limit of {} ({max} bytes)", meta.len(), config.max);
+                findings.push(Finding::error(&rule, message).at_file(file.guest));
             }
         }
         Ok(findings)
@@ -72,4 +62,4 @@ fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(scale).ok_or_else(|| format!("size `{text}` is too large"))
 }
 
-export!(MaxFileSize);
+cleanroom_plugin_sdk::export_check!(MaxFileSize);

@@ -8,12 +8,9 @@
 //! A required path can only be seen if it lies inside one of the step's `read`
 //! mounts; when it does not, the finding says so instead of calling it missing.
 
-use cleanroom_plugin_sdk::{parse_config, Files};
+use cleanroom_plugin_sdk::check::{Finding, Guest, Invocation};
+use cleanroom_plugin_sdk::Files;
 use serde::Deserialize;
-
-wit_bindgen::generate!({ path: "../../wit", world: "check" });
-
-use cleanroom::plugin::types::Severity;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,12 +24,12 @@ struct RequiredFiles;
 
 impl Guest for RequiredFiles {
     fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
-        let config: Config = parse_config(&invocation.config)?;
+        let config: Config = invocation.parse_config()?;
         if config.paths.is_empty() {
             return Err("config `paths` is empty: list at least one path or glob".into());
         }
         let rule = config.rule.unwrap_or_else(|| "missing-file".to_string());
-        let mounts: Vec<String> = invocation.mounts.iter().map(|m| m.path.clone()).collect();
+        let mounts = invocation.mount_paths();
         let mut findings = Vec::new();
         for wanted in &config.paths {
             let rel = wanted.trim_start_matches("./").trim_end_matches('/');
@@ -52,14 +49,8 @@ impl Guest for RequiredFiles {
             } else {
                 format!("`{rel}` is missing")
             };
-            findings.push(Finding {
-                rule: rule.clone(),
-                severity: Severity::Error,
-                message,
-                path: (!is_glob).then(|| format!("/{rel}")),
-                line: None,
-                column: None,
-            });
+            let finding = Finding::error(&rule, message);
+            findings.push(if is_glob { finding } else { finding.at_file(format!("/{rel}")) });
         }
         Ok(findings)
     }
@@ -71,4 +62,4 @@ fn is_under(rel: &str, mount: &str) -> bool {
     mount.is_empty() || rel == mount || rel.starts_with(&format!("{mount}/"))
 }
 
-export!(RequiredFiles);
+cleanroom_plugin_sdk::export_check!(RequiredFiles);

@@ -19,12 +19,9 @@
 pub mod judge;
 pub mod scenario;
 
-use cleanroom_plugin_sdk::{one_line, parse_config};
+use cleanroom_plugin_sdk::evaluator::{subject, Guest, Invocation, Verdict};
+use cleanroom_plugin_sdk::one_line;
 use serde::Deserialize;
-
-wit_bindgen::generate!({ path: "../../wit", world: "evaluator" });
-
-use cleanroom::plugin::subject;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +33,7 @@ struct ScenarioRunner;
 
 impl Guest for ScenarioRunner {
     fn scenarios(invocation: Invocation) -> Result<Vec<String>, String> {
-        let config: Config = parse_config(&invocation.config)?;
+        let config: Config = invocation.parse_config()?;
         scenario::list(&config.scenarios)
     }
 
@@ -48,7 +45,7 @@ impl Guest for ScenarioRunner {
 /// Runs scenario `name`; `Err` carries a failing verdict for problems that
 /// stop the scenario before it is judged.
 fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
-    let config: Config = parse_config(&invocation.config).map_err(|e| fail(one_line(&e, 150), String::new()))?;
+    let config: Config = invocation.parse_config().map_err(|e| fail(one_line(&e, 150), String::new()))?;
     let path = scenario::path(&config.scenarios, name).map_err(|e| fail(e, String::new()))?;
     let text = std::fs::read_to_string(&path).map_err(|e| {
         fail("the scenario file could not be read: check the scenario directory".into(), format!("`{path}`: {e}"))
@@ -69,7 +66,7 @@ fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
 }
 
 fn fail(summary: String, detail: String) -> Verdict {
-    Verdict { passed: false, summary, detail }
+    Verdict::fail(summary).with_detail(detail)
 }
 
 /// The human-only report of a run: the scenario, each failure, and what the
@@ -102,4 +99,4 @@ fn describe(scenario: &scenario::Scenario) -> String {
     text
 }
 
-export!(ScenarioRunner);
+cleanroom_plugin_sdk::export_evaluator!(ScenarioRunner);

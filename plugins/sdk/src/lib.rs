@@ -1,223 +1,263 @@
-//! Helpers for writing Cleanroom plugins in Rust.
+//! The Rust SDK for Cleanroom plugins.
 //!
-//! The bindings themselves come from `wit_bindgen::generate!` in each plugin
-//! (pointing at the repository's `wit/` directory and one world); this crate
-//! holds what every plugin would otherwise write again:
+//! A Cleanroom plugin is a WebAssembly component built for `wasm32-wasip2`
+//! against one world of the plugin contract (`wit/plugin.wit`): [`check`],
+//! [`stage`] or [`evaluator`]. This crate generates the bindings of all three
+//! once (with `wit-bindgen`), so a plugin depends on this crate alone, picks
+//! its world's module, implements that module's `Guest` trait and exports it
+//! with one macro: [`export_check!`], [`export_stage!`] or
+//! [`export_evaluator!`].
 //!
-//! * [`parse_config`]: the step's `config` JSON into your own serde type, with
-//!   an error message that says which key was wrong.
-//! * [`Files`]: every regular file below the step's mounts, filtered by
+//! On top of the bindings it holds what every plugin would otherwise write
+//! again:
+//!
+//! * [`Invocation::parse_config`] (or [`parse_config`]): the step's `config`
+//!   into your own serde type, with an error that names the bad key.
+//! * [`Finding::error`], [`Finding::warning`], [`Finding::info`] and
+//!   [`Finding::at`]: findings in one line; [`Severity`] parses from
+//!   `"error"`, `"warning"`, `"info"`.
+//! * [`Invocation::mount_paths`] and [`Invocation::writable_mounts`]: the
+//!   directories the step was granted, as guest paths.
+//! * [`Files`]: every regular file below the mounts, filtered by
 //!   include/exclude globs written relative to the workspace root.
-//! * [`line_col`]: a byte offset into a file as a 1-based line and column.
+//! * [`read_text`], [`line_col`], [`one_line`]: text files, positions in them,
+//!   and short messages.
+//! * [`Verdict::pass`] and [`Verdict::fail`] for evaluators.
 //!
-//! ```ignore
-//! #[derive(serde::Deserialize)]
-//! #[serde(deny_unknown_fields)]
-//! struct Config { include: Vec<String> }
-//! let config: Config = cleanroom_plugin_sdk::parse_config(&invocation.config)?;
-//! let mounts: Vec<String> = invocation.mounts.iter().map(|m| m.path.clone()).collect();
-//! for file in cleanroom_plugin_sdk::Files::new(&config.include, &[])?.walk(&mounts) {
-//!     // file.guest is "/src/main.rs", file.rel is "src/main.rs"
-//! }
+//! # A whole check
+//!
+//! Reports every line containing `FIXME` in the mounted files, as errors with
+//! the rule `no-fixme`:
+//!
 //! ```
+//! use cleanroom_plugin_sdk::check::{Finding, Guest, Invocation};
+//! use cleanroom_plugin_sdk::{line_col, read_text, Files};
+//!
+//! struct NoFixme;
+//!
+//! impl Guest for NoFixme {
+//!     fn check(invocation: Invocation) -> Result<Vec<Finding>, String> {
+//!         let mut findings = Vec::new();
+//!         for file in Files::new(&[], &[])?.walk(&invocation.mount_paths()) {
+//!             let Some(text) = read_text(&file.guest) else { continue }; // skips binary files
+//!             let Ok(text) = String::from_utf8(text) else { continue }; // and non-UTF-8 ones
+//!             for (offset, _) in text.match_indices("FIXME") {
+//!                 let (line, column) = line_col(text.as_bytes(), offset);
+//!                 findings.push(Finding::error("no-fixme", "FIXME left in the code").at(&file.guest, line, column));
+//!             }
+//!         }
+//!         Ok(findings)
+//!     }
+//! }
+//!
+//! cleanroom_plugin_sdk::export_check!(NoFixme);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` in a crate
+//! with `crate-type = ["cdylib"]`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component.
+//!
+//! # Where the contract comes from
+//!
+//! The bindings are generated from `wit/plugin.wit` beside this crate's
+//! `Cargo.toml` (package `cleanroom:plugin@0.1.0`). The shared
+//! `cleanroom:plugin/types` interface is generated once, in [`types`], and
+//! every world uses those same types, so a [`Finding`] or an [`Invocation`] is
+//! one Rust type whichever world you build.
 #![deny(missing_docs)]
 
-use std::collections::BTreeSet;
-use std::path::Path;
+mod files;
+mod helpers;
+mod text;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde::de::DeserializeOwned;
+pub use files::{read_text, FileEntry, Files};
+pub use helpers::parse_config;
+pub use text::{line_col, one_line};
+pub use types::{Finding, Invocation, Mount, Severity, Verdict};
 
-/// Parses the step's `config` JSON into `T`.
-///
-/// Derive `Deserialize` with `#[serde(deny_unknown_fields)]` on `T` so that
-/// a misspelt key is an error the user sees, not a setting silently ignored.
-///
-/// # Errors
-/// A one-line message naming the problem, e.g.
-/// ``invalid config: unknown field `pattern`, expected `patterns` at line 1 column 11``.
-pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, String> {
-    serde_json::from_str(json).map_err(|e| format!("invalid config: {e}"))
-}
+/// Bindings of the shared `cleanroom:plugin/types` interface, generated once
+/// here and reused by every world (through wit-bindgen's `with`).
+mod shared {
+    wit_bindgen::generate!({
+        path: "wit",
+        inline: "
+            package cleanroom:plugin-sdk;
 
-/// A regular file found below a mount.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FileEntry {
-    /// The path the plugin opens, e.g. `/src/main.rs`.
-    pub guest: String,
-    /// The same path relative to the workspace root, e.g. `src/main.rs`.
-    /// Globs match against this form.
-    pub rel: String,
-}
-
-/// Selects files by include and exclude globs.
-///
-/// Globs use `globset` syntax (`**/*.rs`, `docs/*.md`, `{a,b}/**`) and match
-/// the workspace-relative path (`src/main.rs`, no leading slash). An empty
-/// include list selects every file.
-pub struct Files {
-    include: Option<GlobSet>,
-    exclude: GlobSet,
-}
-
-impl Files {
-    /// Builds a selector.
-    ///
-    /// # Errors
-    /// A one-line message naming the first glob that does not parse.
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, String> {
-        let include = if include.is_empty() { None } else { Some(glob_set(include)?) };
-        Ok(Files { include, exclude: glob_set(exclude)? })
-    }
-
-    /// Whether a workspace-relative path is selected.
-    pub fn matches(&self, rel: &str) -> bool {
-        self.include.as_ref().is_none_or(|set| set.is_match(rel)) && !self.exclude.is_match(rel)
-    }
-
-    /// Every selected regular file below `mounts` (guest paths such as `/src`
-    /// or `/`), sorted and without duplicates when mounts nest.
-    ///
-    /// Symbolic links are not followed: inside the sandbox a link that leaves
-    /// the mount cannot be opened anyway, and following links inside it would
-    /// report the same file twice. Unreadable directories are skipped.
-    pub fn walk(&self, mounts: &[String]) -> Vec<FileEntry> {
-        let mut found = BTreeSet::new();
-        for mount in mounts {
-            walk_dir(Path::new(mount), &mut |guest| {
-                let rel = guest.trim_start_matches('/').to_string();
-                if self.matches(&rel) {
-                    found.insert(FileEntry { guest: guest.to_string(), rel });
-                }
-            });
-        }
-        found.into_iter().collect()
-    }
-}
-
-fn glob_set(globs: &[String]) -> Result<GlobSet, String> {
-    let mut builder = GlobSetBuilder::new();
-    for glob in globs {
-        builder.add(Glob::new(glob).map_err(|e| format!("invalid glob `{glob}`: {e}"))?);
-    }
-    builder.build().map_err(|e| format!("invalid globs: {e}"))
-}
-
-fn walk_dir(dir: &Path, visit: &mut dyn FnMut(&str)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
-        if kind.is_dir() {
-            walk_dir(&path, visit);
-        } else if kind.is_file() {
-            if let Some(path) = path.to_str() {
-                visit(path);
+            /// Every type of the contract, for the worlds to share.
+            world types {
+                import cleanroom:plugin/types@0.1.0;
             }
-        }
-    }
+        ",
+        world: "types",
+        with: { "cleanroom:plugin/types@0.1.0": generate },
+        generate_unused_types: true,
+        additional_derives: [PartialEq, Eq],
+    });
 }
 
-/// Bytes read before deciding a file is binary, as grep does.
-const SNIFF: usize = 32 << 10;
-
-/// The contents of the file at `path` if it is text, `None` if it cannot be
-/// read or is binary (contains a NUL byte). A file with a NUL in its first
-/// 32 KiB is not read further, so scanning a tree of libraries and images
-/// costs little more than scanning its sources.
-pub fn read_text(path: &str) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut text = Vec::new();
-    (&mut file).take(SNIFF as u64).read_to_end(&mut text).ok()?;
-    if text.contains(&0) {
-        return None;
-    }
-    if text.len() == SNIFF {
-        let start = text.len();
-        file.read_to_end(&mut text).ok()?;
-        if text[start..].contains(&0) {
-            return None;
-        }
-    }
-    Some(text)
+/// The types every world shares: [`Invocation`] and [`Mount`] (what the host
+/// tells a plugin), [`Finding`] and [`Severity`] (what a check reports),
+/// [`Verdict`] (what an evaluator decides).
+///
+/// Each world's module re-exports the ones it uses, so most plugins never
+/// name this module.
+pub mod types {
+    pub use crate::shared::cleanroom::plugin::types::*;
 }
 
-/// Converts a byte offset in `text` into a 1-based (line, column), counting
-/// columns in characters (invalid UTF-8 counts one column per byte).
-pub fn line_col(text: &[u8], offset: usize) -> (u32, u32) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-    (to_u32(line), to_u32(column))
+/// The `check` world: read files through the mounts, return findings.
+///
+/// Implement [`check::Guest`] and export it with [`export_check!`]. The step
+/// passes when no returned finding has [`Severity::Error`]; return `Err` for
+/// bad config or an internal failure (the step is then reported as `error`).
+pub mod check {
+    /// What wit-bindgen generated for the world; plugins use the items
+    /// re-exported beside it and the [`export_check!`](crate::export_check) macro.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)] // the generated canonical-ABI glue
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "check",
+            with: { "cleanroom:plugin/types@0.1.0": crate::types },
+            pub_export_macro: true,
+            export_macro_name: "export_check",
+            default_bindings_module: "cleanroom_plugin_sdk::check::bindings",
+        });
+    }
+
+    pub use crate::types::{Finding, Invocation, Mount, Severity};
+
+    /// The trait a check implements; export the implementing type with
+    /// [`export_check!`](crate::export_check).
+    pub use bindings::Guest;
 }
 
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// The `stage` world: change files in the writable mounts.
+///
+/// Implement [`stage::Guest`] and export it with [`export_stage!`]. Return
+/// `Ok(note)` to commit what the stage wrote, `Err(message)` to discard it.
+///
+/// ```
+/// use cleanroom_plugin_sdk::stage::{Guest, Invocation};
+///
+/// struct Hello;
+///
+/// impl Guest for Hello {
+///     fn run(invocation: Invocation) -> Result<String, String> {
+///         let mount = invocation.writable_mounts().next().ok_or("give the step a `write` directory")?;
+///         let path = format!("{}/HELLO.txt", mount.path.trim_end_matches('/'));
+///         std::fs::write(&path, "hello\n").map_err(|e| format!("cannot write `{path}`: {e}"))?;
+///         Ok(format!("wrote {path}"))
+///     }
+/// }
+///
+/// cleanroom_plugin_sdk::export_stage!(Hello);
+/// ```
+pub mod stage {
+    /// What wit-bindgen generated for the world; plugins use the items
+    /// re-exported beside it and the [`export_stage!`](crate::export_stage) macro.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)] // the generated canonical-ABI glue
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "stage",
+            with: { "cleanroom:plugin/types@0.1.0": crate::types },
+            pub_export_macro: true,
+            export_macro_name: "export_stage",
+            default_bindings_module: "cleanroom_plugin_sdk::stage::bindings",
+        });
+    }
+
+    pub use crate::types::{Invocation, Mount};
+
+    /// The trait a stage implements; export the implementing type with
+    /// [`export_stage!`](crate::export_stage).
+    pub use bindings::Guest;
 }
 
-/// Cuts `text` to at most `max` characters on one line, for messages.
-pub fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let flat = flat.trim();
-    if flat.chars().count() <= max {
-        flat.to_string()
-    } else {
-        let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
+/// The `evaluator` world: judge a subject program against scenarios.
+///
+/// Implement [`evaluator::Guest`] and export it with [`export_evaluator!`].
+/// Run the program under evaluation with [`evaluator::subject::run`].
+///
+/// ```
+/// use cleanroom_plugin_sdk::evaluator::{subject, Guest, Invocation, Verdict};
+///
+/// struct ExitsZero;
+///
+/// impl Guest for ExitsZero {
+///     fn scenarios(_: Invocation) -> Result<Vec<String>, String> {
+///         Ok(vec!["exit-zero".to_string()])
+///     }
+///
+///     fn evaluate(_scenario: String, _: Invocation) -> Verdict {
+///         match subject::run(&[], &[]) {
+///             Ok(out) if out.exit_code == 0 => Verdict::pass("exit code 0"),
+///             Ok(out) => Verdict::fail(format!("expected exit code 0, got {}", out.exit_code))
+///                 .with_detail(out.stderr_text()),
+///             Err(e) => Verdict::fail(format!("the subject could not run: {e}")),
+///         }
+///     }
+/// }
+///
+/// cleanroom_plugin_sdk::export_evaluator!(ExitsZero);
+/// ```
+pub mod evaluator {
+    /// What wit-bindgen generated for the world; plugins use the items
+    /// re-exported beside it and the [`export_evaluator!`](crate::export_evaluator) macro.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)] // the generated canonical-ABI glue
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "evaluator",
+            with: { "cleanroom:plugin/types@0.1.0": crate::types },
+            additional_derives: [PartialEq, Eq],
+            pub_export_macro: true,
+            export_macro_name: "export_evaluator",
+            default_bindings_module: "cleanroom_plugin_sdk::evaluator::bindings",
+        });
     }
+
+    pub use crate::types::{Invocation, Mount, Verdict};
+
+    /// The trait an evaluator implements; export the implementing type with
+    /// [`export_evaluator!`](crate::export_evaluator).
+    pub use bindings::Guest;
+
+    /// Runs the program under evaluation: call [`subject::run`] with its
+    /// arguments and stdin, once per run of a scenario.
+    pub use bindings::cleanroom::plugin::subject;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Exports a type implementing [`check::Guest`] as the plugin's `check`
+/// function. Use it once, at the top level of the plugin crate:
+/// `cleanroom_plugin_sdk::export_check!(MyCheck);`
+#[macro_export]
+macro_rules! export_check {
+    ($ty:ident) => {
+        $crate::check::bindings::export_check!($ty with_types_in $crate::check::bindings);
+    };
+}
 
-    #[test]
-    fn line_col_counts_from_one_in_characters() {
-        let text = "ab\nçd todo\n".as_bytes();
-        let offset = text.windows(4).position(|w| w == b"todo").unwrap();
-        assert_eq!(line_col(text, offset), (2, 4));
-        assert_eq!(line_col(text, 0), (1, 1));
-    }
+/// Exports a type implementing [`stage::Guest`] as the plugin's `run`
+/// function. Use it once, at the top level of the plugin crate:
+/// `cleanroom_plugin_sdk::export_stage!(MyStage);`
+#[macro_export]
+macro_rules! export_stage {
+    ($ty:ident) => {
+        $crate::stage::bindings::export_stage!($ty with_types_in $crate::stage::bindings);
+    };
+}
 
-    #[test]
-    fn empty_include_selects_everything_but_excludes() {
-        let files = Files::new(&[], &["target/**".to_string()]).unwrap();
-        assert!(files.matches("src/main.rs"));
-        assert!(!files.matches("target/debug/x"));
-    }
-
-    #[test]
-    fn bad_glob_names_the_glob() {
-        let err = Files::new(&["src/[".to_string()], &[]).err().unwrap();
-        assert!(err.contains("`src/[`"), "{err}");
-    }
-
-    #[test]
-    fn read_text_returns_text_whole_and_skips_binary_wherever_the_nul_is() {
-        let dir = std::env::temp_dir().join(format!("sdk-read-text-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, bytes: &[u8]| {
-            let path = dir.join(name);
-            std::fs::write(&path, bytes).unwrap();
-            path.display().to_string()
-        };
-        let long_text = "line\n".repeat(20_000);
-        assert_eq!(read_text(&write("text", long_text.as_bytes())).unwrap(), long_text.as_bytes());
-        assert_eq!(read_text(&write("early", b"ELF\0rest")), None);
-        let mut late = long_text.clone().into_bytes();
-        late.push(0);
-        assert_eq!(read_text(&write("late", &late)), None);
-        assert_eq!(read_text(&dir.join("missing").display().to_string()), None);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn one_line_flattens_and_cuts() {
-        assert_eq!(one_line("a\nb", 10), "a b");
-        assert_eq!(one_line("abcdef", 4), "abc…");
-    }
+/// Exports a type implementing [`evaluator::Guest`] as the plugin's
+/// `scenarios` and `evaluate` functions. Use it once, at the top level of the
+/// plugin crate: `cleanroom_plugin_sdk::export_evaluator!(MyEvaluator);`
+#[macro_export]
+macro_rules! export_evaluator {
+    ($ty:ident) => {
+        $crate::evaluator::bindings::export_evaluator!($ty with_types_in $crate::evaluator::bindings);
+    };
 }

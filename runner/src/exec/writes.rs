@@ -66,7 +66,10 @@ pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
     for mount in mounts.iter().filter(|m| m.writable) {
         let copy = tempfile::Builder::new().prefix("cleanroom-stage-").tempdir()?;
         let mut initial = BTreeMap::new();
-        if mount.exists {
+        // A write directory that did not exist at planning time may exist
+        // now (an earlier attempt of this stage created it): a retried
+        // stage starts from what its previous attempt committed.
+        if mount.exists || mount.host.is_dir() {
             let source = open(&mount.host)?;
             let target = open(copy.path())?;
             copy_tree(&source, &target, Path::new(""), &mut initial, mount.rel == ".")

@@ -1,11 +1,13 @@
 //! Integration tests: the real `cleanroom` binary on real components built
 //! from source (`scripts/build-plugins`), in throwaway workspaces.
 
+mod agent;
 mod bad_input;
 mod cache;
 mod cli;
 mod factory;
 mod http_server;
+mod mock_llm;
 mod native;
 mod network;
 mod polyglot;

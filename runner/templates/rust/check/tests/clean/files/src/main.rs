@@ -1,0 +1,4 @@
+/// Greets the user.
+fn main() {
+    println!("hello");
+}

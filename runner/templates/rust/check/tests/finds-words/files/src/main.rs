@@ -1,0 +1,5 @@
+/// Greets the user.
+fn main() {
+    // FIXME: greet by name
+    println!("hello");
+}
