@@ -1,9 +1,10 @@
 //! `cleanroom plugin new NAME --kind check|stage|evaluator --lang rust|python|js`:
 //! a plugin scaffold that builds and passes its own test.
 //!
-//! The scaffold is the template `runner/templates/<lang>/<kind>/` with
-//! `{{name}}` (the name as given) and `{{snake}}` (`-` -> `_`) replaced in
-//! file names and contents, plus the plugin contract at `wit/plugin.wit`
+//! The scaffold is the template `runner/templates/<lang>/<kind>/` on top of
+//! the language's `runner/templates/<lang>/_common/` (one `build.sh` per
+//! language), with `{{name}}` (the name as given), `{{snake}}` (`-` -> `_`)
+//! and `{{kind}}` replaced in file names and contents, plus the plugin contract at `wit/plugin.wit`
 //! and, for Rust, a copy of the SDK crate at `sdk/` (the scaffold builds
 //! offline, from crates.io alone). Nothing is written when the target
 //! directory already exists.
@@ -59,17 +60,31 @@ pub fn scaffold(name: &str, kind: StepKind, lang: Lang, parent: &Path) -> Result
             .hint("pick another name or --dir, or remove the directory")
             .into());
     }
-    let prefix = format!("{}/{}/", lang.dir(), kind.as_str());
     let snake = name.replace('-', "_");
-    let fill = |text: &str| text.replace("{{name}}", name).replace("{{snake}}", &snake);
-    let mut files: Vec<(String, Vec<u8>)> = embedded::TEMPLATES
-        .iter()
-        .filter_map(|(path, bytes)| path.strip_prefix(&prefix).map(|rel| (fill(rel), bytes)))
+    let fill =
+        |text: &str| text.replace("{{name}}", name).replace("{{snake}}", &snake).replace("{{kind}}", kind.as_str());
+    // The language's `_common/` files, then the kind's own (which win).
+    let mut chosen: std::collections::BTreeMap<String, &[u8]> = std::collections::BTreeMap::new();
+    for dir in ["_common", kind.as_str()] {
+        let prefix = format!("{}/{dir}/", lang.dir());
+        for (path, bytes) in embedded::TEMPLATES {
+            if let Some(rel) = path.strip_prefix(&prefix) {
+                chosen.insert(fill(rel), bytes);
+            }
+        }
+    }
+    let own = format!("{}/{}/", lang.dir(), kind.as_str());
+    let has_own = embedded::TEMPLATES.iter().any(|(path, _)| path.starts_with(&own));
+    let mut files: Vec<(String, Vec<u8>)> = chosen
+        .into_iter()
         .map(|(rel, bytes)| match std::str::from_utf8(bytes) {
             Ok(text) => (rel, fill(text).into_bytes()),
             Err(_) => (rel, bytes.to_vec()),
         })
         .collect();
+    if !has_own {
+        files.clear();
+    }
     if files.is_empty() {
         return Err(Diagnostic::new(
             Code::CR026,

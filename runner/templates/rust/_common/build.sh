@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds this evaluator plugin (src/lib.rs) into the WebAssembly component
+# Builds this {{kind}} plugin (src/lib.rs) into the WebAssembly component
 # {{name}}.wasm, against the plugin contract in wit/plugin.wit (world
-# `evaluator`, through the vendored SDK in sdk/), and the program its tests
-# judge (subject/, a `wasi:cli` command) into tests/subject.wasm.
+# `{{kind}}`, through the vendored SDK in sdk/); an evaluator's test subject
+# (subject/, a `wasi:cli` command) goes into tests/subject.wasm.
 #
 # Needs Rust (https://rustup.rs). Installs the wasm32-wasip2 target through
 # rustup when it is missing.
@@ -27,7 +27,9 @@ mv "{{name}}.wasm.tmp" "{{name}}.wasm"
 echo "build.sh: built {{name}}.wasm ($(wc -c <"{{name}}.wasm") bytes)" >&2
 
 # The subject: a Rust binary for wasm32-wasip2 is a `wasi:cli` command component.
-cargo build --quiet --release --target wasm32-wasip2 --manifest-path subject/Cargo.toml
-cp "${CARGO_TARGET_DIR:-subject/target}/wasm32-wasip2/release/subject.wasm" tests/subject.wasm.tmp
-mv tests/subject.wasm.tmp tests/subject.wasm
-echo "build.sh: built tests/subject.wasm ($(wc -c <tests/subject.wasm) bytes)" >&2
+if [[ -d subject ]]; then
+  cargo build --quiet --release --target wasm32-wasip2 --manifest-path subject/Cargo.toml
+  cp "${CARGO_TARGET_DIR:-subject/target}/wasm32-wasip2/release/subject.wasm" tests/subject.wasm.tmp
+  mv tests/subject.wasm.tmp tests/subject.wasm
+  echo "build.sh: built tests/subject.wasm ($(wc -c <tests/subject.wasm) bytes)" >&2
+fi
