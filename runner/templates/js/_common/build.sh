@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds this check plugin, check.js, into the WebAssembly component
+# Builds this {{kind}} plugin, {{kind}}.js, into the WebAssembly component
 # {{name}}.wasm with `jco componentize` (componentize-js), against world.wit:
-# the `check` world of wit/plugin.wit plus the WASI filesystem.
+# the `{{kind}}` world of wit/plugin.wit plus the WASI filesystem.
 #
 # jco is taken from, in this order:
 #   ./node_modules      after `npm install`: the versions package.json pins
@@ -47,11 +47,11 @@ for pkg in "$wasi"/wasi-*; do
   cp "$pkg"/*.wit "build/wit/deps/$(basename "$pkg")/"
 done
 
-# componentize-js evaluates check.js once at build time and snapshots the
+# componentize-js evaluates {{kind}}.js once at build time and snapshots the
 # engine, so an error at the top level of the module shows up here.
 # `--disable http fetch-event` leaves out fetch(), whose wasi:http imports
 # the runner would refuse.
-"$jco" componentize check.js --wit build/wit --world-name check \
+"$jco" componentize {{kind}}.js --wit build/wit --world-name {{kind}} \
   --disable http fetch-event -o "{{name}}.wasm.tmp" >/dev/null
 mv "{{name}}.wasm.tmp" "{{name}}.wasm"
 echo "build.sh: built {{name}}.wasm ($(wc -c <"{{name}}.wasm") bytes)" >&2
