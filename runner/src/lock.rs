@@ -101,18 +101,8 @@ pub fn write(plan: &Plan) -> Result<Written, Diagnostics> {
         "# Written by `cleanroom lock`: the sha256 of every plugin, per pipeline.\n\
          # `cleanroom run --locked` refuses to run when a plugin differs. Commit this file.\n{body}"
     );
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let written = tempfile::NamedTempFile::new_in(dir)
-        .and_then(|mut tmp| {
-            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path).map_err(|e| e.error)
-        })
-        .map_err(|e| lock_error(&path, format!("cannot write the lock file: {e}")));
-    written?;
+    crate::cache::write_atomic_mode(&path, text.as_bytes(), 0o644)
+        .map_err(|e| lock_error(&path, format!("cannot write the lock file: {e}")))?;
     Ok(Written { path, pinned, changed })
 }
 

@@ -34,7 +34,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Reads every secret `plan` declares.
+    /// Reads every secret a step of `plan` is granted.
     ///
     /// # Errors
     /// A `CR027` diagnostic per secret whose variable is unset, whose file
@@ -43,7 +43,17 @@ impl Secrets {
     pub fn read(plan: &Plan) -> Result<Secrets, Diagnostics> {
         let mut diags = Diagnostics::default();
         let mut values = BTreeMap::new();
-        for (name, spec) in &plan.secrets {
+        // Only secrets a step of this plan is granted: `run --only lint`
+        // needs no API key for the agent it does not run.
+        let granted: std::collections::BTreeSet<&str> = plan
+            .steps
+            .iter()
+            .flat_map(|step| {
+                let headers = step.grant.http.iter().flat_map(|h| h.headers.iter().map(|h| h.secret.as_str()));
+                step.grant.secret_env.iter().map(String::as_str).chain(headers)
+            })
+            .collect();
+        for (name, spec) in plan.secrets.iter().filter(|(name, _)| granted.contains(name.as_str())) {
             let value = match spec {
                 SecretSpec::Env(var) => std::env::var(var).map_err(|_| {
                     Diagnostic::new(Code::CR027, format!("secret `{name}`: environment variable `{var}` is not set"))

@@ -31,13 +31,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8], executable: bool) -> Result<
             .hint("check that the directory is writable")
             .into()
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir).map_err(fail)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(fail)?;
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if executable { 0o755 } else { 0o644 };
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
+    fs_err::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(fail)?;
+    crate::cache::write_atomic_mode(path, bytes, if executable { 0o755 } else { 0o644 }).map_err(fail)?;
     Ok(())
 }

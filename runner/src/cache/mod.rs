@@ -74,10 +74,18 @@ pub fn read_private(file: &Path) -> Option<Vec<u8>> {
 /// # Errors
 /// The I/O error, with the file named.
 pub fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(file, bytes, 0o600)
+}
+
+/// [`write_atomic`] with the file's mode (`cleanroom.lock` and scaffold
+/// files are for people to read and run, not private).
+///
+/// # Errors
+/// The I/O error, with the file named.
+pub fn write_atomic_mode(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let temporary = file.with_extension(format!("tmp{}", std::process::id()));
     let written = (|| {
-        let mut out =
-            fs_err::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?;
+        let mut out = fs_err::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&temporary)?;
         out.write_all(bytes)?;
         out.sync_all()?;
         fs_err::rename(&temporary, file)

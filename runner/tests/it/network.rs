@@ -134,6 +134,9 @@ fn bad_network_and_secret_settings_are_refused_with_positions() {
     let ran = ws.run(&pipeline("[check.c]\nplugin = \"fetch\"\nallow_hosts = [\"https://x.com\"]\nsecrets = [\"KEY\"]\nconfig = { url = \"https://x.com\" }\n"), &["run"]);
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("error[CR027]: secret `KEY`: environment variable `MY_KEY` is not set"), "{ran:?}");
+    // A secret no step of this run is granted is not read at all.
+    let ran = ws.run(&pipeline("[check.c]\nrun = [\"true\"]\n"), &["run"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
 }
 
 /// Run a pipeline that hands a known secret to a guest (as an environment
@@ -198,4 +201,48 @@ fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// TLS is verified: a server whose certificate no public root signed gets a
+/// handshake the runner aborts, and the guest a TLS error, never a response.
+#[test]
+fn https_to_a_server_with_an_untrusted_certificate_is_refused() {
+    use std::sync::{Arc, Mutex};
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&handshakes);
+    std::thread::spawn(move || {
+        if let Some(Ok(mut tcp)) = listener.incoming().next() {
+            let mut tls = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            let result = tls.complete_io(&mut tcp);
+            seen.lock().unwrap().push(format!("{result:?}"));
+        }
+    });
+    let origin = format!("https://127.0.0.1:{port}");
+    let ws = Workspace::new();
+    ws.file(
+        "pipeline.toml",
+        &pipeline(&format!(
+            "[check.tls]\nplugin = \"fetch\"\nallow_hosts = [\"{origin}\"]\nallow_private = true\nconfig = {{ url = \"{origin}/\" }}\n"
+        )),
+    );
+    let ran = run_with_secret(&ws, &["run", "--format", "json"]);
+    let report = ran.json();
+    let tls = step(&report, "tls");
+    assert_eq!(tls["status"], "error", "{ran:?}");
+    assert!(tls["reason"].as_str().unwrap().contains("TlsProtocolError"), "{tls}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let handshakes = handshakes.lock().unwrap();
+    assert_eq!(handshakes.len(), 1, "the runner reached the server");
+    assert!(handshakes[0].starts_with("Err("), "the handshake did not complete: {handshakes:?}");
 }
