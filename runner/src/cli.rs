@@ -513,7 +513,7 @@ fn plugin(action: PluginAction, output: Output) -> i32 {
             for result in &results {
                 let dots = ".".repeat(width.saturating_sub(result.name.len() + 1));
                 let ok = result.problems.is_empty();
-                let word = if ok { style_word(style, "ok", true) } else { style_word(style, "FAILED", false) };
+                let word = style.verdict(ok);
                 text.push_str(&format!("{} {dots} {word}\n", result.name));
                 for problem in &result.problems {
                     text.push_str(&format!("  {problem}\n"));
@@ -533,14 +533,6 @@ fn plugin(action: PluginAction, output: Output) -> i32 {
                 EXIT_FAILED
             }
         }
-    }
-}
-
-fn style_word(style: report::human::Style, word: &str, good: bool) -> String {
-    if style.color {
-        format!("\x1b[{}m{word}\x1b[0m", if good { "32" } else { "1;31" })
-    } else {
-        word.to_string()
     }
 }
 

@@ -49,6 +49,18 @@ pub fn dry_run(plan: &Plan) -> String {
             let names: Vec<&str> = step.grant.env.keys().map(String::as_str).collect();
             let _ = writeln!(out, "       env: {}", names.join(", "));
         }
+        if let Some(http) = &step.grant.http {
+            let origins: Vec<&str> = http.allow.iter().map(|r| r.written.as_str()).collect();
+            let private = if http.allow_private { " (private addresses allowed)" } else { "" };
+            let _ = writeln!(out, "       http: {}{private}", origins.join(", "));
+            for header in &http.headers {
+                let _ =
+                    writeln!(out, "       header: {} from secret {} for {}", header.header, header.secret, header.host);
+            }
+        }
+        if !step.grant.secret_env.is_empty() {
+            let _ = writeln!(out, "       secrets as env: {}", step.grant.secret_env.join(", "));
+        }
         let limits = &step.grant.limits;
         let memory = match step.action {
             Action::Plugin(_) => format!(", memory {}", ByteSize(limits.memory)),

@@ -40,6 +40,15 @@ impl Style {
         self.paint(code, text)
     }
 
+    /// `ok` in green or `FAILED` in red (for `plugin test`).
+    pub fn verdict(&self, ok: bool) -> String {
+        if ok {
+            self.paint("32", "ok")
+        } else {
+            self.paint("1;31", "FAILED")
+        }
+    }
+
     fn paint(&self, code: &str, text: &str) -> String {
         if self.color && !text.is_empty() {
             format!("\x1b[{code}m{text}\x1b[0m")

@@ -375,6 +375,10 @@ fn dry_run_prints_the_plan_and_runs_nothing() {
     assert!(ran.stdout.contains("write: out at /out"), "{ran:?}");
     assert!(!ws.path().join("out/made").exists());
     assert!(!ws.path().join(".cleanroom/runs").exists(), "a dry run records no run");
+    // Network and secret grants are part of what a dry run shows.
+    let agent = cleanroom(&repo(), &["run", "--dry-run", "pipelines/agent.toml"]);
+    assert!(agent.stdout.contains("http: https://api.openai.com\n"), "{agent:?}");
+    assert!(agent.stdout.contains("header: authorization from secret API_KEY for https://api.openai.com"), "{agent:?}");
 }
 
 #[test]
