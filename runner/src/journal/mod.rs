@@ -177,11 +177,7 @@ impl Journal {
     /// # Errors
     /// When writing, syncing or renaming fails.
     pub fn write_report(&self, json: &str) -> io::Result<()> {
-        let temporary = self.dir.join(".report.json.tmp");
-        let mut file = fs_err::File::create(&temporary)?;
-        file.write_all(json.as_bytes())?;
-        file.sync_all()?;
-        fs_err::rename(&temporary, self.dir.join("report.json"))?;
+        crate::cache::write_atomic_mode(&self.dir.join("report.json"), json.as_bytes(), 0o644)?;
         fs_err::File::open(&self.dir)?.sync_all()
     }
 }

@@ -31,6 +31,21 @@ fn pipeline(steps: &str) -> String {
     )
 }
 
+/// Runs one `http_fetch` check `id` allowed to reach `origin` (private
+/// addresses included) that fetches `url`; returns the run and the step's report.
+fn fetch_once(id: &str, origin: &str, url: &str) -> (Ran, serde_json::Value) {
+    let ws = Workspace::new();
+    ws.file(
+        "pipeline.toml",
+        &pipeline(&format!(
+            "[check.{id}]\nplugin = \"fetch\"\nallow_hosts = [\"{origin}\"]\nallow_private = true\nconfig = {{ url = \"{url}\" }}\n"
+        )),
+    );
+    let ran = run_with_secret(&ws, &["run", "--format", "json"]);
+    let report = step(&ran.json(), id).clone();
+    (ran, report)
+}
+
 fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     report["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()
 }
@@ -93,16 +108,7 @@ fn only_allowed_origins_are_reached_and_refusals_are_recorded() {
 fn responses_over_the_size_cap_are_cut() {
     let server = echo_server();
     let origin = server.origin();
-    let ws = Workspace::new();
-    ws.file(
-        "pipeline.toml",
-        &pipeline(&format!(
-            "[check.big]\nplugin = \"fetch\"\nallow_hosts = [\"{origin}\"]\nallow_private = true\nconfig = {{ url = \"{origin}/big\" }}\n"
-        )),
-    );
-    let ran = run_with_secret(&ws, &["run", "--format", "json"]);
-    let report = ran.json();
-    let big = step(&report, "big");
+    let (ran, big) = fetch_once("big", &origin, &format!("{origin}/big"));
     assert_eq!(big["status"], "error", "{ran:?}");
     assert!(big["reason"].as_str().unwrap().contains("reading the body failed after"), "{big}");
 }
@@ -229,16 +235,7 @@ fn https_to_a_server_with_an_untrusted_certificate_is_refused() {
         }
     });
     let origin = format!("https://127.0.0.1:{port}");
-    let ws = Workspace::new();
-    ws.file(
-        "pipeline.toml",
-        &pipeline(&format!(
-            "[check.tls]\nplugin = \"fetch\"\nallow_hosts = [\"{origin}\"]\nallow_private = true\nconfig = {{ url = \"{origin}/\" }}\n"
-        )),
-    );
-    let ran = run_with_secret(&ws, &["run", "--format", "json"]);
-    let report = ran.json();
-    let tls = step(&report, "tls");
+    let (ran, tls) = fetch_once("tls", &origin, &format!("{origin}/"));
     assert_eq!(tls["status"], "error", "{ran:?}");
     assert!(tls["reason"].as_str().unwrap().contains("TlsProtocolError"), "{tls}");
     std::thread::sleep(std::time::Duration::from_millis(100));
