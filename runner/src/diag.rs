@@ -76,6 +76,20 @@ pub enum Code {
     CR027,
     /// An `allow_hosts` or `secret_headers` entry is malformed.
     CR028,
+    /// The runner's state directory (its per-user key) is unusable: it
+    /// lies inside the workspace or under a path a step is granted, is not
+    /// private, or the key cannot be read or created.
+    CR029,
+    /// The cache directory lies inside the workspace or under a path a
+    /// step is granted.
+    CR030,
+    /// `run --resume`: a run's journal fails verification (edited, forged,
+    /// cut short, written with another key), or its directory or events
+    /// file is not a real one.
+    CR031,
+    /// `run --resume`: the pipeline file, a plugin or the configuration
+    /// changed since the run started.
+    CR032,
 }
 
 impl fmt::Display for Code {
