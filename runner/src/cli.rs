@@ -9,6 +9,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -154,12 +155,10 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
-    /// Internal: confine this process as SPEC says and exec the program.
+    /// Internal: confine this process as the JSON spec on stdin says and
+    /// run the program (the spec never goes on argv, which others can read).
     #[command(name = "__jail", hide = true)]
-    Jail {
-        /// The jail spec, as JSON.
-        spec: String,
-    },
+    Jail,
 }
 
 /// `cleanroom plugin` actions.
@@ -283,7 +282,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    if !matches!(cli.command, Command::Jail { .. }) {
+    if !matches!(cli.command, Command::Jail) {
         init_logging(cli.verbose);
     }
     let color_for = |terminal: bool| match cli.color {
@@ -329,7 +328,40 @@ pub fn main() -> i32 {
         Command::Lock { pipeline } => lock(&pipeline.path(), output),
         Command::Plugin { action } => plugin(action, output),
         Command::Cache { action } => cache(action),
-        Command::Jail { spec } => crate::sandbox::jail::enter::main(&spec),
+        Command::Jail => crate::sandbox::jail::enter::main(),
+    }
+}
+
+/// How long a run may take to stop cleanly after Ctrl-C before it is ended
+/// anyway (a step stuck where it cannot be cancelled must not hold it).
+const CTRL_C_GRACE: Duration = Duration::from_secs(10);
+
+/// Ctrl-C must always end a run: the first stops it cleanly (the
+/// executor's own handler); a second one, or the first once
+/// [`CTRL_C_GRACE`] has passed, exits at once with [`EXIT_INTERRUPTED`].
+/// A thread with a runtime of its own watches, so a scheduler whose workers
+/// are all busy cannot delay it; commits replace each file whole, so an exit
+/// mid-commit leaves no half-written file.
+fn exit_on_second_ctrl_c() {
+    let watcher = std::thread::Builder::new().name("ctrl-c".into()).spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async {
+            let kind = tokio::signal::unix::SignalKind::interrupt();
+            let Ok(mut interrupts) = tokio::signal::unix::signal(kind) else { return };
+            if interrupts.recv().await.is_none() {
+                return;
+            }
+            tokio::select! {
+                _ = interrupts.recv() => {}
+                () = tokio::time::sleep(CTRL_C_GRACE) => {}
+            }
+            let _ = std::io::stderr().write_all(b"\ninterrupted: exiting now\n");
+            #[expect(clippy::exit, reason = "a second Ctrl-C ends the process, whatever the run is doing")]
+            std::process::exit(EXIT_INTERRUPTED);
+        });
+    });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch for a second Ctrl-C: {e}");
     }
 }
 
@@ -357,6 +389,7 @@ impl RunCommand {
             return EXIT_OK;
         }
         options.ctrl_c = true;
+        exit_on_second_ctrl_c();
         options.observer = match self.format {
             Format::Jsonl => Some(Arc::new(report::live::EventStream)),
             _ if std::io::stderr().is_terminal() && !output.quiet => Some(Arc::new(report::live::Progress::new())),

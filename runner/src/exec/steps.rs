@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::feedback::Holdout;
 use super::quota::Quota;
@@ -21,7 +21,7 @@ use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport,
 use crate::sandbox::jail::pids::PidsCgroup;
 use crate::sandbox::jail::{self, Bind, JailSpec};
 use crate::sandbox::output::Captured;
-use crate::sandbox::{Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
+use crate::sandbox::{Failure, Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
 
 /// What every step task shares.
 pub(super) struct Context {
@@ -167,8 +167,49 @@ pub(super) fn change_lines(changes: &writes::Changes) -> Vec<String> {
 
 /// Lists an evaluator's scenarios, runs each `repeat` times, and compares
 /// the share of passing scenarios with the threshold.
+///
+/// The step's `timeout` bounds all of it (listing, every run of every
+/// scenario, and the subject runs inside them): each invocation gets what
+/// is left, and the subject never runs past it.
 async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
     let started = Instant::now();
+    let limit = step.grant.limits.timeout;
+    let deadline = started + limit;
+    // A backstop over the whole step: invocations already stop at the
+    // deadline; this also covers time between them.
+    let backstop = limit + Duration::from_secs(1);
+    match tokio::time::timeout(backstop, evaluate_all(context, plugin, step, attempt, started, deadline)).await {
+        Ok(report) => report,
+        Err(_) => StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) },
+    }
+}
+
+/// Why an evaluator step that ran out of time is an error.
+fn step_timed_out(limit: Duration) -> String {
+    format!("timed out after {} (the whole evaluator step, subject runs included)", crate::manifest::DurationSpec(limit))
+}
+
+/// `grant` with its deadline cut to what is left before `deadline`, or
+/// `None` when nothing is left.
+fn remaining(grant: &Grant, deadline: Instant) -> Option<Grant> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let mut grant = grant.clone();
+    grant.limits.timeout = grant.limits.timeout.min(left);
+    Some(grant)
+}
+
+async fn evaluate_all(
+    context: &Context,
+    plugin: &LoadedPlugin,
+    step: &Step,
+    attempt: u32,
+    started: Instant,
+    deadline: Instant,
+) -> StepReport {
+    let limit = step.grant.limits.timeout;
     let Some(evaluation) = &step.evaluation else {
         return error_report(step, "an evaluator without evaluation settings (internal error)".into());
     };
@@ -202,14 +243,20 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
                 }
             };
             match context.sandbox.load_subject(&path, &grant) {
-                Ok(runner) => Some(runner),
+                Ok(runner) => {
+                    runner.set_step_deadline(deadline);
+                    Some(runner)
+                }
                 Err(reason) => return error_report(step, format!("the subject cannot be loaded: {reason}")),
             }
         }
     };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
-    let listed = context.sandbox.run_scenarios(plugin, &step.grant, &invocation, subject.clone()).await;
+    let Some(grant) = remaining(&step.grant, deadline) else {
+        return StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) };
+    };
+    let listed = context.sandbox.run_scenarios(plugin, &grant, &invocation, subject.clone()).await;
     let mut stdout = listed.stdout;
     let mut stderr = listed.stderr;
     let mut denied = listed.denied;
@@ -234,19 +281,31 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
     }
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
-        scenarios.push(
-            run_scenario(
-                context,
-                plugin,
+        let scenario = run_scenario(
+            context,
+            plugin,
+            (step, deadline),
+            evaluation,
+            &name,
+            &invocation,
+            subject.clone(),
+            (&mut stdout, &mut stderr, &mut denied),
+        )
+        .await;
+        let Some(scenario) = scenario else {
+            let mut report = report_with_output(
                 step,
-                evaluation,
-                &name,
-                &invocation,
-                subject.clone(),
-                (&mut stdout, &mut stderr, &mut denied),
-            )
-            .await,
-        );
+                StepStatus::Error,
+                Some(step_timed_out(limit)),
+                stdout,
+                stderr,
+                started.elapsed(),
+            );
+            append_subject_log(&mut report, subject.as_deref());
+            report.denied_requests = denied;
+            return report;
+        };
+        scenarios.push(scenario);
     }
     let passed = scenarios.iter().filter(|s| s.passed).count();
     let satisfaction = passed as f64 / scenarios.len() as f64;
@@ -255,7 +314,20 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
     let mut report = report_with_output(step, status, None, stdout, stderr, started.elapsed());
     report.evaluation = Some(EvaluationReport { satisfaction, threshold: evaluation.threshold, scenarios });
     report.denied_requests = denied;
+    append_subject_log(&mut report, subject.as_deref());
     report
+}
+
+/// Adds the subject's failed runs, with wasmtime's words, to the step's
+/// stderr: for humans only (stderr never reaches a stage).
+fn append_subject_log(report: &mut StepReport, subject: Option<&crate::sandbox::SubjectRunner>) {
+    let Some(subject) = subject else { return };
+    for line in subject.take_log() {
+        if !report.stderr.is_empty() && !report.stderr.ends_with('\n') {
+            report.stderr.push('\n');
+        }
+        report.stderr.push_str(&format!("cleanroom: {line}\n"));
+    }
 }
 
 /// Runs one scenario `repeat` times, each in a fresh instance.
@@ -266,24 +338,28 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
 async fn run_scenario(
     context: &Context,
     plugin: &LoadedPlugin,
-    step: &Step,
+    (step, deadline): (&Step, Instant),
     evaluation: &Evaluation,
     name: &str,
     invocation: &Invocation,
     subject: Option<Arc<crate::sandbox::SubjectRunner>>,
     (stdout, stderr, denied): (&mut Captured, &mut Captured, &mut Vec<String>),
-) -> ScenarioReport {
+) -> Option<ScenarioReport> {
     let mut passes = 0;
     let mut first_failure: Option<(String, String)> = None;
     let mut last = (String::new(), String::new());
     for _ in 0..evaluation.repeat {
-        let outcome = context.sandbox.run_evaluate(plugin, &step.grant, name, invocation, subject.clone()).await;
+        let grant = remaining(&step.grant, deadline)?;
+        let outcome = context.sandbox.run_evaluate(plugin, &grant, name, invocation, subject.clone()).await;
         append(stdout, outcome.stdout, step.grant.limits.output);
         append(stderr, outcome.stderr, step.grant.limits.output);
         denied.extend(outcome.denied);
         let (passed, summary, detail) = match outcome.result {
             Ok(verdict) => (verdict.passed, verdict.summary, verdict.detail),
-            Err(failure) => (false, format!("the evaluator {failure}"), String::new()),
+            // Fixed words in the summary (it may reach the stage); the
+            // evaluator's or wasmtime's own text only in the detail.
+            Err(Failure::Timeout(_)) if Instant::now() >= deadline => return None,
+            Err(failure) => (false, format!("the evaluator {}", failure.category()), failure.to_string()),
         };
         if passed {
             passes += 1;
@@ -294,7 +370,7 @@ async fn run_scenario(
     }
     let passed = passes >= evaluation.require;
     let (summary, detail) = if passed { last } else { first_failure.unwrap_or(last) };
-    ScenarioReport { name: name.to_string(), runs: evaluation.repeat, passes, passed, summary, detail }
+    Some(ScenarioReport { name: name.to_string(), runs: evaluation.repeat, passes, passed, summary, detail })
 }
 
 fn dedupe(names: Vec<String>) -> Vec<String> {
@@ -310,7 +386,9 @@ fn append(into: &mut Captured, from: Captured, cap: u64) {
 }
 
 /// Runs a native program in the jail on staged copies of its write mounts;
-/// commits the writes only if it exits 0.
+/// commits the writes only if it exits 0. A program killed by a signal is an
+/// error (not a verdict on its inputs, so never cached); a failed exit status
+/// is a failure.
 async fn run_command_step(
     context: &Context,
     program: &std::path::Path,
@@ -328,6 +406,12 @@ async fn run_command_step(
         Ok(temp) => temp,
         Err(e) => return error_report(step, format!("could not create its temporary directory: {e}")),
     };
+    // Empty stand-ins mounted over what the program must not see (the run
+    // directory, credential files), outside anything it may write.
+    let views = match empty_views() {
+        Ok(views) => views,
+        Err(e) => return error_report(step, format!("could not prepare its view of the host: {e}")),
+    };
     // A bind mount needs a mount point: create missing write directories for
     // the run, and remove them again unless the writes are committed.
     let mut mount_points = Vec::new();
@@ -343,20 +427,36 @@ async fn run_command_step(
     }
     if step.kind == StepKind::Stage {
         env.push(("CLEANROOM_ATTEMPT".into(), attempt.to_string()));
-        env.push(("CLEANROOM_FEEDBACK".into(), feedback.join("\n")));
+        match feedback_env(feedback, temp.path()) {
+            Ok(vars) => env.extend(vars),
+            Err(e) => return error_report(step, format!("could not write its feedback file: {e}")),
+        }
+    }
+    for name in &step.grant.secret_env {
+        let Some(value) = context.secrets.value(name) else {
+            return error_report(step, format!("secret `{name}` was not read (internal error)"));
+        };
+        env.push((name.clone(), value.to_string()));
     }
     let pids = PidsCgroup::create(step.grant.limits.pids);
     let reads = step.grant.mounts.iter().filter(|m| !m.writable).map(|m| m.host.clone());
     // A mount of the workspace root must not show the run directory: an
-    // empty directory is mounted over it inside the jail.
+    // empty read-only directory is mounted over it inside the jail. A
+    // writable root mount is a staged copy, which gets an empty mount point
+    // for it (the commit accepts nothing else there).
     let run_dir = context.workspace.join(crate::plan::mounts::RUN_DIR);
     let shadow = (step.grant.mounts.iter().any(|m| m.rel == ".") && run_dir.is_dir())
-        .then(|| Bind { staged: temp.path().join(".empty-run-dir"), target: run_dir });
-    if let Some(bind) = &shadow {
-        if let Err(e) = fs_err::create_dir(&bind.staged) {
-            return error_report(step, format!("could not prepare its view of the workspace: {e}"));
+        .then(|| Bind { staged: views.path().join("dir"), target: run_dir, read_only: true });
+    let mut binds: Vec<Bind> = Vec::new();
+    for (copy, target) in staged.binds() {
+        if shadow.is_some() && target == context.workspace {
+            if let Err(e) = fs_err::create_dir(copy.join(crate::plan::mounts::RUN_DIR)) {
+                return error_report(step, format!("could not prepare its view of the workspace: {e}"));
+            }
         }
+        binds.push(Bind { staged: copy, target, read_only: false });
     }
+    binds.extend(shadow);
     let spec = JailSpec {
         program: program.to_path_buf(),
         args: args.to_vec(),
@@ -371,14 +471,16 @@ async fn run_command_step(
             .map(|m| m.host.clone())
             .chain([temp.path().to_path_buf()])
             .collect(),
-        binds: staged.binds().into_iter().map(|(staged, target)| Bind { staged, target }).chain(shadow).collect(),
+        binds,
         network: step.grant.network,
         allow_unjailed: context.options.allow_unjailed,
         max_file_size: step.grant.limits.max_write,
         cgroup_procs: pids.as_ref().map(PidsCgroup::procs_file),
+        hide: hidden_credentials(&step.grant.tools),
+        empty: Some(views.path().to_path_buf()),
     };
     let limits = &step.grant.limits;
-    let mut quota_dirs: Vec<PathBuf> = spec.binds.iter().map(|b| b.staged.clone()).collect();
+    let mut quota_dirs: Vec<PathBuf> = spec.binds.iter().filter(|b| !b.read_only).map(|b| b.staged.clone()).collect();
     quota_dirs.push(temp.path().to_path_buf());
     let quota = Quota::new(quota_dirs, limits.max_write);
     let started = Instant::now();
@@ -398,6 +500,10 @@ async fn run_command_step(
             report.unjailed = exit.unjailed.clone();
             if exit.success() {
                 committed = commit(staged, &context.workspace, &mut report, None);
+            } else if let (None, Some(signal)) = (exit.code, exit.signal) {
+                // Killed from outside, or by itself: says nothing about its
+                // inputs, so an error (never cached), not a failure.
+                report.reason = Some(format!("`{display}` was killed by signal {signal}{}", last_line(&report)));
             } else {
                 report.status = StepStatus::Failed;
                 report.findings.push(FindingReport {
@@ -415,6 +521,66 @@ async fn run_command_step(
         remove_mount_points(&mount_points);
     }
     report
+}
+
+/// The longest `CLEANROOM_FEEDBACK` value: the kernel refuses any one
+/// environment string over 128 KiB (`MAX_ARG_STRLEN`) with E2BIG.
+const FEEDBACK_ENV_MAX: usize = 96 * 1024;
+
+/// `CLEANROOM_FEEDBACK` (the feedback lines, as many whole lines as fit in
+/// [`FEEDBACK_ENV_MAX`]) and `CLEANROOM_FEEDBACK_FILE` (a file in the
+/// step's temp dir holding all of them), so thousands of lines still reach
+/// the stage and never stop it from starting.
+fn feedback_env(feedback: &[String], temp: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let all = feedback.join("\n");
+    let file = temp.join("cleanroom-feedback.txt");
+    fs_err::write(&file, &all)?;
+    let mut shown = String::new();
+    for line in feedback {
+        if shown.len() + line.len() + 1 > FEEDBACK_ENV_MAX {
+            break;
+        }
+        if !shown.is_empty() {
+            shown.push('\n');
+        }
+        shown.push_str(line);
+    }
+    Ok(vec![
+        ("CLEANROOM_FEEDBACK".into(), shown),
+        ("CLEANROOM_FEEDBACK_FILE".into(), file.display().to_string()),
+    ])
+}
+
+/// A private directory holding an empty file `file` and an empty directory
+/// `dir`, read-only, for the jail to mount over what must look empty.
+fn empty_views() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let views = tempfile::Builder::new().prefix("cleanroom-view-").tempdir()?;
+    fs_err::write(views.path().join("file"), "")?;
+    fs_err::create_dir(views.path().join("dir"))?;
+    fs_err::set_permissions(views.path().join("file"), std::fs::Permissions::from_mode(0o444))?;
+    fs_err::set_permissions(views.path().join("dir"), std::fs::Permissions::from_mode(0o555))?;
+    Ok(views)
+}
+
+/// The well-known credential files ([`crate::plan::command::HIDDEN_CREDENTIALS`],
+/// under `$HOME`) that exist and lie inside a granted tools path without
+/// being one: the jail covers them with an empty stand-in. Canonical paths,
+/// so a link inside a tool directory hides what it points at.
+fn hidden_credentials(tools: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from) else {
+        return Vec::new();
+    };
+    let mut hidden = Vec::new();
+    for rel in crate::plan::command::HIDDEN_CREDENTIALS {
+        let Ok(path) = fs_err::canonicalize(home.join(rel)) else { continue };
+        let granted_itself = tools.iter().any(|t| *t == path);
+        let under_a_tool = tools.iter().any(|t| path.starts_with(t));
+        if under_a_tool && !granted_itself && !hidden.contains(&path) {
+            hidden.push(path);
+        }
+    }
+    hidden
 }
 
 /// Read mounts that did not exist when the plan was made (a step this one

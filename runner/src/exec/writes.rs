@@ -2,28 +2,53 @@
 //! mounts, and the workspace changes only when the step succeeds.
 //!
 //! [`stage`] copies each writable mount into a fresh temporary directory
-//! (regular files and directories; symlinks are neither copied nor ever
-//! touched) and remembers what it copied. [`Staged::commit`] applies the
-//! difference to the workspace: new or changed files are written to a
-//! temporary name beside their destination and renamed over it, so each file
-//! is either fully old or fully new even if the runner dies mid-commit; files
-//! and directories the step deleted are removed. Dropping a [`Staged`]
-//! without committing discards everything.
+//! (regular files and directories; symlinks, FIFOs, sockets and devices are
+//! neither copied nor ever touched) and remembers what it copied.
+//! [`Staged::commit`] applies the difference to the workspace in two
+//! passes: the first reads every changed file and checks every change, the
+//! second writes. Anything wrong (a FIFO, socket or device where a file
+//! should be, a change under the run directory `.cleanroom/`) is refused in
+//! the first pass, so the workspace is then unchanged. New or changed files
+//! are written to a temporary name and renamed over their destination, so
+//! each file is either fully old or fully new even if the runner dies
+//! mid-commit; files and directories the step deleted are removed. Dropping
+//! a [`Staged`] without committing discards everything.
+//!
+//! Nothing a stage writes raises privileges: every committed, replayed or
+//! cached file gets at most [`MAX_MODE`] (no setuid, setgid or sticky bit,
+//! no group or other write), directories the commit creates likewise, and
+//! staged copies never carry such bits into the jail.
 //!
 //! Both sides are read and written through cap-std `Dir`s, never ambient
 //! paths: a symlink the step planted in its output cannot redirect the host
-//! to a file outside the mount.
+//! to a file outside the mount. Every file is opened with `O_NOFOLLOW` and
+//! `O_NONBLOCK` and checked on the open handle (`fstat`) to be a regular
+//! file, so a FIFO swapped in for a file can neither block the commit nor be
+//! committed; and the commit has a deadline ([`COMMIT_DEADLINE`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, PermissionsExt};
+use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, File, FileType, FileTypeExt, OpenOptions, OpenOptionsExt, PermissionsExt};
+use nix::fcntl::OFlag;
 use sha2::{Digest, Sha256};
 
 use crate::plan::mounts::RUN_DIR;
 use crate::plan::Mount;
+
+/// The most permission bits a committed, replayed or staged file (or a
+/// directory the commit creates) may have: `rwxr-xr-x`. A stage must not
+/// leave a setuid program for a later step (or the user) to run, nor a file
+/// other users may change.
+pub const MAX_MODE: u32 = 0o755;
+
+/// How long a commit (or a cached replay) may take before it stops with an
+/// error: it reads only regular files without blocking, so only a machine
+/// in trouble, or a huge output, gets near it.
+pub const COMMIT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What a staged file looked like when it was copied, to detect changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +82,11 @@ pub struct Changes {
     pub ignored_links: Vec<String>,
 }
 
+/// `mode` without anything above [`MAX_MODE`] (and without the file type).
+pub fn safe_mode(mode: u32) -> u32 {
+    mode & MAX_MODE
+}
+
 /// Copies every writable mount in `mounts` into a private directory.
 ///
 /// # Errors
@@ -80,6 +110,18 @@ pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
     Ok(staged)
 }
 
+/// One change the commit will make, checked before any is made.
+#[derive(Debug)]
+enum Op {
+    /// Create a directory (removing a file of that name first).
+    MakeDir(PathBuf),
+    /// Write a changed file from the copy (removing a directory of that name
+    /// first when `was_dir`).
+    Write { path: PathBuf, sha256: [u8; 32], mode: u32, was_dir: bool },
+    /// Remove what the step deleted.
+    Remove { path: PathBuf, dir: bool },
+}
+
 impl Staged {
     /// `(private copy, workspace path)` for each staged mount, for the jail
     /// to mount the copy where the program expects the workspace path.
@@ -90,8 +132,11 @@ impl Staged {
     /// Applies the private copies' changes to the workspace.
     ///
     /// # Errors
-    /// An I/O error naming the file that could not be written; files already
-    /// committed stay committed, each one whole.
+    /// An I/O error naming the file at fault. A refused change (a FIFO,
+    /// socket or device in the output, a change under `.cleanroom/`) or
+    /// an unreadable file is found before anything is written, and then
+    /// nothing is committed; a failure while writing leaves the files
+    /// already committed, each one whole.
     ///
     /// Each new file is first written whole to `scratch` (the run's
     /// `.cleanroom/tmp/`) and then renamed into place, so a crash leaves no
@@ -99,30 +144,50 @@ impl Staged {
     /// run directory. Where `scratch` is on another filesystem, the
     /// temporary file is written beside its destination instead.
     pub fn commit(self, scratch: &Path) -> io::Result<Changes> {
+        let deadline = Instant::now() + COMMIT_DEADLINE;
         let mut changes = Changes::default();
+        // First pass: read and check everything, write nothing.
+        let mut plans = Vec::with_capacity(self.mounts.len());
+        for staged in &self.mounts {
+            let ops = plan_mount(staged, deadline, &mut changes)
+                .map_err(|e| io::Error::new(e.kind(), format!("{e}; nothing was committed")))?;
+            plans.push(ops);
+        }
+        // Second pass: write.
         fs_err::create_dir_all(scratch)?;
         let scratch = open(scratch)?;
-        for staged in &self.mounts {
-            fs_err::create_dir_all(&staged.mount.host)?;
+        for (staged, ops) in self.mounts.iter().zip(plans) {
+            make_write_dir(&staged.mount.host)?;
             let workspace = open(&staged.mount.host)?;
             let copy = open(staged.copy.path())?;
-            let prefix = if staged.mount.rel == "." { String::new() } else { format!("{}/", staged.mount.rel) };
-            let mut seen = BTreeSet::new();
             let target = Target { workspace: &workspace, scratch: &scratch };
-            apply_tree(&copy, &target, Path::new(""), &staged.initial, &mut seen, &prefix, &mut changes)?;
-            // Deepest first, so a removed directory's files are counted before it.
-            for (path, entry) in staged.initial.iter().rev() {
-                if seen.contains(path) {
-                    continue;
-                }
-                let removed = match entry {
-                    Entry::Dir => workspace.remove_dir_all(path),
-                    Entry::File { .. } => workspace.remove_file(path),
-                };
-                match removed {
-                    Ok(()) => changes.removed.push(format!("{prefix}{}", path.display())),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+            let prefix = prefix_of(&staged.mount);
+            for op in ops {
+                past(deadline, &prefix)?;
+                match op {
+                    Op::MakeDir(path) => {
+                        replace_non_dir(&workspace, &path)?;
+                        create_dirs(&workspace, &path)?;
+                    }
+                    Op::Write { path, sha256, mode, was_dir } => {
+                        if was_dir {
+                            workspace.remove_dir_all(&path)?;
+                        }
+                        let shown = format!("{prefix}{}", path.display());
+                        let (mut source, _) = open_regular(&copy, &path, &shown)?;
+                        target.replace(&path, &mut source, &shown, sha256, mode, deadline)?;
+                    }
+                    Op::Remove { path, dir } => {
+                        let removed = if dir { workspace.remove_dir_all(&path) } else { workspace.remove_file(&path) };
+                        match removed {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                                let shown = format!("{prefix}{}", path.display());
+                                changes.removed.retain(|r| *r != shown);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
                 }
             }
         }
@@ -133,6 +198,201 @@ impl Staged {
     }
 }
 
+/// `out/` for a mount of `out`, nothing for the workspace root.
+fn prefix_of(mount: &Mount) -> String {
+    if mount.rel == "." {
+        String::new()
+    } else {
+        format!("{}/", mount.rel)
+    }
+}
+
+/// The first pass of a commit for one mount: what to do, in order, with
+/// every file read and checked; `changes` records it.
+fn plan_mount(staged: &StagedMount, deadline: Instant, changes: &mut Changes) -> io::Result<Vec<Op>> {
+    refuse_run_dir_mount(&staged.mount)?;
+    let copy = open(staged.copy.path())?;
+    let prefix = prefix_of(&staged.mount);
+    let mut walk = Walk {
+        initial: &staged.initial,
+        seen: BTreeSet::new(),
+        prefix: &prefix,
+        is_root_mount: staged.mount.rel == ".",
+        in_run_dir: staged.mount.rel.split('/').next() == Some(RUN_DIR),
+        deadline,
+        ops: Vec::new(),
+    };
+    walk.tree(&copy, Path::new(""), changes)?;
+    // Deepest first, so a removed directory's files are counted before it.
+    for (path, entry) in staged.initial.iter().rev() {
+        if walk.seen.contains(path) {
+            continue;
+        }
+        changes.removed.push(format!("{prefix}{}", path.display()));
+        walk.ops.push(Op::Remove { path: path.clone(), dir: *entry == Entry::Dir });
+    }
+    Ok(walk.ops)
+}
+
+/// A mount whose host directory lies in the workspace's run directory
+/// (however it is spelt or linked) is never written.
+fn refuse_run_dir_mount(mount: &Mount) -> io::Result<()> {
+    let depth = Path::new(&mount.rel).components().filter(|c| matches!(c, Component::Normal(_))).count();
+    let Some(workspace) = mount.host.ancestors().nth(depth) else { return Ok(()) };
+    let run_dir = workspace.join(RUN_DIR);
+    let (Ok(host), Ok(run_dir)) = (fs_err::canonicalize(&mount.host), fs_err::canonicalize(&run_dir)) else {
+        return Ok(());
+    };
+    if host.starts_with(&run_dir) {
+        return Err(io::Error::other(format!(
+            "`{}` resolves into the run directory `{RUN_DIR}/`, which no step may change",
+            mount.rel
+        )));
+    }
+    Ok(())
+}
+
+/// The first pass's walk over one private copy.
+struct Walk<'a> {
+    initial: &'a BTreeMap<PathBuf, Entry>,
+    seen: BTreeSet<PathBuf>,
+    prefix: &'a str,
+    /// The mount is the workspace root, whose `.cleanroom` is the run directory.
+    is_root_mount: bool,
+    /// The mount itself is inside the run directory.
+    in_run_dir: bool,
+    deadline: Instant,
+    ops: Vec<Op>,
+}
+
+impl Walk<'_> {
+    fn tree(&mut self, copy: &Dir, rel: &Path, changes: &mut Changes) -> io::Result<()> {
+        for entry in copy.entries()? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let path = rel.join(&name);
+            let shown = format!("{}{}", self.prefix, path.display());
+            past(self.deadline, &shown)?;
+            let kind = entry.file_type()?;
+            let under_run_dir = self.in_run_dir || (self.is_root_mount && rel.as_os_str().is_empty() && name == RUN_DIR);
+            if under_run_dir {
+                // The empty mount point the jail shadows the run directory
+                // with is all a root mount may hold there.
+                let empty_mount_point = !self.in_run_dir
+                    && kind.is_dir()
+                    && copy.read_dir(&name).map(|mut e| e.next().is_none()).unwrap_or(false);
+                if empty_mount_point {
+                    continue;
+                }
+                return Err(io::Error::other(format!(
+                    "`{shown}` is in the run directory `{RUN_DIR}/`, which no step may change"
+                )));
+            }
+            if kind.is_dir() {
+                if self.initial.get(&path) != Some(&Entry::Dir) {
+                    self.ops.push(Op::MakeDir(path.clone()));
+                }
+                self.seen.insert(path.clone());
+                let sub = open_subdir(copy, Path::new(&name))?;
+                self.tree(&sub, &path, changes)?;
+            } else if kind.is_file() {
+                self.seen.insert(path.clone());
+                let (mut file, meta) = open_regular(copy, Path::new(&name), &shown)?;
+                let sha256 = hash(&mut file, &shown, self.deadline)?;
+                let mode = safe_mode(meta.permissions().mode());
+                let now = Entry::File { sha256, mode };
+                let before = self.initial.get(&path);
+                if before == Some(&now) {
+                    continue;
+                }
+                self.ops.push(Op::Write { path: path.clone(), sha256, mode, was_dir: before == Some(&Entry::Dir) });
+                changes.written.push(shown);
+            } else if kind.is_symlink() {
+                changes.ignored_links.push(shown);
+            } else {
+                return Err(not_regular(&shown, kind));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `` `out/x` is a FIFO, not a regular file ``.
+fn not_regular(shown: &str, kind: FileType) -> io::Error {
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_symlink() {
+        "a symlink"
+    } else {
+        "not a file"
+    };
+    io::Error::other(format!("`{shown}` is {what}, not a regular file"))
+}
+
+/// Opens `path` in `dir` for reading without following a symlink in its
+/// last component and without blocking (a FIFO opens at once), and checks
+/// on the open handle that it is a regular file.
+fn open_regular(dir: &Dir, path: &Path, shown: &str) -> io::Result<(File, cap_std::fs::Metadata)> {
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits());
+    let file = match dir.open_with(path, &options) {
+        Ok(file) => file,
+        // A socket cannot be opened at all; a symlink is refused by O_NOFOLLOW.
+        Err(e) => {
+            return Err(match dir.symlink_metadata(path) {
+                Ok(meta) if !meta.is_file() => not_regular(shown, meta.file_type()),
+                _ => io::Error::new(e.kind(), format!("cannot read `{shown}`: {e}")),
+            })
+        }
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(shown, meta.file_type()));
+    }
+    Ok((file, meta))
+}
+
+/// Stops with an error once `deadline` has passed.
+fn past(deadline: Instant, at: &str) -> io::Result<()> {
+    if Instant::now() > deadline {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the commit took longer than {} s (at `{at}`)", COMMIT_DEADLINE.as_secs()),
+        ));
+    }
+    Ok(())
+}
+
+/// The sha256 of what is left to read in `file`, copying it to `sink`.
+fn copy_hashing(file: &mut File, sink: &mut dyn Write, shown: &str, deadline: Instant) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        past(deadline, shown)?;
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read `{shown}`: {e}"))),
+        };
+        hasher.update(&buffer[..n]);
+        sink.write_all(&buffer[..n])?;
+    }
+    Ok(hasher.finalize().into())
+}
+
+fn hash(file: &mut File, shown: &str, deadline: Instant) -> io::Result<[u8; 32]> {
+    copy_hashing(file, &mut io::sink(), shown, deadline)
+}
+
 /// A file a stage wrote, as the result cache keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenFile {
@@ -140,7 +400,7 @@ pub struct WrittenFile {
     pub path: String,
     /// The whole contents.
     pub bytes: Vec<u8>,
-    /// Unix permission bits.
+    /// Unix permission bits (at most [`MAX_MODE`]).
     pub mode: u32,
 }
 
@@ -160,11 +420,12 @@ fn mount_of<'a, 'r>(mounts: &'a [StagedMount], rel: &'r str) -> io::Result<(&'a 
 
 /// Reads back the files a committed stage wrote (`changes.written`), through
 /// the write mounts' directories: a path that is not a regular file inside
-/// one of them is an error, never followed.
+/// one of them is an error, never followed or waited on.
 ///
 /// # Errors
 /// The first file that cannot be read that way.
 pub fn read_written(mounts: &[Mount], written: &[String]) -> io::Result<Vec<WrittenFile>> {
+    let deadline = Instant::now() + COMMIT_DEADLINE;
     let mut files = Vec::new();
     for rel in written {
         let mount = mounts.iter().filter(|m| m.writable).find_map(|m| inside(m, rel).map(|i| (m, i)));
@@ -172,18 +433,18 @@ pub fn read_written(mounts: &[Mount], written: &[String]) -> io::Result<Vec<Writ
             return Err(io::Error::other(format!("`{rel}` is in none of the step's write mounts")));
         };
         let dir = open(&mount.host)?;
-        let meta = dir.symlink_metadata(inner)?;
-        if !meta.is_file() {
-            return Err(io::Error::other(format!("`{rel}` is not a regular file")));
-        }
-        files.push(WrittenFile { path: rel.clone(), bytes: dir.read(inner)?, mode: meta.permissions().mode() });
+        let (mut file, meta) = open_regular(&dir, Path::new(inner), rel)?;
+        let mut bytes = Vec::new();
+        copy_hashing(&mut file, &mut bytes, rel, deadline)?;
+        files.push(WrittenFile { path: rel.clone(), bytes, mode: safe_mode(meta.permissions().mode()) });
     }
     Ok(files)
 }
 
 /// Makes the workspace what a cached stage left it: stages the write mounts,
 /// writes `files` and removes `removed` in the private copies, and commits
-/// them like any stage's writes (each file whole, or not at all).
+/// them like any stage's writes (each file whole, or not at all; modes at
+/// most [`MAX_MODE`], whatever the cache entry says).
 ///
 /// # Errors
 /// An I/O error; the workspace is then as it was, or has some files whole.
@@ -202,10 +463,10 @@ pub fn replay(mounts: &[Mount], files: &[WrittenFile], removed: &[String], scrat
         let (mount, inner) = mount_of(&staged.mounts, &file.path)?;
         let copy = open(mount.copy.path())?;
         if let Some(parent) = Path::new(inner).parent().filter(|p| !p.as_os_str().is_empty()) {
-            copy.create_dir_all(parent)?;
+            create_dirs(&copy, parent)?;
         }
         copy.write(inner, &file.bytes)?;
-        copy.set_permissions(inner, cap_std::fs::Permissions::from_mode(file.mode))?;
+        copy.set_permissions(inner, cap_std::fs::Permissions::from_mode(safe_mode(file.mode)))?;
     }
     staged.commit(scratch)
 }
@@ -214,8 +475,58 @@ fn open(path: &Path) -> io::Result<Dir> {
     Dir::open_ambient_dir(path, ambient_authority())
 }
 
+/// Opens the directory `name` in `dir`, never through a symlink.
+fn open_subdir(dir: &Dir, name: &Path) -> io::Result<Dir> {
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW).bits());
+    Ok(Dir::from_std_file(dir.open_with(name, &options)?.into_std()))
+}
+
+/// Creates a write mount's host directory (and missing parents), each
+/// `rwxr-xr-x` at most.
+fn make_write_dir(host: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(MAX_MODE)
+        .create(host)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot create `{}`: {e}", host.display())))
+}
+
+/// Creates `path` in `dir` and any missing parents, each `rwxr-xr-x` at
+/// most (the umask may take more away).
+fn create_dirs(dir: &Dir, path: &Path) -> io::Result<()> {
+    let mut builder = DirBuilder::new();
+    builder.mode(MAX_MODE);
+    let mut so_far = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => so_far.push(name),
+            Component::RootDir | Component::CurDir => continue,
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(io::Error::other(format!("`{}` is not a plain path", path.display())))
+            }
+        }
+        match dir.create_dir_with(&so_far, &builder) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.symlink_metadata(&so_far)?.is_dir() => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // A symlink to a directory (the workspace may hold one on
+                // the way to a write mount): cap-std follows it only inside.
+                if !dir.metadata(&so_far)?.is_dir() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Copies `source` into `target`; at the workspace root (`is_root`) the run
-/// directory is left out.
+/// directory is left out. Only regular files (opened without following or
+/// blocking) and directories are copied; modes lose anything above
+/// [`MAX_MODE`].
 fn copy_tree(
     source: &Dir,
     target: &Dir,
@@ -223,6 +534,7 @@ fn copy_tree(
     initial: &mut BTreeMap<PathBuf, Entry>,
     is_root: bool,
 ) -> io::Result<()> {
+    let far = Instant::now() + Duration::from_secs(24 * 3600);
     for entry in source.entries()? {
         let entry = entry?;
         let name = entry.file_name();
@@ -234,13 +546,20 @@ fn copy_tree(
         if kind.is_dir() {
             target.create_dir(&name)?;
             initial.insert(path.clone(), Entry::Dir);
-            copy_tree(&source.open_dir(&name)?, &target.open_dir(&name)?, &path, initial, false)?;
+            copy_tree(&open_subdir(source, Path::new(&name))?, &target.open_dir(&name)?, &path, initial, false)?;
         } else if kind.is_file() {
-            let bytes = source.read(&name)?;
-            let mode = source.symlink_metadata(&name)?.permissions().mode();
-            target.write(&name, &bytes)?;
+            let shown = path.display().to_string();
+            let Ok((mut file, meta)) = open_regular(source, Path::new(&name), &shown) else {
+                // Swapped for something else since it was listed: not copied.
+                continue;
+            };
+            let mode = safe_mode(meta.permissions().mode());
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true).mode(0o600);
+            let mut copy = target.open_with(&name, &options)?;
+            let sha256 = copy_hashing(&mut file, &mut copy, &shown, far)?;
             target.set_permissions(&name, cap_std::fs::Permissions::from_mode(mode))?;
-            initial.insert(path, Entry::File { sha256: Sha256::digest(&bytes).into(), mode });
+            initial.insert(path, Entry::File { sha256, mode });
         }
     }
     Ok(())
@@ -253,20 +572,46 @@ struct Target<'d> {
 }
 
 impl Target<'_> {
-    /// Writes `bytes` with `mode` to `path` atomically.
-    fn replace(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    /// Writes what is left in `source` with `mode` to `path` atomically,
+    /// checking it is still what the first pass read (`sha256`).
+    fn replace(
+        &self,
+        path: &Path,
+        source: &mut File,
+        shown: &str,
+        sha256: [u8; 32],
+        mode: u32,
+        deadline: Instant,
+    ) -> io::Result<()> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let temporary = format!("commit-{}-{n}", std::process::id());
-        self.scratch.write(&temporary, bytes)?;
-        self.scratch.set_permissions(&temporary, cap_std::fs::Permissions::from_mode(mode))?;
+        let temporary = PathBuf::from(format!("commit-{}-{n}", std::process::id()));
+        let write_to = |dir: &Dir, name: &Path, source: &mut File| -> io::Result<()> {
+            let mut options = OpenOptions::new();
+            options.write(true).create(true).truncate(true).mode(0o600);
+            let mut file = dir.open_with(name, &options)?;
+            let written = copy_hashing(source, &mut file, shown, deadline);
+            match written {
+                Ok(digest) if digest == sha256 => {}
+                Ok(_) => {
+                    let _ = dir.remove_file(name);
+                    return Err(io::Error::other(format!("`{shown}` changed while it was committed")));
+                }
+                Err(e) => {
+                    let _ = dir.remove_file(name);
+                    return Err(e);
+                }
+            }
+            dir.set_permissions(name, cap_std::fs::Permissions::from_mode(safe_mode(mode)))
+        };
+        write_to(self.scratch, &temporary, source)?;
         match self.scratch.rename(&temporary, self.workspace, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
                 let _ = self.scratch.remove_file(&temporary);
                 let beside = temporary_name(path);
-                self.workspace.write(&beside, bytes)?;
-                self.workspace.set_permissions(&beside, cap_std::fs::Permissions::from_mode(mode))?;
+                source.rewind()?;
+                write_to(self.workspace, &beside, source)?;
                 self.workspace.rename(&beside, self.workspace, path)
             }
             Err(e) => {
@@ -275,48 +620,6 @@ impl Target<'_> {
             }
         }
     }
-}
-
-fn apply_tree(
-    copy: &Dir,
-    target: &Target,
-    rel: &Path,
-    initial: &BTreeMap<PathBuf, Entry>,
-    seen: &mut BTreeSet<PathBuf>,
-    prefix: &str,
-    changes: &mut Changes,
-) -> io::Result<()> {
-    for entry in copy.entries()? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let path = rel.join(&name);
-        let kind = entry.file_type()?;
-        let workspace = target.workspace;
-        if kind.is_dir() {
-            if initial.get(&path) != Some(&Entry::Dir) {
-                replace_non_dir(workspace, &path)?;
-                workspace.create_dir_all(&path)?;
-            }
-            seen.insert(path.clone());
-            apply_tree(&copy.open_dir(&name)?, target, &path, initial, seen, prefix, changes)?;
-        } else if kind.is_file() {
-            seen.insert(path.clone());
-            let bytes = copy.read(&name)?;
-            let mode = copy.symlink_metadata(&name)?.permissions().mode();
-            let now = Entry::File { sha256: Sha256::digest(&bytes).into(), mode };
-            if initial.get(&path) == Some(&now) {
-                continue;
-            }
-            if initial.get(&path) == Some(&Entry::Dir) {
-                workspace.remove_dir_all(&path)?;
-            }
-            target.replace(&path, &bytes, mode)?;
-            changes.written.push(format!("{prefix}{}", path.display()));
-        } else {
-            changes.ignored_links.push(format!("{prefix}{}", path.display()));
-        }
-    }
-    Ok(())
 }
 
 /// Where a directory is about to be created, removes a file of that name.

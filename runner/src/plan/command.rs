@@ -5,7 +5,8 @@
 //! [`DEFAULT_PATH`]) and `HOME` (the runner's home directory path, so tools
 //! find `~/.rustup` and the like when granted), unless the step sets them.
 //! `TMPDIR` is added per run by the jail. Nothing else from the runner's
-//! environment is passed on.
+//! environment is passed on. Well-known credential files under granted
+//! tools are hidden from the program ([`HIDDEN_CREDENTIALS`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,26 @@ use crate::diag::Code;
 
 /// The directories searched for programs after the `tools` bin directories.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Credential files and directories, relative to `$HOME`, that a native
+/// step never sees through a granted `tools` path: granting `~/.cargo` for
+/// `cargo` must not hand over the registry token in
+/// `~/.cargo/credentials.toml`, nor `~/.config` the GitHub CLI's token.
+/// Inside the jail each one that exists under a granted tools path (without
+/// being a tools entry itself) is covered with an empty read-only stand-in
+/// before Landlock applies; granting the path itself, e.g.
+/// `tools = ["~/.ssh"]`, is the explicit way to hand one over.
+pub const HIDDEN_CREDENTIALS: &[&str] = &[
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".ssh",
+    ".aws",
+    ".docker/config.json",
+    ".netrc",
+    ".config/gh",
+    ".npmrc",
+    ".pypirc",
+];
 
 /// A refusal: code, message, hint.
 pub type Refusal = (Code, String, String);

@@ -1,18 +1,34 @@
 //! The jail helper: runs in a fresh, single-threaded `cleanroom __jail`
-//! process, confines itself as the [`JailSpec`] says, then becomes the
-//! program with `exec`.
+//! process, reads its [`JailSpec`] from stdin, confines itself as the spec
+//! says, then starts the program as the child of an init process of its own
+//! PID namespace.
 //!
-//! Order matters: new user, mount and (unless `network`) network namespaces;
-//! uid/gid maps; mounts made private so nothing propagates to the host; each
-//! staged write copy bind-mounted over its workspace path; Landlock rules
-//! (read+execute for reads, tools and system paths; full access for writes,
-//! the private temp dir and a few devices; TCP and signals outside the jail
-//! denied where the kernel supports it); then `exec` with exactly the granted
-//! environment. Doing this in a fresh process rather than between `fork` and
-//! `exec` of the multithreaded runner keeps it free of `unsafe`.
+//! Order matters: the spec is read whole from stdin (never argv, which other
+//! local users can read in `/proc` and which the kernel caps), and fd 0 then
+//! becomes `/dev/null`; the pids cgroup is joined and file sizes capped; new
+//! user, mount and (unless `network`) network namespaces; uid/gid maps;
+//! mounts made private so nothing propagates to the host; a new PID
+//! namespace; each staged write copy bind-mounted over its workspace path
+//! (the run directory shadow read-only on top); credential files under
+//! granted tools hidden ([`crate::plan::command::HIDDEN_CREDENTIALS`]);
+//! Landlock rules (read+execute for reads, tools and system paths; full
+//! access for writes, the private temp dir and a few devices; TCP and signals
+//! outside the jail denied where the kernel supports it). Everything so far
+//! is inherited by what follows.
+//!
+//! Then the helper forks: the child is PID 1 of the new namespace ([`init`]).
+//! It dies with the helper (`PR_SET_PDEATHSIG`), starts the program, reaps
+//! every orphan until the program exits, reports how the program ended on a
+//! close-on-exec pipe and exits. When PID 1 exits, the kernel kills every
+//! other process of the namespace (`setsid` and double-forked daemons
+//! included) and waits for them, so by the time the helper sees PID 1 gone,
+//! nothing the program started is alive. The helper then ends the way the
+//! program did: with its exit code, or killed by the same signal.
 
 use std::ffi::OsStr;
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -20,12 +36,17 @@ use landlock::{
     path_beneath_rules, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, Scope, ABI,
 };
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
-use nix::unistd::{getgid, getuid};
+use nix::sys::signal::Signal;
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{getgid, getuid, Pid};
 
-use super::{JailSpec, JAIL_FAILED_EXIT, MARKER};
+use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER};
 
 /// Read+execute paths every program gets: the system's programs, libraries
 /// and the few files of `/etc` that dynamic linking, users and time zones need.
@@ -58,56 +79,260 @@ pub const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/full"];
 /// control truncation, without which a read-only file could be emptied.
 const MIN_ABI: ABI = ABI::V3;
 
-/// Confines this process as `spec` says and replaces it with the program.
-/// Returns only on failure, with the reason.
+/// The largest spec the helper reads from stdin: far above any real one
+/// (a megabyte of environment), far below what would hurt.
+const MAX_SPEC: u64 = 256 << 20;
+
+/// How the program ended, as PID 1 reports it to the helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Ended {
+    /// The line PID 1 writes on the status pipe.
+    fn encode(self) -> String {
+        match self {
+            Ended::Code(code) => format!("exit {code}\n"),
+            Ended::Signal(signal) => format!("signal {signal}\n"),
+        }
+    }
+
+    /// Reads [`Ended::encode`]'s line back.
+    fn decode(text: &str) -> Option<Ended> {
+        let (kind, number) = text.trim().split_once(' ')?;
+        let number = number.parse().ok()?;
+        match kind {
+            "exit" => Some(Ended::Code(number)),
+            "signal" => Some(Ended::Signal(number)),
+            _ => None,
+        }
+    }
+
+    /// An exit code for a process that cannot die by the signal itself.
+    fn exit_code(self) -> i32 {
+        match self {
+            Ended::Code(code) => code,
+            Ended::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Confines this process as `spec` says, runs the program in a PID
+/// namespace of its own and returns how it ended (the caller exits with
+/// that). Returns `Err` with the reason when the jail cannot be set up.
 ///
 /// With `allow_unjailed`, a part the kernel refuses is skipped (and reported
 /// in an `unjailed` marker) while the other parts still apply, except that a
-/// step with `write` mounts never runs without the mount namespace its
-/// staged copies need.
-pub fn enter(spec: &JailSpec) -> String {
+/// step with `write` mounts (or a run-directory shadow, or credential files
+/// to hide) never runs without the mount namespace those need.
+fn enter(spec: &JailSpec) -> Result<Ended, String> {
     let mut missing = Vec::new();
-    if let Err(reason) = limit_resources(spec) {
-        return reason;
-    }
-    match enter_namespaces(spec.network).and_then(|()| mount_staged_copies(spec)) {
+    limit_resources(spec)?;
+    let needs_mounts = !spec.binds.is_empty() || !spec.hide.is_empty();
+    let mut mount_ns = true;
+    match enter_namespaces(spec.network) {
         Ok(()) => {}
-        Err(reason) if spec.allow_unjailed && spec.binds.is_empty() => missing.push(reason),
-        Err(reason) => return reason,
+        Err(reason) if spec.allow_unjailed && !needs_mounts => {
+            mount_ns = false;
+            missing.push(reason);
+        }
+        Err(reason) => return Err(reason),
+    }
+    let pid_ns = match unshare(CloneFlags::CLONE_NEWPID) {
+        Ok(()) => true,
+        Err(e) => {
+            let reason = format!(
+                "cannot create a PID namespace ({e}), so processes the program starts could outlive it"
+            );
+            if !spec.allow_unjailed {
+                return Err(reason);
+            }
+            missing.push(reason);
+            false
+        }
+    };
+    if mount_ns {
+        mount_views(spec)?;
     }
     match restrict_filesystem(spec) {
         Ok(()) => {}
         Err(reason) if spec.allow_unjailed => missing.push(reason),
-        Err(reason) => return reason,
+        Err(reason) => return Err(reason),
     }
     if !missing.is_empty() {
         eprintln_marker(&format!("unjailed: {}", missing.join("; ")));
     }
-    let error = Command::new(&spec.program)
+    if pid_ns {
+        fork_init(spec)
+    } else {
+        supervise_program(spec)
+    }
+}
+
+/// Forks PID 1 of the new PID namespace, which runs the program ([`init`]),
+/// and waits for it: once it is gone, so is everything the program started.
+#[expect(unsafe_code, reason = "fork in the jail helper, which is single-threaded (see SAFETY)")]
+fn fork_init(spec: &JailSpec) -> Result<Ended, String> {
+    let (status_read, status_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create the status pipe: {e}"))?;
+    // SAFETY: `cleanroom __jail` is a fresh process that starts no threads
+    // (it only parses its spec, makes syscalls and writes files), so the
+    // child of this fork is a complete copy that may allocate, lock and run
+    // any code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("cannot start the PID namespace's init process: {e}")),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(status_read);
+            let ended = init(spec, status_write);
+            // PID 1 leaves through `main`'s return, so the exit below never
+            // runs the helper's code a second time.
+            Ok(ended)
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(status_write);
+            let waited = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break Ended::Code(code),
+                    Ok(WaitStatus::Signaled(_, signal, _)) => break Ended::Signal(signal as i32),
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(format!("cannot wait for the PID namespace's init process: {e}")),
+                }
+            };
+            let mut reported = String::new();
+            let _ = std::fs::File::from(status_read).take(64).read_to_string(&mut reported);
+            // PID 1 killed before it could report (from outside the jail):
+            // the step ends the way PID 1 did.
+            Ok(Ended::decode(&reported).unwrap_or(waited))
+        }
+    }
+}
+
+/// PID 1 of the jail's PID namespace: dies with the helper, runs the
+/// program, reaps every process orphaned into it until the program exits,
+/// writes how it ended to `status` and returns it. Its exit then takes the
+/// whole namespace down.
+fn init(spec: &JailSpec, status: OwnedFd) -> Ended {
+    // If the helper is killed (the runner's deadline), PID 1 follows, and
+    // the namespace with it. (Killed before this line, PID 1 is still in the
+    // helper's process group and pids cgroup, which the runner empties.)
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        eprintln_marker(&format!("error: cannot tie the init process to the helper: {e}"));
+        return Ended::Code(JAIL_FAILED_EXIT);
+    }
+    let ended = match program_command(spec).spawn() {
+        Err(e) => {
+            eprintln_marker(&format!("error: cannot execute `{}`: {e}", spec.program.display()));
+            Ended::Code(JAIL_FAILED_EXIT)
+        }
+        Ok(child) => {
+            let program = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            loop {
+                match waitpid(None::<Pid>, None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == program => break Ended::Code(code),
+                    Ok(WaitStatus::Signaled(pid, signal, _)) if pid == program => break Ended::Signal(signal as i32),
+                    Ok(_) | Err(Errno::EINTR) => continue,
+                    // No children left: cannot happen while the program
+                    // lives; treat it as a lost program.
+                    Err(_) => break Ended::Code(JAIL_FAILED_EXIT),
+                }
+            }
+        }
+    };
+    let _ = std::fs::File::from(status).write_all(ended.encode().as_bytes());
+    ended
+}
+
+/// Without a PID namespace (`--allow-unjailed` on a kernel without one):
+/// runs the program as a child of the helper and waits for it.
+fn supervise_program(spec: &JailSpec) -> Result<Ended, String> {
+    let status = program_command(spec)
+        .status()
+        .map_err(|e| format!("cannot execute `{}`: {e}", spec.program.display()))?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Ended::Code(code),
+        (None, Some(signal)) => Ended::Signal(signal),
+        (None, None) => Ended::Code(JAIL_FAILED_EXIT),
+    })
+}
+
+/// The program with exactly the granted environment, in its working
+/// directory; stdin is the helper's, which is `/dev/null` by then.
+fn program_command(spec: &JailSpec) -> Command {
+    let mut command = Command::new(&spec.program);
+    command
         .arg0(spec.program.file_name().unwrap_or(OsStr::new("program")))
         .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .exec();
-    format!("cannot execute `{}`: {error}", spec.program.display())
+        .current_dir(&spec.cwd);
+    command
 }
 
-/// Joins the pids cgroup (before anything else, so every child is counted)
-/// and caps the size of any one file the program writes.
+/// Joins the pids cgroup (before anything else, so every child is counted),
+/// caps the size of any one file the program writes, and turns core dumps
+/// off (a crashing program must not write its memory anywhere).
 fn limit_resources(spec: &JailSpec) -> Result<(), String> {
     if let Some(procs) = &spec.cgroup_procs {
         fs_err::write(procs, std::process::id().to_string())
             .map_err(|e| format!("cannot join the pids cgroup: {e}"))?;
     }
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("cannot turn core dumps off: {e}"))?;
     setrlimit(Resource::RLIMIT_FSIZE, spec.max_file_size, spec.max_file_size)
         .map_err(|e| format!("cannot limit file sizes: {e}"))
 }
 
-fn mount_staged_copies(spec: &JailSpec) -> Result<(), String> {
-    for bind in &spec.binds {
-        mount(Some(&bind.staged), &bind.target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+/// Mounts what the program sees differently from the host: staged copies
+/// over their workspace paths (then read-only shadows such as the run
+/// directory's on top), and empty stand-ins over hidden credential files.
+fn mount_views(spec: &JailSpec) -> Result<(), String> {
+    let (shadows, copies): (Vec<&Bind>, Vec<&Bind>) = spec.binds.iter().partition(|b| b.read_only);
+    for bind in copies.into_iter().chain(shadows) {
+        bind_mount(&bind.staged, &bind.target, bind.read_only)
             .map_err(|e| format!("cannot mount the staged copy over `{}`: {e}", bind.target.display()))?;
+    }
+    if spec.hide.is_empty() {
+        return Ok(());
+    }
+    let Some(empty) = &spec.empty else {
+        return Err("credential files to hide, but no empty stand-ins (internal error)".into());
+    };
+    for path in &spec.hide {
+        let meta = match fs_err::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("cannot hide `{}`: {e}", path.display())),
+        };
+        let stand_in = if meta.is_dir() { empty.join("dir") } else { empty.join("file") };
+        bind_mount(&stand_in, path, true).map_err(|e| format!("cannot hide `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Bind-mounts `source` over `target`; with `read_only`, remounts it
+/// read-only, keeping the flags the kernel locks in a user namespace.
+fn bind_mount(source: &Path, target: &Path, read_only: bool) -> Result<(), Errno> {
+    let flags = if read_only { MsFlags::MS_BIND } else { MsFlags::MS_BIND | MsFlags::MS_REC };
+    mount(Some(source), target, None::<&str>, flags, None::<&str>)?;
+    if read_only {
+        let current = statvfs(target)?.flags();
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        for (fs, ms) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if current.contains(fs) {
+                flags |= ms;
+            }
+        }
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)?;
     }
     Ok(())
 }
@@ -182,16 +407,62 @@ fn restrict_filesystem(spec: &JailSpec) -> Result<(), String> {
 
 /// Writes one marker line the parent strips from the captured stderr.
 fn eprintln_marker(text: &str) {
-    use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{MARKER}{text}");
 }
 
-/// Entry point of `cleanroom __jail SPEC`: never returns.
-pub fn main(spec_json: &str) -> i32 {
-    let reason = match serde_json::from_str::<JailSpec>(spec_json) {
-        Ok(spec) => enter(&spec),
-        Err(e) => format!("invalid jail spec: {e}"),
-    };
-    eprintln_marker(&format!("error: {reason}"));
-    JAIL_FAILED_EXIT
+/// Reads the spec from stdin (all of it), then makes fd 0 `/dev/null` so
+/// the program inherits nothing there.
+fn read_spec() -> Result<JailSpec, String> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_SPEC)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the jail spec from stdin: {e}"))?;
+    let null = fs_err::File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(&null).map_err(|e| format!("cannot make stdin /dev/null: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid jail spec: {e}"))
+}
+
+/// Entry point of `cleanroom __jail` (spec on stdin): returns the exit code,
+/// or does not return when the program was killed by a signal (the helper
+/// dies by the same one).
+pub fn main() -> i32 {
+    match read_spec().and_then(|spec| enter(&spec)) {
+        Ok(Ended::Code(code)) => code,
+        Ok(ended @ Ended::Signal(signal)) => {
+            die_by(signal);
+            ended.exit_code()
+        }
+        Err(reason) => {
+            eprintln_marker(&format!("error: {reason}"));
+            JAIL_FAILED_EXIT
+        }
+    }
+}
+
+/// Ends this process with `signal`, as the program ended, so the runner
+/// sees the same wait status. (PID 1 cannot do this: the kernel ignores
+/// the signals an init process sends itself.) Returns only for a signal
+/// whose default action is not to terminate.
+#[expect(unsafe_code, reason = "restoring a signal's default action installs no handler code")]
+fn die_by(signal: i32) {
+    let Ok(signal) = Signal::try_from(signal) else { return };
+    // SAFETY: SIG_DFL runs no code of ours in a signal context.
+    let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+    let _ = nix::sys::signal::raise(signal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_endings_survive_the_status_pipe() {
+        for ended in [Ended::Code(0), Ended::Code(3), Ended::Signal(9)] {
+            assert_eq!(Ended::decode(&ended.encode()), Some(ended));
+        }
+        assert_eq!(Ended::decode(""), None);
+        assert_eq!(Ended::Signal(9).exit_code(), 137);
+    }
 }

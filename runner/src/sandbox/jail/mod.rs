@@ -1,13 +1,17 @@
 //! The kernel jail for native command steps.
 //!
 //! [`run`] starts the `cleanroom` binary itself as a helper (`cleanroom
-//! __jail SPEC`) in a new process group with an empty environment, stdin
-//! closed and stdout/stderr captured with caps; the helper confines itself
-//! ([`enter`]) and becomes the program. When the deadline passes, or when the
-//! program exits, the whole process group is killed, so no child outlives
-//! its step. If the jail cannot be set up, the helper exits with
-//! [`JAIL_FAILED_EXIT`] after a [`MARKER`] line giving the reason, and the
-//! step is an error: the jail fails closed.
+//! __jail`) in a new process group with an empty environment, writes the
+//! [`JailSpec`] to the helper's stdin (never its argv: other local users can
+//! read argv in `/proc`, and the kernel caps its size) and captures
+//! stdout/stderr with caps; the helper confines itself ([`enter`]) and runs
+//! the program under an init process of its own PID namespace, so nothing
+//! the program starts outlives it. When the deadline passes, or when the
+//! helper exits, the whole process group is killed and, as a backstop, every
+//! process still in the step's pids cgroup ([`pids`]); the step is not
+//! reported before that cgroup is empty. If the jail cannot be set up, the
+//! helper exits with [`JAIL_FAILED_EXIT`] after a [`MARKER`] line giving the
+//! reason, and the step is an error: the jail fails closed.
 
 pub mod enter;
 pub mod pids;
@@ -17,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
+use tokio::io::AsyncWriteExt;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +35,9 @@ pub const MARKER: &str = "cleanroom-jail: ";
 pub const JAIL_FAILED_EXIT: i32 = 125;
 /// How long captured pipes may keep draining after the process group is gone.
 const DRAIN: Duration = Duration::from_secs(1);
+/// How long the runner keeps killing what is left in a step's pids cgroup
+/// before it gives up and reports the step as an error.
+const CGROUP_EMPTY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Everything the helper needs to confine and start one program.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +64,16 @@ pub struct JailSpec {
     pub max_file_size: u64,
     /// The `cgroup.procs` file of a pids-limited cgroup to join, if any.
     pub cgroup_procs: Option<PathBuf>,
+    /// Credential files and directories (host paths, under granted tools)
+    /// to cover with an empty stand-in, so a granted tool directory does not
+    /// hand over the tokens kept in it.
+    #[serde(default)]
+    pub hide: Vec<PathBuf>,
+    /// A directory holding the stand-ins for [`JailSpec::hide`]: an empty
+    /// file `file` and an empty directory `dir`, outside anything the
+    /// program may write.
+    #[serde(default)]
+    pub empty: Option<PathBuf>,
 }
 
 /// A staged copy mounted over a workspace path inside the jail.
@@ -65,6 +83,11 @@ pub struct Bind {
     pub staged: PathBuf,
     /// The workspace path where the program sees it.
     pub target: PathBuf,
+    /// Mounted read-only, after (on top of) every writable copy: for
+    /// shadows such as the empty directory over the run directory, which
+    /// the program must neither read nor write.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// How a jailed program ended.
@@ -125,9 +148,8 @@ async fn supervise(
         serde_json::to_string(spec).map_err(|e| Failure::Host(format!("cannot encode the jail spec: {e}")))?;
     let mut child = tokio::process::Command::new(helper)
         .arg("__jail")
-        .arg(spec_json)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -135,9 +157,17 @@ async fn supervise(
         .spawn()
         .map_err(|e| Failure::Host(format!("cannot start the jail helper `{}`: {e}", helper.display())))?;
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    // If this future is dropped (the write quota stopped the step), the
-    // whole process group dies with it.
-    let _group_guard = GroupKill(group);
+    // If this future is dropped (the write quota stopped the step, Ctrl-C),
+    // the whole process group and the pids cgroup die with it.
+    let _group_guard = GroupKill(group, spec.cgroup_procs.clone());
+    // The spec goes through the helper's stdin, closed once written; a
+    // helper that dies early says why on stderr, so a write error is moot.
+    let stdin_task = child.stdin.take().map(|mut stdin| {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(spec_json.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        })
+    });
     let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, sink: &CappedPipe| {
         let mut sink = sink.clone();
         tokio::spawn(async move {
@@ -161,6 +191,12 @@ async fn supervise(
             None
         }
     };
+    if let Some(task) = stdin_task {
+        task.abort();
+    }
+    if let Some(procs) = &spec.cgroup_procs {
+        empty_cgroup(procs).await?;
+    }
     let _ = tokio::time::timeout(DRAIN, out_task).await;
     let _ = tokio::time::timeout(DRAIN, err_task).await;
     match status {
@@ -169,13 +205,49 @@ async fn supervise(
     }
 }
 
-/// Kills a process group when dropped.
-struct GroupKill(Option<Pid>);
+/// Kills every process left in the cgroup whose `cgroup.procs` is `procs`
+/// until it is empty (a process may fork while the list is read: read,
+/// kill, read again). The PID namespace already took everything down; this
+/// is the backstop that holds even if it did not.
+///
+/// # Errors
+/// When processes are still there after [`CGROUP_EMPTY_DEADLINE`]: the step
+/// is then an error, and nothing of it is committed.
+async fn empty_cgroup(procs: &Path) -> Result<(), Failure> {
+    let deadline = Instant::now() + CGROUP_EMPTY_DEADLINE;
+    loop {
+        let left = pids::members(procs);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::Host(format!(
+                "{} of its processes could not be killed (still in {})",
+                left.len(),
+                procs.display()
+            )));
+        }
+        for pid in left {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Kills a process group, and what is in the pids cgroup, when dropped.
+struct GroupKill(Option<Pid>, Option<PathBuf>);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
         if let Some(group) = self.0 {
             let _ = killpg(group, Signal::SIGKILL);
+        }
+        // One synchronous pass (a drop cannot wait): the PID namespace and
+        // the group kill above leave nothing here in practice.
+        if let Some(procs) = &self.1 {
+            for pid in pids::members(procs) {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
         }
     }
 }

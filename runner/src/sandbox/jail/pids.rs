@@ -4,6 +4,10 @@
 //! cgroup instead of the machine. Where no such cgroup can be created (no
 //! controller, or not permitted), there is no pids limit and the process
 //! group kill at the deadline is the only bound; the report says so.
+//!
+//! The cgroup is also the runner's last word on "no process outlives its
+//! step": after the helper exits, [`members`] lists whatever is still in
+//! it, and the runner kills those until none is left.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +46,18 @@ impl PidsCgroup {
     pub fn procs_file(&self) -> PathBuf {
         self.dir.join("cgroup.procs")
     }
+}
+
+/// The processes in the cgroup whose `cgroup.procs` is `procs` (empty when
+/// it cannot be read: a removed cgroup has no members).
+pub fn members(procs: &Path) -> Vec<nix::unistd::Pid> {
+    fs_err::read_to_string(procs)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+        .filter(|&pid| pid > 0)
+        .map(nix::unistd::Pid::from_raw)
+        .collect()
 }
 
 /// Removes the empty cgroups of runners that died without dropping theirs
