@@ -15,6 +15,7 @@ pub mod cli;
 pub mod diag;
 pub mod exec;
 pub mod journal;
+pub mod key;
 pub mod lock;
 pub mod manifest;
 pub mod plan;

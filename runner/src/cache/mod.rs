@@ -38,15 +38,24 @@ pub fn default_dir() -> Option<PathBuf> {
 /// # Errors
 /// A sentence naming the directory and what is wrong with it.
 pub fn private_dir(dir: &Path) -> Result<(), String> {
+    private_dir_for(dir, "cache directory")
+}
+
+/// [`private_dir`] for any private directory of the runner; `what` names
+/// it in the error ("state directory").
+///
+/// # Errors
+/// A sentence naming the directory and what is wrong with it.
+pub fn private_dir_for(dir: &Path, what: &str) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create the cache directory `{}`: {e}", dir.display()))?;
+        .map_err(|e| format!("cannot create the {what} `{}`: {e}", dir.display()))?;
     let meta = fs_err::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if !meta.is_dir() || !is_private(&meta) {
         return Err(format!(
-            "the cache directory `{}` is not a directory owned by this user alone (mode 0700); it is not used",
+            "the {what} `{}` is not a directory owned by this user alone (mode 0700); it is not used",
             dir.display()
         ));
     }

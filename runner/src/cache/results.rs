@@ -14,6 +14,17 @@
 //! about the machine, and are run again. A passed stage's entry also keeps
 //! the files it wrote (by sha256, in `blobs/`) and the paths it removed, so
 //! a hit can [`replay`](crate::exec::writes::replay) them exactly.
+//!
+//! A planted entry must never answer for a step (a `failed` check turned
+//! `passed`, a stage's files swapped), and ownership proves nothing when a
+//! jailed stage runs as the runner's user. So an entry file is
+//! `<mac hex>\n<json>`, the mac being HMAC-SHA256 under the per-user
+//! [`Key`] of a label, the entry's key (its file name: an entry moved under
+//! another key does not verify) and the JSON; an entry that does not verify
+//! is deleted and missed. Blobs are named by their sha256, which the
+//! authenticated entry lists and which is checked on every read: a blob
+//! that is not what the runner stored is never replayed. Without a key
+//! (`cleanroom cache size/clean`) nothing is read or stored.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,19 +33,25 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{private_dir, read_private, write_atomic};
+use crate::key::Key;
 use crate::exec::writes::WrittenFile;
 use crate::plan::{Action, Plan, Step};
 use crate::plugin::hex;
 use crate::report::{StepReport, StepStatus};
 
 /// Bumped when the key material or the entry format changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+
+/// Label of an entry's mac: no other tag of the runner verifies as one.
+const ENTRY_LABEL: &[u8] = b"cleanroom result entry v1";
 
 /// The results and blobs directories under the cache root.
 #[derive(Debug, Clone)]
 pub struct ResultCache {
     results: PathBuf,
     blobs: PathBuf,
+    /// Authenticates entries; without it the cache is never used.
+    key: Option<Key>,
 }
 
 /// A file in a cached stage result, by content.
@@ -71,20 +88,42 @@ impl ResultCache {
     /// When they cannot be created or are not this user's alone.
     pub fn open(root: &Path) -> Result<ResultCache, String> {
         private_dir(root)?;
-        let cache = ResultCache { results: root.join("results"), blobs: root.join("blobs") };
+        let cache = ResultCache { results: root.join("results"), blobs: root.join("blobs"), key: None };
         private_dir(&cache.results)?;
         private_dir(&cache.blobs)?;
         Ok(cache)
     }
 
-    /// The entry for `key`, with its blobs, if all of it is present and intact.
+    /// The cache, reading and storing entries authenticated with `key`.
+    pub fn with_key(mut self, key: Key) -> ResultCache {
+        self.key = Some(key);
+        self
+    }
+
+    /// The entry for `key`, with its blobs, if all of it is present, was
+    /// written by this runner (its mac verifies) and is intact.
     pub fn get(&self, key: &str) -> Option<Hit> {
-        let bytes = read_private(&self.results.join(format!("{key}.json")))?;
-        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+        let mac_key = self.key.as_ref()?;
+        let file = self.results.join(format!("{key}.json"));
+        let bytes = read_private(&file)?;
+        let verified = bytes.iter().position(|&b| b == b'\n').and_then(|newline| {
+            let tag = std::str::from_utf8(&bytes[..newline]).ok().and_then(crate::key::from_hex)?;
+            let json = &bytes[newline + 1..];
+            mac_key.verify(&[ENTRY_LABEL, key.as_bytes(), json], &tag).then_some(json)
+        });
+        let Some(json) = verified else {
+            tracing::warn!("result cache: `{}` was not written by this runner; deleted", file.display());
+            let _ = fs_err::remove_file(&file);
+            return None;
+        };
+        let entry: Entry = serde_json::from_slice(json).ok()?;
         let mut files = Vec::with_capacity(entry.files.len());
         for record in entry.files {
-            let bytes = read_private(&self.blobs.join(&record.sha256))?;
+            let blob = self.blobs.join(&record.sha256);
+            let bytes = read_private(&blob)?;
             if hex(&Sha256::digest(&bytes)) != record.sha256 {
+                tracing::warn!("result cache: `{}` does not match its sha256; deleted", blob.display());
+                let _ = fs_err::remove_file(&blob);
                 return None;
             }
             files.push(WrittenFile { path: record.path, bytes, mode: record.mode });
@@ -98,6 +137,7 @@ impl ResultCache {
     /// files a passed stage wrote. Best effort: a cache that cannot be
     /// written only costs time, and says so at debug level.
     pub fn put(&self, key: &str, report: &StepReport, written: &[WrittenFile]) {
+        let Some(mac_key) = &self.key else { return };
         if !matches!(report.status, StepStatus::Passed | StepStatus::Failed) {
             return;
         }
@@ -105,7 +145,8 @@ impl ResultCache {
         for file in written {
             let sha256 = hex(&Sha256::digest(&file.bytes));
             let blob = self.blobs.join(&sha256);
-            if !blob.exists() {
+            // A blob already there is kept only if it is what its name says.
+            if read_private(&blob).is_none_or(|bytes| hex(&Sha256::digest(&bytes)) != sha256) {
                 if let Err(e) = write_atomic(&blob, &file.bytes) {
                     tracing::debug!("result cache: cannot store a blob: {e}");
                     return;
@@ -115,7 +156,10 @@ impl ResultCache {
         }
         let removed = report.changes.iter().filter_map(|c| c.strip_prefix("- ")).map(str::to_string).collect();
         let entry = Entry { report: report.clone(), files, removed };
-        let Ok(bytes) = serde_json::to_vec(&entry) else { return };
+        let Ok(json) = serde_json::to_vec(&entry) else { return };
+        let mut bytes = crate::key::to_hex(&mac_key.mac(&[ENTRY_LABEL, key.as_bytes(), &json])).into_bytes();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&json);
         if let Err(e) = write_atomic(&self.results.join(format!("{key}.json")), &bytes) {
             tracing::debug!("result cache: cannot store a result: {e}");
         }
@@ -158,4 +202,57 @@ pub fn key(plan: &Plan, step: &Step, inputs: &BTreeMap<String, String>, attempt:
         "feedback": feedback,
     });
     hex(&Sha256::digest(material.to_string().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StepKind;
+
+    fn report(status: StepStatus) -> StepReport {
+        let mut report = StepReport::skipped("gate", StepKind::Stage, String::new());
+        report.status = status;
+        report.reason = None;
+        report
+    }
+
+    fn cache(root: &Path, byte: u8) -> ResultCache {
+        ResultCache::open(root).unwrap().with_key(Key::from_bytes([byte; 32], root))
+    }
+
+    #[test]
+    fn entries_are_authenticated_and_bound_to_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = cache(dir.path(), 1);
+        let file = WrittenFile { path: "out/a".into(), bytes: b"made".to_vec(), mode: 0o644 };
+        results.put("passing", &report(StepStatus::Passed), std::slice::from_ref(&file));
+        results.put("failing", &report(StepStatus::Failed), &[]);
+        let hit = results.get("passing").expect("a hit");
+        assert_eq!((hit.report.status, hit.files[0].bytes.as_slice()), (StepStatus::Passed, &b"made"[..]));
+        // Another key's runner, or no key at all, never uses it.
+        assert!(cache(dir.path(), 2).get("failing").is_none());
+        assert!(ResultCache::open(dir.path()).unwrap().get("passing").is_none());
+
+        let results = cache(dir.path(), 1);
+        results.put("failing", &report(StepStatus::Failed), &[]);
+        let entry = |k: &str| dir.path().join("results").join(format!("{k}.json"));
+        // The passed entry copied over the failing one.
+        fs_err::copy(entry("passing"), entry("failing")).unwrap();
+        assert!(results.get("failing").is_none(), "an entry moved to another key was used");
+        assert!(!entry("failing").exists(), "the planted entry was kept");
+        // The failing entry edited to say passed, or a plain entry planted.
+        results.put("failing", &report(StepStatus::Failed), &[]);
+        let text = fs_err::read_to_string(entry("failing")).unwrap();
+        write_atomic(&entry("failing"), text.replace("\"failed\"", "\"passed\"").as_bytes()).unwrap();
+        assert!(results.get("failing").is_none());
+        let json = serde_json::to_vec(&Entry { report: report(StepStatus::Passed), files: vec![], removed: vec![] });
+        write_atomic(&entry("failing"), &json.unwrap()).unwrap();
+        assert!(results.get("failing").is_none());
+        // A blob swapped under its name.
+        write_atomic(&dir.path().join("blobs").join(hex(&Sha256::digest(b"made"))), b"evil").unwrap();
+        assert!(results.get("passing").is_none());
+        // ... and put mends it.
+        results.put("passing", &report(StepStatus::Passed), &[file]);
+        assert_eq!(results.get("passing").unwrap().files[0].bytes, b"made");
+    }
 }

@@ -1,24 +1,50 @@
-//! The journal: an append-only record of a run, for audit and resume.
+//! The journal: an append-only, authenticated record of a run, for audit
+//! and resume.
 //!
 //! Each run writes `.cleanroom/runs/<run-id>/` in the workspace:
-//! `events.jsonl`, one [`Event`] per line in a `{"type": ..., "data": ...}`
-//! envelope, each line written before the run goes on (so it survives the
-//! runner being killed) and fsync'd (so it survives the machine going down)
-//! when it marks a change of the workspace or of the run's course: see
-//! [`Event::is_commit_point`]; and
+//! `events.jsonl`, one [`Event`] per line in a `{"type": ..., "data": ...,
+//! "mac": ...}` envelope, each line written before the run goes on (so it
+//! survives the runner being killed) and fsync'd (so it survives the
+//! machine going down) when it marks a change of the workspace or of the
+//! run's course: see [`Event::is_commit_point`]; and
 //! `report.json`, the final report, replaced atomically (written to a
 //! temporary file, fsync'd, renamed). A run whose journal has no
 //! `run_finished` event is unfinished and can be resumed. Run ids sort by
 //! start time. Nothing secret is ever written here.
+//!
+//! The workspace is within the coding stage's reach, so nothing read back
+//! from it is trusted unless the runner can tell it wrote it:
+//! - every line's `mac` is HMAC-SHA256 under the per-user [`Key`] of the
+//!   run id, the previous line's mac (zeros for the first) and the line's
+//!   bytes without the `mac` field (`{"type":..,"data":..}` exactly as
+//!   written). A line cannot be edited, forged, removed, reordered or moved
+//!   to another run without the key.
+//! - at every commit point the runner also records the run's *head* (its
+//!   pipeline, number of lines and last mac) in the private state directory
+//!   beside the key (`runs/<workspace digest>/<run-id>.json`). `--resume`
+//!   picks the run to continue from these heads — the latest run of the
+//!   same pipeline in this workspace — never from the workspace's listing,
+//!   so a planted run directory is never considered, and a journal shorter
+//!   than its head (whole lines cut off the end) is refused.
+//! - `run_started` records the pipeline file's sha256, every plugin's and a
+//!   digest of the plan ([`RunIdentity`]); a run resumes only if they all
+//!   match the present ones.
+//!
+//! A last line without its newline (the runner died mid-write) is cut off
+//! on resume; every other line must verify, or the run is refused (`CR031`).
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use fs_err::os::unix::fs::OpenOptionsExt;
 use serde::{Deserialize, Serialize};
 
+use crate::diag::{Code, Diagnostic, Location};
+use crate::key::Key;
 use crate::plan::mounts::RUN_DIR;
+use crate::plan::Plan;
 use crate::report::{StepReport, StepStatus};
 
 /// One thing that happened in a run.
@@ -31,8 +57,14 @@ pub enum Event {
         run_id: String,
         /// `[pipeline] name`.
         pipeline: String,
+        /// The pipeline file, as the plan names it.
+        pipeline_file: String,
+        /// sha256 of the pipeline file.
+        pipeline_sha256: String,
         /// sha256 of every plugin, by name.
         plugins: BTreeMap<String, String>,
+        /// sha256 of the plan ([`config_digest`]).
+        config_sha256: String,
     },
     /// A step began.
     StepStarted {
@@ -89,12 +121,126 @@ pub enum Event {
 }
 
 /// A stage about to be re-run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retrying {
     /// Its next attempt number.
     pub attempt: u32,
     /// The one-line feedback it gets.
     pub feedback: Vec<String>,
+    /// An upper bound on the bits of holdout-dependent information in
+    /// `feedback` (see `docs/security.md`).
+    #[serde(default)]
+    pub feedback_bits: f64,
+}
+
+/// What a run was started from: `--resume` continues a run only if all of
+/// it is unchanged, and only considers runs of the same pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunIdentity {
+    /// `[pipeline] name`.
+    pub pipeline: String,
+    /// The pipeline file, as the plan names it.
+    pub pipeline_file: String,
+    /// sha256 of the pipeline file's bytes.
+    pub pipeline_sha256: String,
+    /// sha256 of every plugin, by name.
+    pub plugins: BTreeMap<String, String>,
+    /// sha256 of the plan's canonical JSON: every resolved setting of every
+    /// step (mounts, limits, config, tools, gates, ...). Secrets' values
+    /// are never in a plan.
+    pub config_sha256: String,
+}
+
+impl RunIdentity {
+    /// The identity of a run of `plan` started now.
+    ///
+    /// # Errors
+    /// `CR001` when the pipeline file can no longer be read.
+    pub fn of(plan: &Plan) -> Result<RunIdentity, Diagnostic> {
+        let pipeline_sha256 = crate::cache::digest::sha256_file(&plan.pipeline_file).ok_or_else(|| {
+            Diagnostic::new(Code::CR001, "the pipeline file cannot be read any more")
+                .at(Location::Path(plan.pipeline_file.clone()))
+                .hint("do not move or delete the pipeline file while it runs")
+        })?;
+        Ok(RunIdentity {
+            pipeline: plan.name.clone(),
+            pipeline_file: plan.pipeline_file.display().to_string(),
+            pipeline_sha256,
+            plugins: plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect(),
+            config_sha256: config_digest(plan),
+        })
+    }
+
+    /// The `run_started` event of run `run_id`.
+    fn started(&self, run_id: &str) -> Event {
+        Event::RunStarted {
+            run_id: run_id.to_string(),
+            pipeline: self.pipeline.clone(),
+            pipeline_file: self.pipeline_file.clone(),
+            pipeline_sha256: self.pipeline_sha256.clone(),
+            plugins: self.plugins.clone(),
+            config_sha256: self.config_sha256.clone(),
+        }
+    }
+
+    /// What differs between the identity a run recorded and `self`, one
+    /// phrase per change; empty when nothing did.
+    fn changes_since(&self, recorded: &Event) -> Vec<String> {
+        let Event::RunStarted { pipeline_sha256, plugins, config_sha256, pipeline_file, .. } = recorded else {
+            return vec!["the run's first event is not `run_started`".into()];
+        };
+        let mut changes = Vec::new();
+        if *pipeline_sha256 != self.pipeline_sha256 || *pipeline_file != self.pipeline_file {
+            changes.push(format!("the pipeline file `{}` changed", self.pipeline_file));
+        }
+        for (name, sha256) in plugins {
+            match self.plugins.get(name) {
+                None => changes.push(format!("plugin `{name}` was removed")),
+                Some(now) if now != sha256 => {
+                    changes.push(format!("plugin `{name}` changed (sha256 {sha256} then, {now} now)"))
+                }
+                Some(_) => {}
+            }
+        }
+        for name in self.plugins.keys().filter(|name| !plugins.contains_key(*name)) {
+            changes.push(format!("plugin `{name}` was added"));
+        }
+        if *config_sha256 != self.config_sha256 {
+            changes.push("the planned configuration changed (steps, mounts, limits, config, `--only`/`--skip`)".into());
+        }
+        changes
+    }
+}
+
+/// sha256 of `plan` serialised as JSON. The serialisation is deterministic:
+/// maps in a plan are `BTreeMap`s (or JSON objects built from TOML tables in
+/// file order), lists keep the pipeline's order.
+pub fn config_digest(plan: &Plan) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(plan).unwrap_or_default();
+    crate::plugin::hex(&Sha256::digest(&json))
+}
+
+/// Label of a journal line's mac: no other tag of the runner verifies as one.
+const LINE_LABEL: &[u8] = b"cleanroom journal line v1";
+
+/// The `mac` field as it ends every line: `,"mac":"<64 hex>"}`.
+const MAC_PREFIX: &str = ",\"mac\":\"";
+const MAC_SUFFIX_LEN: usize = MAC_PREFIX.len() + 64 + 2;
+
+/// The run's latest commit point, as the runner recorded it in its state
+/// directory (out of every step's reach).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Head {
+    run_id: String,
+    pipeline: String,
+    pipeline_file: String,
+    /// Lines in the journal up to and including the latest commit point.
+    lines: u64,
+    /// That line's mac, hex.
+    mac: String,
+    /// Whether that line is `run_finished`.
+    finished: bool,
 }
 
 /// An open run record.
@@ -103,54 +249,145 @@ pub struct Journal {
     dir: PathBuf,
     events: fs_err::File,
     run_id: String,
+    key: Key,
+    /// The run's head file in the state directory.
+    head: PathBuf,
+    pipeline: String,
+    pipeline_file: String,
+    /// Mac of the last line written.
+    last_mac: [u8; 32],
+    /// Lines written.
+    lines: u64,
 }
 
 impl Journal {
-    /// Starts a new run record in `workspace`.
+    /// Starts a new run record in `workspace` and writes its `run_started`.
     ///
     /// # Errors
-    /// When `.cleanroom/runs/<id>/` cannot be created.
-    pub fn create(workspace: &Path) -> io::Result<Journal> {
+    /// When `.cleanroom/runs/<id>/` or the run's head cannot be created.
+    pub fn create(workspace: &Path, key: &Key, identity: &RunIdentity) -> io::Result<Journal> {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let run_id = format!("{:013}-{:07}", since_epoch.as_millis(), std::process::id());
-        let dir = runs_dir(workspace).join(&run_id);
-        fs_err::create_dir_all(&dir)?;
+        let runs = runs_dir(workspace);
+        fs_err::create_dir_all(&runs)?;
+        let dir = runs.join(&run_id);
+        fs_err::create_dir(&dir)?;
         let events = fs_err::OpenOptions::new().create_new(true).append(true).open(dir.join("events.jsonl"))?;
-        Ok(Journal { dir, events, run_id })
+        let heads = heads_dir(key, workspace);
+        crate::cache::private_dir_for(&heads, "state directory").map_err(io::Error::other)?;
+        let mut journal = Journal {
+            dir,
+            events,
+            head: heads.join(format!("{run_id}.json")),
+            run_id,
+            key: key.clone(),
+            pipeline: identity.pipeline.clone(),
+            pipeline_file: identity.pipeline_file.clone(),
+            last_mac: [0; 32],
+            lines: 0,
+        };
+        journal.append(&identity.started(&journal.run_id))?;
+        Ok(journal)
     }
 
-    /// The latest run in `workspace` that did not finish, with its events.
+    /// The latest run of this pipeline (`identity`) in `workspace` that the
+    /// runner recorded, verified line by line, with its events; `None` when
+    /// there is none or it finished.
     ///
     /// # Errors
-    /// When the runs directory or a journal cannot be read.
-    pub fn open_unfinished(workspace: &Path) -> io::Result<Option<(Journal, Vec<Event>)>> {
-        let runs = runs_dir(workspace);
-        if !runs.is_dir() {
+    /// `CR031` when its directory or journal is not a real one or fails
+    /// verification (naming the run and the line), `CR032` when the
+    /// pipeline file, a plugin or the configuration changed since it
+    /// started, `CR022` when it cannot be read.
+    pub fn open_unfinished(
+        workspace: &Path,
+        key: &Key,
+        identity: &RunIdentity,
+    ) -> Result<Option<(Journal, Vec<Event>)>, Diagnostic> {
+        let heads = heads_dir(key, workspace);
+        let Some(head) = latest_head(&heads, identity) else {
+            warn_about_unknown_runs(workspace, &heads);
+            return Ok(None);
+        };
+        let run_id = head.run_id.clone();
+        let refuse = |what: String| {
+            Diagnostic::new(Code::CR031, format!("cannot resume run `{run_id}`: {what}"))
+                .at(Location::Path(runs_dir(workspace).join(&run_id).join("events.jsonl")))
+                .hint("start a new run without --resume; the journal was changed by something other than the runner, inspect it")
+        };
+        let unreadable = |e: io::Error| {
+            Diagnostic::new(Code::CR022, format!("cannot read the journal of run `{run_id}`: {e}"))
+                .hint("start a new run without --resume")
+        };
+        let dir = runs_dir(workspace).join(&run_id);
+        match fs_err::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(refuse("its run directory is not a directory (a symlink or a file)".into())),
+            Err(_) => return Err(refuse("its run directory is missing".into())),
+        }
+        let path = dir.join("events.jsonl");
+        match fs_err::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(refuse("`events.jsonl` is not a regular file (a symlink, FIFO or directory)".into())),
+            Err(_) => return Err(refuse("`events.jsonl` is missing".into())),
+        }
+        let mut file = fs_err::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(unreadable)?;
+        if !file.metadata().map_err(unreadable)?.is_file() {
+            return Err(refuse("`events.jsonl` is not a regular file".into()));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(unreadable)?;
+        let verified = verify(key, &run_id, &bytes).map_err(refuse)?;
+        let head_mac = crate::key::from_hex(&head.mac).unwrap_or_default();
+        let kept = usize::try_from(head.lines).unwrap_or(usize::MAX);
+        if verified.macs.len() < kept || kept == 0 || !crate::key::constant_time_eq(&verified.macs[kept - 1], &head_mac)
+        {
+            return Err(refuse(format!(
+                "it has {} lines, but the runner recorded {} (lines were removed or replaced)",
+                verified.macs.len(),
+                head.lines
+            )));
+        }
+        let first = verified.events.first().ok_or_else(|| refuse("it is empty".into()))?;
+        if !matches!(first, Event::RunStarted { run_id: id, .. } if *id == run_id) {
+            return Err(refuse("line 1 is not this run's `run_started`".into()));
+        }
+        let changes = identity.changes_since(first);
+        if !changes.is_empty() {
+            return Err(Diagnostic::new(
+                Code::CR032,
+                format!("cannot resume run `{run_id}`: since it started, {}", changes.join("; ")),
+            )
+            .at(Location::Path(PathBuf::from(&identity.pipeline_file)))
+            .hint("start a new run without --resume"));
+        }
+        if head.finished || verified.events.iter().any(|e| matches!(e, Event::RunFinished { .. })) {
             return Ok(None);
         }
-        let mut ids: Vec<String> =
-            fs_err::read_dir(&runs)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
-        ids.sort();
-        let Some(latest) = ids.pop() else { return Ok(None) };
-        let dir = runs.join(&latest);
-        let events = read_events(&dir.join("events.jsonl"))?;
-        if events.iter().any(|e| matches!(e, Event::RunFinished { .. })) {
-            return Ok(None);
+        // A crash may have cut the last line short: drop it, so the next
+        // line follows the last one that verified.
+        if verified.len < bytes.len() {
+            file.set_len(verified.len as u64).map_err(unreadable)?;
         }
-        let mut file = fs_err::OpenOptions::new().read(true).append(true).open(dir.join("events.jsonl"))?;
-        // A crash may have cut the last line short: end it, so the next
-        // event starts on a line of its own.
-        let len = file.metadata()?.len();
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::Start(len - 1))?;
-            file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n")?;
-            }
-        }
-        Ok(Some((Journal { dir, events: file, run_id: latest }, events)))
+        let lines = verified.macs.len() as u64;
+        let last_mac = verified.macs.last().copied().unwrap_or([0; 32]);
+        let journal = Journal {
+            dir,
+            events: file,
+            head: heads.join(format!("{run_id}.json")),
+            run_id,
+            key: key.clone(),
+            pipeline: head.pipeline,
+            pipeline_file: head.pipeline_file,
+            last_mac,
+            lines,
+        };
+        Ok(Some((journal, verified.events)))
     }
 
     /// This run's id.
@@ -158,16 +395,32 @@ impl Journal {
         &self.run_id
     }
 
-    /// Appends `event`; waits until it is on disk if it is a commit point.
+    /// Appends `event` with its mac; waits until it is on disk, and records
+    /// the run's head, if it is a commit point.
     ///
     /// # Errors
-    /// When the write or the fsync fails.
+    /// When the write, the fsync or the head fails.
     pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
-        line.push('\n');
+        let body = serde_json::to_string(event).map_err(io::Error::other)?;
+        let mac = self.key.mac(&[LINE_LABEL, self.run_id.as_bytes(), &self.last_mac, body.as_bytes()]);
+        let Some(open) = body.strip_suffix('}') else {
+            return Err(io::Error::other("an event did not serialise to a JSON object"));
+        };
+        let line = format!("{open}{MAC_PREFIX}{}\"}}\n", crate::key::to_hex(&mac));
         self.events.write_all(line.as_bytes())?;
+        self.last_mac = mac;
+        self.lines += 1;
         if event.is_commit_point() {
             self.events.sync_data()?;
+            let head = Head {
+                run_id: self.run_id.clone(),
+                pipeline: self.pipeline.clone(),
+                pipeline_file: self.pipeline_file.clone(),
+                lines: self.lines,
+                mac: crate::key::to_hex(&mac),
+                finished: matches!(event, Event::RunFinished { .. }),
+            };
+            crate::cache::write_atomic(&self.head, &serde_json::to_vec(&head).map_err(io::Error::other)?)?;
         }
         Ok(())
     }
@@ -179,6 +432,86 @@ impl Journal {
     pub fn write_report(&self, json: &str) -> io::Result<()> {
         crate::cache::write_atomic_mode(&self.dir.join("report.json"), json.as_bytes(), 0o644)?;
         fs_err::File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// A journal's lines that verified.
+struct Verified {
+    events: Vec<Event>,
+    /// Each line's mac.
+    macs: Vec<[u8; 32]>,
+    /// Bytes up to the end of the last complete line.
+    len: usize,
+}
+
+/// Verifies every complete line of run `run_id`'s journal `bytes`; a last
+/// line without its newline is left out.
+///
+/// # Errors
+/// What is wrong and on which line (1-based).
+fn verify(key: &Key, run_id: &str, bytes: &[u8]) -> Result<Verified, String> {
+    let mut verified = Verified { events: Vec::new(), macs: Vec::new(), len: 0 };
+    let mut previous = [0u8; 32];
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |end| end + 1);
+    for (index, line) in bytes[..complete].split_inclusive(|&b| b == b'\n').enumerate() {
+        let line = &line[..line.len() - 1];
+        let number = index + 1;
+        let bad = |why: &str| format!("line {number} of its journal {why}");
+        let split = line
+            .len()
+            .checked_sub(MAC_SUFFIX_LEN)
+            .filter(|&at| line[at..].starts_with(MAC_PREFIX.as_bytes()) && line.ends_with(b"\"}"))
+            .ok_or_else(|| bad("has no `mac` (it was not written by this runner)"))?;
+        let mac = std::str::from_utf8(&line[split + MAC_PREFIX.len()..line.len() - 2])
+            .ok()
+            .and_then(crate::key::from_hex)
+            .ok_or_else(|| bad("has a malformed `mac`"))?;
+        let mut body = line[..split].to_vec();
+        body.push(b'}');
+        if !key.verify(&[LINE_LABEL, run_id.as_bytes(), &previous, &body], &mac) {
+            return Err(bad(
+                "does not verify: it was edited, forged, moved, or lines before it were removed or reordered (or it was written with another key)",
+            ));
+        }
+        let event: Event = serde_json::from_slice(&body).map_err(|e| bad(&format!("is not an event: {e}")))?;
+        previous.copy_from_slice(&mac);
+        verified.events.push(event);
+        verified.macs.push(previous);
+        verified.len += line.len() + 1;
+    }
+    Ok(verified)
+}
+
+/// `<state>/runs/<sha256 of the workspace path, 32 hex>`: the heads of the
+/// runs of `workspace`.
+fn heads_dir(key: &Key, workspace: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let digest = crate::plugin::hex(&Sha256::digest(workspace.as_os_str().as_encoded_bytes()));
+    key.dir().join("runs").join(&digest[..32])
+}
+
+/// The head of the latest run of `identity`'s pipeline among `heads`.
+fn latest_head(heads: &Path, identity: &RunIdentity) -> Option<Head> {
+    let entries = fs_err::read_dir(heads).ok()?;
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| crate::cache::read_private(&e.path()))
+        .filter_map(|bytes| serde_json::from_slice::<Head>(&bytes).ok())
+        .filter(|head| head.pipeline == identity.pipeline && head.pipeline_file == identity.pipeline_file)
+        .filter(|head| head.run_id.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+        .max_by(|a, b| a.run_id.cmp(&b.run_id))
+}
+
+/// Says so when the workspace holds run directories the runner has no
+/// record of: they are never resumed.
+fn warn_about_unknown_runs(workspace: &Path, heads: &Path) {
+    let Ok(entries) = fs_err::read_dir(runs_dir(workspace)) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !heads.join(format!("{name}.json")).exists() {
+            tracing::warn!("ignoring `{}`: the runner has no record of that run", entry.path().display());
+        }
     }
 }
 
@@ -201,19 +534,6 @@ impl Event {
 /// `<workspace>/.cleanroom/runs`.
 pub fn runs_dir(workspace: &Path) -> PathBuf {
     workspace.join(RUN_DIR).join("runs")
-}
-
-/// Reads a journal, skipping any line a crash cut short.
-fn read_events(path: &Path) -> io::Result<Vec<Event>> {
-    let file = fs_err::File::open(path)?;
-    let mut events = Vec::new();
-    for line in io::BufReader::new(file).lines() {
-        let line = line?;
-        if let Ok(event) = serde_json::from_str(&line) {
-            events.push(event);
-        }
-    }
-    Ok(events)
 }
 
 /// A cheap digest of the files under `path`: every regular file's relative
@@ -256,33 +576,155 @@ fn collect_metadata(root: &Path, rel: &Path, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_round_trip_and_unfinished_runs_are_found() {
-        let ws = tempfile::tempdir().unwrap();
-        let mut journal = Journal::create(ws.path()).unwrap();
-        let started =
-            Event::RunStarted { run_id: journal.run_id().into(), pipeline: "p".into(), plugins: BTreeMap::new() };
-        journal.append(&started).unwrap();
-        let (reopened, events) = Journal::open_unfinished(ws.path()).unwrap().expect("unfinished");
-        assert_eq!(reopened.run_id(), journal.run_id());
-        assert_eq!(events.len(), 1);
-        journal.append(&Event::RunFinished { status: "passed".into(), escalated: false }).unwrap();
-        assert!(Journal::open_unfinished(ws.path()).unwrap().is_none());
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        ws: PathBuf,
+        key: Key,
+        identity: RunIdentity,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs_err::create_dir(&ws).unwrap();
+        let key = Key::from_bytes([3; 32], &dir.path().join("state"));
+        let identity = RunIdentity {
+            pipeline: "p".into(),
+            pipeline_file: ws.join("pipeline.toml").display().to_string(),
+            pipeline_sha256: "aa".into(),
+            plugins: BTreeMap::from([("noop".to_string(), "11".to_string())]),
+            config_sha256: "cc".into(),
+        };
+        Fixture { _dir: dir, ws, key, identity }
+    }
+
+    fn gate(status: StepStatus) -> Event {
+        Event::GateDecision { gate: "g".into(), round: 1, status, reason: "r".into(), retry: None }
+    }
+
+    fn events_file(journal: &Journal) -> PathBuf {
+        journal.dir.join("events.jsonl")
+    }
+
+    fn resume(f: &Fixture) -> Result<Option<(Journal, Vec<Event>)>, Diagnostic> {
+        Journal::open_unfinished(&f.ws, &f.key, &f.identity)
+    }
+
+    fn refusal(f: &Fixture) -> Diagnostic {
+        resume(f).expect_err("the journal was accepted")
     }
 
     #[test]
-    fn a_torn_last_line_is_ignored() {
-        let ws = tempfile::tempdir().unwrap();
-        let mut journal = Journal::create(ws.path()).unwrap();
-        journal
-            .append(&Event::RunStarted { run_id: "x".into(), pipeline: "p".into(), plugins: BTreeMap::new() })
-            .unwrap();
+    fn events_round_trip_and_unfinished_runs_are_found() {
+        let f = fixture();
+        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        journal.append(&gate(StepStatus::Failed)).unwrap();
+        let (reopened, events) = resume(&f).unwrap().expect("unfinished");
+        assert_eq!(reopened.run_id(), journal.run_id());
+        assert_eq!(events.len(), 2);
+        let text = fs_err::read_to_string(events_file(&journal)).unwrap();
+        assert!(text.starts_with("{\"type\":\"run_started\",\"data\":{"), "{text}");
+        assert!(text.lines().all(|l| l.contains(",\"mac\":\"")), "{text}");
+        journal.append(&Event::RunFinished { status: "failed".into(), escalated: false }).unwrap();
+        assert!(resume(&f).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_the_chain_goes_on() {
+        let f = fixture();
+        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
         journal.events.write_all(b"{\"type\":\"step_sta").unwrap();
-        let (mut reopened, events) = Journal::open_unfinished(ws.path()).unwrap().unwrap();
+        let (mut reopened, events) = resume(&f).unwrap().unwrap();
         assert_eq!(events.len(), 1);
-        reopened.append(&Event::RunFinished { status: "passed".into(), escalated: false }).unwrap();
-        let text = fs_err::read_to_string(reopened.dir.join("events.jsonl")).unwrap();
-        assert_eq!(read_events(&reopened.dir.join("events.jsonl")).unwrap().len(), 2, "{text}");
+        reopened.append(&gate(StepStatus::Passed)).unwrap();
+        let (_, events) = resume(&f).unwrap().unwrap();
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn an_edited_line_is_refused_with_its_number() {
+        let f = fixture();
+        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        journal.append(&gate(StepStatus::Failed)).unwrap();
+        let path = events_file(&journal);
+        let text = fs_err::read_to_string(&path).unwrap();
+        fs_err::write(&path, text.replace("\"status\":\"failed\"", "\"status\":\"passed\"")).unwrap();
+        let d = refusal(&f);
+        assert_eq!(d.code, Code::CR031);
+        assert!(d.message.contains("line 2") && d.message.contains(journal.run_id()), "{}", d.message);
+    }
+
+    #[test]
+    fn removed_reordered_and_appended_lines_are_refused() {
+        let f = fixture();
+        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        journal.append(&gate(StepStatus::Failed)).unwrap();
+        journal.append(&gate(StepStatus::Error)).unwrap();
+        let path = events_file(&journal);
+        let original = fs_err::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = original.lines().collect();
+        let write = |lines: &[&str]| fs_err::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+        // A middle line removed.
+        write(&[lines[0], lines[2]]).unwrap();
+        assert!(refusal(&f).message.contains("line 2"));
+        // Two lines swapped.
+        write(&[lines[0], lines[2], lines[1]]).unwrap();
+        assert!(refusal(&f).message.contains("line 2"));
+        // The last commit point cut off: the head remembers it.
+        write(&[lines[0], lines[1]]).unwrap();
+        assert!(refusal(&f).message.contains("lines were removed"), "{}", refusal(&f).message);
+        // A line copied again at the end.
+        write(&[lines[0], lines[1], lines[2], lines[1]]).unwrap();
+        assert!(refusal(&f).message.contains("line 4"));
+        // A line forged with another key.
+        let other = Key::from_bytes([4; 32], f.key.dir());
+        let body = serde_json::to_string(&Event::RunFinished { status: "passed".into(), escalated: false }).unwrap();
+        let mac = other.mac(&[LINE_LABEL, journal.run_id().as_bytes(), &journal.last_mac, body.as_bytes()]);
+        let forged = format!("{}{MAC_PREFIX}{}\"}}", &body[..body.len() - 1], crate::key::to_hex(&mac));
+        write(&[lines[0], lines[1], lines[2], &forged]).unwrap();
+        assert!(refusal(&f).message.contains("line 4"));
+        write(&lines).unwrap();
+        assert!(resume(&f).unwrap().is_some(), "the untouched journal resumes");
+    }
+
+    #[test]
+    fn a_run_the_runner_did_not_record_is_never_resumed() {
+        let f = fixture();
+        let journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let fake = runs_dir(&f.ws).join("9999999999999-0000001");
+        fs_err::create_dir(&fake).unwrap();
+        fs_err::copy(events_file(&journal), fake.join("events.jsonl")).unwrap();
+        let (resumed, _) = resume(&f).unwrap().unwrap();
+        assert_eq!(resumed.run_id(), journal.run_id());
+    }
+
+    #[test]
+    fn a_run_directory_that_is_a_symlink_is_refused() {
+        let f = fixture();
+        let journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let moved = f.ws.join("elsewhere");
+        fs_err::rename(&journal.dir, &moved).unwrap();
+        std::os::unix::fs::symlink(&moved, &journal.dir).unwrap();
+        assert!(refusal(&f).message.contains("not a directory"));
+    }
+
+    #[test]
+    fn runs_of_another_pipeline_are_not_considered_and_changes_are_named() {
+        let f = fixture();
+        Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let other = RunIdentity { pipeline: "q".into(), ..f.identity.clone() };
+        assert!(Journal::open_unfinished(&f.ws, &f.key, &other).unwrap().is_none());
+        let changed = RunIdentity {
+            pipeline_sha256: "ab".into(),
+            plugins: BTreeMap::from([("noop".to_string(), "12".to_string())]),
+            config_sha256: "cd".into(),
+            ..f.identity.clone()
+        };
+        let d = Journal::open_unfinished(&f.ws, &f.key, &changed).unwrap_err();
+        assert_eq!(d.code, Code::CR032);
+        for what in ["pipeline file", "plugin `noop` changed", "configuration changed"] {
+            assert!(d.message.contains(what), "{}", d.message);
+        }
     }
 
     #[test]

@@ -4,27 +4,45 @@
 //! hash>.cwasm` in the cache directory (`CLEANROOM_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/cleanroom`, else `~/.cache/cleanroom`). Loading a
 //! precompiled file runs machine code without validating it, so only files
-//! this runner wrote are ever loaded: the directory is created with mode
-//! 0700, files are written to a temporary name and renamed into place, and a
-//! file is loaded only if it is a regular file owned by this user and
-//! writable by nobody else. The engine hash covers wasmtime's version and
-//! every setting that affects code, so a cache written by another version
-//! or configuration is simply missed.
+//! this runner wrote are ever loaded. Ownership cannot tell (a jailed stage
+//! may run as the runner's user, even root), so each file starts with a
+//! 32-byte tag: HMAC-SHA256 under the per-user [`Key`] of a label, the
+//! file's name (which names the component's sha256 and the engine) and the
+//! compiled bytes. A file is read into memory, its tag verified, and only
+//! those verified bytes are deserialised (never the file again, which could
+//! have changed in between). A file whose tag does not verify — planted,
+//! copied from another plugin's name, damaged — is deleted with a warning
+//! and the component is compiled again. The directory is also created with
+//! mode 0700 and files are written whole (temporary name + rename), and
+//! only private regular files are read. The engine hash covers wasmtime's
+//! version and every setting that affects code, so a cache written by
+//! another version or configuration is simply missed. The key is loaded on
+//! the first compile; without one, components are compiled every time.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use crate::cache::{is_private, private_dir, write_atomic};
+use crate::cache::{private_dir, read_private, write_atomic};
+use crate::key::Key;
 use crate::plugin::hex;
+
+/// Label of a precompiled file's tag: no other tag of the runner verifies as one.
+const LABEL: &[u8] = b"cleanroom precompiled component v1";
+
+/// Length of the tag at the start of every file.
+const TAG_LEN: usize = 32;
 
 /// Where precompiled components live.
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    /// The key, loaded on first use (`None` inside when it cannot be).
+    key: OnceLock<Option<Key>>,
 }
 
 impl CompileCache {
@@ -34,7 +52,26 @@ impl CompileCache {
     /// When the directory cannot be created, or exists but is not ours alone.
     pub fn open(dir: &Path) -> Result<CompileCache, String> {
         private_dir(dir)?;
-        Ok(CompileCache { dir: dir.to_path_buf() })
+        Ok(CompileCache { dir: dir.to_path_buf(), key: OnceLock::new() })
+    }
+
+    /// As [`CompileCache::open`], tagging and verifying with `key` rather
+    /// than the state directory's.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, or exists but is not ours alone.
+    pub fn open_with_key(dir: &Path, key: Key) -> Result<CompileCache, String> {
+        let cache = CompileCache::open(dir)?;
+        let _ = cache.key.set(Some(key));
+        Ok(cache)
+    }
+
+    fn key(&self) -> Option<&Key> {
+        self.key
+            .get_or_init(|| {
+                Key::load().map_err(|reason| tracing::warn!("{reason}; compiling without the compile cache")).ok()
+            })
+            .as_ref()
     }
 
     /// The directory.
@@ -49,30 +86,49 @@ impl CompileCache {
     /// # Errors
     /// wasmtime's error when the component does not compile.
     pub fn component(&self, engine: &Engine, path: &Path, sha256: &str) -> wasmtime::Result<Component> {
-        let file = self.dir.join(format!("{sha256}-{}.cwasm", engine_hash(engine)));
-        if let Some(component) = self.load(engine, &file) {
+        let Some(key) = self.key() else { return Component::from_file(engine, path) };
+        let name = format!("{sha256}-{}.cwasm", engine_hash(engine));
+        let file = self.dir.join(&name);
+        if let Some(component) = self.load(engine, key, &file, &name) {
             return Ok(component);
         }
         let bytes = fs_err::read(path)?;
         let compiled = engine.precompile_component(&bytes)?;
-        if let Err(e) = write_atomic(&file, &compiled) {
+        let mut tagged = key.mac(&[LABEL, name.as_bytes(), &compiled]).to_vec();
+        tagged.extend_from_slice(&compiled);
+        if let Err(e) = write_atomic(&file, &tagged) {
             tracing::warn!("cannot write to the compile cache: {e}");
-            return Component::new(engine, &bytes);
         }
-        self.load(engine, &file).map_or_else(|| Component::new(engine, &bytes), Ok)
+        // SAFETY: as in `load`: these are the bytes wasmtime just produced,
+        // in memory; the file is not read back.
+        #[expect(unsafe_code, reason = "deserializing code this process just compiled, from memory")]
+        let component = unsafe { Component::deserialize(engine, &compiled) };
+        component.or_else(|_| Component::new(engine, &bytes))
     }
 
-    #[expect(unsafe_code, reason = "deserializing precompiled code; only files this runner wrote, checked first")]
-    fn load(&self, engine: &Engine, file: &Path) -> Option<Component> {
-        let meta = fs_err::symlink_metadata(file).ok()?;
-        if !meta.is_file() || !is_private(&meta) {
+    /// The component in `file` (named `name`) if its tag verifies; a file
+    /// that does not verify, or does not load, is deleted.
+    #[expect(unsafe_code, reason = "deserializing precompiled code; only bytes whose tag verified")]
+    fn load(&self, engine: &Engine, key: &Key, file: &Path, name: &str) -> Option<Component> {
+        let bytes = read_private(file)?;
+        let verified = bytes
+            .split_at_checked(TAG_LEN)
+            .filter(|(tag, compiled)| key.verify(&[LABEL, name.as_bytes(), compiled], tag))
+            .map(|(_, compiled)| compiled);
+        let Some(compiled) = verified else {
+            tracing::warn!(
+                "the compile cache entry `{}` was not written by this runner; deleted, compiling again",
+                file.display()
+            );
+            let _ = fs_err::remove_file(file);
             return None;
-        }
-        // SAFETY: the file is a regular file in a directory only this user
-        // can write, owned by this user and writable by nobody else, and was
-        // written whole (temporary name + rename) by `store`; wasmtime also
-        // rejects blobs of another version or configuration.
-        match unsafe { Component::deserialize_file(engine, file) } {
+        };
+        // SAFETY: these bytes are in memory (not the file, which may have
+        // changed since), and their tag verified under the runner's key:
+        // this runner's `component` produced them with wasmtime's
+        // precompiler for this name; wasmtime also rejects blobs of another
+        // version or configuration.
+        match unsafe { Component::deserialize(engine, compiled) } {
             Ok(component) => Some(component),
             Err(_) => {
                 let _ = fs_err::remove_file(file);
