@@ -120,6 +120,10 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
     let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
+    // The key that authenticates the journal and the caches, and the
+    // check that neither it nor the caches are within a step's reach.
+    let key = crate::key::for_run(plan)?;
+    let identity = journal::RunIdentity::of(plan)?;
     // Secrets are read before anything runs: a missing one is bad input.
     let secrets = Arc::new(crate::secrets::Secrets::read(plan)?);
     let capacity = crate::sandbox::pool::Capacity::for_jobs(options.jobs, plan.max_memory());
@@ -136,19 +140,16 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         )
     };
     let (journal, state) = if options.resume {
-        let Some((journal, events)) = Journal::open_unfinished(&plan.workspace).map_err(journal_error)? else {
+        // Only a run this runner recorded for this pipeline, every line of
+        // it authenticated, and started from the same files and plan.
+        let Some((journal, events)) = Journal::open_unfinished(&plan.workspace, &key, &identity)? else {
             return Err(Diagnostic::new(Code::CR022, format!("no unfinished run of `{}` to resume", plan.name))
                 .hint("run without --resume to start a new run")
                 .into());
         };
         (journal, RunState::resumed(plan, &events))
     } else {
-        let mut journal = Journal::create(&plan.workspace).map_err(journal_error)?;
-        let plugins = plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect();
-        journal
-            .append(&Event::RunStarted { run_id: journal.run_id().to_string(), pipeline: plan.name.clone(), plugins })
-            .map_err(journal_error)?;
-        (journal, RunState::fresh(plan))
+        (Journal::create(&plan.workspace, &key, &identity).map_err(journal_error)?, RunState::fresh(plan))
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.jobs.max(1))
@@ -156,7 +157,10 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         .build()
         .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
     let results = options.cache.then(crate::cache::default_dir).flatten().and_then(|root| {
-        ResultCache::open(&root).map_err(|reason| tracing::warn!("{reason}; running without a result cache")).ok()
+        ResultCache::open(&root)
+            .map(|cache| cache.with_key(key.clone()))
+            .map_err(|reason| tracing::warn!("{reason}; running without a result cache"))
+            .ok()
     });
     let context = Arc::new(steps::Context {
         sandbox,
@@ -210,11 +214,23 @@ impl RunState {
     }
 
     /// Rebuilds the state of an interrupted run from its journal.
+    ///
+    /// `events` are only ever the lines of a journal that verified under
+    /// the runner's key, of a run started from this very plan
+    /// ([`Journal::open_unfinished`]): nothing else read from the workspace
+    /// (no `report.json`, no unauthenticated line) decides a step's status.
     fn resumed(plan: &Plan, events: &[Event]) -> RunState {
         let mut state = RunState::fresh(plan);
         let index = |id: &str| plan.steps.iter().position(|s| s.id == id);
         let mut finished: BTreeMap<usize, (u32, BTreeMap<String, String>, StepReport)> = BTreeMap::new();
         for event in events {
+            // Rounds count from 1; never index with anything else.
+            if let Event::StepFinished { round: 0, .. }
+            | Event::GateDecision { round: 0, .. }
+            | Event::RoundFinished { round: 0 | u32::MAX, .. } = event
+            {
+                continue;
+            }
             match event {
                 Event::StepFinished { step, round, status, inputs, report } => {
                     grow_history(&mut state.history, *round);
