@@ -703,4 +703,81 @@ mod tests {
         assert_eq!(staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap().written, ["out/app.wasm"]);
         assert_eq!(fs_err::read_to_string(out.join("app.wasm")).unwrap(), "bytes");
     }
+
+    #[test]
+    fn a_fifo_in_the_output_is_refused_before_anything_is_written() {
+        let ws = tempfile::tempdir().unwrap();
+        let out = ws.path().join("out");
+        fs_err::create_dir_all(&out).unwrap();
+        fs_err::write(out.join("a.txt"), "a").unwrap();
+        let staged = stage(&[mount(&out, true)]).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        fs_err::write(copy.join("a.txt"), "changed").unwrap();
+        fs_err::write(copy.join("new.txt"), "new").unwrap();
+        nix::unistd::mkfifo(&copy.join("zz-pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let error = staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap_err().to_string();
+        assert!(error.contains("`out/zz-pipe` is a FIFO, not a regular file; nothing was committed"), "{error}");
+        assert_eq!(fs_err::read_to_string(out.join("a.txt")).unwrap(), "a");
+        assert!(!out.join("new.txt").exists());
+    }
+
+    #[test]
+    fn modes_are_capped_on_stage_commit_and_replay() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let ws = tempfile::tempdir().unwrap();
+        let out = ws.path().join("out");
+        fs_err::create_dir_all(&out).unwrap();
+        fs_err::write(out.join("old-suid"), "x").unwrap();
+        fs_err::set_permissions(out.join("old-suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let staged = stage(&[mount(&out, true)]).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        let mode_of = |p: &Path| fs_err::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode_of(&copy.join("old-suid")), 0o755, "the staged copy carries no setuid bit");
+        for (name, mode) in [("suid", 0o6755), ("sticky", 0o1777), ("open", 0o666)] {
+            fs_err::write(copy.join(name), name).unwrap();
+            fs_err::set_permissions(copy.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        fs_err::create_dir(copy.join("d")).unwrap();
+        fs_err::write(copy.join("d/f"), "f").unwrap();
+        staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap();
+        assert_eq!(mode_of(&out.join("suid")), 0o755);
+        assert_eq!(mode_of(&out.join("sticky")), 0o755);
+        assert_eq!(mode_of(&out.join("open")), 0o644);
+        assert_eq!(mode_of(&out.join("d")) & !0o755, 0);
+        let read = read_written(&[mount(&out, true)], &["out/suid".to_string()]).unwrap();
+        assert_eq!(read[0].mode, 0o755, "the cache never stores a setuid mode");
+        let poisoned = [WrittenFile { path: "out/replayed".into(), bytes: b"r".to_vec(), mode: 0o7777 }];
+        replay(&[mount(&out, true)], &poisoned, &[], &ws.path().join(".cleanroom/tmp")).unwrap();
+        assert_eq!(mode_of(&out.join("replayed")), 0o755);
+    }
+
+    #[test]
+    fn a_root_mount_never_commits_into_the_run_directory() {
+        let ws = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(ws.path().join(".cleanroom/runs")).unwrap();
+        fs_err::write(ws.path().join("a.txt"), "a").unwrap();
+        let root = Mount { rel: ".".into(), ..mount(ws.path(), true) };
+        // The empty mount point the jail shadows is accepted.
+        let staged = stage(std::slice::from_ref(&root)).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        fs_err::create_dir(copy.join(RUN_DIR)).unwrap();
+        fs_err::write(copy.join("a.txt"), "b").unwrap();
+        assert_eq!(staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap().written, ["a.txt"]);
+        // Anything in it is refused, and nothing else is committed.
+        let staged = stage(std::slice::from_ref(&root)).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        fs_err::create_dir_all(copy.join(".cleanroom/runs")).unwrap();
+        fs_err::write(copy.join(".cleanroom/runs/evil"), "evil").unwrap();
+        fs_err::write(copy.join("a.txt"), "c").unwrap();
+        let error = staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap_err().to_string();
+        assert!(error.contains("run directory") && error.contains("nothing was committed"), "{error}");
+        assert!(!ws.path().join(".cleanroom/runs/evil").exists());
+        assert_eq!(fs_err::read_to_string(ws.path().join("a.txt")).unwrap(), "b");
+        // A mount that is (or links into) the run directory is refused too.
+        let inside = Mount { rel: ".cleanroom/runs".into(), ..mount(&ws.path().join(".cleanroom/runs"), true) };
+        let staged = stage(std::slice::from_ref(&inside)).unwrap();
+        fs_err::write(staged.binds()[0].0.join("evil"), "evil").unwrap();
+        assert!(staged.commit(&ws.path().join(".cleanroom/tmp")).is_err());
+        assert!(!ws.path().join(".cleanroom/runs/evil").exists());
+    }
 }
