@@ -3,7 +3,8 @@
 //! Every failure has two texts: a `summary` that may be fed back to a
 //! code-writing stage and therefore NEVER quotes scenario content (expected
 //! strings, patterns, arguments, stdin, description; only counts, line
-//! numbers and exit codes), and a `detail` for humans that may quote it.
+//! numbers and the expected exit code) nor anything the subject chose (its
+//! exit code, its output), and a `detail` for humans that may quote both.
 
 use regex::Regex;
 
@@ -56,8 +57,10 @@ pub fn judge(expect: &Expectations, out: Outcome<'_>) -> Vec<Failure> {
     let mut failures = Vec::new();
     if out.exit_code != expect.exit_code {
         failures.push(Failure {
-            summary: format!("expected exit {}, got {}", expect.exit_code, out.exit_code),
-            detail: String::new(),
+            // Never the code the subject chose: that would be a channel
+            // from the program under test to the stage.
+            summary: format!("expected exit {}, got another", expect.exit_code),
+            detail: format!("exit code: {}", out.exit_code),
         });
     }
     if let Some(expected) = &expect.stdout {
@@ -166,7 +169,7 @@ mod tests {
     #[test]
     fn exit_code_mismatch() {
         let expect = Expectations::default();
-        assert_eq!(summary_of(&expect, out(1, "", "")), "expected exit 0, got 1");
+        assert_eq!(summary_of(&expect, out(1, "", "")), "expected exit 0, got another");
     }
 
     #[test]
@@ -215,7 +218,7 @@ mod tests {
         };
         let failures = judge(&expect, out(1, "", ""));
         assert_eq!(failures.len(), 3);
-        assert_eq!(summary(&failures), "expected exit 2, got 1 (and 2 more failures)");
+        assert_eq!(summary(&failures), "expected exit 2, got another (and 2 more failures)");
     }
 
     #[test]

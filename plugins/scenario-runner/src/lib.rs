@@ -53,9 +53,8 @@ fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
     let scenario = scenario::parse(&text).map_err(|e| {
         fail("the scenario file is invalid: fix it (details in the report)".into(), format!("`{path}`: {e}"))
     })?;
-    let output = subject::run(&scenario.args, scenario.stdin.as_bytes()).map_err(|e| {
-        fail(format!("the subject could not run: {}", one_line(&e, 110)), format!("{}\n\n{e}", describe(&scenario)))
-    })?;
+    let output = subject::run(&scenario.args, scenario.stdin.as_bytes())
+        .map_err(|e| fail(subject_failure(&e), format!("{}\n\n{e}", describe(&scenario))))?;
     let outcome = judge::Outcome { exit_code: output.exit_code, stdout: &output.stdout, stderr: &output.stderr };
     let failures = judge::judge(&scenario.expect, outcome);
     Ok(Verdict {
@@ -63,6 +62,21 @@ fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
         summary: judge::summary(&failures),
         detail: detail(&scenario, &failures, outcome),
     })
+}
+
+/// The summary of a subject run that produced nothing to judge: one of the
+/// host's fixed words, and never anything else, even from a host that sent
+/// other text (the summary reaches the stage).
+fn subject_failure(error: &str) -> String {
+    let said = match error {
+        "could not start" => "could not start",
+        "trapped" => "trapped",
+        "timed out" => "timed out",
+        "out of memory" => "ran out of memory",
+        "output cut" => "printed more than the output cap",
+        _ => "could not run",
+    };
+    format!("the subject {said}")
 }
 
 fn fail(summary: String, detail: String) -> Verdict {

@@ -195,9 +195,10 @@ pub mod stage {
 ///     fn evaluate(_scenario: String, _: Invocation) -> Verdict {
 ///         match subject::run(&[], &[]) {
 ///             Ok(out) if out.exit_code == 0 => Verdict::pass("exit code 0"),
-///             Ok(out) => Verdict::fail(format!("expected exit code 0, got {}", out.exit_code))
-///                 .with_detail(out.stderr_text()),
-///             Err(e) => Verdict::fail(format!("the subject could not run: {e}")),
+///             // The summary reaches the stage: nothing the subject chose.
+///             Ok(out) => Verdict::fail("expected exit code 0, got another")
+///                 .with_detail(format!("exit code {}: {}", out.exit_code, out.stderr_text())),
+///             Err(e) => Verdict::fail(format!("the subject {e}")),
 ///         }
 ///     }
 /// }

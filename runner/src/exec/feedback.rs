@@ -1,16 +1,17 @@
 //! Retry feedback: the only channel from the judges back to a stage.
 //!
-//! [`lines`] is the one function that builds what a retried stage is told,
-//! from the reports of the gates that failed. A check gives one line per
-//! error finding (`path:line: rule: message`); an evaluator one line per
-//! failing scenario (`scenario NAME: failed K/N: SUMMARY`, K failing runs of
-//! N); a gate that could not run gives `step ID: error: REASON`. Each line is
-//! flattened to one line of at most [`MAX_LINE`] characters. Verdict
-//! details, plugin output and anything else in a report never reach a stage.
-//! A line that quotes a holdout file ([`Holdout`]) is withheld.
+//! [`build`] is the one function that makes what a retried stage is told,
+//! from the reports of the gates that failed, at the pipeline's `[barrier]
+//! feedback` level, and bounds how many bits of holdout-dependent
+//! information that carries. Verdict details, plugin and program output, a
+//! holdout reader's own error text and anything else in a report never
+//! reach a stage. A line that quotes a holdout file ([`Holdout`]) is
+//! withheld.
 
 use std::path::{Path, PathBuf};
 
+use crate::manifest::FeedbackLevel;
+use crate::plan::StepKind;
 use crate::report::{StepReport, StepStatus};
 
 /// Longest feedback line, in characters.
@@ -72,22 +73,110 @@ fn scan_path(path: &Path, quotes: &mut Vec<String>) {
     }
 }
 
-/// The feedback lines for a stage retried because `gates` failed.
-pub fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
-    let mut out = Vec::new();
-    for gate in gates {
+/// Most feedback lines one stage gets per attempt; the rest are counted
+/// in a last line, so thousands of findings cannot flood a stage (or its
+/// environment).
+pub const MAX_LINES: usize = 100;
+
+/// One failed gate (or a failed step between the stage and its gates)
+/// whose report feedback is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'r> {
+    /// Its report.
+    pub report: &'r StepReport,
+    /// Whether it may read the holdout ([`crate::plan::Step::reads_holdout`]).
+    pub reads_holdout: bool,
+}
+
+/// What a retried stage is told, and how much of it can depend on the
+/// holdout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Feedback {
+    /// The lines, at most [`MAX_LINES`] (+1 that counts the rest), each at
+    /// most [`MAX_LINE`] characters.
+    pub lines: Vec<String>,
+    /// An upper bound, in bits, on the holdout-dependent information the
+    /// lines carry (the formula is in `docs/security.md`).
+    pub bits: f64,
+}
+
+/// Bits of one gate's outcome (passed, failed or error).
+fn outcome_bits() -> f64 {
+    3f64.log2()
+}
+
+/// Builds the feedback for a stage retried because `sources` failed, at
+/// `level`. This is the only place a stage's feedback is made:
+///
+/// * an evaluator gives, per failing scenario, `scenario NAME: failed K/N:
+///   SUMMARY` (`summary`), `scenario NAME: failed K/N` (`names`), or one
+///   line `step ID: K scenarios failed` (`count`);
+/// * a step that can read the holdout and did not produce scenario results
+///   gives `step ID: error`, or for a native program `step ID: exited with
+///   status N`: never its own words or output;
+/// * any other step gives one line per error finding (`path:line: rule:
+///   message`), or `step ID: error: REASON`.
+///
+/// Lines are flattened to one line of at most [`MAX_LINE`] characters; a
+/// line quoting a holdout file is withheld; past [`MAX_LINES`] lines the
+/// rest are counted, not sent.
+pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) -> Feedback {
+    let mut out = Feedback::default();
+    // (line, bits of holdout-dependent text in it)
+    let mut lines: Vec<(String, f64)> = Vec::new();
+    for source in sources {
+        let gate = source.report;
+        // Evaluators judge by hidden scenarios whether or not a `[barrier]`
+        // names them: their outcome is holdout-dependent.
+        let judged_by_holdout = source.reads_holdout || gate.kind == StepKind::Evaluator;
+        if judged_by_holdout {
+            out.bits += outcome_bits();
+        }
         if let Some(evaluation) = &gate.evaluation {
-            for scenario in evaluation.scenarios.iter().filter(|s| !s.passed) {
-                let failed = scenario.runs - scenario.passes;
-                let head = format!("scenario {}: failed {failed}/{}: ", scenario.name, scenario.runs);
-                out.push(guarded(&head, &scenario.summary, holdout));
+            let failing: Vec<_> = evaluation.scenarios.iter().filter(|s| !s.passed).collect();
+            let runs = evaluation.scenarios.iter().map(|s| s.runs).max().unwrap_or(1);
+            match level {
+                FeedbackLevel::Count => {
+                    out.bits += ((evaluation.scenarios.len() + 1) as f64).log2();
+                    let n = failing.len();
+                    let noun = if n == 1 { "scenario" } else { "scenarios" };
+                    lines.push((guarded(&format!("step {}: ", gate.id), &format!("{n} {noun} failed"), holdout), 0.0));
+                }
+                FeedbackLevel::Names | FeedbackLevel::Summary => {
+                    // Which scenarios failed, and how many of their runs.
+                    out.bits += evaluation.scenarios.len() as f64 * f64::from(runs + 1).log2();
+                    for scenario in &failing {
+                        let failed = scenario.runs - scenario.passes;
+                        let head = format!("scenario {}: failed {failed}/{}", scenario.name, scenario.runs);
+                        let line = if level == FeedbackLevel::Summary {
+                            guarded(&format!("{head}: "), &scenario.summary, holdout)
+                        } else {
+                            guarded("", &head, holdout)
+                        };
+                        // Everything but the fixed words is holdout-dependent text.
+                        let fixed = format!("scenario : failed {failed}/{}", scenario.runs).len()
+                            + if level == FeedbackLevel::Summary { 2 } else { 0 };
+                        let text = line.len().saturating_sub(fixed);
+                        lines.push((line, 8.0 * text as f64));
+                    }
+                }
             }
-            if evaluation.scenarios.iter().all(|s| s.passed) && gate.status != StepStatus::Passed {
-                out.push(guarded(&format!("step {}: ", gate.id), "failed", holdout));
+            if failing.is_empty() && gate.status != StepStatus::Passed {
+                lines.push((guarded(&format!("step {}: ", gate.id), "failed", holdout), 0.0));
             }
+        } else if judged_by_holdout {
+            let text = match exit_status(gate) {
+                Some(status) if gate.status == StepStatus::Failed => {
+                    // An exit code (0-255) or a signal (1-64).
+                    out.bits += 320f64.log2();
+                    format!("exited with {status}")
+                }
+                _ => "error".to_string(),
+            };
+            lines.push((guarded(&format!("step {}: ", gate.id), &text, holdout), 0.0));
         } else if gate.status == StepStatus::Error || gate.findings.is_empty() {
             let reason = gate.reason.as_deref().unwrap_or("failed");
-            out.push(guarded(&format!("step {}: error: ", gate.id), reason, holdout));
+            lines.push((guarded(&format!("step {}: error: ", gate.id), reason, holdout), 0.0));
         } else {
             for finding in gate.findings.iter().filter(|f| f.severity == "error") {
                 let mut place = String::new();
@@ -98,11 +187,37 @@ pub fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
                     }
                     place.push_str(": ");
                 }
-                out.push(guarded(&format!("{place}{}: ", finding.rule), &finding.message, holdout));
+                lines.push((guarded(&format!("{place}{}: ", finding.rule), &finding.message, holdout), 0.0));
             }
         }
     }
+    let total = lines.len();
+    for (line, bits) in lines.into_iter().take(MAX_LINES) {
+        out.lines.push(line);
+        out.bits += bits;
+    }
+    if total > MAX_LINES {
+        out.lines.push(format!("({} more feedback lines not sent: at most {MAX_LINES} per attempt)", total - MAX_LINES));
+    }
     out
+}
+
+/// `status N` or `signal N` from a native step's `exit-status` finding.
+fn exit_status(report: &StepReport) -> Option<String> {
+    let finding = report.findings.iter().find(|f| f.rule == "exit-status")?;
+    let (_, after) = finding.message.split_once("exited with ")?;
+    let mut words = after.split([' ', ':']);
+    let kind = words.next().filter(|k| *k == "status" || *k == "signal")?;
+    let number: i64 = words.next()?.parse().ok()?;
+    Some(format!("{kind} {number}"))
+}
+
+/// The feedback lines for a stage retried because `gates` failed, at the
+/// `summary` level, none of them holdout readers (for tests and callers
+/// that need only the lines).
+pub fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
+    let sources: Vec<Source<'_>> = gates.iter().map(|report| Source { report, reads_holdout: false }).collect();
+    build(&sources, FeedbackLevel::Summary, holdout).lines
 }
 
 /// `head` + `text` on one line, at most [`MAX_LINE`] characters; `text`
@@ -202,5 +317,74 @@ mod tests {
             lines(&[&report], &holdout),
             ["scenario rejects-zero: failed 2/3: (withheld: it quoted holdout content)"]
         );
+    }
+
+    #[test]
+    fn names_level_drops_summaries_and_count_level_drops_names() {
+        let report = evaluator("expected exit 2, got another", "");
+        let source = [Source { report: &report, reads_holdout: true }];
+        let names = build(&source, FeedbackLevel::Names, &Holdout::default());
+        assert_eq!(names.lines, ["scenario rejects-zero: failed 2/3"]);
+        let count = build(&source, FeedbackLevel::Count, &Holdout::default());
+        assert_eq!(count.lines, ["step holdout: 1 scenario failed"]);
+        let summary = build(&source, FeedbackLevel::Summary, &Holdout::default());
+        assert!(count.bits < names.bits && names.bits < summary.bits, "{count:?} {names:?} {summary:?}");
+    }
+
+    #[test]
+    fn the_bound_covers_every_byte_of_holdout_dependent_text() {
+        let report = evaluator("x".repeat(150).as_str(), "");
+        let built = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
+        // 2 scenarios of up to 3 runs: which failed and how often; the
+        // outcome; the name and the summary, 8 bits a byte.
+        let text = "rejects-zero".len() + 150;
+        assert!(built.bits >= 8.0 * text as f64 + 2.0 * 4f64.log2(), "{}", built.bits);
+    }
+
+    #[test]
+    fn a_holdout_reading_program_is_reported_by_exit_status_only() {
+        let mut report = StepReport::skipped("judge", StepKind::Check, String::new());
+        report.status = StepStatus::Failed;
+        report.findings.push(FindingReport {
+            rule: "exit-status".into(),
+            severity: "error".into(),
+            message: "`sh judge.sh` exited with status 3: expected 42 for input 17".into(),
+            path: None,
+            line: None,
+            column: None,
+        });
+        let reader = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
+        assert_eq!(reader.lines, ["step judge: exited with status 3"]);
+        let other = build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
+        assert!(other.lines[0].contains("expected 42"), "a gate without the holdout keeps its message");
+        assert_eq!(other.bits, 0.0);
+    }
+
+    #[test]
+    fn an_erroring_evaluator_says_only_that_it_errored() {
+        let mut report = StepReport::skipped("holdout", StepKind::Evaluator, String::new());
+        report.status = StepStatus::Error;
+        report.reason = Some("could not list its scenarios: plugin error: the input is 17 17 +".into());
+        let built = build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
+        assert_eq!(built.lines, ["step holdout: error"]);
+    }
+
+    #[test]
+    fn feedback_is_capped_per_attempt() {
+        let mut report = StepReport::skipped("lint", StepKind::Check, String::new());
+        report.status = StepStatus::Failed;
+        for i in 0..5000 {
+            report.findings.push(FindingReport {
+                rule: "r".into(),
+                severity: "error".into(),
+                message: format!("finding {i}"),
+                path: None,
+                line: None,
+                column: None,
+            });
+        }
+        let built = lines(&[&report], &Holdout::default());
+        assert_eq!(built.len(), MAX_LINES + 1);
+        assert_eq!(built[MAX_LINES], "(4900 more feedback lines not sent: at most 100 per attempt)");
     }
 }

@@ -255,6 +255,7 @@ impl RunState {
                         if let Some(entry) = state.history.get_mut(*round as usize - 1) {
                             entry.retries.push(retry_line(stage, retrying));
                             entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
+                            entry.feedback_bits += retrying.feedback_bits;
                         }
                     }
                     state.round = round + 1;
@@ -351,6 +352,8 @@ impl Executor<'_> {
         if self.state.round > 1 {
             report.attempts = self.state.history.clone();
         }
+        report.feedback_level = self.plan.feedback;
+        report.feedback_bits = self.state.history.iter().map(|a| a.feedback_bits).sum();
         report.escalation = escalation;
         if matches!(self.stop, Some(Stop::Interrupted)) {
             // No `run_finished`: the run stays resumable.
@@ -422,7 +425,11 @@ impl Executor<'_> {
                     continue;
                 }
                 let ready = needs[i].iter().all(|&n| self.state.reports[n].is_some());
-                if !ready || running.len() >= jobs {
+                // Time separation: a stage and a step that can read the
+                // holdout never run at the same time, so neither can signal
+                // the other (a lock, a timing) while both are alive.
+                let held_apart = in_flight.iter().any(|&r| kept_apart(step, &plan.steps[r]));
+                if !ready || running.len() >= jobs || held_apart {
                     continue;
                 }
                 launched[i] = true;
@@ -612,17 +619,21 @@ impl Executor<'_> {
             let downstream = stage_index.map(|s| downstream_of(plan, [s])).unwrap_or_default();
             // The gates' reports, and failures between the stage and its
             // gates (a build that did not compile), are the feedback.
-            let sources: Vec<&StepReport> = ran
+            let sources: Vec<feedback::Source<'_>> = ran
                 .iter()
                 .filter(|&&i| downstream.contains(&i) && Some(i) != stage_index)
                 .filter(|&&i| {
                     gates.contains(&i) || (plan.steps[i].retry.is_none() && plan.steps[i].kind == StepKind::Stage)
                 })
-                .filter_map(|&i| report(i))
-                .filter(|r| matches!(r.status, StepStatus::Failed | StepStatus::Error))
+                .filter_map(|&i| report(i).map(|r| (i, r)))
+                .filter(|(_, r)| matches!(r.status, StepStatus::Failed | StepStatus::Error))
+                .map(|(i, report)| feedback::Source { report, reads_holdout: plan.steps[i].reads_holdout })
                 .collect();
-            let lines = feedback::lines(&sources, &self.context.holdout);
-            retries.insert(stage.clone(), Retrying { attempt: attempt + 1, feedback: lines });
+            let built = feedback::build(&sources, plan.feedback, &self.context.holdout);
+            retries.insert(
+                stage.clone(),
+                Retrying { attempt: attempt + 1, feedback: built.lines, feedback_bits: built.bits },
+            );
         }
         for (gate, status, reason, retry) in decisions {
             let retry = retry.filter(|stage| retries.contains_key(stage));
@@ -631,6 +642,7 @@ impl Executor<'_> {
         for (stage, retrying) in &retries {
             entry.retries.push(retry_line(stage, retrying));
             entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
+            entry.feedback_bits += retrying.feedback_bits;
         }
         // A resumed run may have rebuilt part of this round from the journal;
         // the judgement just made covers all of it.
@@ -757,7 +769,18 @@ fn grow_history(history: &mut Vec<AttemptReport>, round: u32) {
 }
 
 fn retry_line(stage: &str, retrying: &Retrying) -> String {
-    format!("{stage}: attempt {} with {} feedback lines", retrying.attempt, retrying.feedback.len())
+    format!(
+        "{stage}: attempt {} with {} feedback lines (at most {:.1} bits of holdout-dependent information)",
+        retrying.attempt,
+        retrying.feedback.len(),
+        retrying.feedback_bits
+    )
+}
+
+/// Whether `a` and `b` may not run at the same time: one is a stage and
+/// the other can read the holdout.
+fn kept_apart(a: &crate::plan::Step, b: &crate::plan::Step) -> bool {
+    (a.kind == StepKind::Stage && b.reads_holdout) || (b.kind == StepKind::Stage && a.reads_holdout)
 }
 
 /// `starts` and every step that needs one of them, directly or not.

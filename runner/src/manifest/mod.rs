@@ -85,6 +85,36 @@ pub struct BarrierTable {
     /// Never readable by an evaluator. Example: `private = ["src"]`.
     #[serde(default)]
     pub private: Vec<Spanned<String>>,
+    /// How much a retried stage is told about the holdout scenarios that
+    /// failed: `summary` (default: one line per failing scenario, with the
+    /// evaluator's summary), `names` (only which scenarios failed) or
+    /// `count` (only how many). Example: `feedback = "names"`.
+    pub feedback: Option<Spanned<FeedbackLevel>>,
+}
+
+/// What retry feedback may say about failing holdout scenarios; each level
+/// carries strictly less holdout-dependent information than the one before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackLevel {
+    /// One line per failing scenario: its name, failed runs and summary.
+    #[default]
+    Summary,
+    /// One line per failing scenario: its name and failed runs.
+    Names,
+    /// One line per evaluator: how many scenarios failed.
+    Count,
+}
+
+impl FeedbackLevel {
+    /// `summary`, `names`, `count`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedbackLevel::Summary => "summary",
+            FeedbackLevel::Names => "names",
+            FeedbackLevel::Count => "count",
+        }
+    }
 }
 
 /// `[pipeline]`.

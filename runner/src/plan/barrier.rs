@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::manifest::BarrierTable;
+use crate::plan::taint::overlaps;
 use crate::plan::{mounts, Step, StepKind};
 
 /// A resolved barrier path.
@@ -98,11 +99,6 @@ pub fn check(
         }
     }
     holdout.into_iter().map(|fence| fence.host).collect()
-}
-
-/// Whether one path contains the other (or they are the same).
-fn overlaps(a: &Path, b: &Path) -> bool {
-    a.starts_with(b) || b.starts_with(a)
 }
 
 #[cfg(test)]

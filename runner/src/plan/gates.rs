@@ -144,6 +144,38 @@ pub(crate) fn resolve_evaluation(
         }
         return None;
     }
+    if t.run.is_some() {
+        // A native evaluator is judged by its exit status alone: there are
+        // no scenarios to repeat or score, and no subject to run.
+        let keys = [
+            t.repeat.as_ref().map(|k| ("repeat", k.span())),
+            t.require.as_ref().map(|k| ("require", k.span())),
+            t.threshold.as_ref().map(|k| ("threshold", k.span())),
+            t.subject.as_ref().map(|k| ("subject", k.span())),
+            t.subject_read.first().map(|k| ("subject_read", k.span())),
+        ];
+        for (key, span) in keys.into_iter().flatten() {
+            diags.push(
+                Diagnostic::new(
+                    Code::CR009,
+                    format!("evaluator `{id}` runs a native program, which cannot score scenarios, but sets `{key}`"),
+                )
+                .at(here(span))
+                .hint("a `run` evaluator passes or fails by its exit status: remove the key, or judge with an evaluator plugin (`plugin = ...`), which can repeat, score and run a `subject`"),
+            );
+        }
+        if t.subject_timeout.is_some() {
+            diags.push(
+                Diagnostic::new(
+                    Code::CR009,
+                    format!("evaluator `{id}` runs a native program, which has no subject, but sets `subject_timeout`"),
+                )
+                .at(here(d.id.span()))
+                .hint("remove `subject_timeout`; `timeout` bounds the program"),
+            );
+        }
+        return None;
+    }
     let invalid = |span: std::ops::Range<usize>, message: String, hint: &str| {
         Diagnostic::new(Code::CR021, format!("evaluator `{id}`: {message}")).at(here(span)).hint(hint)
     };
@@ -215,8 +247,19 @@ pub(crate) fn resolve_evaluation(
                     ),
                 }
             }
+            let step_timeout = t.timeout.map_or(crate::plan::grant::DEFAULT_TIMEOUT, |d| d.0);
+            if let Some(subject_timeout) = t.subject_timeout.filter(|s| s.0 > step_timeout) {
+                diags.push(invalid(
+                    d.id.span(),
+                    format!(
+                        "`subject_timeout = \"{subject_timeout}\"` is longer than the step's `timeout` ({})",
+                        crate::manifest::DurationSpec(step_timeout)
+                    ),
+                    "`timeout` bounds the whole evaluator step, subject runs included: raise `timeout` or lower `subject_timeout`",
+                ));
+            }
             let limits = Limits {
-                timeout: t.subject_timeout.map_or(DEFAULT_SUBJECT_TIMEOUT, |d| d.0),
+                timeout: t.subject_timeout.map_or(DEFAULT_SUBJECT_TIMEOUT.min(step_timeout), |d| d.0),
                 memory: t.memory.map_or(crate::plan::grant::DEFAULT_MEMORY, |m| m.0),
                 ..Limits::default()
             };

@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod network;
 pub mod select;
 pub mod show;
+pub mod taint;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -92,6 +93,9 @@ pub struct Plan {
     /// Canonical `[barrier] holdout` paths: retry feedback may not quote
     /// their contents.
     pub holdout: Vec<PathBuf>,
+    /// `[barrier] feedback`: how much retry feedback may say about failing
+    /// holdout scenarios.
+    pub feedback: crate::manifest::FeedbackLevel,
     /// `[secrets]`: where each named secret is read from when a run starts.
     pub secrets: BTreeMap<String, network::SecretSpec>,
 }
@@ -141,6 +145,10 @@ pub struct Step {
     /// Set when the run must report this step as skipped, with this reason,
     /// without running it (`run --skip`; see [`select`]).
     pub excluded: Option<String>,
+    /// Whether a mount or tool path overlaps a `[barrier] holdout` path: such
+    /// a step never runs while a stage runs, never reads what stages write,
+    /// and its output reaches a stage only in bounded form.
+    pub reads_holdout: bool,
 }
 
 /// A step as declared, before resolution.
@@ -339,6 +347,7 @@ impl Plan {
                     Location::Path(_) => 0,
                 },
                 excluded: None,
+                reads_holdout: false,
             });
         }
 
@@ -347,6 +356,14 @@ impl Plan {
             Some(table) => barrier::check(table, &workspace, &steps, &here, &mut diags),
             None => Vec::new(),
         };
+        for step in &mut steps {
+            step.reads_holdout = taint::reads_holdout(step, &holdout);
+        }
+        taint::check_holdout_readers(&steps, &mut diags);
+        let plugin_files: Vec<(String, PathBuf)> =
+            plugins.iter().map(|(name, info)| (name.clone(), info.path.clone())).collect();
+        taint::Definition::of(source.path(), &plugin_files).check_stages(&steps, &mut diags);
+        let feedback = manifest.barrier.as_ref().and_then(|b| b.feedback.as_ref()).map_or_else(Default::default, |f| *f.get_ref());
 
         let order = match dag::topological_order(&needs_index) {
             Ok(order) => order,
@@ -373,6 +390,7 @@ impl Plan {
             plugins,
             steps,
             holdout,
+            feedback,
             secrets,
         })
     }

@@ -60,6 +60,8 @@ impl Style {
 
 /// Renders `report` as text for a terminal.
 pub fn render(report: &RunReport, style: Style) -> String {
+    // Nothing a step chose may move the cursor or reorder a line.
+    let report = &report.escaped();
     let mut out = String::new();
     let width = report.steps.iter().map(|s| s.id.len()).max().unwrap_or(0).max(20) + 4;
     for step in &report.steps {
@@ -126,6 +128,12 @@ pub fn render(report: &RunReport, style: Style) -> String {
                 let _ = writeln!(out, "       feedback {line}");
             }
         }
+        let _ = writeln!(
+            out,
+            "  feedback level `{}`: at most {:.1} bits of holdout-dependent information reached stages in this run",
+            report.feedback_level.as_str(),
+            report.feedback_bits
+        );
     }
     if let Some(escalation) = &report.escalation {
         let _ = writeln!(out, "\n{escalation}");

@@ -26,7 +26,9 @@ pub fn line(update: Update<'_>) -> String {
         Update::RoundFinished { round, retries } => {
             let retries: Vec<_> = retries
                 .iter()
-                .map(|(stage, r)| json!({ "stage": stage, "attempt": r.attempt, "feedback": r.feedback }))
+                .map(|(stage, r)| {
+                    json!({ "stage": stage, "attempt": r.attempt, "feedback": r.feedback, "feedback_bits": r.feedback_bits })
+                })
                 .collect();
             json!({ "event": "round_finished", "round": round, "retries": retries })
         }

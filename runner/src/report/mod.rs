@@ -201,12 +201,23 @@ pub struct AttemptReport {
     /// The feedback lines sent, by stage: `stage: line`.
     #[serde(default)]
     pub feedback: Vec<String>,
+    /// An upper bound on the bits of holdout-dependent information this
+    /// round's feedback carried, all stages together (`docs/security.md`).
+    #[serde(default)]
+    pub feedback_bits: f64,
 }
 
 impl AttemptReport {
     /// An empty record of round `round`.
     pub fn new(round: u32) -> Self {
-        AttemptReport { round, gates: Vec::new(), failing: Vec::new(), retries: Vec::new(), feedback: Vec::new() }
+        AttemptReport {
+            round,
+            gates: Vec::new(),
+            failing: Vec::new(),
+            retries: Vec::new(),
+            feedback: Vec::new(),
+            feedback_bits: 0.0,
+        }
     }
 }
 
@@ -228,6 +239,11 @@ pub struct RunReport {
     pub attempts: Vec<AttemptReport>,
     /// Set when retries ran out: what still fails and how each attempt scored.
     pub escalation: Option<String>,
+    /// `[barrier] feedback`: how much feedback could say about the holdout.
+    pub feedback_level: crate::manifest::FeedbackLevel,
+    /// An upper bound on the bits of holdout-dependent information all
+    /// retry feedback of the run carried (the sum over its rounds).
+    pub feedback_bits: f64,
 }
 
 impl RunReport {
@@ -235,7 +251,17 @@ impl RunReport {
     pub fn new(pipeline: String, run_id: String, duration: Duration, steps: Vec<StepReport>) -> Self {
         let passed = steps.iter().all(|s| s.status == StepStatus::Passed);
         let status = if passed { "passed" } else { "failed" };
-        RunReport { pipeline, run_id, status, duration, steps, attempts: Vec::new(), escalation: None }
+        RunReport {
+            pipeline,
+            run_id,
+            status,
+            duration,
+            steps,
+            attempts: Vec::new(),
+            escalation: None,
+            feedback_level: crate::manifest::FeedbackLevel::default(),
+            feedback_bits: 0.0,
+        }
     }
 
     /// True when every step passed.
@@ -246,6 +272,73 @@ impl RunReport {
     /// How many steps ended with `status`.
     pub fn count(&self, status: StepStatus) -> usize {
         self.steps.iter().filter(|s| s.status == status).count()
+    }
+}
+
+/// `text` with every character that could redraw a terminal made visible:
+/// C0 and C1 controls (escape sequences, carriage returns, backspaces),
+/// Unicode bidirectional overrides and isolates (which reorder a line), and
+/// newlines unless `multiline`. Each becomes `\u{..}` text, so a file name
+/// or program output cannot draw a failing run as passing.
+pub fn escape_controls(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(multiline && c == '\n') && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+impl RunReport {
+    /// A copy with every text a step, plugin or program could have chosen
+    /// passed through [`escape_controls`]: what renderers for terminals
+    /// and humans draw from.
+    pub fn escaped(&self) -> RunReport {
+        let one = |s: &String| escape_controls(s, false).into_owned();
+        let many = |s: &String| escape_controls(s, true).into_owned();
+        let lines = |v: &Vec<String>| v.iter().map(one).collect::<Vec<_>>();
+        let mut report = self.clone();
+        report.pipeline = one(&report.pipeline);
+        for step in &mut report.steps {
+            step.reason = step.reason.as_ref().map(one);
+            step.note = step.note.as_ref().map(one);
+            step.stdout = many(&step.stdout);
+            step.stderr = many(&step.stderr);
+            step.unjailed = step.unjailed.as_ref().map(one);
+            step.changes = lines(&step.changes);
+            step.denied_requests = lines(&step.denied_requests);
+            for finding in &mut step.findings {
+                finding.rule = one(&finding.rule);
+                finding.severity = one(&finding.severity);
+                finding.message = one(&finding.message);
+                finding.path = finding.path.as_ref().map(one);
+            }
+            if let Some(evaluation) = &mut step.evaluation {
+                for scenario in &mut evaluation.scenarios {
+                    scenario.name = one(&scenario.name);
+                    scenario.summary = one(&scenario.summary);
+                    scenario.detail = many(&scenario.detail);
+                }
+            }
+        }
+        for attempt in &mut report.attempts {
+            attempt.gates = lines(&attempt.gates);
+            attempt.failing = lines(&attempt.failing);
+            attempt.retries = lines(&attempt.retries);
+            attempt.feedback = lines(&attempt.feedback);
+        }
+        report.escalation = report.escalation.as_ref().map(many);
+        report
     }
 }
 

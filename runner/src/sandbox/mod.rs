@@ -71,7 +71,7 @@ pub mod bindings {
 }
 
 pub use bindings::check::cleanroom::plugin::types::{Finding, Invocation, Mount as GuestMount, Severity, Verdict};
-pub use subject::{SubjectOutput, SubjectRunner};
+pub use subject::{SubjectFailure, SubjectOutput, SubjectRunner};
 
 /// A failure of the host or of loading, as opposed to a plugin's own failure.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,21 @@ impl std::fmt::Display for Failure {
             Failure::Plugin(message) => write!(f, "plugin error: {message}"),
             Failure::Host(reason) => write!(f, "could not be run: {reason}"),
             Failure::Jail(reason) => write!(f, "could not be jailed, so it did not run: {reason}"),
+        }
+    }
+}
+
+impl Failure {
+    /// A few fixed words for the failure, with none of the guest's or
+    /// wasmtime's text: what may reach a stage when the failing step could
+    /// read the holdout or ran the program under test.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Failure::Timeout(_) => "timed out",
+            Failure::Memory(_) | Failure::Table => "ran out of memory",
+            Failure::Trap(_) => "crashed",
+            Failure::Plugin(_) => "reported an error",
+            Failure::Host(_) | Failure::Jail(_) => "could not run",
         }
     }
 }
@@ -300,7 +315,7 @@ impl Sandbox {
         let component = self.compile(path, &info.sha256).map_err(|e| format!("{e:#}"))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
         let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| format!("{e:#}"))?;
-        Ok(Arc::new(SubjectRunner { engine: self.engine.clone(), command, grant: grant.clone(), sha256: info.sha256 }))
+        Ok(Arc::new(SubjectRunner::new(self.engine.clone(), command, grant.clone(), info.sha256)))
     }
 
     /// Runs a check plugin once in a fresh Store built from `grant`.

@@ -82,11 +82,14 @@ class WitWorld(wit_world.WitWorld):
                     return Verdict(passed=True, summary="passed", detail="")
                 return Verdict(
                     passed=False,
-                    summary=f"expected exit code 0, got {out.exit_code}",
-                    detail=f"args: []\nstderr:\n{out.stderr.decode('utf-8', errors='replace')}",
+                    # Never what the subject chose (its exit code, its
+                    # output) in a summary: the summary reaches the stage.
+                    summary="expected exit code 0, got another",
+                    detail=f"args: []\nexit code: {out.exit_code}\nstderr:\n{out.stderr.decode('utf-8', errors='replace')}",
                 )
             return Verdict(passed=False, summary=f"unknown scenario {json.dumps(scenario)}", detail="")
         except Err as e:  # from subject.run
-            return Verdict(passed=False, summary=f"the subject could not run: {e.value}", detail="")
+            # e.value is one of the host's fixed words (wit/plugin.wit).
+            return Verdict(passed=False, summary=f"the subject {e.value}", detail="")
         except ValueError as e:  # bad config
             return Verdict(passed=False, summary=str(e), detail="")

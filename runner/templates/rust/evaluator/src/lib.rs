@@ -95,8 +95,10 @@ fn expect_stdout(args: &[&str], expected: &str) -> Verdict {
 fn expect_exit_zero() -> Verdict {
     match run(&[]) {
         Ok(output) if output.exit_code == 0 => Verdict::pass("exit code 0"),
-        Ok(output) => Verdict::fail(format!("expected exit code 0, got {}", output.exit_code))
-            .with_detail(format!("stderr: {:?}", output.stderr_text())),
+        // Never what the subject chose (its exit code, its output) in a
+        // summary: the summary reaches the stage. The detail is for humans.
+        Ok(output) => Verdict::fail("expected exit code 0, got another")
+            .with_detail(format!("exit code: {}\nstderr: {:?}", output.exit_code, output.stderr_text())),
         Err(verdict) => verdict,
     }
 }

@@ -1,0 +1,194 @@
+//! Taint and the judge's reach: which paths the program under test may have
+//! shaped, which steps hold the holdout, and what no stage may write.
+//!
+//! A path is *tainted* when a stage may write it: whatever lies there may be
+//! the program under test, or something derived from it. A step is a
+//! *holdout reader* when one of its mounts or tools overlaps a `[barrier]
+//! holdout` path. The two must never meet inside one sandbox: a holdout
+//! reader may judge the program under test only through the subject
+//! mechanism, which runs it in a sandbox of its own without the holdout.
+//! And the *judge's definition* (the pipeline file, its lock file, every
+//! plugin file and the runner's private directories) is out of every
+//! stage's reach, so a stage cannot rewrite what judges it.
+
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::plan::{Action, Step, StepKind};
+
+/// Whether one path contains the other (or they are the same).
+pub fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Whether `step` may read one of the canonical `holdout` paths, through a
+/// mount or a tool path.
+pub fn reads_holdout(step: &Step, holdout: &[PathBuf]) -> bool {
+    let mounted = step.grant.mounts.iter().map(|m| &m.host);
+    mounted.chain(&step.grant.tools).any(|path| holdout.iter().any(|h| overlaps(path, h)))
+}
+
+/// Every path a stage may write, with the stage's id: the tainted paths.
+pub fn tainted(steps: &[Step]) -> Vec<(PathBuf, String, String)> {
+    steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Stage)
+        .flat_map(|s| s.grant.mounts.iter().filter(|m| m.writable).map(|m| (m.host.clone(), m.rel.clone(), s.id.clone())))
+        .collect()
+}
+
+/// Refuses every holdout reader that may read or execute a tainted path
+/// other than through its subject: its mounts, its tools and, for a `run`
+/// step, its program.
+pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
+    let tainted = tainted(steps);
+    for step in steps.iter().filter(|s| s.reads_holdout) {
+        let program = match &step.action {
+            Action::Command { program, .. } => Some(("program", program)),
+            Action::Plugin(_) => None,
+        };
+        let paths = step
+            .grant
+            .mounts
+            .iter()
+            .map(|m| ("mount", &m.host))
+            .chain(step.grant.tools.iter().map(|t| ("tool path", t)))
+            .chain(program);
+        for (what, path) in paths {
+            let Some((_, rel, writer)) = tainted.iter().find(|(t, _, _)| overlaps(path, t)) else { continue };
+            let (how, hint) = match step.action {
+                Action::Command { .. } => (
+                    "a native program that can read the holdout would run or read what a stage wrote",
+                    "judge the program through an evaluator plugin's `subject` (its own sandbox, without the holdout), or narrow this step's `read`/`tools` so it sees either the holdout or what stages write, not both",
+                ),
+                Action::Plugin(_) => (
+                    "a step that can read the holdout may see what a stage wrote only through its `subject`",
+                    "name the built program as the evaluator's `subject` (and its data in `subject_read`) instead of mounting it",
+                ),
+            };
+            diags.push(
+                Diagnostic::new(
+                    Code::CR019,
+                    format!(
+                        "step `{}` can read the holdout, and its {what} `{}` is tainted: stage `{writer}` writes `{rel}`; {how}",
+                        step.id,
+                        shown(path, &step.grant.mounts),
+                    ),
+                )
+                .hint(hint.to_string()),
+            );
+        }
+    }
+}
+
+/// A path as the user wrote it when it is a mount, else as a host path.
+fn shown(path: &Path, mounts: &[crate::plan::Mount]) -> String {
+    mounts.iter().find(|m| &m.host == path).map_or_else(|| path.display().to_string(), |m| m.rel.clone())
+}
+
+/// The files and directories that define the judge, each with what it is.
+pub struct Definition {
+    /// `(canonical host path, what it is)`.
+    pub paths: Vec<(PathBuf, String)>,
+}
+
+impl Definition {
+    /// The pipeline file, its lock file, every plugin file, and the runner's
+    /// cache and state directories (when they exist or would be created).
+    pub fn of(pipeline_file: &Path, plugins: &[(String, PathBuf)]) -> Definition {
+        let canonical = |path: &Path| fs_err::canonicalize(path).unwrap_or_else(|_| absolute(path));
+        let mut paths = vec![(canonical(pipeline_file), "the pipeline file".to_string())];
+        let lock = pipeline_file.parent().unwrap_or(Path::new(".")).join(crate::lock::FILE_NAME);
+        paths.push((canonical(&lock), "the lock file".to_string()));
+        for (name, path) in plugins {
+            paths.push((canonical(path), format!("the file of plugin `{name}`")));
+        }
+        for (dir, what) in private_dirs() {
+            paths.push((canonical(&dir), what.to_string()));
+        }
+        Definition { paths }
+    }
+
+    /// Refuses every stage `write` grant that covers part of the definition.
+    pub fn check_stages(&self, steps: &[Step], diags: &mut Diagnostics) {
+        for step in steps.iter().filter(|s| s.kind == StepKind::Stage) {
+            for mount in step.grant.mounts.iter().filter(|m| m.writable) {
+                // A write grant covers a path when the path lies inside it;
+                // writing a directory that holds the path is the same.
+                if let Some((_, what)) = self.paths.iter().find(|(p, _)| p.starts_with(&mount.host)) {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::CR019,
+                            format!(
+                                "stage `{}`: write mount `{}` covers {what}, which defines the judge",
+                                step.id, mount.rel
+                            ),
+                        )
+                        .hint("a stage may never change what judges it: narrow its `write` (e.g. `src` instead of `.`), or move the pipeline, lock file, plugins and caches out of what it writes"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The runner's private directories, which no step may reach: the cache
+/// directory (compiled plugins, results) and the state directory (keys).
+pub fn private_dirs() -> Vec<(PathBuf, &'static str)> {
+    let mut dirs = Vec::new();
+    if let Some(cache) = crate::cache::default_dir() {
+        dirs.push((cache, "the runner's cache directory"));
+    }
+    if let Some(state) = state_dir() {
+        dirs.push((state, "the runner's state directory"));
+    }
+    dirs
+}
+
+/// `CLEANROOM_STATE_DIR`, else `$XDG_STATE_HOME/cleanroom`, else
+/// `~/.local/state/cleanroom`: where per-user keys live.
+pub fn state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CLEANROOM_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(xdg).join("cleanroom"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("state").join("cleanroom"))
+}
+
+/// `path` made absolute against the current directory, and its existing
+/// ancestor canonicalised, so a path that does not exist yet still compares.
+fn absolute(path: &Path) -> PathBuf {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut missing = Vec::new();
+    let mut ancestor = path.as_path();
+    loop {
+        if let Ok(found) = fs_err::canonicalize(ancestor) {
+            return missing.iter().rev().fold(found, |p: PathBuf, part| p.join(part));
+        }
+        match (ancestor.parent(), ancestor.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                ancestor = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_path_is_made_absolute_through_its_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs_err::canonicalize(dir.path()).unwrap();
+        assert_eq!(absolute(&root.join("a/b")), root.join("a/b"));
+    }
+}
