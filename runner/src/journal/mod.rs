@@ -164,7 +164,11 @@ impl RunIdentity {
         })?;
         Ok(RunIdentity {
             pipeline: plan.name.clone(),
-            pipeline_file: plan.pipeline_file.display().to_string(),
+            // However the command line spelt it.
+            pipeline_file: fs_err::canonicalize(&plan.pipeline_file)
+                .unwrap_or_else(|_| plan.pipeline_file.clone())
+                .display()
+                .to_string(),
             pipeline_sha256,
             plugins: plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect(),
             config_sha256: config_digest(plan),
@@ -214,11 +218,34 @@ impl RunIdentity {
 
 /// sha256 of `plan` serialised as JSON. The serialisation is deterministic:
 /// maps in a plan are `BTreeMap`s (or JSON objects built from TOML tables in
-/// file order), lists keep the pipeline's order.
+/// file order), lists keep the pipeline's order. The pipeline file's path
+/// is left out (it is spelt as the command line gave it; [`RunIdentity`]
+/// records it canonical, and its contents by sha256), and so is whether
+/// each mount exists yet (`exists`): that is the workspace's state, which
+/// the run itself changes (a stage creates its `write` directory), not
+/// its configuration; inputs are checked per step by their digests.
 pub fn config_digest(plan: &Plan) -> String {
     use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(plan).unwrap_or_default();
-    crate::plugin::hex(&Sha256::digest(&json))
+    fn forget_state(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                object.remove("exists");
+                object.values_mut().for_each(forget_state);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(forget_state),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(plan).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("pipeline_file");
+        for step in object.get_mut("steps").and_then(|s| s.as_array_mut()).into_iter().flatten() {
+            if let Some(mounts) = step.pointer_mut("/grant/mounts") {
+                forget_state(mounts);
+            }
+        }
+    }
+    crate::plugin::hex(&Sha256::digest(value.to_string().as_bytes()))
 }
 
 /// Label of a journal line's mac: no other tag of the runner verifies as one.
@@ -725,6 +752,23 @@ mod tests {
         for what in ["pipeline file", "plugin `noop` changed", "configuration changed"] {
             assert!(d.message.contains(what), "{}", d.message);
         }
+    }
+
+    #[test]
+    fn the_plan_digest_is_deterministic_and_sees_every_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("pipeline.toml");
+        let toml = "[pipeline]\nname = \"d\"\n[stage.s]\nrun = [\"true\"]\nwrite = [\"out\"]\n\
+            [check.a]\nrun = [\"true\"]\nneeds = [\"s\"]\nenv = { B = \"2\", A = \"1\", C = \"3\" }\n";
+        fs_err::write(&pipeline, toml).unwrap();
+        let digest = || config_digest(&crate::cli::load_plan(&pipeline).unwrap());
+        let first = digest();
+        assert!((0..5).all(|_| digest() == first));
+        // The stage creating its output directory is not a new configuration.
+        fs_err::create_dir(dir.path().join("out")).unwrap();
+        assert_eq!(digest(), first);
+        fs_err::write(&pipeline, format!("{toml}timeout = \"7s\"\n")).unwrap();
+        assert_ne!(digest(), first);
     }
 
     #[test]

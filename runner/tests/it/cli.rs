@@ -257,11 +257,11 @@ fn quiet_prints_only_failures_and_verbose_prints_all_output() {
 fn ctrl_c_stops_cleanly_with_exit_130_and_the_run_resumes() {
     let ws = Workspace::new();
     let marker = format!("sleep 30.{}", std::process::id());
-    ws.file("out/kept", "old").file(
+    ws.file("out/kept", "old").file("go/.keep", "").file(
         "pipeline.toml",
         &format!(
             "[pipeline]\nname = \"stop\"\n\
-             [stage.slow]\nrun = [\"sh\", \"-c\", \"echo new > out/kept; echo more > out/added; exec {marker}\"]\nwrite = [\"out\"]\n\
+             [stage.slow]\nrun = [\"sh\", \"-c\", \"echo new > out/kept; echo more > out/added; [ -f go/now ] || exec {marker}\"]\nwrite = [\"out\"]\nread = [\"go\"]\n\
              [check.after]\nrun = [\"true\"]\nneeds = [\"slow\"]\n"
         ),
     );
@@ -294,11 +294,10 @@ fn ctrl_c_stops_cleanly_with_exit_130_and_the_run_resumes() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!pgrep(&marker), "the stage's process outlived the run");
 
-    // The interrupted run is unfinished; resuming runs it to the end.
-    ws.file(
-        "pipeline.toml",
-        &fs_err::read_to_string(ws.path().join("pipeline.toml")).unwrap().replace(&format!("exec {marker}"), "true"),
-    );
+    // The interrupted run is unfinished; resuming runs it to the end (a
+    // run resumes only from an unchanged pipeline file, so the stage is
+    // told to finish through its input instead).
+    ws.file("go/now", "");
     let resumed = cleanroom(ws.path(), &["run", "--resume", "pipeline.toml"]);
     assert_eq!(resumed.code, 0, "{resumed:?}");
     assert_eq!(fs_err::read_to_string(ws.path().join("out/kept")).unwrap(), "new\n");
