@@ -220,7 +220,8 @@ impl RunIdentity {
 /// maps in a plan are `BTreeMap`s (or JSON objects built from TOML tables in
 /// file order), lists keep the pipeline's order. The pipeline file's path
 /// is left out (it is spelt as the command line gave it; [`RunIdentity`]
-/// records it canonical, and its contents by sha256), and so is whether
+/// records it canonical, and its contents by sha256), so are plugin paths
+/// (spelt relative to it; plugins are recorded by sha256), and so is whether
 /// each mount exists yet (`exists`): that is the workspace's state, which
 /// the run itself changes (a stage creates its `write` directory), not
 /// its configuration; inputs are checked per step by their digests.
@@ -239,6 +240,13 @@ pub fn config_digest(plan: &Plan) -> String {
     let mut value = serde_json::to_value(plan).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         object.remove("pipeline_file");
+        // Plugin paths are spelt relative to the pipeline file as given;
+        // each plugin is identified by its name and sha256.
+        for plugin in object.get_mut("plugins").and_then(|p| p.as_object_mut()).into_iter().flat_map(|p| p.values_mut()) {
+            if let Some(plugin) = plugin.as_object_mut() {
+                plugin.remove("path");
+            }
+        }
         for step in object.get_mut("steps").and_then(|s| s.as_array_mut()).into_iter().flatten() {
             if let Some(mounts) = step.pointer_mut("/grant/mounts") {
                 forget_state(mounts);
