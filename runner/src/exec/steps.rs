@@ -574,7 +574,7 @@ fn hidden_credentials(tools: &[PathBuf]) -> Vec<PathBuf> {
     let mut hidden = Vec::new();
     for rel in crate::plan::command::HIDDEN_CREDENTIALS {
         let Ok(path) = fs_err::canonicalize(home.join(rel)) else { continue };
-        let granted_itself = tools.iter().any(|t| *t == path);
+        let granted_itself = tools.contains(&path);
         let under_a_tool = tools.iter().any(|t| path.starts_with(t));
         if under_a_tool && !granted_itself && !hidden.contains(&path) {
             hidden.push(path);

@@ -410,6 +410,20 @@ fn eprintln_marker(text: &str) {
     let _ = writeln!(std::io::stderr(), "{MARKER}{text}");
 }
 
+/// Ties the helper's life to the runner's: if the runner dies (even by
+/// SIGKILL), the helper is killed, its init with it, and the whole PID
+/// namespace with that. (The kernel signals when the runner's thread that
+/// started the helper exits: a scheduler worker, which lives as long as the
+/// run.) A runner already gone before this line is caught by the check.
+fn die_with_runner() -> Result<(), String> {
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("cannot tie the helper to the runner: {e}"))?;
+    if parent.as_raw() == 1 || nix::unistd::getppid() != parent {
+        return Err("the runner exited before the jail was set up".into());
+    }
+    Ok(())
+}
+
 /// Reads the spec from stdin (all of it), then makes fd 0 `/dev/null` so
 /// the program inherits nothing there.
 fn read_spec() -> Result<JailSpec, String> {
@@ -428,7 +442,7 @@ fn read_spec() -> Result<JailSpec, String> {
 /// or does not return when the program was killed by a signal (the helper
 /// dies by the same one).
 pub fn main() -> i32 {
-    match read_spec().and_then(|spec| enter(&spec)) {
+    match die_with_runner().and_then(|()| read_spec()).and_then(|spec| enter(&spec)) {
         Ok(Ended::Code(code)) => code,
         Ok(ended @ Ended::Signal(signal)) => {
             die_by(signal);

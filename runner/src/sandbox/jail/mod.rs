@@ -35,8 +35,9 @@ pub const MARKER: &str = "cleanroom-jail: ";
 pub const JAIL_FAILED_EXIT: i32 = 125;
 /// How long captured pipes may keep draining after the process group is gone.
 const DRAIN: Duration = Duration::from_secs(1);
-/// How long the runner keeps killing what is left in a step's pids cgroup
-/// before it gives up and reports the step as an error.
+/// How long the runner keeps killing what is left of a step (in its pids
+/// cgroup, or its PID namespace after a deadline kill) before it gives up
+/// and reports the step as an error.
 const CGROUP_EMPTY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Everything the helper needs to confine and start one program.
@@ -180,6 +181,16 @@ async fn supervise(
     let err_task = drain(child.stderr.take().map(|p| Box::new(p) as _), stderr);
 
     let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // At the deadline the helper is still alive: note its PID namespace
+    // before killing it. (When the helper exited by itself, its init process
+    // and with it the whole namespace were gone before it did.)
+    let namespace = if waited.is_err() { group.and_then(pid_namespace_of) } else { None };
+    // Kill the namespace first (its init included) while the helper lives
+    // to reap that init: killed together, the init would be an orphan
+    // zombie until the machine's init got round to it.
+    if let Some(namespace) = &namespace {
+        empty_until(CGROUP_EMPTY_DEADLINE, || namespace_members(namespace), "its PID namespace").await?;
+    }
     // Whatever happened, nothing the program started may outlive the step.
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
@@ -195,7 +206,7 @@ async fn supervise(
         task.abort();
     }
     if let Some(procs) = &spec.cgroup_procs {
-        empty_cgroup(procs).await?;
+        empty_until(CGROUP_EMPTY_DEADLINE, || pids::members(procs), &procs.display().to_string()).await?;
     }
     let _ = tokio::time::timeout(DRAIN, out_task).await;
     let _ = tokio::time::timeout(DRAIN, err_task).await;
@@ -205,26 +216,26 @@ async fn supervise(
     }
 }
 
-/// Kills every process left in the cgroup whose `cgroup.procs` is `procs`
-/// until it is empty (a process may fork while the list is read: read,
-/// kill, read again). The PID namespace already took everything down; this
-/// is the backstop that holds even if it did not.
+/// Kills every process `members` lists until it lists none (a process may
+/// fork while the list is read: read, kill, read again). The PID namespace
+/// already took everything down; this is the backstop that holds even if it
+/// did not (the pids cgroup), and that waits out the namespace's teardown
+/// after a deadline kill (the helper's init dies asynchronously then).
 ///
 /// # Errors
-/// When processes are still there after [`CGROUP_EMPTY_DEADLINE`]: the step
-/// is then an error, and nothing of it is committed.
-async fn empty_cgroup(procs: &Path) -> Result<(), Failure> {
-    let deadline = Instant::now() + CGROUP_EMPTY_DEADLINE;
+/// When processes are still there after `deadline`: the step is then an
+/// error, and nothing of it is committed.
+async fn empty_until(deadline: Duration, members: impl Fn() -> Vec<Pid>, what: &str) -> Result<(), Failure> {
+    let deadline = Instant::now() + deadline;
     loop {
-        let left = pids::members(procs);
+        let left = members();
         if left.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(Failure::Host(format!(
-                "{} of its processes could not be killed (still in {})",
-                left.len(),
-                procs.display()
+                "{} of its processes could not be killed (still in {what})",
+                left.len()
             )));
         }
         for pid in left {
@@ -232,6 +243,28 @@ async fn empty_cgroup(procs: &Path) -> Result<(), Failure> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The PID namespace the children of process `pid` are created in
+/// (`pid:[4026532...]`), when it is not the runner's own.
+fn pid_namespace_of(pid: Pid) -> Option<String> {
+    let theirs = fs_err::read_link(format!("/proc/{pid}/ns/pid_for_children")).ok()?;
+    let ours = fs_err::read_link("/proc/self/ns/pid").ok()?;
+    (theirs != ours).then(|| theirs.display().to_string())
+}
+
+/// Every live process on this machine in PID namespace `namespace` (a
+/// zombie has no namespace left, so is not listed).
+fn namespace_members(namespace: &str) -> Vec<Pid> {
+    let Ok(entries) = fs_err::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            fs_err::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|ns| ns.display().to_string() == namespace)
+        })
+        .map(Pid::from_raw)
+        .collect()
 }
 
 /// Kills a process group, and what is in the pids cgroup, when dropped.

@@ -48,16 +48,26 @@ impl PidsCgroup {
     }
 }
 
-/// The processes in the cgroup whose `cgroup.procs` is `procs` (empty when
-/// it cannot be read: a removed cgroup has no members).
+/// The live processes in the cgroup whose `cgroup.procs` is `procs` (empty
+/// when it cannot be read: a removed cgroup has no members). Zombies are
+/// left out: they are dead, and whoever inherited them reaps them when it
+/// will (the cgroup lists them until then).
 pub fn members(procs: &Path) -> Vec<nix::unistd::Pid> {
     fs_err::read_to_string(procs)
         .unwrap_or_default()
         .lines()
         .filter_map(|line| line.trim().parse::<i32>().ok())
-        .filter(|&pid| pid > 0)
+        .filter(|&pid| pid > 0 && !is_dead(pid))
         .map(nix::unistd::Pid::from_raw)
         .collect()
+}
+
+/// Whether process `pid` is gone or a zombie (state `Z` or `X` in
+/// `/proc/PID/stat`, after the command name, which may hold anything).
+fn is_dead(pid: i32) -> bool {
+    let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else { return true };
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X") | None)
 }
 
 /// Removes the empty cgroups of runners that died without dropping theirs
