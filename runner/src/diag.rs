@@ -50,7 +50,9 @@ pub enum Code {
     /// A `run` step's program cannot be found.
     CR018,
     /// A grant crosses the `[barrier]`: a stage or subject sees holdout
-    /// paths, or an evaluator sees private ones.
+    /// paths, or an evaluator sees private ones; a holdout reader reads or
+    /// runs a path a stage writes; or a stage may write the judge's
+    /// definition (pipeline, lock, plugin files, the runner's directories).
     CR019,
     /// A `retry` is invalid: unknown or not a stage, or not upstream of the gate.
     CR020,
