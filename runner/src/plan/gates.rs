@@ -127,15 +127,16 @@ pub(crate) fn resolve_evaluation(
 ) -> Option<Evaluation> {
     let id = d.id.get_ref();
     let t = d.table;
+    // The scoring keys, each with where it is written.
+    let scoring = [
+        t.repeat.as_ref().map(|k| ("repeat", k.span())),
+        t.require.as_ref().map(|k| ("require", k.span())),
+        t.threshold.as_ref().map(|k| ("threshold", k.span())),
+        t.subject.as_ref().map(|k| ("subject", k.span())),
+        t.subject_read.first().map(|k| ("subject_read", k.span())),
+    ];
     if d.kind != StepKind::Evaluator {
-        let keys = [
-            t.repeat.as_ref().map(|k| ("repeat", k.span())),
-            t.require.as_ref().map(|k| ("require", k.span())),
-            t.threshold.as_ref().map(|k| ("threshold", k.span())),
-            t.subject.as_ref().map(|k| ("subject", k.span())),
-            t.subject_read.first().map(|k| ("subject_read", k.span())),
-        ];
-        for (key, span) in keys.into_iter().flatten() {
+        for (key, span) in scoring.into_iter().flatten() {
             diags.push(
                 Diagnostic::new(Code::CR009, format!("{} `{id}` sets `{key}`, which only evaluators have", d.kind))
                     .at(here(span))
@@ -147,14 +148,7 @@ pub(crate) fn resolve_evaluation(
     if t.run.is_some() {
         // A native evaluator is judged by its exit status alone: there are
         // no scenarios to repeat or score, and no subject to run.
-        let keys = [
-            t.repeat.as_ref().map(|k| ("repeat", k.span())),
-            t.require.as_ref().map(|k| ("require", k.span())),
-            t.threshold.as_ref().map(|k| ("threshold", k.span())),
-            t.subject.as_ref().map(|k| ("subject", k.span())),
-            t.subject_read.first().map(|k| ("subject_read", k.span())),
-        ];
-        for (key, span) in keys.into_iter().flatten() {
+        for (key, span) in scoring.into_iter().flatten() {
             diags.push(
                 Diagnostic::new(
                     Code::CR009,

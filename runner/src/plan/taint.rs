@@ -96,7 +96,7 @@ impl Definition {
     /// The pipeline file, its lock file, every plugin file, and the runner's
     /// cache and state directories (when they exist or would be created).
     pub fn of(pipeline_file: &Path, plugins: &[(String, PathBuf)]) -> Definition {
-        let canonical = |path: &Path| fs_err::canonicalize(path).unwrap_or_else(|_| absolute(path));
+        let canonical = |path: &Path| crate::key::resolve(path);
         let mut paths = vec![(canonical(pipeline_file), "the pipeline file".to_string())];
         let lock = pipeline_file.parent().unwrap_or(Path::new(".")).join(crate::lock::FILE_NAME);
         paths.push((canonical(&lock), "the lock file".to_string()));
@@ -139,56 +139,8 @@ pub fn private_dirs() -> Vec<(PathBuf, &'static str)> {
     if let Some(cache) = crate::cache::default_dir() {
         dirs.push((cache, "the runner's cache directory"));
     }
-    if let Some(state) = state_dir() {
+    if let Some(state) = crate::key::state_dir() {
         dirs.push((state, "the runner's state directory"));
     }
     dirs
-}
-
-/// `CLEANROOM_STATE_DIR`, else `$XDG_STATE_HOME/cleanroom`, else
-/// `~/.local/state/cleanroom`: where per-user keys live.
-pub fn state_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CLEANROOM_STATE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(xdg).join("cleanroom"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("state").join("cleanroom"))
-}
-
-/// `path` made absolute against the current directory, and its existing
-/// ancestor canonicalised, so a path that does not exist yet still compares.
-fn absolute(path: &Path) -> PathBuf {
-    let path = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
-    };
-    let mut missing = Vec::new();
-    let mut ancestor = path.as_path();
-    loop {
-        if let Ok(found) = fs_err::canonicalize(ancestor) {
-            return missing.iter().rev().fold(found, |p: PathBuf, part| p.join(part));
-        }
-        match (ancestor.parent(), ancestor.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_os_string());
-                ancestor = parent;
-            }
-            _ => return path,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_path_is_made_absolute_through_its_existing_ancestor() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = fs_err::canonicalize(dir.path()).unwrap();
-        assert_eq!(absolute(&root.join("a/b")), root.join("a/b"));
-    }
 }
