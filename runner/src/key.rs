@@ -199,7 +199,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// The bytes of a lowercase hex string; `None` unless it is exactly that.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {

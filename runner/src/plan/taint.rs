@@ -83,7 +83,7 @@ pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
 
 /// A path as the user wrote it when it is a mount, else as a host path.
 fn shown(path: &Path, mounts: &[crate::plan::Mount]) -> String {
-    mounts.iter().find(|m| &m.host == path).map_or_else(|| path.display().to_string(), |m| m.rel.clone())
+    mounts.iter().find(|m| m.host == path).map_or_else(|| path.display().to_string(), |m| m.rel.clone())
 }
 
 /// The files and directories that define the judge, each with what it is.
