@@ -678,3 +678,23 @@ fn finding_report(f: Finding) -> FindingReport {
         column: f.column,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_of_feedback_lines_fit_the_environment_and_the_file_has_them_all() {
+        let temp = tempfile::tempdir().unwrap();
+        let lines: Vec<String> =
+            (0..5000).map(|i| format!("scenario s{i:04}: failed 1/1: the answer was not 42")).collect();
+        let env = feedback_env(&lines, temp.path()).unwrap();
+        let shown = &env.iter().find(|(k, _)| k == "CLEANROOM_FEEDBACK").unwrap().1;
+        assert!(shown.len() <= FEEDBACK_ENV_MAX, "{} bytes would hit E2BIG", shown.len());
+        assert!(shown.starts_with("scenario s0000:") && shown.lines().all(|l| l.ends_with("42")), "whole lines only");
+        let file = &env.iter().find(|(k, _)| k == "CLEANROOM_FEEDBACK_FILE").unwrap().1;
+        assert_eq!(fs_err::read_to_string(file).unwrap(), lines.join("\n"));
+        let few = feedback_env(&lines[..2], temp.path()).unwrap();
+        assert_eq!(few[0].1, lines[..2].join("\n"), "short feedback is passed whole");
+    }
+}

@@ -104,33 +104,27 @@ fn jailed_program_sees_only_granted_environment() {
 /// an error; children left behind by a program that exits are killed too.
 #[test]
 fn timeout_kills_the_program_and_its_children() {
+    // The program runs in a PID namespace, so the pids it could print are
+    // not the host's: each child sleeps under a unique name instead.
+    let tag = std::process::id();
     let ws = Workspace::new();
     let (ran, json) = run_json(
         &ws,
-        "[check.hang]\nrun = [\"sh\", \"-c\", \"sleep 307 & echo $!; sleep 308\"]\ntimeout = \"1s\"\n\n\
-         [check.leave-child]\nrun = [\"sh\", \"-c\", \"sleep 309 & echo $!\"]\n",
+        &format!(
+            "[check.hang]\nrun = [\"sh\", \"-c\", \"sleep 307.{tag} & echo started; sleep 308\"]\ntimeout = \"1s\"\n\n\
+             [check.leave-child]\nrun = [\"sh\", \"-c\", \"sleep 309.{tag} & echo started\"]\n"
+        ),
     );
     assert_eq!(ran.code, 1, "{ran:?}");
     let hang = step(&json, "hang");
     assert_eq!(hang["status"], "error");
     assert_eq!(hang["reason"], "timed out after 1s");
     assert_eq!(step(&json, "leave-child")["status"], "passed");
-    for id in ["hang", "leave-child"] {
-        let pid: u32 = step(&json, id)["stdout"].as_str().unwrap().trim().parse().unwrap();
-        assert!(!is_running(pid), "child {pid} of `{id}` is still running");
+    for (id, name) in [("hang", format!("sleep 307.{tag}")), ("leave-child", format!("sleep 309.{tag}"))] {
+        assert_eq!(step(&json, id)["stdout"], "started\n", "the child of `{id}` never started");
+        let left = std::process::Command::new("pgrep").args(["-f", &name]).output().unwrap();
+        assert!(left.stdout.is_empty(), "the child of `{id}` is still running");
     }
-}
-
-/// Running (not a zombie awaiting its reaper) per /proc.
-fn is_running(pid: u32) -> bool {
-    for _ in 0..50 {
-        match fs_err::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return false,
-            Ok(stat) if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) => return false,
-            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-        }
-    }
-    true
 }
 
 /// A stage that fails after writing leaves the workspace byte-for-byte as it

@@ -160,7 +160,7 @@ async fn supervise(
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     // If this future is dropped (the write quota stopped the step, Ctrl-C),
     // the whole process group and the pids cgroup die with it.
-    let _group_guard = GroupKill(group, spec.cgroup_procs.clone());
+    let mut group_guard = GroupKill(group, spec.cgroup_procs.clone());
     // The spec goes through the helper's stdin, closed once written; a
     // helper that dies early says why on stderr, so a write error is moot.
     let stdin_task = child.stdin.take().map(|mut stdin| {
@@ -202,6 +202,9 @@ async fn supervise(
             None
         }
     };
+    // The helper is reaped: from here its pid may be reused, so the guard
+    // must not touch it; the orderly checks below take its place.
+    group_guard.0 = None;
     if let Some(task) = stdin_task {
         task.abort();
     }
@@ -267,21 +270,41 @@ fn namespace_members(namespace: &str) -> Vec<Pid> {
         .collect()
 }
 
-/// Kills a process group, and what is in the pids cgroup, when dropped.
+/// When [`supervise`] is dropped mid-run (the write quota stopped the step,
+/// Ctrl-C aborted it), kills the helper's PID namespace, its process group
+/// and what is in the pids cgroup, and waits (a little, synchronously: a
+/// drop cannot await) until they are gone. The helper is not reaped yet
+/// (its `Child` is dropped after this guard), so its pid is still its own.
 struct GroupKill(Option<Pid>, Option<PathBuf>);
+
+/// How long a dropped step's guard waits for its processes to die.
+const DROP_DEADLINE: Duration = Duration::from_secs(2);
 
 impl Drop for GroupKill {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            let _ = killpg(group, Signal::SIGKILL);
+        let Some(group) = self.0 else { return };
+        let deadline = Instant::now() + DROP_DEADLINE;
+        if let Some(namespace) = pid_namespace_of(group) {
+            kill_until_sync(deadline, || namespace_members(&namespace));
         }
-        // One synchronous pass (a drop cannot wait): the PID namespace and
-        // the group kill above leave nothing here in practice.
+        let _ = killpg(group, Signal::SIGKILL);
         if let Some(procs) = &self.1 {
-            for pid in pids::members(procs) {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
+            kill_until_sync(deadline, || pids::members(procs));
         }
+    }
+}
+
+/// [`empty_until`] without a runtime, for [`GroupKill`]: best effort.
+fn kill_until_sync(deadline: Instant, members: impl Fn() -> Vec<Pid>) {
+    loop {
+        let left = members();
+        if left.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pid in left {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
