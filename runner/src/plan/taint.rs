@@ -42,7 +42,20 @@ pub fn tainted(steps: &[Step]) -> Vec<(PathBuf, String, String)> {
 /// step, its program.
 pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
     let tainted = tainted(steps);
+    let stage_with_network = steps.iter().find(|s| s.kind == StepKind::Stage && s.grant.network);
     for step in steps.iter().filter(|s| s.reads_holdout) {
+        // The host's network is a way around the barrier: the holdout
+        // reader sends, a stage with the network fetches it later.
+        if step.grant.network {
+            let also = stage_with_network.map_or(String::new(), |s| format!(", and stage `{}` has it too", s.id));
+            diags.push(
+                Diagnostic::new(
+                    Code::CR019,
+                    format!("step `{}` can read the holdout and has the host's network (`network = true`){also}: the holdout could leave through it", step.id),
+                )
+                .hint("remove `network = true` from this step; a judge that needs a service gets it through a plugin's `allow_hosts`"),
+            );
+        }
         let program = match &step.action {
             Action::Command { program, .. } => Some(("program", program)),
             Action::Plugin(_) => None,

@@ -241,6 +241,18 @@ pub(super) fn cases() -> Vec<Case> {
                 "its mount `out` is tainted",
             );
         }),
+        case("a holdout reader takes the host's network to hand the holdout on", || {
+            let ws = Workspace::new();
+            ws.file("scenarios/s.toml", "x = 1").dir("out");
+            refused(
+                &ws,
+                &[],
+                "[barrier]\nholdout = [\"scenarios\"]\n[stage.code]\nrun = [\"true\"]\nwrite = [\"out\"]\nnetwork = true\n\
+                 [evaluator.judge]\nrun = [\"true\"]\nneeds = [\"code\"]\nread = [\"scenarios\"]\nnetwork = true\n",
+                "CR019",
+                "can read the holdout and has the host's network",
+            );
+        }),
         case("a native evaluator asks to be scored k-of-n", || {
             let ws = Workspace::new();
             ws.file("scenarios/s.toml", "x = 1");
