@@ -23,6 +23,9 @@ pub(super) fn cases() -> Vec<Case> {
         case("a setsid double-forked daemon outlives a stage that times out", || daemon_outlives(true)),
         case("commit a FIFO in place of an output file", fifo_in_output),
         case("a survivor swaps a FIFO in for a file while the runner commits", fifo_swapping_survivor),
+        case("commit a unix socket in place of an output file", socket_in_output),
+        case("a daemon holds the step's output pipes open", daemon_holds_pipes),
+        case("kill the jail's init process from inside", kill_init),
         case("leave setuid, setgid, sticky and world-writable files (commit and cached replay)", privileged_modes),
         case("read the jail spec from another process's argv", spec_not_in_argv),
         case("pass a megabyte of environment to a native stage", huge_environment),
@@ -134,6 +137,55 @@ fn fifo_swapping_survivor() {
             assert_eq!(ws.read("out/x"), "original");
         }
     }
+}
+
+fn socket_in_output() {
+    if !Path::new("/usr/bin/python3").exists() {
+        println!("           (skipped: no /usr/bin/python3 to bind a unix socket)");
+        return;
+    }
+    let ws = Workspace::new();
+    ws.file("out/x", "original");
+    let report = attack(
+        &ws,
+        &[],
+        "[stage.sock]\nrun = [\"python3\", \"-c\", \"import socket, os; os.remove('out/x'); socket.socket(socket.AF_UNIX).bind('out/x'); print('bound')\"]\nwrite = [\"out\"]\n",
+        "sock",
+        &[],
+    );
+    let sock = step(&report, "sock");
+    assert!(sock.stdout.contains("bound"), "control: no socket was bound: {sock:?}");
+    let reason = sock.reason.clone().unwrap_or_default();
+    assert!(reason.contains("`out/x` is a socket, not a regular file; nothing was committed"), "{reason}");
+}
+
+fn daemon_holds_pipes() {
+    let ws = Workspace::new();
+    let marker = marker();
+    // The daemon keeps the step's stdout and stderr open and never exits.
+    let script = format!("(setsid sh -c 'echo holder-up; exec sleep {marker}' &); sleep 0.3; exit 0");
+    let started = Instant::now();
+    let report = ws.run(&[], &format!("[check.hold]\nrun = [\"sh\", \"-c\", {script:?}]\ntimeout = \"60s\"\n"));
+    let left = survivors(&marker);
+    let hold = step(&report, "hold");
+    assert!(hold.stdout.contains("holder-up"), "control: the daemon never started: {hold:?}");
+    assert_eq!(hold.status, StepStatus::Passed, "{:?}", hold.reason);
+    assert!(started.elapsed() < Duration::from_secs(10), "the run waited for the daemon's pipes");
+    assert!(left.is_empty(), "processes outlived the step: {left}");
+}
+
+fn kill_init() {
+    let ws = Workspace::new();
+    let marker = marker();
+    // Killing init would take the namespace down, and with it the
+    // supervision; the kernel protects an init from its own namespace.
+    let script = format!("sleep {marker} & kill -9 1; kill -9 -1; sleep 0.2; echo still-here");
+    let report = ws.run(&[], &format!("[check.regicide]\nrun = [\"sh\", \"-c\", {script:?}]\n"));
+    let regicide = step(&report, "regicide");
+    assert!(regicide.stdout.contains("still-here"), "the program did not survive its own attack: {regicide:?}");
+    assert_eq!(regicide.status, StepStatus::Passed, "{:?}", regicide.reason);
+    let left = survivors(&marker);
+    assert!(left.is_empty(), "processes outlived the step: {left}");
 }
 
 /// Mode bits of workspace path `rel`.

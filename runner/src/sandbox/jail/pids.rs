@@ -2,8 +2,9 @@
 //! be used: a fresh cgroup (v1 `pids` hierarchy, or v2) whose `pids.max` caps
 //! how many processes the program may have, so a fork bomb exhausts its own
 //! cgroup instead of the machine. Where no such cgroup can be created (no
-//! controller, or not permitted), there is no pids limit and the process
-//! group kill at the deadline is the only bound; the report says so.
+//! controller, or not permitted), there is no pids limit: only the deadline
+//! bounds a fork bomb (the PID namespace still takes every process down
+//! with the program); the report says so.
 //!
 //! The cgroup is also the runner's last word on "no process outlives its
 //! step": after the helper exits, [`members`] lists whatever is still in
