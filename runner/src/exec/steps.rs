@@ -524,8 +524,9 @@ async fn run_command_step(
 }
 
 /// The longest `CLEANROOM_FEEDBACK` value: the kernel refuses any one
-/// environment string over 128 KiB (`MAX_ARG_STRLEN`) with E2BIG.
-const FEEDBACK_ENV_MAX: usize = 96 * 1024;
+/// environment string (`NAME=value` and its NUL) over 128 KiB
+/// (`MAX_ARG_STRLEN`) with E2BIG; this leaves room for the name.
+const FEEDBACK_ENV_MAX: usize = 128 * 1024 - 64;
 
 /// `CLEANROOM_FEEDBACK` (the feedback lines, as many whole lines as fit in
 /// [`FEEDBACK_ENV_MAX`]) and `CLEANROOM_FEEDBACK_FILE` (a file in the
