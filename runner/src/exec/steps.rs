@@ -445,8 +445,11 @@ async fn run_command_step(
     // writable root mount is a staged copy, which gets an empty mount point
     // for it (the commit accepts nothing else there).
     let run_dir = context.workspace.join(crate::plan::mounts::RUN_DIR);
-    let shadow = (step.grant.mounts.iter().any(|m| m.rel == ".") && run_dir.is_dir())
-        .then(|| Bind { staged: views.path().join("dir"), target: run_dir, read_only: true });
+    let shadow = (step.grant.mounts.iter().any(|m| m.rel == ".") && run_dir.is_dir()).then(|| Bind {
+        staged: views.path().join("dir"),
+        target: run_dir,
+        read_only: true,
+    });
     let mut binds: Vec<Bind> = Vec::new();
     for (copy, target) in staged.binds() {
         if shadow.is_some() && target == context.workspace {
@@ -546,10 +549,7 @@ fn feedback_env(feedback: &[String], temp: &Path) -> std::io::Result<Vec<(String
         }
         shown.push_str(line);
     }
-    Ok(vec![
-        ("CLEANROOM_FEEDBACK".into(), shown),
-        ("CLEANROOM_FEEDBACK_FILE".into(), file.display().to_string()),
-    ])
+    Ok(vec![("CLEANROOM_FEEDBACK".into(), shown), ("CLEANROOM_FEEDBACK_FILE".into(), file.display().to_string())])
 }
 
 /// A private directory holding an empty file `file` and an empty directory

@@ -32,7 +32,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, DirBuilder, DirBuilderExt, File, FileType, FileTypeExt, OpenOptions, OpenOptionsExt, PermissionsExt};
+use cap_std::fs::{
+    Dir, DirBuilder, DirBuilderExt, File, FileType, FileTypeExt, OpenOptions, OpenOptionsExt, PermissionsExt,
+};
 use nix::fcntl::OFlag;
 use sha2::{Digest, Sha256};
 
@@ -274,7 +276,8 @@ impl Walk<'_> {
             let shown = format!("{}{}", self.prefix, path.display());
             past(self.deadline, &shown)?;
             let kind = entry.file_type()?;
-            let under_run_dir = self.in_run_dir || (self.is_root_mount && rel.as_os_str().is_empty() && name == RUN_DIR);
+            let under_run_dir =
+                self.in_run_dir || (self.is_root_mount && rel.as_os_str().is_empty() && name == RUN_DIR);
             if under_run_dir {
                 // The empty mount point the jail shadows the run directory
                 // with is all a root mount may hold there.

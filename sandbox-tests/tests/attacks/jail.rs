@@ -327,7 +327,9 @@ fn hidden_credentials() {
     let creds = step(&report, "creds");
     assert_eq!(creds.status, StepStatus::Passed, "{:?} {}", creds.reason, creds.stderr);
     assert!(
-        creds.stdout.contains("tool-ran") && creds.stdout.contains("visible-config") && creds.stdout.contains("visible-settings"),
+        creds.stdout.contains("tool-ran")
+            && creds.stdout.contains("visible-config")
+            && creds.stdout.contains("visible-settings"),
         "control: the granted tools were not usable: {creds:?}"
     );
     assert!(!format!("{report:?}").contains("TOKEN-SECRET"), "a credential leaked: {creds:?}");

@@ -145,9 +145,8 @@ fn enter(spec: &JailSpec) -> Result<Ended, String> {
     let pid_ns = match unshare(CloneFlags::CLONE_NEWPID) {
         Ok(()) => true,
         Err(e) => {
-            let reason = format!(
-                "cannot create a PID namespace ({e}), so processes the program starts could outlive it"
-            );
+            let reason =
+                format!("cannot create a PID namespace ({e}), so processes the program starts could outlive it");
             if !spec.allow_unjailed {
                 return Err(reason);
             }
@@ -249,9 +248,8 @@ fn init(spec: &JailSpec, status: OwnedFd) -> Ended {
 /// Without a PID namespace (`--allow-unjailed` on a kernel without one):
 /// runs the program as a child of the helper and waits for it.
 fn supervise_program(spec: &JailSpec) -> Result<Ended, String> {
-    let status = program_command(spec)
-        .status()
-        .map_err(|e| format!("cannot execute `{}`: {e}", spec.program.display()))?;
+    let status =
+        program_command(spec).status().map_err(|e| format!("cannot execute `{}`: {e}", spec.program.display()))?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => Ended::Code(code),
         (None, Some(signal)) => Ended::Signal(signal),

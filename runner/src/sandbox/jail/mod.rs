@@ -22,9 +22,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
-use tokio::io::AsyncWriteExt;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 use super::output::{CappedPipe, Captured};
 use super::{Failure, Outcome};
