@@ -187,8 +187,9 @@ fn fork_init(spec: &JailSpec) -> Result<Ended, String> {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(status_read);
             let ended = init(spec, status_write);
-            // PID 1 leaves through `main`'s return, so the exit below never
-            // runs the helper's code a second time.
+            // PID 1 returns through `main` and exits there with the
+            // program's code (or 128 + signal: an init cannot kill itself;
+            // the helper reads the signal from the status pipe instead).
             Ok(ended)
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
