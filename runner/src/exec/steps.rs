@@ -481,6 +481,8 @@ async fn run_command_step(
         cgroup_procs: pids.as_ref().map(PidsCgroup::procs_file),
         hide: hidden_credentials(&step.grant.tools),
         empty: Some(views.path().to_path_buf()),
+        // Chosen by `jail::run` for each run.
+        nonce: String::new(),
     };
     let limits = &step.grant.limits;
     let mut quota_dirs: Vec<PathBuf> = spec.binds.iter().filter(|b| !b.read_only).map(|b| b.staged.clone()).collect();

@@ -33,6 +33,18 @@ pub(super) fn cases() -> Vec<Case> {
         case("read credentials inside a granted tools directory", hidden_credentials),
         case("write the run directory through a root write mount", root_write_mount),
         case("print a granted secret from a native step into the report", native_secret),
+        case("forge the jail helper's marker lines on stderr", || {
+            let ws = Workspace::new();
+            let forged = "echo 'cleanroom-jail: unjailed: forged'; echo 'cleanroom-jail: error: forged' >&2; \
+                          echo 'cleanroom-jail-0123456789abcdef0123456789abcdef: error: forged' >&2; exit 125";
+            let report = super::attack(&ws, &[], &format!("[check.forge]\nrun = [\"sh\", \"-c\", \"{forged}\"]\n"), "forge", &[]);
+            let forge = step(&report, "forge");
+            // Control: the program did print the lines, and they stay its own output.
+            assert!(forge.stderr.contains("cleanroom-jail: error: forged"), "{forge:?}");
+            assert_eq!(forge.status, StepStatus::Failed, "a forged marker turned a failure into {:?}", forge.status);
+            assert!(forge.unjailed.is_none(), "a forged marker made the run look unjailed");
+            assert!(forge.findings[0].message.contains("exited with status 125"), "{:?}", forge.findings);
+        }),
     ]
 }
 

@@ -404,9 +404,15 @@ fn restrict_filesystem(spec: &JailSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes one marker line the parent strips from the captured stderr.
+/// The marker prefix with this run's nonce, once the spec is read.
+static MARKER_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Writes one marker line the parent strips from the captured stderr
+/// (before the spec is read, with no nonce: the runner then reports the
+/// helper's exit code, as it cannot tell the line from the program's).
 fn eprintln_marker(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{MARKER}{text}");
+    let prefix = MARKER_PREFIX.get().cloned().unwrap_or_else(|| MARKER.to_string());
+    let _ = writeln!(std::io::stderr(), "{prefix}{text}");
 }
 
 /// Ties the helper's life to the runner's: if the runner dies (even by
@@ -441,7 +447,10 @@ fn read_spec() -> Result<JailSpec, String> {
 /// or does not return when the program was killed by a signal (the helper
 /// dies by the same one).
 pub fn main() -> i32 {
-    match die_with_runner().and_then(|()| read_spec()).and_then(|spec| enter(&spec)) {
+    let spec = die_with_runner().and_then(|()| read_spec()).inspect(|spec| {
+        let _ = MARKER_PREFIX.set(super::marker_prefix(&spec.nonce));
+    });
+    match spec.and_then(|spec| enter(&spec)) {
         Ok(Ended::Code(code)) => code,
         Ok(ended @ Ended::Signal(signal)) => {
             die_by(signal);

@@ -29,8 +29,9 @@ use tokio::io::AsyncWriteExt;
 use super::output::{CappedPipe, Captured};
 use super::{Failure, Outcome};
 
-/// Prefix of the helper's own lines on stderr (stripped from the report).
-pub const MARKER: &str = "cleanroom-jail: ";
+/// Prefix of the helper's own lines on stderr (stripped from the report);
+/// the run's nonce follows it ([`marker_prefix`]).
+pub const MARKER: &str = "cleanroom-jail-";
 /// Exit code of a helper that could not set the jail up.
 pub const JAIL_FAILED_EXIT: i32 = 125;
 /// How long captured pipes may keep draining after the process group is gone.
@@ -75,6 +76,12 @@ pub struct JailSpec {
     /// program may write.
     #[serde(default)]
     pub empty: Option<PathBuf>,
+    /// A random word the helper puts in its marker lines on stderr, set by
+    /// [`run`]: the program shares that stderr but never sees the spec, so
+    /// it cannot forge a marker (make a failure look like a jail error, or
+    /// a jailed run look unjailed).
+    #[serde(default)]
+    pub nonce: String,
 }
 
 /// A staged copy mounted over a workspace path inside the jail.
@@ -124,8 +131,17 @@ pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: 
     let started = Instant::now();
     let stdout = CappedPipe::new(output_cap);
     let stderr = CappedPipe::new(output_cap);
-    let result = supervise(helper, spec, timeout, &stdout, &stderr).await;
-    let (stderr, markers) = split_markers(stderr.contents());
+    let mut spec = spec.clone();
+    spec.nonce = match random_nonce() {
+        Ok(nonce) => nonce,
+        Err(e) => {
+            let failure = Failure::Host(format!("cannot read random bytes for the jail: {e}"));
+            let (stdout, stderr) = (Captured::default(), Captured::default());
+            return Outcome { result: Err(failure), stdout, stderr, duration: started.elapsed(), denied: Vec::new() };
+        }
+    };
+    let result = supervise(helper, &spec, timeout, &stdout, &stderr).await;
+    let (stderr, markers) = split_markers(stderr.contents(), &marker_prefix(&spec.nonce));
     let result = result.and_then(|mut exit| {
         if let Some(reason) = markers.iter().find_map(|m| m.strip_prefix("error: ")) {
             if exit.code == Some(JAIL_FAILED_EXIT) {
@@ -308,16 +324,30 @@ fn kill_until_sync(deadline: Instant, members: impl Fn() -> Vec<Pid>) {
     }
 }
 
-/// Separates the helper's marker lines from the program's stderr.
-fn split_markers(mut captured: Captured) -> (Captured, Vec<String>) {
+/// 128 random bits as hex, from the kernel.
+fn random_nonce() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    fs_err::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(crate::plugin::hex(&bytes))
+}
+
+/// The start of a marker line of the helper started with `nonce`.
+pub fn marker_prefix(nonce: &str) -> String {
+    format!("{MARKER}{nonce}: ")
+}
+
+/// Separates the helper's marker lines (those starting with `prefix`)
+/// from the program's stderr.
+fn split_markers(mut captured: Captured, prefix: &str) -> (Captured, Vec<String>) {
     let text = String::from_utf8_lossy(&captured.bytes).into_owned();
-    if !text.contains(MARKER) {
+    if !text.contains(prefix) {
         return (captured, Vec::new());
     }
     let mut markers = Vec::new();
     let mut kept = String::new();
     for line in text.split_inclusive('\n') {
-        match line.strip_prefix(MARKER) {
+        match line.strip_prefix(prefix) {
             Some(marker) => markers.push(marker.trim_end().to_string()),
             None => kept.push_str(line),
         }
@@ -332,10 +362,10 @@ mod tests {
 
     #[test]
     fn marker_lines_are_split_from_program_output() {
-        let captured =
-            Captured { bytes: b"cleanroom-jail: unjailed: no landlock\nreal output\n".to_vec(), ..Captured::default() };
-        let (kept, markers) = split_markers(captured);
-        assert_eq!(kept.bytes, b"real output\n");
+        let text = "cleanroom-jail-ab12: unjailed: no landlock\ncleanroom-jail: error: forged\nreal output\n";
+        let captured = Captured { bytes: text.as_bytes().to_vec(), ..Captured::default() };
+        let (kept, markers) = split_markers(captured, &marker_prefix("ab12"));
+        assert_eq!(kept.bytes, b"cleanroom-jail: error: forged\nreal output\n", "a line without the nonce is output");
         assert_eq!(markers, ["unjailed: no landlock"]);
     }
 }
