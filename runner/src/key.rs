@@ -213,11 +213,8 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
 /// `path` with symlinks resolved as far as it exists (the rest appended),
 /// so that a directory not created yet is still compared by where it will be.
 pub fn resolve(path: &Path) -> PathBuf {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(path)
-    };
+    let absolute =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
     let mut existing = absolute.as_path();
     let mut rest = Vec::new();
     loop {
@@ -320,7 +317,9 @@ pub fn for_run(plan: &Plan) -> Result<Key, Diagnostics> {
     Key::load_from(&state).map_err(|reason| {
         Diagnostic::new(Code::CR029, reason)
             .at(Location::Path(state))
-            .hint(format!("fix or delete it (a new key only costs the caches and unfinished runs), or set {STATE_DIR_VAR}"))
+            .hint(format!(
+                "fix or delete it (a new key only costs the caches and unfinished runs), or set {STATE_DIR_VAR}"
+            ))
             .into()
     })
 }

@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn user_message_on_a_retry_carries_the_feedback() {
-        let feedback = vec!["holdout: 2 of 6 scenarios failed".to_string(), "no-stubs: a stub is left in main.rs".to_string()];
+        let feedback =
+            vec!["holdout: 2 of 6 scenarios failed".to_string(), "no-stubs: a stub is left in main.rs".to_string()];
         let text = user(2, &feedback, &[], &[("/work/main.rs".to_string(), 40)], &[]);
         assert!(text.starts_with(
             "This is attempt 2.\n\nThe previous attempt failed these checks:\n- holdout: 2 of 6 scenarios failed\n\

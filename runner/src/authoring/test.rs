@@ -250,6 +250,8 @@ fn run_case(
         let write = case.write.clone().unwrap_or(default_write);
         problems.extend(compare_trees(&expected_tree, &workspace, &write));
     }
+    // The plugin chose much of this text: nothing in it may redraw the terminal.
+    let problems = problems.iter().map(|p| crate::report::escape_controls(p, false).into_owned()).collect();
     Ok(CaseResult { name, problems, report: step_report })
 }
 

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{private_dir, read_private, write_atomic};
-use crate::key::Key;
 use crate::exec::writes::WrittenFile;
+use crate::key::Key;
 use crate::plan::{Action, Plan, Step};
 use crate::plugin::hex;
 use crate::report::{StepReport, StepStatus};

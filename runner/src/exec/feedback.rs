@@ -197,7 +197,8 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
         out.bits += bits;
     }
     if total > MAX_LINES {
-        out.lines.push(format!("({} more feedback lines not sent: at most {MAX_LINES} per attempt)", total - MAX_LINES));
+        out.lines
+            .push(format!("({} more feedback lines not sent: at most {MAX_LINES} per attempt)", total - MAX_LINES));
     }
     out
 }
@@ -334,7 +335,8 @@ mod tests {
     #[test]
     fn the_bound_covers_every_byte_of_holdout_dependent_text() {
         let report = evaluator("x".repeat(150).as_str(), "");
-        let built = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
+        let built =
+            build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
         // 2 scenarios of up to 3 runs: which failed and how often; the
         // outcome; the name and the summary, 8 bits a byte.
         let text = "rejects-zero".len() + 150;
@@ -353,9 +355,11 @@ mod tests {
             line: None,
             column: None,
         });
-        let reader = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
+        let reader =
+            build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
         assert_eq!(reader.lines, ["step judge: exited with status 3"]);
-        let other = build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
+        let other =
+            build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
         assert!(other.lines[0].contains("expected 42"), "a gate without the holdout keeps its message");
         assert_eq!(other.bits, 0.0);
     }
@@ -365,7 +369,8 @@ mod tests {
         let mut report = StepReport::skipped("holdout", StepKind::Evaluator, String::new());
         report.status = StepStatus::Error;
         report.reason = Some("could not list its scenarios: plugin error: the input is 17 17 +".into());
-        let built = build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
+        let built =
+            build(&[Source { report: &report, reads_holdout: false }], FeedbackLevel::Summary, &Holdout::default());
         assert_eq!(built.lines, ["step holdout: error"]);
     }
 

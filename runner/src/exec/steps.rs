@@ -186,7 +186,10 @@ async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Ste
 
 /// Why an evaluator step that ran out of time is an error.
 fn step_timed_out(limit: Duration) -> String {
-    format!("timed out after {} (the whole evaluator step, subject runs included)", crate::manifest::DurationSpec(limit))
+    format!(
+        "timed out after {} (the whole evaluator step, subject runs included)",
+        crate::manifest::DurationSpec(limit)
+    )
 }
 
 /// `grant` with its deadline cut to what is left before `deadline`, or

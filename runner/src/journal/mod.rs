@@ -242,7 +242,8 @@ pub fn config_digest(plan: &Plan) -> String {
         object.remove("pipeline_file");
         // Plugin paths are spelt relative to the pipeline file as given;
         // each plugin is identified by its name and sha256.
-        for plugin in object.get_mut("plugins").and_then(|p| p.as_object_mut()).into_iter().flat_map(|p| p.values_mut()) {
+        for plugin in object.get_mut("plugins").and_then(|p| p.as_object_mut()).into_iter().flat_map(|p| p.values_mut())
+        {
             if let Some(plugin) = plugin.as_object_mut() {
                 plugin.remove("path");
             }

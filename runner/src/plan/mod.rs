@@ -363,7 +363,8 @@ impl Plan {
         let plugin_files: Vec<(String, PathBuf)> =
             plugins.iter().map(|(name, info)| (name.clone(), info.path.clone())).collect();
         taint::Definition::of(source.path(), &plugin_files).check_stages(&steps, &mut diags);
-        let feedback = manifest.barrier.as_ref().and_then(|b| b.feedback.as_ref()).map_or_else(Default::default, |f| *f.get_ref());
+        let feedback =
+            manifest.barrier.as_ref().and_then(|b| b.feedback.as_ref()).map_or_else(Default::default, |f| *f.get_ref());
 
         let order = match dag::topological_order(&needs_index) {
             Ok(order) => order,

@@ -33,7 +33,9 @@ pub fn tainted(steps: &[Step]) -> Vec<(PathBuf, String, String)> {
     steps
         .iter()
         .filter(|s| s.kind == StepKind::Stage)
-        .flat_map(|s| s.grant.mounts.iter().filter(|m| m.writable).map(|m| (m.host.clone(), m.rel.clone(), s.id.clone())))
+        .flat_map(|s| {
+            s.grant.mounts.iter().filter(|m| m.writable).map(|m| (m.host.clone(), m.rel.clone(), s.id.clone()))
+        })
         .collect()
 }
 

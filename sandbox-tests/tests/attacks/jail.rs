@@ -37,7 +37,13 @@ pub(super) fn cases() -> Vec<Case> {
             let ws = Workspace::new();
             let forged = "echo 'cleanroom-jail: unjailed: forged'; echo 'cleanroom-jail: error: forged' >&2; \
                           echo 'cleanroom-jail-0123456789abcdef0123456789abcdef: error: forged' >&2; exit 125";
-            let report = super::attack(&ws, &[], &format!("[check.forge]\nrun = [\"sh\", \"-c\", \"{forged}\"]\n"), "forge", &[]);
+            let report = super::attack(
+                &ws,
+                &[],
+                &format!("[check.forge]\nrun = [\"sh\", \"-c\", \"{forged}\"]\n"),
+                "forge",
+                &[],
+            );
             let forge = step(&report, "forge");
             // Control: the program did print the lines, and they stay its own output.
             assert!(forge.stderr.contains("cleanroom-jail: error: forged"), "{forge:?}");

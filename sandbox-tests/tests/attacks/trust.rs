@@ -87,7 +87,8 @@ fn newest_run(ws: &Workspace) -> Option<PathBuf> {
 /// failure is in the journal, and lets the slow step be quick on resume.
 /// Returns the journal.
 fn interrupted_run(ws: &Workspace) -> PathBuf {
-    let mut child = Command::new(cleanroom_binary()).args(["run", "pipeline.toml"]).current_dir(ws.root()).spawn().unwrap();
+    let mut child =
+        Command::new(cleanroom_binary()).args(["run", "pipeline.toml"]).current_dir(ws.root()).spawn().unwrap();
     let started = Instant::now();
     let events = loop {
         if let Some(events) = newest_run(ws).map(|run| run.join("events.jsonl")) {
@@ -282,7 +283,9 @@ pub(super) fn cases() -> Vec<Case> {
 /// Every `.cwasm` in `dir`.
 fn cwasm_files(dir: &Path) -> Vec<PathBuf> {
     fs_err::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect())
+        .map(|entries| {
+            entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -295,7 +298,9 @@ fn compile_cache_plant() {
     let plan = ws.plan(&["read_probe", "noop"], steps).unwrap();
     let named = |plugin: &str| {
         let sha = &plan.plugins[plugin].sha256;
-        cwasm_files(cache.path()).into_iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha.as_str()))
+        cwasm_files(cache.path())
+            .into_iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(sha.as_str()))
     };
     let first = ws.run(&["read_probe", "noop"], steps);
     assert_eq!(step(&first, "probe").status, StepStatus::Failed, "the probe is meant to fail");
