@@ -321,8 +321,9 @@ async fn evaluate_all(
     report
 }
 
-/// Adds the subject's failed runs, with wasmtime's words, to the step's
-/// stderr: for humans only (stderr never reaches a stage).
+/// Adds the subject's failed runs not already told in a scenario's detail
+/// (none, normally), with wasmtime's words, to the step's stderr: for
+/// humans only (stderr never reaches a stage).
 fn append_subject_log(report: &mut StepReport, subject: Option<&crate::sandbox::SubjectRunner>) {
     let Some(subject) = subject else { return };
     for line in subject.take_log() {
@@ -363,6 +364,15 @@ async fn run_scenario(
             // evaluator's or wasmtime's own text only in the detail.
             Err(Failure::Timeout(_)) if Instant::now() >= deadline => return None,
             Err(failure) => (false, format!("the evaluator {}", failure.category()), failure.to_string()),
+        };
+        // What wasmtime said about this run's failed subject calls: for
+        // humans, in the detail (the evaluator was told only fixed words).
+        let log = subject.as_deref().map(crate::sandbox::SubjectRunner::take_log).unwrap_or_default();
+        let detail = if log.is_empty() {
+            detail
+        } else {
+            let sep = if detail.is_empty() { "" } else { "\n\n" };
+            format!("{detail}{sep}cleanroom: {}", log.join("\ncleanroom: "))
         };
         if passed {
             passes += 1;
