@@ -140,7 +140,7 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                     out.bits += ((evaluation.scenarios.len() + 1) as f64).log2();
                     let n = failing.len();
                     let noun = if n == 1 { "scenario" } else { "scenarios" };
-                    lines.push((guarded(&format!("step {}: ", gate.id), &format!("{n} {noun} failed"), holdout), 0.0));
+                    lines.push((one_line(&format!("step {}: {n} {noun} failed", gate.id)), 0.0));
                 }
                 FeedbackLevel::Names | FeedbackLevel::Summary => {
                     // Which scenarios failed, and how many of their runs.
@@ -151,6 +151,7 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                         let line = if level == FeedbackLevel::Summary {
                             guarded(&format!("{head}: "), &scenario.summary, holdout)
                         } else {
+                            // The name is the evaluator's text: checked.
                             guarded("", &head, holdout)
                         };
                         // Everything but the fixed words is holdout-dependent text.
@@ -162,7 +163,7 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                 }
             }
             if failing.is_empty() && gate.status != StepStatus::Passed {
-                lines.push((guarded(&format!("step {}: ", gate.id), "failed", holdout), 0.0));
+                lines.push((one_line(&format!("step {}: failed", gate.id)), 0.0));
             }
         } else if judged_by_holdout {
             let text = match exit_status(gate) {
@@ -173,7 +174,8 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                 }
                 _ => "error".to_string(),
             };
-            lines.push((guarded(&format!("step {}: ", gate.id), &text, holdout), 0.0));
+            // The runner's own words only: nothing to withhold.
+            lines.push((one_line(&format!("step {}: {text}", gate.id)), 0.0));
         } else if gate.status == StepStatus::Error || gate.findings.is_empty() {
             let reason = gate.reason.as_deref().unwrap_or("failed");
             lines.push((guarded(&format!("step {}: error: ", gate.id), reason, holdout), 0.0));
@@ -222,10 +224,16 @@ pub fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
 }
 
 /// `head` + `text` on one line, at most [`MAX_LINE`] characters; `text`
-/// is withheld when it quotes the holdout.
+/// (what a step wrote, never the runner's words) is withheld when it quotes
+/// the holdout.
 fn guarded(head: &str, text: &str, holdout: &Holdout) -> String {
     let text = if holdout.is_quoted_in(text) { "(withheld: it quoted holdout content)" } else { text };
-    let flat: String = format!("{head}{text}").chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    one_line(&format!("{head}{text}"))
+}
+
+/// `text` flattened to one line of at most [`MAX_LINE`] characters.
+fn one_line(text: &str) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if flat.chars().count() <= MAX_LINE {
         flat
     } else {
@@ -391,5 +399,24 @@ mod tests {
         let built = lines(&[&report], &Holdout::default());
         assert_eq!(built.len(), MAX_LINES + 1);
         assert_eq!(built[MAX_LINES], "(4900 more feedback lines not sent: at most 100 per attempt)");
+    }
+
+    #[test]
+    fn the_runners_own_words_are_never_withheld() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("s.md"), "exited with status 3\n2 scenarios failed\n").unwrap();
+        let holdout = Holdout::scan(&[dir.path().to_path_buf()]);
+        let mut report = StepReport::skipped("judge", StepKind::Evaluator, String::new());
+        report.status = StepStatus::Failed;
+        report.findings.push(FindingReport {
+            rule: "exit-status".into(),
+            severity: "error".into(),
+            message: "`judge` exited with status 3".into(),
+            path: None,
+            line: None,
+            column: None,
+        });
+        let built = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &holdout);
+        assert_eq!(built.lines, ["step judge: exited with status 3"]);
     }
 }
