@@ -359,10 +359,10 @@ impl Plan {
         for step in &mut steps {
             step.reads_holdout = taint::reads_holdout(step, &holdout);
         }
-        taint::check_holdout_readers(&steps, &mut diags);
+        taint::check_holdout_readers(&steps, source.path(), &mut diags);
         let plugin_files: Vec<(String, PathBuf)> =
             plugins.iter().map(|(name, info)| (name.clone(), info.path.clone())).collect();
-        taint::Definition::of(source.path(), &plugin_files).check_stages(&steps, &mut diags);
+        taint::Definition::of(source.path(), &plugin_files).check_stages(&steps, source.path(), &mut diags);
         let feedback =
             manifest.barrier.as_ref().and_then(|b| b.feedback.as_ref()).map_or_else(Default::default, |f| *f.get_ref());
 

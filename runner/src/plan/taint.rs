@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::plan::{Action, Step, StepKind};
 
 /// Whether one path contains the other (or they are the same).
@@ -42,7 +42,7 @@ pub fn tainted(steps: &[Step]) -> Vec<(PathBuf, String, String)> {
 /// Refuses every holdout reader that may read or execute a tainted path
 /// other than through its subject: its mounts, its tools and, for a `run`
 /// step, its program.
-pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
+pub fn check_holdout_readers(steps: &[Step], pipeline_file: &Path, diags: &mut Diagnostics) {
     let tainted = tainted(steps);
     let stage_with_network = steps.iter().find(|s| s.kind == StepKind::Stage && s.grant.network);
     for step in steps.iter().filter(|s| s.reads_holdout) {
@@ -55,6 +55,7 @@ pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
                     Code::CR019,
                     format!("step `{}` can read the holdout and has the host's network (`network = true`){also}: the holdout could leave through it", step.id),
                 )
+                .at(at_step(step, pipeline_file))
                 .hint("remove `network = true` from this step; a judge that needs a service gets it through a plugin's `allow_hosts`"),
             );
         }
@@ -90,10 +91,16 @@ pub fn check_holdout_readers(steps: &[Step], diags: &mut Diagnostics) {
                         shown(path, &step.grant.mounts),
                     ),
                 )
+                .at(at_step(step, pipeline_file))
                 .hint(hint.to_string()),
             );
         }
     }
+}
+
+/// The step's table header in the pipeline file.
+fn at_step(step: &Step, pipeline_file: &Path) -> Location {
+    Location::File { path: pipeline_file.to_path_buf(), line: step.line, column: 1 }
 }
 
 /// A path as the user wrote it when it is a mount, else as a host path.
@@ -125,7 +132,7 @@ impl Definition {
     }
 
     /// Refuses every stage `write` grant that covers part of the definition.
-    pub fn check_stages(&self, steps: &[Step], diags: &mut Diagnostics) {
+    pub fn check_stages(&self, steps: &[Step], pipeline_file: &Path, diags: &mut Diagnostics) {
         for step in steps.iter().filter(|s| s.kind == StepKind::Stage) {
             for mount in step.grant.mounts.iter().filter(|m| m.writable) {
                 // A write grant covers a path when the path lies inside it;
@@ -139,6 +146,7 @@ impl Definition {
                                 step.id, mount.rel
                             ),
                         )
+                        .at(at_step(step, pipeline_file))
                         .hint("a stage may never change what judges it: narrow its `write` (e.g. `src` instead of `.`), or move the pipeline, lock file, plugins and caches out of what it writes"),
                     );
                 }
