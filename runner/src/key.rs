@@ -251,7 +251,7 @@ fn lexical(path: &Path) -> PathBuf {
 /// a `tools` path of a step (either inside the other).
 pub fn reach_overlapping(plan: &Plan, dir: &Path) -> Option<String> {
     let dir = resolve(dir);
-    let overlaps = |granted: &Path| dir.starts_with(granted) || granted.starts_with(&dir);
+    let overlaps = |granted: &Path| crate::plan::taint::overlaps(&dir, granted);
     if overlaps(&plan.workspace) {
         return Some(format!("the workspace `{}`", plan.workspace.display()));
     }

@@ -216,9 +216,9 @@ fn exit_status(report: &StepReport) -> Option<String> {
 }
 
 /// The feedback lines for a stage retried because `gates` failed, at the
-/// `summary` level, none of them holdout readers (for tests and callers
-/// that need only the lines).
-pub fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
+/// `summary` level, none of them holdout readers.
+#[cfg(test)]
+fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
     let sources: Vec<Source<'_>> = gates.iter().map(|report| Source { report, reads_holdout: false }).collect();
     build(&sources, FeedbackLevel::Summary, holdout).lines
 }
@@ -277,6 +277,18 @@ mod tests {
             ],
         });
         report
+    }
+
+    /// An error finding with no location.
+    fn error_finding(rule: &str, message: &str) -> FindingReport {
+        FindingReport {
+            rule: rule.into(),
+            severity: "error".into(),
+            message: message.into(),
+            path: None,
+            line: None,
+            column: None,
+        }
     }
 
     #[test]
@@ -355,14 +367,9 @@ mod tests {
     fn a_holdout_reading_program_is_reported_by_exit_status_only() {
         let mut report = StepReport::skipped("judge", StepKind::Check, String::new());
         report.status = StepStatus::Failed;
-        report.findings.push(FindingReport {
-            rule: "exit-status".into(),
-            severity: "error".into(),
-            message: "`sh judge.sh` exited with status 3: expected 42 for input 17".into(),
-            path: None,
-            line: None,
-            column: None,
-        });
+        report
+            .findings
+            .push(error_finding("exit-status", "`sh judge.sh` exited with status 3: expected 42 for input 17"));
         let reader =
             build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &Holdout::default());
         assert_eq!(reader.lines, ["step judge: exited with status 3"]);
@@ -387,14 +394,7 @@ mod tests {
         let mut report = StepReport::skipped("lint", StepKind::Check, String::new());
         report.status = StepStatus::Failed;
         for i in 0..5000 {
-            report.findings.push(FindingReport {
-                rule: "r".into(),
-                severity: "error".into(),
-                message: format!("finding {i}"),
-                path: None,
-                line: None,
-                column: None,
-            });
+            report.findings.push(error_finding("r", &format!("finding {i}")));
         }
         let built = lines(&[&report], &Holdout::default());
         assert_eq!(built.len(), MAX_LINES + 1);
@@ -408,14 +408,7 @@ mod tests {
         let holdout = Holdout::scan(&[dir.path().to_path_buf()]);
         let mut report = StepReport::skipped("judge", StepKind::Evaluator, String::new());
         report.status = StepStatus::Failed;
-        report.findings.push(FindingReport {
-            rule: "exit-status".into(),
-            severity: "error".into(),
-            message: "`judge` exited with status 3".into(),
-            path: None,
-            line: None,
-            column: None,
-        });
+        report.findings.push(error_finding("exit-status", "`judge` exited with status 3"));
         let built = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &holdout);
         assert_eq!(built.lines, ["step judge: exited with status 3"]);
     }

@@ -5,7 +5,7 @@
 //! concurrently, at most `jobs` at a time, each in its own sandbox; a step
 //! whose `needs` did not pass is `skipped`. After a round, every failed gate
 //! with `retry` sends its stage back: the stage gets attempt + 1 and
-//! one-line feedback ([`feedback::lines`]), and the next round re-runs it and
+//! one-line feedback ([`feedback::build`]), and the next round re-runs it and
 //! everything downstream of it. When a stage has used its `max_iterations`,
 //! the run ends with an escalation. Everything is recorded in the
 //! [`Journal`]; `resume` continues an unfinished run from it; an

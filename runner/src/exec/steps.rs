@@ -245,11 +245,8 @@ async fn evaluate_all(
                     )
                 }
             };
-            match context.sandbox.load_subject(&path, &grant) {
-                Ok(runner) => {
-                    runner.set_step_deadline(deadline);
-                    Some(runner)
-                }
+            match context.sandbox.load_subject(&path, &grant, deadline) {
+                Ok(runner) => Some(runner),
                 Err(reason) => return error_report(step, format!("the subject cannot be loaded: {reason}")),
             }
         }

@@ -303,11 +303,17 @@ impl Sandbox {
     }
 
     /// Compiles a subject program (a `wasi:cli` command) for an evaluator,
-    /// to run with `grant`.
+    /// to run with `grant`, no run going past `step_deadline` (the
+    /// evaluator step's).
     ///
     /// # Errors
     /// A one-line reason when the file is not a command component.
-    pub fn load_subject(&self, path: &std::path::Path, grant: &Grant) -> Result<Arc<SubjectRunner>, String> {
+    pub fn load_subject(
+        &self,
+        path: &std::path::Path,
+        grant: &Grant,
+        step_deadline: Instant,
+    ) -> Result<Arc<SubjectRunner>, String> {
         let info = crate::plugin::inspect(path).map_err(|e| e.to_string())?;
         if info.world != World::Command {
             return Err(format!("the subject `{}` exports {}, not a `wasi:cli` command", path.display(), info.world));
@@ -315,7 +321,7 @@ impl Sandbox {
         let component = self.compile(path, &info.sha256).map_err(|e| format!("{e:#}"))?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
         let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| format!("{e:#}"))?;
-        Ok(Arc::new(SubjectRunner::new(self.engine.clone(), command, grant.clone(), info.sha256)))
+        Ok(Arc::new(SubjectRunner::new(self.engine.clone(), command, grant.clone(), info.sha256, step_deadline)))
     }
 
     /// Runs a check plugin once in a fresh Store built from `grant`.

@@ -68,7 +68,7 @@ pub struct SubjectRunner {
     /// sha256 of the component, for the journal.
     pub sha256: String,
     /// No run may go past this instant: the evaluator step's deadline.
-    pub(super) step_deadline: Mutex<Option<Instant>>,
+    step_deadline: Instant,
     /// Human-only lines about failed runs (category and wasmtime's text).
     log: Mutex<Vec<String>>,
 }
@@ -77,15 +77,14 @@ pub struct SubjectRunner {
 const MAX_LOG_LINES: usize = 100;
 
 impl SubjectRunner {
-    pub(super) fn new(engine: Engine, command: CommandPre<StepState>, grant: Grant, sha256: String) -> SubjectRunner {
-        SubjectRunner { engine, command, grant, sha256, step_deadline: Mutex::new(None), log: Mutex::new(Vec::new()) }
-    }
-
-    /// Bounds every later run by `deadline` (the evaluator step's).
-    pub fn set_step_deadline(&self, deadline: Instant) {
-        if let Ok(mut slot) = self.step_deadline.lock() {
-            *slot = Some(deadline);
-        }
+    pub(super) fn new(
+        engine: Engine,
+        command: CommandPre<StepState>,
+        grant: Grant,
+        sha256: String,
+        step_deadline: Instant,
+    ) -> SubjectRunner {
+        SubjectRunner { engine, command, grant, sha256, step_deadline, log: Mutex::new(Vec::new()) }
     }
 
     /// The human-only lines about failed runs so far, emptied.
@@ -133,8 +132,7 @@ impl SubjectRunner {
             new_store(&self.engine, grant, io, None).map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;
         let now = Instant::now();
         let own = now + grant.limits.timeout;
-        let step = self.step_deadline.lock().ok().and_then(|d| *d);
-        let deadline = step.map_or(own, |step| step.min(own));
+        let deadline = self.step_deadline.min(own);
         limits::arm_deadline(&mut store, deadline);
         let backstop = deadline.saturating_duration_since(now) + 4 * limits::TICK;
         let command = self.command.clone();
