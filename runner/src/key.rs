@@ -139,11 +139,20 @@ fn read_key(file: &Path) -> std::io::Result<[u8; KEY_LEN]> {
     })
 }
 
+/// `N` bytes from the kernel's random source.
+///
+/// # Errors
+/// When `/dev/urandom` cannot be read.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    fs_err::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes))?;
+    Ok(bytes)
+}
+
 /// Writes 32 fresh random bytes to `file` unless it exists.
 fn create_key(file: &Path) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot create the runner's key `{}`: {e}", file.display());
-    let mut bytes = [0u8; KEY_LEN + 8];
-    fs_err::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(fail)?;
+    let bytes = random_bytes::<{ KEY_LEN + 8 }>().map_err(fail)?;
     let (key, nonce) = bytes.split_at(KEY_LEN);
     // A name no other creator (process or thread) uses.
     let temporary = file.with_extension(format!("new-{}-{}", std::process::id(), to_hex(nonce)));

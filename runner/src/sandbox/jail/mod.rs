@@ -247,21 +247,28 @@ async fn supervise(
 async fn empty_until(deadline: Duration, members: impl Fn() -> Vec<Pid>, what: &str) -> Result<(), Failure> {
     let deadline = Instant::now() + deadline;
     loop {
-        let left = members();
-        if left.is_empty() {
+        let left = kill_listed(&members);
+        if left == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(Failure::Host(format!(
-                "{} of its processes could not be killed (still in {what})",
-                left.len()
-            )));
+            return Err(Failure::Host(format!("{left} of its processes could not be killed (still in {what})")));
         }
-        for pid in left {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(KILL_PAUSE).await;
     }
+}
+
+/// How long the kill loops wait for killed processes to leave.
+const KILL_PAUSE: Duration = Duration::from_millis(5);
+
+/// Sends SIGKILL to every process `members` lists; returns how many it
+/// listed (0: none left).
+fn kill_listed(members: &impl Fn() -> Vec<Pid>) -> usize {
+    let left = members();
+    for &pid in &left {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    left.len()
 }
 
 /// The PID namespace the children of process `pid` are created in
@@ -312,24 +319,14 @@ impl Drop for GroupKill {
 
 /// [`empty_until`] without a runtime, for [`GroupKill`]: best effort.
 fn kill_until_sync(deadline: Instant, members: impl Fn() -> Vec<Pid>) {
-    loop {
-        let left = members();
-        if left.is_empty() || Instant::now() > deadline {
-            return;
-        }
-        for pid in left {
-            let _ = kill(pid, Signal::SIGKILL);
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    while kill_listed(&members) > 0 && Instant::now() <= deadline {
+        std::thread::sleep(KILL_PAUSE);
     }
 }
 
 /// 128 random bits as hex, from the kernel.
 fn random_nonce() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    fs_err::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(crate::plugin::hex(&bytes))
+    Ok(crate::plugin::hex(&crate::key::random_bytes::<16>()?))
 }
 
 /// The start of a marker line of the helper started with `nonce`.
