@@ -113,17 +113,36 @@ impl Key {
     /// caller starts with a label naming what is tagged ("cleanroom journal
     /// v1", ...) so a tag of one kind never verifies as another.
     pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut message = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
-        for part in parts {
-            message.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            message.extend_from_slice(part);
-        }
-        hmac_sha256(&self.bytes, &[&message])
+        // The parts are hashed where they lie (a compiled plugin is
+        // megabytes): only the length prefixes are made here.
+        let lengths: Vec<[u8; 8]> = parts.iter().map(|p| (p.len() as u64).to_be_bytes()).collect();
+        let message: Vec<&[u8]> = lengths.iter().zip(parts).flat_map(|(len, part)| [len.as_slice(), part]).collect();
+        hmac_sha256(&self.bytes, &message)
     }
 
     /// Whether `tag` is [`Key::mac`] of `parts`, compared in constant time.
     pub fn verify(&self, parts: &[&[u8]], tag: &[u8]) -> bool {
         constant_time_eq(&self.mac(parts), tag)
+    }
+
+    /// `payload` behind its tag, as a line of hex ([`Key::mac`] of
+    /// `label`, `name` and the payload): how the caches store what only
+    /// this runner may have written (a text payload stays text).
+    /// [`Key::unseal`] gives the payload back.
+    pub fn seal(&self, label: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+        let mut sealed = to_hex(&self.mac(&[label, name.as_bytes(), payload])).into_bytes();
+        sealed.push(b'\n');
+        sealed.extend_from_slice(payload);
+        sealed
+    }
+
+    /// The payload of `sealed` when its tag verifies for `label` and
+    /// `name` (so a sealed file moved under another name does not), else
+    /// `None`.
+    pub fn unseal<'s>(&self, label: &[u8], name: &str, sealed: &'s [u8]) -> Option<&'s [u8]> {
+        let (tag, payload) = sealed.split_at_checked(SEAL_HEADER)?;
+        let tag = std::str::from_utf8(tag.strip_suffix(b"\n")?).ok().and_then(from_hex)?;
+        self.verify(&[label, name.as_bytes(), payload], &tag).then_some(payload)
     }
 }
 
@@ -138,6 +157,9 @@ fn read_key(file: &Path) -> std::io::Result<[u8; KEY_LEN]> {
         std::io::Error::other(format!("it holds {} bytes, not {KEY_LEN}: delete it to make a new key", b.len()))
     })
 }
+
+/// Bytes in front of a sealed payload: the tag in hex and a newline.
+const SEAL_HEADER: usize = 2 * 32 + 1;
 
 /// `N` bytes from the kernel's random source.
 ///
@@ -402,5 +424,20 @@ mod tests {
         fs_err::create_dir(real.join("ws")).unwrap();
         std::os::unix::fs::symlink(real.join("ws"), real.join("link")).unwrap();
         assert_eq!(resolve(&real.join("link/not/yet")), real.join("ws/not/yet"));
+    }
+
+    #[test]
+    fn sealed_payloads_open_only_under_their_label_name_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::from_bytes([7; 32], dir.path());
+        let sealed = key.seal(b"label", "entry", b"payload");
+        assert_eq!(key.unseal(b"label", "entry", &sealed), Some(&b"payload"[..]));
+        assert_eq!(key.unseal(b"label", "other", &sealed), None, "moved under another name");
+        assert_eq!(key.unseal(b"other", "entry", &sealed), None, "another kind of tag");
+        assert_eq!(Key::from_bytes([8; 32], dir.path()).unseal(b"label", "entry", &sealed), None);
+        let mut edited = sealed.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        assert_eq!(key.unseal(b"label", "entry", &edited), None);
+        assert_eq!(key.unseal(b"label", "entry", b"payload"), None, "no tag");
     }
 }

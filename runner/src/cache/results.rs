@@ -18,7 +18,7 @@
 //! A planted entry must never answer for a step (a `failed` check turned
 //! `passed`, a stage's files swapped), and ownership proves nothing when a
 //! jailed stage runs as the runner's user. So an entry file is
-//! `<mac hex>\n<json>`, the mac being HMAC-SHA256 under the per-user
+//! its JSON sealed ([`Key::seal`]): `<tag hex>\n<json>`, HMAC-SHA256 under the per-user
 //! [`Key`] of a label, the entry's key (its file name: an entry moved under
 //! another key does not verify) and the JSON; an entry that does not verify
 //! is deleted and missed. Blobs are named by their sha256, which the
@@ -106,12 +106,7 @@ impl ResultCache {
         let mac_key = self.key.as_ref()?;
         let file = self.results.join(format!("{key}.json"));
         let bytes = read_private(&file)?;
-        let verified = bytes.iter().position(|&b| b == b'\n').and_then(|newline| {
-            let tag = std::str::from_utf8(&bytes[..newline]).ok().and_then(crate::key::from_hex)?;
-            let json = &bytes[newline + 1..];
-            mac_key.verify(&[ENTRY_LABEL, key.as_bytes(), json], &tag).then_some(json)
-        });
-        let Some(json) = verified else {
+        let Some(json) = mac_key.unseal(ENTRY_LABEL, key, &bytes) else {
             tracing::warn!("result cache: `{}` was not written by this runner; deleted", file.display());
             let _ = fs_err::remove_file(&file);
             return None;
@@ -157,10 +152,8 @@ impl ResultCache {
         let removed = report.changes.iter().filter_map(|c| c.strip_prefix("- ")).map(str::to_string).collect();
         let entry = Entry { report: report.clone(), files, removed };
         let Ok(json) = serde_json::to_vec(&entry) else { return };
-        let mut bytes = crate::key::to_hex(&mac_key.mac(&[ENTRY_LABEL, key.as_bytes(), &json])).into_bytes();
-        bytes.push(b'\n');
-        bytes.extend_from_slice(&json);
-        if let Err(e) = write_atomic(&self.results.join(format!("{key}.json")), &bytes) {
+        let sealed = mac_key.seal(ENTRY_LABEL, key, &json);
+        if let Err(e) = write_atomic(&self.results.join(format!("{key}.json")), &sealed) {
             tracing::debug!("result cache: cannot store a result: {e}");
         }
     }

@@ -6,7 +6,7 @@
 //! precompiled file runs machine code without validating it, so only files
 //! this runner wrote are ever loaded. Ownership cannot tell (a jailed stage
 //! may run as the runner's user, even root), so each file starts with a
-//! 32-byte tag: HMAC-SHA256 under the per-user [`Key`] of a label, the
+//! line with its tag in hex ([`Key::seal`]): HMAC-SHA256 under the per-user [`Key`] of a label, the
 //! file's name (which names the component's sha256 and the engine) and the
 //! compiled bytes. A file is read into memory, its tag verified, and only
 //! those verified bytes are deserialised (never the file again, which could
@@ -33,9 +33,6 @@ use crate::plugin::hex;
 
 /// Label of a precompiled file's tag: no other tag of the runner verifies as one.
 const LABEL: &[u8] = b"cleanroom precompiled component v1";
-
-/// Length of the tag at the start of every file.
-const TAG_LEN: usize = 32;
 
 /// Where precompiled components live.
 #[derive(Debug, Clone)]
@@ -94,9 +91,7 @@ impl CompileCache {
         }
         let bytes = fs_err::read(path)?;
         let compiled = engine.precompile_component(&bytes)?;
-        let mut tagged = key.mac(&[LABEL, name.as_bytes(), &compiled]).to_vec();
-        tagged.extend_from_slice(&compiled);
-        if let Err(e) = write_atomic(&file, &tagged) {
+        if let Err(e) = write_atomic(&file, &key.seal(LABEL, &name, &compiled)) {
             tracing::warn!("cannot write to the compile cache: {e}");
         }
         // SAFETY: as in `load`: these are the bytes wasmtime just produced,
@@ -111,11 +106,7 @@ impl CompileCache {
     #[expect(unsafe_code, reason = "deserializing precompiled code; only bytes whose tag verified")]
     fn load(&self, engine: &Engine, key: &Key, file: &Path, name: &str) -> Option<Component> {
         let bytes = read_private(file)?;
-        let verified = bytes
-            .split_at_checked(TAG_LEN)
-            .filter(|(tag, compiled)| key.verify(&[LABEL, name.as_bytes(), compiled], tag))
-            .map(|(_, compiled)| compiled);
-        let Some(compiled) = verified else {
+        let Some(compiled) = key.unseal(LABEL, name, &bytes) else {
             tracing::warn!(
                 "the compile cache entry `{}` was not written by this runner; deleted, compiling again",
                 file.display()
