@@ -92,6 +92,9 @@ pub enum Code {
     /// `run --resume`: the pipeline file, a plugin or the configuration
     /// changed since the run started.
     CR032,
+    /// `cleanroom report`: the run does not exist, has no report yet, or its
+    /// report or journal is not what the runner wrote.
+    CR033,
 }
 
 impl fmt::Display for Code {
@@ -240,6 +243,12 @@ impl SourceMap {
     /// The file these spans belong to.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// sha256 (hex) of the text: what the plan was made from, whatever the
+    /// file holds later.
+    pub fn sha256(&self) -> String {
+        crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(self.text.as_bytes()))
     }
 
     /// The location of byte `offset`.

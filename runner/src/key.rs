@@ -21,9 +21,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::diag::{Code, Diagnostic, Diagnostics, Location};
-use crate::plan::Plan;
-
 /// Environment variable naming the state directory.
 pub const STATE_DIR_VAR: &str = "CLEANROOM_STATE_DIR";
 
@@ -276,83 +273,6 @@ fn lexical(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// What of the run's reach `dir` overlaps, if anything: the workspace, or
-/// a `tools` path of a step (either inside the other).
-pub fn reach_overlapping(plan: &Plan, dir: &Path) -> Option<String> {
-    let dir = resolve(dir);
-    let overlaps = |granted: &Path| crate::plan::taint::overlaps(&dir, granted);
-    if overlaps(&plan.workspace) {
-        return Some(format!("the workspace `{}`", plan.workspace.display()));
-    }
-    plan.steps.iter().find_map(|step| {
-        step.grant
-            .tools
-            .iter()
-            .find(|tool| overlaps(&resolve(tool)))
-            .map(|tool| format!("`{}`, which step `{}` is granted in `tools`", tool.display(), step.id))
-    })
-}
-
-/// Checks that the state and cache directories are out of every step's
-/// reach, and loads (creating on first use) the key, before a run starts.
-///
-/// # Errors
-/// `CR029` for the state directory or the key, `CR030` for the cache
-/// directory, with where they are and what to do.
-pub fn for_run(plan: &Plan) -> Result<Key, Diagnostics> {
-    let Some(state) = state_dir() else {
-        return Err(Diagnostic::new(
-            Code::CR029,
-            "no state directory for the runner's key: none of CLEANROOM_STATE_DIR, XDG_STATE_HOME and HOME is set",
-        )
-        .hint(format!("set {STATE_DIR_VAR} to a private directory outside the workspace"))
-        .into());
-    };
-    let mut diags = Diagnostics::default();
-    if let Some(what) = reach_overlapping(plan, &state) {
-        diags.push(
-            Diagnostic::new(
-                Code::CR029,
-                format!(
-                    "the runner's state directory `{}` (it holds the key that authenticates journals and caches) overlaps {what}: a step could read or replace the key",
-                    state.display()
-                ),
-            )
-            .at(Location::Path(state.clone()))
-            .hint(format!("set {STATE_DIR_VAR} to a private directory outside the workspace and every `tools` path")),
-        );
-    }
-    if let Some(cache) = crate::cache::default_dir() {
-        if let Some(what) = reach_overlapping(plan, &cache) {
-            diags.push(
-                Diagnostic::new(
-                    Code::CR030,
-                    format!(
-                        "the cache directory `{}` overlaps {what}: a step could plant precompiled code or step results there",
-                        cache.display()
-                    ),
-                )
-                .at(Location::Path(cache))
-                .hint(format!(
-                    "set {} to a directory outside the workspace and every `tools` path",
-                    crate::cache::CACHE_DIR_VAR
-                )),
-            );
-        }
-    }
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    Key::load_from(&state).map_err(|reason| {
-        Diagnostic::new(Code::CR029, reason)
-            .at(Location::Path(state))
-            .hint(format!(
-                "fix or delete it (a new key only costs the caches and unfinished runs), or set {STATE_DIR_VAR}"
-            ))
-            .into()
-    })
 }
 
 #[cfg(test)]

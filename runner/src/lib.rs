@@ -23,8 +23,8 @@ pub mod plugin;
 pub mod report;
 pub mod sandbox;
 pub mod secrets;
+pub mod writes;
 
-pub use cli::load_plan;
 pub use exec::{run, RunOptions};
 pub use plan::Plan;
 pub use report::{RunReport, StepReport, StepStatus};

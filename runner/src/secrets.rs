@@ -6,7 +6,7 @@
 //! values, refusing the run (exit 2) when one is missing or too short to
 //! redact. The sandbox asks [`Secrets::value`] for a granted secret when it
 //! builds a guest's environment or a request's headers. Every step report
-//! passes through [`Secrets::scrub_report`] before it is journaled, cached
+//! has every text scrubbed ([`Secrets::scrub_in_place`]) before it is journaled, cached
 //! or shown, so a guest that prints a secret it was given, or an error that
 //! quotes one, shows `[secret NAME]` instead. [`Secrets`] has no `Serialize`
 //! and its `Debug` shows names only.
@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::plan::network::SecretSpec;
 use crate::plan::Plan;
-use crate::report::StepReport;
 
 /// Shorter values cannot be redacted without mangling ordinary text.
 pub const MIN_SECRET_LEN: usize = 8;
@@ -104,37 +103,10 @@ impl Secrets {
         out
     }
 
-    fn scrub_in_place(&self, text: &mut String) {
-        if !self.values.is_empty() {
+    /// Replaces every secret value in `text`, in place.
+    pub fn scrub_in_place(&self, text: &mut String) {
+        if !self.values.is_empty() && self.values.values().any(|v| text.contains(v.as_str())) {
             *text = self.scrub(text);
-        }
-    }
-
-    /// Scrubs every text a step report carries.
-    pub fn scrub_report(&self, report: &mut StepReport) {
-        if self.values.is_empty() {
-            return;
-        }
-        for text in [&mut report.stdout, &mut report.stderr] {
-            self.scrub_in_place(text);
-        }
-        for text in [&mut report.reason, &mut report.note].into_iter().flatten() {
-            self.scrub_in_place(text);
-        }
-        for text in report.changes.iter_mut().chain(report.denied_requests.iter_mut()) {
-            self.scrub_in_place(text);
-        }
-        for finding in &mut report.findings {
-            self.scrub_in_place(&mut finding.message);
-            self.scrub_in_place(&mut finding.rule);
-            if let Some(path) = &mut finding.path {
-                self.scrub_in_place(path);
-            }
-        }
-        for scenario in report.evaluation.iter_mut().flat_map(|e| e.scenarios.iter_mut()) {
-            self.scrub_in_place(&mut scenario.name);
-            self.scrub_in_place(&mut scenario.summary);
-            self.scrub_in_place(&mut scenario.detail);
         }
     }
 }

@@ -109,7 +109,7 @@ impl Workspace {
         toml.push_str(steps);
         let pipeline = self.root().join("pipeline.toml");
         fs_err::write(&pipeline, toml).expect("write pipeline");
-        cleanroom::load_plan(&pipeline)
+        cleanroom::Plan::load(&pipeline)
     }
 
     /// Every file, directory and link under the root (but `.cleanroom/` and

@@ -714,7 +714,7 @@ fn base_cases() -> Vec<Case> {
 fn cleanroom_plan(ws: &Workspace, toml: &str) -> String {
     let pipeline = ws.root().join("pipeline.toml");
     fs_err::write(&pipeline, toml).unwrap();
-    match cleanroom::load_plan(&pipeline) {
+    match cleanroom::Plan::load(&pipeline) {
         Ok(_) => "accepted".into(),
         Err(diags) => diags.render(),
     }

@@ -196,20 +196,23 @@ fn run_case(
     let mut steps = toml::Table::new();
     steps.insert("case".into(), toml::Value::Table(step));
     pipeline.insert(kind.as_str().into(), toml::Value::Table(steps));
+    // The case's pipeline is made in memory: nothing is written to be read
+    // back. Its path only anchors relative paths (the scratch directory).
     let pipeline_file = scratch.path().join("pipeline.toml");
     let text = toml::to_string(&pipeline).unwrap_or_default();
-    fs_err::write(&pipeline_file, text).map_err(|e| {
-        Diagnostics::from(Diagnostic::new(Code::CR026, format!("cannot write the case's pipeline: {e}")))
-    })?;
+    let source = SourceMap::new(&pipeline_file, &text);
     // A case whose settings the planner refuses (a mount that is not in
     // files/, say) is reported against case.toml.
-    let plan = crate::cli::load_plan(&pipeline_file).map_err(|diags| {
-        let mut out = Diagnostics::default();
-        for d in diags.0 {
-            out.push(Diagnostic { location: Some(Location::Path(dir.join("case.toml"))), ..d });
-        }
-        out
-    })?;
+    let plan = crate::manifest::Manifest::parse(&text, &source)
+        .map_err(Diagnostics::from)
+        .and_then(|manifest| crate::plan::Plan::resolve(&manifest, &source))
+        .map_err(|diags| {
+            let mut out = Diagnostics::default();
+            for d in diags.0 {
+                out.push(Diagnostic { location: Some(Location::Path(dir.join("case.toml"))), ..d });
+            }
+            out
+        })?;
     let mut options = options.clone();
     options.cache = false;
     options.resume = false;

@@ -209,6 +209,41 @@ pub fn sha256_file(path: &Path) -> Option<String> {
     Some(hex(&hasher.finalize()))
 }
 
+/// A cheap digest of the files under `path`: every regular file's relative
+/// path, size and modification time, in sorted order (contents are not
+/// read). The run directory and symlinks are skipped.
+pub fn digest_metadata(path: &Path) -> String {
+    let mut entries = Vec::new();
+    collect_metadata(path, Path::new(""), &mut entries);
+    entries.sort();
+    let mut hasher = Sha256::new();
+    for entry in entries {
+        hasher.update(entry.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex(&hasher.finalize())
+}
+
+fn collect_metadata(root: &Path, rel: &Path, out: &mut Vec<String>) {
+    let path = root.join(rel);
+    let Ok(meta) = fs_err::symlink_metadata(&path) else {
+        out.push(format!("{} missing", rel.display()));
+        return;
+    };
+    if meta.is_file() {
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
+        out.push(format!("{} {} {}", rel.display(), meta.len(), modified.as_nanos()));
+    } else if meta.is_dir() {
+        let Ok(entries) = fs_err::read_dir(&path) else { return };
+        for entry in entries.flatten() {
+            if rel.as_os_str().is_empty() && entry.file_name() == RUN_DIR {
+                continue;
+            }
+            collect_metadata(root, &rel.join(entry.file_name()), out);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +317,15 @@ mod tests {
         fs_err::remove_file(ws.path().join("src/link")).unwrap();
         std::os::unix::fs::symlink("/etc/hosts", ws.path().join("src/link")).unwrap();
         assert_ne!(before, digester.digest(&ws.path().join("src")));
+    }
+
+    #[test]
+    fn metadata_digest_changes_when_a_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("a"), "1").unwrap();
+        let before = digest_metadata(dir.path());
+        assert_eq!(before, digest_metadata(dir.path()));
+        fs_err::write(dir.path().join("a"), "22").unwrap();
+        assert_ne!(before, digest_metadata(dir.path()));
     }
 }

@@ -3,14 +3,13 @@
 //! One private directory per user (`CLEANROOM_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/cleanroom`, else `~/.cache/cleanroom`), mode 0700, holds
 //! precompiled plugins ([`crate::sandbox::cache`], top level), step results
-//! ([`results`], `results/`) and the files cached stages wrote (`blobs/`).
+//! ([`crate::exec::results`], `results/`) and the files cached stages wrote (`blobs/`).
 //! Everything in it is written to a temporary name and renamed into place,
 //! and only regular files owned by this user and writable by nobody else
 //! are ever read back. [`digest`] hashes step inputs for the result cache
 //! and the journal; its memo lives in the workspace, not here.
 
 pub mod digest;
-pub mod results;
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};

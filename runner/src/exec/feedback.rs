@@ -21,37 +21,39 @@ const MIN_QUOTE: usize = 6;
 /// Holdout files larger than this are not scanned for quotes.
 const MAX_SCANNED_FILE: u64 = 1 << 20;
 
-/// Text from the holdout paths that feedback may not quote.
+/// Text from the holdout paths that feedback may not quote, with the file
+/// (workspace-relative) each piece came from.
 #[derive(Debug, Default)]
 pub struct Holdout {
-    quotes: Vec<String>,
+    quotes: Vec<(String, String)>,
 }
 
 impl Holdout {
     /// Collects, from every file under `paths`, each trimmed line and each
-    /// double-quoted string of at least 6 characters.
-    pub fn scan(paths: &[PathBuf]) -> Holdout {
+    /// double-quoted string of at least 6 characters; files are named
+    /// relative to `workspace`.
+    pub fn scan(paths: &[PathBuf], workspace: &Path) -> Holdout {
         let mut quotes = Vec::new();
         for path in paths {
-            scan_path(path, &mut quotes);
+            scan_path(path, workspace, &mut quotes);
         }
         quotes.sort();
-        quotes.dedup();
+        quotes.dedup_by(|a, b| a.0 == b.0);
         Holdout { quotes }
     }
 
-    /// Whether `line` contains any holdout text.
-    pub fn is_quoted_in(&self, line: &str) -> bool {
-        self.quotes.iter().any(|q| line.contains(q.as_str()))
+    /// The holdout file `text` quotes, if it quotes any.
+    pub fn quoted_in(&self, text: &str) -> Option<&str> {
+        self.quotes.iter().find(|(q, _)| text.contains(q.as_str())).map(|(_, file)| file.as_str())
     }
 }
 
-fn scan_path(path: &Path, quotes: &mut Vec<String>) {
+fn scan_path(path: &Path, workspace: &Path, quotes: &mut Vec<(String, String)>) {
     let Ok(meta) = fs_err::symlink_metadata(path) else { return };
     if meta.is_dir() {
         if let Ok(entries) = fs_err::read_dir(path) {
             for entry in entries.flatten() {
-                scan_path(&entry.path(), quotes);
+                scan_path(&entry.path(), workspace, quotes);
             }
         }
         return;
@@ -60,14 +62,15 @@ fn scan_path(path: &Path, quotes: &mut Vec<String>) {
         return;
     }
     let Ok(text) = fs_err::read_to_string(path) else { return };
+    let file = path.strip_prefix(workspace).unwrap_or(path).display().to_string();
     for line in text.lines() {
         let line = line.trim();
         if line.chars().count() >= MIN_QUOTE {
-            quotes.push(line.to_string());
+            quotes.push((line.to_string(), file.clone()));
         }
         for (i, quoted) in line.split('"').enumerate() {
             if i % 2 == 1 && quoted.chars().count() >= MIN_QUOTE {
-                quotes.push(quoted.to_string());
+                quotes.push((quoted.to_string(), file.clone()));
             }
         }
     }
@@ -98,6 +101,9 @@ pub struct Feedback {
     /// An upper bound, in bits, on the holdout-dependent information the
     /// lines carry (the formula is in `docs/security.md`).
     pub bits: f64,
+    /// For humans only (the report), never for the stage: one note per
+    /// withheld line, naming the step and the holdout file it quoted.
+    pub withheld: Vec<String>,
 }
 
 /// Bits of one gate's outcome (passed, failed or error).
@@ -124,8 +130,16 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
     let mut out = Feedback::default();
     // (line, bits of holdout-dependent text in it)
     let mut lines: Vec<(String, f64)> = Vec::new();
+    let mut withheld = Vec::new();
     for source in sources {
         let gate = source.report;
+        let mut guarded = |head: &str, text: &str, produced: &str| {
+            let (line, file) = guarded(head, text, produced, holdout);
+            if let Some(file) = file {
+                withheld.push(format!("a line from `{}` quoted the holdout file `{file}`", gate.id));
+            }
+            line
+        };
         // Evaluators judge by hidden scenarios whether or not a `[barrier]`
         // names them: their outcome is holdout-dependent.
         let judged_by_holdout = source.reads_holdout || gate.kind == StepKind::Evaluator;
@@ -149,10 +163,10 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                         let failed = scenario.runs - scenario.passes;
                         let head = format!("scenario {}: failed {failed}/{}", scenario.name, scenario.runs);
                         let line = if level == FeedbackLevel::Summary {
-                            guarded(&format!("{head}: "), &scenario.summary, holdout)
+                            guarded(&format!("{head}: "), &scenario.summary, &scenario.summary)
                         } else {
                             // The name is the evaluator's text: checked.
-                            guarded("", &head, holdout)
+                            guarded("", &head, &scenario.name)
                         };
                         // Everything but the fixed words is holdout-dependent text.
                         let fixed = format!("scenario : failed {failed}/{}", scenario.runs).len()
@@ -178,7 +192,8 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
             lines.push((one_line(&format!("step {}: {text}", gate.id)), 0.0));
         } else if gate.status == StepStatus::Error || gate.findings.is_empty() {
             let reason = gate.reason.as_deref().unwrap_or("failed");
-            lines.push((guarded(&format!("step {}: error: ", gate.id), reason, holdout), 0.0));
+            let line = guarded(&format!("step {}: error: ", gate.id), reason, gate.produced_reason());
+            lines.push((line, 0.0));
         } else {
             for finding in gate.findings.iter().filter(|f| f.severity == "error") {
                 let mut place = String::new();
@@ -189,10 +204,12 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
                     }
                     place.push_str(": ");
                 }
-                lines.push((guarded(&format!("{place}{}: ", finding.rule), &finding.message, holdout), 0.0));
+                let line = guarded(&format!("{place}{}: ", finding.rule), &finding.message, finding.produced());
+                lines.push((line, 0.0));
             }
         }
     }
+    out.withheld = withheld;
     let total = lines.len();
     for (line, bits) in lines.into_iter().take(MAX_LINES) {
         out.lines.push(line);
@@ -223,12 +240,15 @@ fn lines(gates: &[&StepReport], holdout: &Holdout) -> Vec<String> {
     build(&sources, FeedbackLevel::Summary, holdout).lines
 }
 
-/// `head` + `text` on one line, at most [`MAX_LINE`] characters; `text`
-/// (what a step wrote, never the runner's words) is withheld when it quotes
-/// the holdout.
-fn guarded(head: &str, text: &str, holdout: &Holdout) -> String {
-    let text = if holdout.is_quoted_in(text) { "(withheld: it quoted holdout content)" } else { text };
-    one_line(&format!("{head}{text}"))
+/// `head` + `text` on one line, at most [`MAX_LINE`] characters, unless
+/// `produced` (the part of `text` the step or its program wrote: the
+/// runner's own words never count) quotes the holdout: then `text` is
+/// withheld, and the file it quoted is returned for the report.
+fn guarded(head: &str, text: &str, produced: &str, holdout: &Holdout) -> (String, Option<String>) {
+    match holdout.quoted_in(produced) {
+        Some(file) => (one_line(&format!("{head}(withheld: it quoted holdout content)")), Some(file.to_string())),
+        None => (one_line(&format!("{head}{text}")), None),
+    }
 }
 
 /// `text` flattened to one line of at most [`MAX_LINE`] characters.
@@ -288,6 +308,8 @@ mod tests {
             path: None,
             line: None,
             column: None,
+            produced_from: None,
+            line_digest: None,
         }
     }
 
@@ -312,6 +334,8 @@ mod tests {
                 path: Some("work/main.rs".into()),
                 line,
                 column: Some(5),
+                produced_from: None,
+                line_digest: None,
             });
         }
         assert_eq!(lines(&[&report], &Holdout::default()), ["work/main.rs:7: forbid-pattern: placeholder left"]);
@@ -332,7 +356,7 @@ mod tests {
             "args = [\"0\"]\nstderr_contains = [\"positive integer\"]\n",
         )
         .unwrap();
-        let holdout = Holdout::scan(&[dir.path().to_path_buf()]);
+        let holdout = Holdout::scan(&[dir.path().to_path_buf()], dir.path());
         let report = evaluator("stderr should say positive integer", "");
         assert_eq!(
             lines(&[&report], &holdout),
@@ -405,11 +429,57 @@ mod tests {
     fn the_runners_own_words_are_never_withheld() {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("s.md"), "exited with status 3\n2 scenarios failed\n").unwrap();
-        let holdout = Holdout::scan(&[dir.path().to_path_buf()]);
+        let holdout = Holdout::scan(&[dir.path().to_path_buf()], dir.path());
         let mut report = StepReport::skipped("judge", StepKind::Evaluator, String::new());
         report.status = StepStatus::Failed;
         report.findings.push(error_finding("exit-status", "`judge` exited with status 3"));
         let built = build(&[Source { report: &report, reads_holdout: true }], FeedbackLevel::Summary, &holdout);
         assert_eq!(built.lines, ["step judge: exited with status 3"]);
+    }
+
+    #[test]
+    fn holdout_text_in_the_runner_s_own_words_withholds_nothing_but_in_the_program_s_it_does() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("cases.txt"), "status\nthe secret answer is 42\n").unwrap();
+        let holdout = Holdout::scan(&[dir.path().to_path_buf()], dir.path());
+        let native = |last: &str| {
+            let mut report = StepReport::skipped("build", StepKind::Check, String::new());
+            report.status = StepStatus::Failed;
+            let words = "`make` exited with status 1: ".to_string();
+            report.findings.push(FindingReport {
+                produced_from: Some(words.len()),
+                message: format!("{words}{last}"),
+                ..error_finding("exit-status", "")
+            });
+            report
+        };
+        // "status" is a holdout line, but only the runner wrote it here.
+        let report = native("undefined reference to main");
+        let sources = [Source { report: &report, reads_holdout: false }];
+        let built = build(&sources, FeedbackLevel::Summary, &holdout);
+        assert_eq!(built.lines, ["exit-status: `make` exited with status 1: undefined reference to main"]);
+        assert!(built.withheld.is_empty());
+        // The program's own text quoting the holdout is withheld, and the
+        // report (never the stage) learns which file it quoted.
+        let report = native("note: the secret answer is 42");
+        let sources = [Source { report: &report, reads_holdout: false }];
+        let built = build(&sources, FeedbackLevel::Summary, &holdout);
+        assert_eq!(built.lines, ["exit-status: (withheld: it quoted holdout content)"]);
+        assert_eq!(built.withheld, ["a line from `build` quoted the holdout file `cases.txt`"]);
+        assert!(!built.lines.concat().contains("cases.txt"));
+        // The same for a reason: the runner's words never count.
+        let mut errored = StepReport::error("build", StepKind::Check, "timed out after status".into());
+        errored.set_reason("the stage reported: ", "status");
+        let sources = [Source { report: &errored, reads_holdout: false }];
+        assert_eq!(
+            build(&sources, FeedbackLevel::Summary, &holdout).lines,
+            ["step build: error: (withheld: it quoted holdout content)"]
+        );
+        let plain = StepReport::error("build", StepKind::Check, "could not run: status unknown".into());
+        let sources = [Source { report: &plain, reads_holdout: false }];
+        assert_eq!(
+            build(&sources, FeedbackLevel::Summary, &holdout).lines,
+            ["step build: error: could not run: status unknown"]
+        );
     }
 }

@@ -1,41 +1,49 @@
-//! The executor: loads a plan's plugins and runs its steps as a DAG, in
-//! rounds, until every gate passes or retries run out.
+//! The executor: runs a plan's steps as a DAG, in rounds, until every gate
+//! passes, retries run out, or something no retry can fix stops the loop.
 //!
 //! A *round* runs its pending steps: those whose `needs` all passed run
-//! concurrently, at most `jobs` at a time, each in its own sandbox; a step
-//! whose `needs` did not pass is `skipped`. After a round, every failed gate
-//! with `retry` sends its stage back: the stage gets attempt + 1 and
-//! one-line feedback ([`feedback::build`]), and the next round re-runs it and
-//! everything downstream of it. When a stage has used its `max_iterations`,
-//! the run ends with an escalation. Everything is recorded in the
-//! [`Journal`]; `resume` continues an unfinished run from it; an
-//! [`Observer`] hears every step as it starts and ends ([`events`]). Ctrl-C
-//! (when [`RunOptions::ctrl_c`] is set) stops the run cleanly: running steps
-//! are dropped before they commit anything, the run stays resumable, and
-//! the report's status is `interrupted`. The executor takes a [`Plan`] and
-//! never reads TOML or builds a sandbox by hand.
+//! concurrently, at most `jobs` at a time, each through the step
+//! [`Backend`]; a step whose `needs` did not pass is `skipped`. After a
+//! round, every failed gate with `retry` sends its stage back: the stage
+//! gets attempt + 1 and one-line feedback ([`feedback::build`]), and the
+//! next round re-runs it and everything downstream of it. A stage's attempt
+//! budget is the plan's ([`crate::plan::Step::attempts`]); when it is used
+//! up, the run ends with an escalation. When a step is an `error` for a
+//! reason that is not the stage's work ([`StepReport::infrastructure`]),
+//! no stage is retried: the loop stops at once and says why. Everything is
+//! recorded in the [`Journal`]; `resume` continues an unfinished run from
+//! it; an [`Observer`] hears every step as it starts and ends ([`events`]).
+//! Ctrl-C (when [`RunOptions::ctrl_c`] is set) stops the run cleanly:
+//! running steps are dropped before they commit anything, the run stays
+//! resumable, and the report's status is `interrupted`. The executor takes
+//! a [`Plan`] and never reads TOML or builds a sandbox by hand.
 
+pub mod backend;
 pub mod events;
 pub mod feedback;
-pub mod quota;
-mod steps;
-pub mod writes;
+pub mod local;
+pub mod results;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
 use crate::cache::digest::Digester;
-use crate::cache::results::{self, ResultCache};
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::journal::{self, Event, Journal, Retrying};
-use crate::plan::{Action, Plan, StepKind};
-use crate::report::{AttemptReport, RunReport, StepReport, StepStatus};
-use crate::sandbox::{LoadedPlugin, Sandbox};
+use crate::key::Key;
+use crate::plan::{Plan, Step, StepKind};
+use crate::report::{AttemptReport, RunReport, RunStatus, StepReport, StepStatus};
+use crate::sandbox::Sandbox;
+use crate::secrets::Secrets;
+pub use backend::Backend;
 pub use events::{Observer, Update};
+use results::{CacheKey, ResultCache};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -79,15 +87,51 @@ impl Default for RunOptions {
     }
 }
 
+/// Which part of a pipeline a run covers, and how strictly: the flags of
+/// `cleanroom run` that shape the plan before anything runs.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--only`: these steps (ids or globs) and what they need.
+    pub only: Vec<String>,
+    /// `--skip`: these steps are reported skipped, and what needs them.
+    pub skip: Vec<String>,
+    /// `--locked`: every plugin of the pipeline must match `cleanroom.lock`.
+    pub locked: bool,
+    /// `--max-iterations`: every stage gets at most this many attempts.
+    pub max_iterations: Option<u32>,
+}
+
+/// Loads the pipeline file `pipeline` and shapes the plan for a run: the
+/// lock is checked against the whole pipeline (so `--only` dropping a
+/// plugin is not drift), then `--only`/`--skip` select, then
+/// `--max-iterations` caps every stage.
+///
+/// # Errors
+/// Every problem with the pipeline, the lock or the selection.
+pub fn prepare(pipeline: &Path, selection: &Selection) -> Result<Plan, Diagnostics> {
+    let plan = Plan::load(pipeline)?;
+    if selection.locked {
+        crate::lock::verify(&plan)?;
+    }
+    let mut plan = crate::plan::select::select(plan, &selection.only, &selection.skip)?;
+    if let Some(max) = selection.max_iterations {
+        plan.cap_attempts(max);
+    }
+    Ok(plan)
+}
+
 /// Compiles and links every plugin a step of `plan` uses.
 ///
 /// # Errors
 /// A `CR011` diagnostic per plugin wasmtime rejects.
-pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, LoadedPlugin>, Diagnostics> {
+pub fn load_plugins(
+    plan: &Plan,
+    sandbox: &Sandbox,
+) -> Result<BTreeMap<String, crate::sandbox::LoadedPlugin>, Diagnostics> {
     let mut loaded = BTreeMap::new();
     let mut diags = Diagnostics::default();
     for step in &plan.steps {
-        let Action::Plugin(name) = &step.action else { continue };
+        let crate::plan::Action::Plugin(name) = &step.action else { continue };
         if loaded.contains_key(name) {
             continue;
         }
@@ -112,24 +156,49 @@ pub fn load_plugins(plan: &Plan, sandbox: &Sandbox) -> Result<BTreeMap<String, L
     diags.into_result(loaded)
 }
 
-/// Loads `plan`'s plugins and runs every step, retrying stages as gates ask.
+/// Loads `plan`'s plugins and runs every step on this machine, retrying
+/// stages as gates ask.
 ///
 /// # Errors
 /// Diagnostics when the engine cannot start, a plugin cannot be loaded, the
 /// run record cannot be written, or `resume` finds no unfinished run;
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
-    let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
     // The key that authenticates the journal and the caches, and the
     // check that neither it nor the caches are within a step's reach.
-    let key = crate::key::for_run(plan)?;
-    let identity = journal::RunIdentity::of(plan)?;
+    let key = crate::plan::taint::key_for_run(plan)?;
     // Secrets are read before anything runs: a missing one is bad input.
-    let secrets = Arc::new(crate::secrets::Secrets::read(plan)?);
+    let secrets = Arc::new(Secrets::read(plan)?);
     let capacity = crate::sandbox::pool::Capacity::for_jobs(options.jobs, plan.max_memory());
-    let sandbox =
-        Sandbox::new(capacity).map_err(|e| fatal(Code::CR011, e.to_string()))?.with_secrets(Arc::clone(&secrets));
+    let sandbox = Sandbox::new(capacity)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, e.to_string())))?
+        .with_secrets(Arc::clone(&secrets));
     let plugins = load_plugins(plan, &sandbox)?;
+    let backend = local::Local {
+        sandbox,
+        plugins,
+        workspace: plan.workspace.clone(),
+        options: options.clone(),
+        secrets: Arc::clone(&secrets),
+    };
+    run_on(plan, Arc::new(backend), secrets, key, options)
+}
+
+/// Runs `plan` with `backend` running its steps: the scheduler, whatever
+/// runs the steps. `key` authenticates the journal and result cache;
+/// `secrets` are scrubbed from every report.
+///
+/// # Errors
+/// As [`run`], once the backend exists.
+pub fn run_on(
+    plan: &Plan,
+    backend: Arc<dyn Backend>,
+    secrets: Arc<Secrets>,
+    key: Key,
+    options: &RunOptions,
+) -> Result<RunReport, Diagnostics> {
+    let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
+    let identity = journal::RunIdentity::of(plan);
     let journal_error = |e: std::io::Error| {
         Diagnostics::from(
             Diagnostic::new(
@@ -162,33 +231,42 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
             .map_err(|reason| tracing::warn!("{reason}; running without a result cache"))
             .ok()
     });
-    let context = Arc::new(steps::Context {
-        sandbox,
-        plugins,
+    let services = Arc::new(Services {
         workspace: plan.workspace.clone(),
-        options: options.clone(),
-        holdout: feedback::Holdout::scan(&plan.holdout),
+        holdout: feedback::Holdout::scan(&plan.holdout, &plan.workspace),
         digester: Digester::open(&plan.workspace),
         results,
         secrets,
     });
-    let mut executor = Executor { plan, context, journal, state, journal_failure: None, stop: None };
+    let mut executor = Executor { plan, backend, services, options, journal, state, journal_failure: None, stop: None };
     let report = runtime.block_on(executor.execute());
-    executor.context.digester.save();
+    executor.services.digester.save();
     if let Some(e) = executor.journal_failure {
         return Err(journal_error(e));
     }
     Ok(report)
 }
 
-/// Where a run stands between rounds.
+/// What the executor itself uses around every step, whatever the backend.
+struct Services {
+    workspace: PathBuf,
+    /// Holdout text feedback may not quote.
+    holdout: feedback::Holdout,
+    /// Digests of step inputs (journal, cache keys, resume).
+    digester: Digester,
+    results: Option<ResultCache>,
+    /// The run's secret values, scrubbed from every report.
+    secrets: Arc<Secrets>,
+}
+
+/// Where a run stands between rounds. Per-step state is by plan index.
 struct RunState {
-    /// Latest report of each step, in plan order.
+    /// Latest report of each step.
     reports: Vec<Option<StepReport>>,
-    /// Attempt number of each stage that has been retried.
-    attempts: BTreeMap<String, u32>,
+    /// Each stage's current attempt (1 until it is retried).
+    attempts: Vec<u32>,
     /// Feedback for each retried stage's current attempt.
-    feedback: BTreeMap<String, Vec<String>>,
+    feedback: Vec<Vec<String>>,
     /// The round about to run.
     round: u32,
     /// Steps the round must run.
@@ -202,12 +280,13 @@ struct RunState {
 
 impl RunState {
     fn fresh(plan: &Plan) -> RunState {
+        let n = plan.steps.len();
         RunState {
-            reports: vec![None; plan.steps.len()],
-            attempts: BTreeMap::new(),
-            feedback: BTreeMap::new(),
+            reports: vec![None; n],
+            attempts: vec![1; n],
+            feedback: vec![Vec::new(); n],
             round: 1,
-            pending: (0..plan.steps.len()).collect(),
+            pending: (0..n).collect(),
             reusable: BTreeMap::new(),
             history: Vec::new(),
         }
@@ -221,7 +300,7 @@ impl RunState {
     /// (no `report.json`, no unauthenticated line) decides a step's status.
     fn resumed(plan: &Plan, events: &[Event]) -> RunState {
         let mut state = RunState::fresh(plan);
-        let index = |id: &str| plan.steps.iter().position(|s| s.id == id);
+        let index = |id: &str| plan.graph.index(id);
         let mut finished: BTreeMap<usize, (u32, BTreeMap<String, String>, StepReport)> = BTreeMap::new();
         for event in events {
             // Rounds count from 1; never index with anything else.
@@ -249,17 +328,19 @@ impl RunState {
                     state.history[*round as usize - 1].gates.push(gate_line(gate, *status, reason));
                 }
                 Event::RoundFinished { round, retries } => {
+                    let mut stages = Vec::new();
                     for (stage, retrying) in retries {
-                        state.attempts.insert(stage.clone(), retrying.attempt);
-                        state.feedback.insert(stage.clone(), retrying.feedback.clone());
+                        if let Some(i) = index(stage) {
+                            state.attempts[i] = retrying.attempt;
+                            state.feedback[i] = retrying.feedback.clone();
+                            stages.push(i);
+                        }
                         if let Some(entry) = state.history.get_mut(*round as usize - 1) {
-                            entry.retries.push(retry_line(stage, retrying));
-                            entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
-                            entry.feedback_bits += retrying.feedback_bits;
+                            entry.add_retry(stage, retrying);
                         }
                     }
                     state.round = round + 1;
-                    state.pending = downstream_of(plan, retries.keys().filter_map(|s| index(s)));
+                    state.pending = plan.graph.downstream(stages);
                 }
                 _ => {}
             }
@@ -275,7 +356,9 @@ impl RunState {
 
 struct Executor<'p> {
     plan: &'p Plan,
-    context: Arc<steps::Context>,
+    backend: Arc<dyn Backend>,
+    services: Arc<Services>,
+    options: &'p RunOptions,
     journal: Journal,
     state: RunState,
     journal_failure: Option<std::io::Error>,
@@ -306,6 +389,12 @@ async fn ctrl_c_signal(enabled: bool) {
         return;
     }
     std::future::pending::<()>().await;
+}
+
+/// `duration` cut to whole milliseconds, as reports keep it: a report read
+/// back renders exactly as it did live.
+fn whole_millis(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Executor<'_> {
@@ -339,15 +428,22 @@ impl Executor<'_> {
             .iter()
             .zip(&self.plan.steps)
             .map(|(report, step)| {
-                report.clone().unwrap_or_else(|| {
-                    steps::error_report(step, "the runner lost this step's result (internal error)".into())
-                })
+                let mut report = report.clone().unwrap_or_else(|| {
+                    StepReport::error(&step.id, step.kind, "the runner lost this step's result (internal error)".into())
+                        .infrastructure()
+                });
+                report.duration = whole_millis(report.duration);
+                report
             })
             .collect();
-        let mut report =
-            RunReport::new(self.plan.name.clone(), self.journal.run_id().to_string(), started.elapsed(), steps);
+        let mut report = RunReport::new(
+            self.plan.name.clone(),
+            self.journal.run_id().to_string(),
+            whole_millis(started.elapsed()),
+            steps,
+        );
         if escalation.is_some() {
-            report.status = "failed";
+            report.status = RunStatus::Failed;
         }
         if self.state.round > 1 {
             report.attempts = self.state.history.clone();
@@ -355,17 +451,25 @@ impl Executor<'_> {
         report.feedback_level = self.plan.feedback;
         report.feedback_bits = self.state.history.iter().map(|a| a.feedback_bits).sum();
         report.escalation = escalation;
-        if matches!(self.stop, Some(Stop::Interrupted)) {
+        crate::report::facts::record(&mut report, self.plan);
+        let interrupted = matches!(self.stop, Some(Stop::Interrupted));
+        if interrupted {
+            report.status = RunStatus::Interrupted;
+        }
+        let json = crate::report::json::render(&report);
+        if let Err(e) = self.journal.write_report(&json) {
+            self.journal_failure.get_or_insert(e);
+        }
+        let report_sha256 = crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(json.as_bytes()));
+        if interrupted {
             // No `run_finished`: the run stays resumable.
-            report.status = "interrupted";
+            self.record(&Event::RunInterrupted { report_sha256 });
         } else {
             self.record(&Event::RunFinished {
-                status: report.status.to_string(),
+                status: report.status.as_str().to_string(),
                 escalated: report.escalation.is_some(),
+                report_sha256: Some(report_sha256),
             });
-            if let Err(e) = self.journal.write_report(&crate::report::json::render(&report)) {
-                self.journal_failure.get_or_insert(e);
-            }
         }
         self.tell(Update::RunFinished { report: &report });
         report
@@ -374,20 +478,16 @@ impl Executor<'_> {
     /// Runs every pending step of the current round as a DAG.
     async fn run_round(&mut self) {
         let plan = self.plan;
+        let graph = &plan.graph;
         let round = self.state.round;
-        let index: BTreeMap<&str, usize> = plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        // Each step's needs as indices, looked up once rather than on every
-        // pass of the loop below (a 500-step chain makes 500 passes).
-        let needs: Vec<Vec<usize>> =
-            plan.steps.iter().map(|s| s.needs.iter().map(|n| index[n.as_str()]).collect()).collect();
         for &i in &self.state.pending {
             self.state.reports[i] = None;
         }
         let mut launched: Vec<bool> = (0..plan.steps.len()).map(|i| !self.state.pending.contains(&i)).collect();
         let mut running = JoinSet::new();
         let mut in_flight: BTreeSet<usize> = BTreeSet::new();
-        let jobs = self.context.options.jobs.max(1);
-        let ctrl_c = ctrl_c_signal(self.context.options.ctrl_c);
+        let jobs = self.options.jobs.max(1);
+        let ctrl_c = ctrl_c_signal(self.options.ctrl_c);
         tokio::pin!(ctrl_c);
         loop {
             let mut progress = false;
@@ -404,14 +504,14 @@ impl Executor<'_> {
                     progress = true;
                     continue;
                 }
-                let blocker = step.needs.iter().zip(&needs[i]).find_map(|(need, &n)| {
-                    self.state.reports[n].as_ref().filter(|r| r.status != StepStatus::Passed).map(|r| (need, r.status))
+                let blocker = graph.needs(i).iter().find_map(|&n| {
+                    self.state.reports[n].as_ref().filter(|r| r.status != StepStatus::Passed).map(|r| (n, r.status))
                 });
                 let skipped = match (&step.excluded, blocker) {
                     (Some(why), _) => Some(why.clone()),
                     (None, Some((need, status))) => {
                         let why = if status == StepStatus::Skipped { "was skipped" } else { "did not pass" };
-                        Some(format!("needs `{need}`, which {why}"))
+                        Some(format!("needs `{}`, which {why}", plan.steps[need].id))
                     }
                     (None, None) => None,
                 };
@@ -424,7 +524,7 @@ impl Executor<'_> {
                     progress = true;
                     continue;
                 }
-                let ready = needs[i].iter().all(|&n| self.state.reports[n].is_some());
+                let ready = graph.needs(i).iter().all(|&n| self.state.reports[n].is_some());
                 // Time separation: a stage and a step that can read the
                 // holdout never run at the same time, so neither can signal
                 // the other (a lock, a timing) while both are alive.
@@ -434,7 +534,7 @@ impl Executor<'_> {
                 }
                 launched[i] = true;
                 progress = true;
-                let inputs = steps::input_digests(step, &self.context.digester);
+                let inputs = local::input_digests(step, &self.services.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
                     self.finish(i, round, reused, false);
                     continue;
@@ -443,16 +543,15 @@ impl Executor<'_> {
                 self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
                 self.tell(Update::StepStarted { step: &step.id, kind: step.kind, round, attempt });
                 tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
-                let feedback = self.state.feedback.get(&step.id).cloned().unwrap_or_default();
-                // The attempt a check's invocation carries is always 1.
-                let seen_attempt = if step.kind == StepKind::Check { 1 } else { attempt };
-                let key = (step.cache && self.context.results.is_some())
-                    .then(|| results::key(plan, step, &inputs, seen_attempt, &feedback));
-                let context = Arc::clone(&self.context);
+                let feedback = self.state.feedback[i].clone();
+                let key = (step.cache && self.services.results.is_some())
+                    .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback).digest());
+                let services = Arc::clone(&self.services);
+                let backend = Arc::clone(&self.backend);
                 let step = step.clone();
                 in_flight.insert(i);
                 running.spawn(async move {
-                    let mut report = run_or_reuse(&context, &step, attempt, feedback, key).await;
+                    let mut report = run_or_reuse(&*backend, &services, &step, attempt, feedback, key).await;
                     report.attempt = attempt;
                     (i, inputs, report)
                 });
@@ -470,7 +569,7 @@ impl Executor<'_> {
                     for (i, step) in plan.steps.iter().enumerate().filter(|(i, _)| !launched[*i]) {
                         let reason =
                             "could not be scheduled: a step it needs has no result (internal error)".to_string();
-                        self.state.reports[i] = Some(steps::error_report(step, reason));
+                        self.state.reports[i] = Some(StepReport::error(&step.id, step.kind, reason).infrastructure());
                     }
                     break;
                 }
@@ -498,9 +597,9 @@ impl Executor<'_> {
                         inputs,
                         report: Box::new(report.clone()),
                     });
-                    let final_failure = matches!(report.status, StepStatus::Failed | StepStatus::Error)
-                        && !self.will_retry(i, report.status);
-                    if self.context.options.fail_fast && final_failure && self.stop.is_none() {
+                    let final_failure =
+                        matches!(report.status, StepStatus::Failed | StepStatus::Error) && !self.will_retry(i, &report);
+                    if self.options.fail_fast && final_failure && self.stop.is_none() {
                         self.stop = Some(Stop::FailFast(step.id.clone()));
                     }
                     self.finish(i, round, report, false);
@@ -515,8 +614,8 @@ impl Executor<'_> {
         for i in in_flight {
             if self.state.reports[i].is_none() {
                 let step = &plan.steps[i];
-                let mut report =
-                    steps::error_report(step, "interrupted (Ctrl-C) while running; nothing was committed".into());
+                let reason = "interrupted (Ctrl-C) while running; nothing was committed".to_string();
+                let mut report = StepReport::error(&step.id, step.kind, reason).infrastructure();
                 report.attempt = self.attempt_of(i);
                 self.finish(i, round, report, false);
             }
@@ -542,17 +641,20 @@ impl Executor<'_> {
     }
 
     fn tell(&self, update: Update<'_>) {
-        if let Some(observer) = &self.context.options.observer {
+        if let Some(observer) = &self.options.observer {
             observer.update(update);
         }
     }
 
-    /// Whether a gate that ended with `status` will send its stage back
-    /// (it has `retry` and the stage has attempts left).
-    fn will_retry(&self, i: usize, status: StepStatus) -> bool {
+    /// Whether gate `i`, which ended as `report` says, will send its stage
+    /// back: it has `retry`, it failed for a reason a new attempt can
+    /// change, and the stage has attempts left in its budget.
+    fn will_retry(&self, i: usize, report: &StepReport) -> bool {
         let Some(retry) = &self.plan.steps[i].retry else { return false };
-        let attempt = self.state.attempts.get(&retry.stage).copied().unwrap_or(1);
-        matches!(status, StepStatus::Failed | StepStatus::Error) && attempt < retry.max_iterations
+        let Some(stage) = self.plan.graph.index(&retry.stage) else { return false };
+        matches!(report.status, StepStatus::Failed | StepStatus::Error)
+            && !report.infrastructure
+            && self.state.attempts[stage] < self.plan.steps[stage].attempts
     }
 
     /// A result from before an interruption, if its inputs did not change.
@@ -570,9 +672,8 @@ impl Executor<'_> {
 
     /// A stage's attempt number; for other steps, the round.
     fn attempt_of(&self, i: usize) -> u32 {
-        let step = &self.plan.steps[i];
-        match step.kind {
-            StepKind::Stage => self.state.attempts.get(&step.id).copied().unwrap_or(1),
+        match self.plan.steps[i].kind {
+            StepKind::Stage => self.state.attempts[i],
             _ => self.state.round,
         }
     }
@@ -586,7 +687,7 @@ impl Executor<'_> {
         let mut entry = AttemptReport::new(round);
         let mut decisions = Vec::new();
         // Failed gates with `retry`, grouped by the stage they send back.
-        let mut failing: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut failing: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &i in &ran {
             let step = &plan.steps[i];
             let Some(r) = report(i) else { continue };
@@ -598,30 +699,34 @@ impl Executor<'_> {
             entry.failing.extend(failing_lines(&step.id, r));
             if step.retry.is_some() || step.kind == StepKind::Evaluator {
                 entry.gates.push(gate_line(&step.id, r.status, &reason));
-                let retry = step.retry.as_ref().filter(|_| !passed).map(|retry| retry.stage.clone());
-                if let Some(stage) = &retry {
-                    failing.entry(stage.clone()).or_default().push(i);
+                let stage = step.retry.as_ref().filter(|_| !passed).and_then(|retry| plan.graph.index(&retry.stage));
+                if let Some(stage) = stage {
+                    failing.entry(stage).or_default().push(i);
                 }
-                decisions.push((step.id.clone(), r.status, reason, retry));
+                decisions.push((step.id.clone(), r.status, reason, stage));
             }
         }
+        // Steps that could not run for a reason no attempt of a stage can
+        // change: retrying would only burn the budget.
+        let broken: Vec<usize> = ran
+            .iter()
+            .copied()
+            .filter(|&i| report(i).is_some_and(|r| r.status == StepStatus::Error && r.infrastructure))
+            .collect();
         let mut retries: BTreeMap<String, Retrying> = BTreeMap::new();
         let mut exhausted = Vec::new();
-        for (stage, gates) in &failing {
-            let attempt = self.state.attempts.get(stage).copied().unwrap_or(1);
-            let max =
-                gates.iter().filter_map(|&g| plan.steps[g].retry.as_ref()).map(|r| r.max_iterations).max().unwrap_or(1);
-            if attempt >= max {
-                exhausted.push((stage.clone(), attempt));
+        for (&stage, gates) in failing.iter().filter(|_| broken.is_empty()) {
+            let attempt = self.state.attempts[stage];
+            if attempt >= plan.steps[stage].attempts {
+                exhausted.push((stage, attempt));
                 continue;
             }
-            let stage_index = plan.steps.iter().position(|s| &s.id == stage);
-            let downstream = stage_index.map(|s| downstream_of(plan, [s])).unwrap_or_default();
+            let downstream = plan.graph.downstream([stage]);
             // The gates' reports, and failures between the stage and its
             // gates (a build that did not compile), are the feedback.
             let sources: Vec<feedback::Source<'_>> = ran
                 .iter()
-                .filter(|&&i| downstream.contains(&i) && Some(i) != stage_index)
+                .filter(|&&i| downstream.contains(&i) && i != stage)
                 .filter(|&&i| {
                     gates.contains(&i) || (plan.steps[i].retry.is_none() && plan.steps[i].kind == StepKind::Stage)
                 })
@@ -629,20 +734,23 @@ impl Executor<'_> {
                 .filter(|(_, r)| matches!(r.status, StepStatus::Failed | StepStatus::Error))
                 .map(|(i, report)| feedback::Source { report, reads_holdout: plan.steps[i].reads_holdout })
                 .collect();
-            let built = feedback::build(&sources, plan.feedback, &self.context.holdout);
+            let built = feedback::build(&sources, plan.feedback, &self.services.holdout);
             retries.insert(
-                stage.clone(),
-                Retrying { attempt: attempt + 1, feedback: built.lines, feedback_bits: built.bits },
+                plan.steps[stage].id.clone(),
+                Retrying {
+                    attempt: attempt + 1,
+                    feedback: built.lines,
+                    feedback_bits: built.bits,
+                    withheld: built.withheld,
+                },
             );
         }
-        for (gate, status, reason, retry) in decisions {
-            let retry = retry.filter(|stage| retries.contains_key(stage));
+        for (gate, status, reason, stage) in decisions {
+            let retry = stage.map(|s| plan.steps[s].id.clone()).filter(|stage| retries.contains_key(stage));
             self.record(&Event::GateDecision { gate, round, status, reason, retry });
         }
         for (stage, retrying) in &retries {
-            entry.retries.push(retry_line(stage, retrying));
-            entry.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
-            entry.feedback_bits += retrying.feedback_bits;
+            entry.add_retry(stage, retrying);
         }
         // A resumed run may have rebuilt part of this round from the journal;
         // the judgement just made covers all of it.
@@ -651,57 +759,88 @@ impl Executor<'_> {
         if failing.is_empty() {
             return Verdict::Done;
         }
+        if !broken.is_empty() {
+            return Verdict::Escalate(self.infrastructure_stop(&broken, &failing));
+        }
         if retries.is_empty() {
             return Verdict::Escalate(self.escalation(&failing, &exhausted));
         }
         self.record(&Event::RoundFinished { round, retries: retries.clone() });
         self.tell(Update::RoundFinished { round, retries: &retries });
-        let stage_indices: Vec<usize> =
-            retries.keys().filter_map(|s| plan.steps.iter().position(|p| &p.id == s)).collect();
+        let mut stages = Vec::new();
         for (stage, retrying) in retries {
-            self.state.attempts.insert(stage.clone(), retrying.attempt);
-            self.state.feedback.insert(stage, retrying.feedback);
+            let Some(i) = plan.graph.index(&stage) else { continue };
+            self.state.attempts[i] = retrying.attempt;
+            self.state.feedback[i] = retrying.feedback;
+            stages.push(i);
         }
-        self.state.pending = downstream_of(plan, stage_indices);
+        self.state.pending = plan.graph.downstream(stages);
         self.state.round += 1;
         Verdict::Retry
     }
 
-    fn escalation(&self, failing: &BTreeMap<String, Vec<usize>>, exhausted: &[(String, u32)]) -> String {
+    fn escalation(&self, failing: &BTreeMap<usize, Vec<usize>>, exhausted: &[(usize, u32)]) -> String {
         let mut text = String::from("escalate to a human: retries are used up.\n");
-        for (stage, attempts) in exhausted {
-            let gates: Vec<String> = failing[stage]
+        for &(stage, attempts) in exhausted {
+            let gates: Vec<String> = failing[&stage]
                 .iter()
                 .filter_map(|&g| self.state.reports[g].as_ref())
                 .map(|r| format!("`{}` ({})", r.id, gate_reason(r)))
                 .collect();
+            let stage = &self.plan.steps[stage].id;
             text.push_str(&format!("  after {attempts} attempts of `{stage}`, still failing: {}\n", gates.join(", ")));
         }
+        self.push_history(&mut text);
+        text.trim_end().to_string()
+    }
+
+    /// Why the loop stopped without retrying: the steps that could not run
+    /// for reasons that are not a stage's work, and what each stage's gates said.
+    fn infrastructure_stop(&self, broken: &[usize], failing: &BTreeMap<usize, Vec<usize>>) -> String {
+        let mut text = String::from(
+            "escalate to a human: stopped without retrying, because these steps could not run for reasons that are not the stage's work (another attempt would not change them):\n",
+        );
+        for &i in broken {
+            let Some(report) = self.state.reports[i].as_ref() else { continue };
+            let reason = report.reason.as_deref().unwrap_or("error");
+            text.push_str(&format!("  `{}`: {reason}\n", report.id));
+        }
+        let stages: Vec<String> = failing.keys().map(|&s| format!("`{}`", self.plan.steps[s].id)).collect();
+        text.push_str(&format!(
+            "  fix them and run again; {} kept {} attempts\n",
+            stages.join(", "),
+            if stages.len() == 1 { "its" } else { "their" }
+        ));
+        self.push_history(&mut text);
+        text.trim_end().to_string()
+    }
+
+    fn push_history(&self, text: &mut String) {
         text.push_str("  how each round scored:\n");
         for entry in &self.state.history {
             text.push_str(&format!("    round {}: {}\n", entry.round, entry.gates.join("; ")));
         }
-        text.trim_end().to_string()
     }
 }
 
 /// Answers from the result cache when `key` has an entry (replaying a
-/// stage's writes first), else runs the step and files its result.
+/// stage's writes first), else runs the step on `backend` and files its
+/// result. Every report is scrubbed of secret values before it is cached,
+/// journaled, fed back or shown.
 async fn run_or_reuse(
-    context: &steps::Context,
-    step: &crate::plan::Step,
+    backend: &dyn Backend,
+    services: &Services,
+    step: &Step,
     attempt: u32,
     feedback: Vec<String>,
     key: Option<String>,
 ) -> StepReport {
-    // Every report a step produces is scrubbed of secret values before it
-    // is cached, journaled, fed back or shown.
     let run = |feedback| async move {
-        let mut report = steps::run_step(context, step, attempt, feedback).await;
-        context.secrets.scrub_report(&mut report);
+        let mut report = backend.run(step, attempt, feedback).await;
+        report.for_each_text(&mut |text, _| services.secrets.scrub_in_place(text));
         report
     };
-    let Some((cache, key)) = context.results.as_ref().zip(key) else {
+    let Some((cache, key)) = services.results.as_ref().zip(key) else {
         return run(feedback).await;
     };
     if let Some(hit) = cache.get(&key) {
@@ -710,18 +849,25 @@ async fn run_or_reuse(
         if hit.files.is_empty() && hit.removed.is_empty() {
             return report;
         }
-        let scratch = context.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
-        match writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch) {
+        let scratch = services.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
+        match crate::writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch) {
             Ok(changes) => {
-                report.changes = steps::change_lines(&changes);
+                report.changes = changes.list();
                 return report;
             }
             Err(e) => tracing::warn!("step `{}`: the cached writes could not be replayed ({e}); running it", step.id),
         }
     }
     let report = run(feedback).await;
-    let written: Vec<String> = report.changes.iter().filter_map(|c| c.strip_prefix("+ ")).map(str::to_string).collect();
-    match writes::read_written(&step.grant.mounts, &written) {
+    let written: Vec<String> = report
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            crate::report::Change::Written(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    match crate::writes::read_written(&step.grant.mounts, &written) {
         Ok(files) => cache.put(&key, &report, &files),
         Err(e) => tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id),
     }
@@ -768,30 +914,23 @@ fn grow_history(history: &mut Vec<AttemptReport>, round: u32) {
     }
 }
 
-fn retry_line(stage: &str, retrying: &Retrying) -> String {
-    format!(
-        "{stage}: attempt {} with {} feedback lines (at most {:.1} bits of holdout-dependent information)",
-        retrying.attempt,
-        retrying.feedback.len(),
-        retrying.feedback_bits
-    )
+impl AttemptReport {
+    /// Records that `stage` is retried as `retrying` says.
+    fn add_retry(&mut self, stage: &str, retrying: &Retrying) {
+        self.retries.push(format!(
+            "{stage}: attempt {} with {} feedback lines (at most {:.1} bits of holdout-dependent information)",
+            retrying.attempt,
+            retrying.feedback.len(),
+            retrying.feedback_bits
+        ));
+        self.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
+        self.withheld.extend(retrying.withheld.iter().map(|line| format!("{stage}: {line}")));
+        self.feedback_bits += retrying.feedback_bits;
+    }
 }
 
 /// Whether `a` and `b` may not run at the same time: one is a stage and
 /// the other can read the holdout.
-fn kept_apart(a: &crate::plan::Step, b: &crate::plan::Step) -> bool {
+fn kept_apart(a: &Step, b: &Step) -> bool {
     (a.kind == StepKind::Stage && b.reads_holdout) || (b.kind == StepKind::Stage && a.reads_holdout)
-}
-
-/// `starts` and every step that needs one of them, directly or not.
-fn downstream_of(plan: &Plan, starts: impl IntoIterator<Item = usize>) -> BTreeSet<usize> {
-    let mut set: BTreeSet<usize> = starts.into_iter().collect();
-    // Plan order is topological, so one forward pass closes the set.
-    for (i, step) in plan.steps.iter().enumerate() {
-        if step.needs.iter().any(|need| plan.steps.iter().position(|s| &s.id == need).is_some_and(|n| set.contains(&n)))
-        {
-            set.insert(i);
-        }
-    }
-    set
 }

@@ -117,6 +117,15 @@ pub enum Event {
         status: String,
         /// Whether retries ran out.
         escalated: bool,
+        /// sha256 of the `report.json` the run wrote: `cleanroom report`
+        /// renders it only if it is still what the run wrote.
+        #[serde(default)]
+        report_sha256: Option<String>,
+    },
+    /// Ctrl-C stopped the run; it stays resumable.
+    RunInterrupted {
+        /// sha256 of the `report.json` written when it stopped.
+        report_sha256: String,
     },
 }
 
@@ -131,6 +140,10 @@ pub struct Retrying {
     /// `feedback` (see `docs/security.md`).
     #[serde(default)]
     pub feedback_bits: f64,
+    /// For humans only, never sent to the stage: which lines were withheld
+    /// because they quoted a holdout file, naming the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }
 
 /// What a run was started from: `--resume` continues a run only if all of
@@ -152,27 +165,20 @@ pub struct RunIdentity {
 }
 
 impl RunIdentity {
-    /// The identity of a run of `plan` started now.
-    ///
-    /// # Errors
-    /// `CR001` when the pipeline file can no longer be read.
-    pub fn of(plan: &Plan) -> Result<RunIdentity, Diagnostic> {
-        let pipeline_sha256 = crate::cache::digest::sha256_file(&plan.pipeline_file).ok_or_else(|| {
-            Diagnostic::new(Code::CR001, "the pipeline file cannot be read any more")
-                .at(Location::Path(plan.pipeline_file.clone()))
-                .hint("do not move or delete the pipeline file while it runs")
-        })?;
-        Ok(RunIdentity {
+    /// The identity of a run of `plan` started now: the pipeline text is
+    /// the one the plan was made from.
+    pub fn of(plan: &Plan) -> RunIdentity {
+        RunIdentity {
             pipeline: plan.name.clone(),
             // However the command line spelt it.
             pipeline_file: fs_err::canonicalize(&plan.pipeline_file)
                 .unwrap_or_else(|_| plan.pipeline_file.clone())
                 .display()
                 .to_string(),
-            pipeline_sha256,
+            pipeline_sha256: plan.pipeline_sha256.clone(),
             plugins: plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect(),
             config_sha256: config_digest(plan),
-        })
+        }
     }
 
     /// The `run_started` event of run `run_id`.
@@ -471,6 +477,96 @@ impl Journal {
     }
 }
 
+/// The report of a past run of `workspace` (`run_id`, else the latest run
+/// that wrote one), exactly as the run wrote it: its journal must verify
+/// under `key` and name the report's sha256, and `report.json` must match it.
+///
+/// # Errors
+/// `CR033` naming the run and what is wrong: no such run, no report yet,
+/// a journal that does not verify, or a report changed since.
+pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<crate::report::RunReport, Diagnostic> {
+    let runs = runs_dir(workspace);
+    let refuse =
+        |what: String, hint: &str| Diagnostic::new(Code::CR033, what).at(Location::Path(runs.clone())).hint(hint);
+    let run_id = match run_id {
+        Some(id) => id.to_string(),
+        None => {
+            let mut ids: Vec<String> = fs_err::read_dir(&runs)
+                .map_err(|_| refuse(format!("no runs in `{}`", runs.display()), "run the pipeline first"))?
+                .flatten()
+                .filter(|e| e.path().join("report.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|id| id.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                .collect();
+            ids.sort();
+            ids.pop().ok_or_else(|| {
+                refuse(format!("no run in `{}` has a report", runs.display()), "run the pipeline first")
+            })?
+        }
+    };
+    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err(refuse(
+            format!("`{run_id}` is not a run id"),
+            "run ids are the directory names in `.cleanroom/runs/`",
+        ));
+    }
+    let dir = runs.join(&run_id);
+    let read = |name: &str| -> Result<Vec<u8>, Diagnostic> {
+        let path = dir.join(name);
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| {
+                refuse(
+                    format!("run `{run_id}`: cannot read `{name}`: {e}"),
+                    "name a run id from `.cleanroom/runs/`, or none for the latest",
+                )
+            })?;
+        let mut file = file;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(refuse(format!("run `{run_id}`: `{name}` is not a regular file"), "rerun the pipeline"));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| refuse(format!("run `{run_id}`: cannot read `{name}`: {e}"), "rerun the pipeline"))?;
+        Ok(bytes)
+    };
+    let events = read("events.jsonl")?;
+    let verified = verify(key, &run_id, &events).map_err(|why| {
+        refuse(
+            format!("run `{run_id}`: {why}"),
+            "the run record was changed by something other than the runner; rerun the pipeline",
+        )
+    })?;
+    let recorded = verified.events.iter().rev().find_map(|event| match event {
+        Event::RunFinished { report_sha256: Some(sha), .. } | Event::RunInterrupted { report_sha256: sha } => {
+            Some(sha.clone())
+        }
+        _ => None,
+    });
+    let Some(recorded) = recorded else {
+        return Err(refuse(
+            format!("run `{run_id}` has not written its report yet"),
+            "wait for it to finish, or resume it",
+        ));
+    };
+    let bytes = read("report.json")?;
+    let actual = crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if actual != recorded {
+        return Err(refuse(
+            format!("run `{run_id}`: `report.json` is not the report the run wrote (sha256 {actual}, the journal records {recorded})"),
+            "the run record was changed by something other than the runner; rerun the pipeline",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        refuse(
+            format!("run `{run_id}`: `report.json` cannot be read: {e}"),
+            "it was written by another version of cleanroom; rerun the pipeline",
+        )
+    })
+}
+
 /// A journal's lines that verified.
 struct Verified {
     events: Vec<Event>,
@@ -572,42 +668,6 @@ pub fn runs_dir(workspace: &Path) -> PathBuf {
     workspace.join(RUN_DIR).join("runs")
 }
 
-/// A cheap digest of the files under `path`: every regular file's relative
-/// path, size and modification time, in sorted order (contents are not
-/// read). The run directory and symlinks are skipped.
-pub fn digest_metadata(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let mut entries = Vec::new();
-    collect_metadata(path, Path::new(""), &mut entries);
-    entries.sort();
-    let mut hasher = Sha256::new();
-    for entry in entries {
-        hasher.update(entry.as_bytes());
-        hasher.update(b"\n");
-    }
-    crate::plugin::hex(&hasher.finalize())
-}
-
-fn collect_metadata(root: &Path, rel: &Path, out: &mut Vec<String>) {
-    let path = root.join(rel);
-    let Ok(meta) = fs_err::symlink_metadata(&path) else {
-        out.push(format!("{} missing", rel.display()));
-        return;
-    };
-    if meta.is_file() {
-        let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
-        out.push(format!("{} {} {}", rel.display(), meta.len(), modified.as_nanos()));
-    } else if meta.is_dir() {
-        let Ok(entries) = fs_err::read_dir(&path) else { return };
-        for entry in entries.flatten() {
-            if rel.as_os_str().is_empty() && entry.file_name() == RUN_DIR {
-                continue;
-            }
-            collect_metadata(root, &rel.join(entry.file_name()), out);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,7 +721,7 @@ mod tests {
         let text = fs_err::read_to_string(events_file(&journal)).unwrap();
         assert!(text.starts_with("{\"type\":\"run_started\",\"data\":{"), "{text}");
         assert!(text.lines().all(|l| l.contains(",\"mac\":\"")), "{text}");
-        journal.append(&Event::RunFinished { status: "failed".into(), escalated: false }).unwrap();
+        journal.append(&Event::RunFinished { status: "failed".into(), escalated: false, report_sha256: None }).unwrap();
         assert!(resume(&f).unwrap().is_none());
     }
 
@@ -714,7 +774,12 @@ mod tests {
         assert!(refusal(&f).message.contains("line 4"));
         // A line forged with another key.
         let other = Key::from_bytes([4; 32], f.key.dir());
-        let body = serde_json::to_string(&Event::RunFinished { status: "passed".into(), escalated: false }).unwrap();
+        let body = serde_json::to_string(&Event::RunFinished {
+            status: "passed".into(),
+            escalated: false,
+            report_sha256: None,
+        })
+        .unwrap();
         let mac = other.mac(&[LINE_LABEL, journal.run_id().as_bytes(), &journal.last_mac, body.as_bytes()]);
         let forged = format!("{}{MAC_PREFIX}{}\"}}", &body[..body.len() - 1], crate::key::to_hex(&mac));
         write(&[lines[0], lines[1], lines[2], &forged]).unwrap();
@@ -770,7 +835,7 @@ mod tests {
         let toml = "[pipeline]\nname = \"d\"\n[stage.s]\nrun = [\"true\"]\nwrite = [\"out\"]\n\
             [check.a]\nrun = [\"true\"]\nneeds = [\"s\"]\nenv = { B = \"2\", A = \"1\", C = \"3\" }\n";
         fs_err::write(&pipeline, toml).unwrap();
-        let digest = || config_digest(&crate::cli::load_plan(&pipeline).unwrap());
+        let digest = || config_digest(&Plan::load(&pipeline).unwrap());
         let first = digest();
         assert!((0..5).all(|_| digest() == first));
         // The stage creating its output directory is not a new configuration.
@@ -778,15 +843,5 @@ mod tests {
         assert_eq!(digest(), first);
         fs_err::write(&pipeline, format!("{toml}timeout = \"7s\"\n")).unwrap();
         assert_ne!(digest(), first);
-    }
-
-    #[test]
-    fn metadata_digest_changes_when_a_file_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        fs_err::write(dir.path().join("a"), "1").unwrap();
-        let before = digest_metadata(dir.path());
-        assert_eq!(before, digest_metadata(dir.path()));
-        fs_err::write(dir.path().join("a"), "22").unwrap();
-        assert_ne!(before, digest_metadata(dir.path()));
     }
 }

@@ -1,6 +1,63 @@
-//! Step ordering: `needs` edges, cycle detection and a stable topological order.
+//! Step ordering: `needs` edges, cycle detection, a stable topological
+//! order, and the [`Graph`] a plan carries so the executor never re-derives it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A plan's steps as a graph, by index into [`super::Plan::steps`]: what each
+/// step needs, what needs it, and its index by id. Built once per plan (and
+/// again when `--only` drops steps), so the scheduler's lookups are indexed,
+/// never searches by id.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    needs: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+    index: BTreeMap<String, usize>,
+}
+
+impl Graph {
+    /// The graph of `steps`, which are in plan (topological) order; a need
+    /// naming no step in the list is left out (none does in a resolved plan).
+    pub fn of(steps: &[super::Step]) -> Graph {
+        let index: BTreeMap<String, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let needs: Vec<Vec<usize>> =
+            steps.iter().map(|s| s.needs.iter().filter_map(|n| index.get(n).copied()).collect()).collect();
+        let mut dependents = vec![Vec::new(); steps.len()];
+        for (i, deps) in needs.iter().enumerate() {
+            for &d in deps {
+                dependents[d].push(i);
+            }
+        }
+        Graph { needs, dependents, index }
+    }
+
+    /// The steps step `i` needs directly, in the order written.
+    pub fn needs(&self, i: usize) -> &[usize] {
+        &self.needs[i]
+    }
+
+    /// The steps that need step `i` directly.
+    pub fn dependents(&self, i: usize) -> &[usize] {
+        &self.dependents[i]
+    }
+
+    /// The index of the step with this id.
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// `starts` and every step that needs one of them, directly or not
+    /// (linear in the edges walked).
+    pub fn downstream(&self, starts: impl IntoIterator<Item = usize>) -> BTreeSet<usize> {
+        let mut set = BTreeSet::new();
+        let mut stack: Vec<usize> = starts.into_iter().collect();
+        while let Some(i) = stack.pop() {
+            if set.insert(i) {
+                stack.extend(self.dependents[i].iter().copied());
+            }
+        }
+        set
+    }
+}
 
 /// Every node's transitive needs, one bit per node: `has` is a bit test,
 /// and building it ORs each need's row into its dependents' (`n²/64` words

@@ -25,8 +25,10 @@ pub const DEFAULT_SUBJECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Retry {
     /// The stage re-run with feedback (always upstream of the gate).
     pub stage: String,
-    /// Attempts of that stage at most, the first included.
-    pub max_iterations: u32,
+    /// `max_iterations` as written on the gate (attempts of the stage at
+    /// most, the first included); `None` when not written. The stage's one
+    /// budget is [`super::Step::attempts`].
+    pub max_iterations: Option<u32>,
 }
 
 /// An evaluator's k-of-n settings and its subject.
@@ -49,6 +51,28 @@ pub struct Subject {
     pub component: Mount,
     /// Its own grant: `subject_read` mounts, read-only; limits.
     pub grant: Grant,
+}
+
+/// Sets every step's [`super::Step::attempts`]: for a stage retried by
+/// gates, the largest `max_iterations` written on any of them, or
+/// [`DEFAULT_MAX_ITERATIONS`] when none writes one; 1 for a stage no gate
+/// retries and for every other step; at most `cap` when given. One stage
+/// has one budget, so whichever of its gates fails, the run agrees on
+/// whether it retries (`--fail-fast` included).
+pub fn resolve_budgets(steps: &mut [super::Step], cap: Option<u32>) {
+    // Stage id -> the largest budget written, if any gate writes one.
+    let mut budgets: std::collections::BTreeMap<String, Option<u32>> = std::collections::BTreeMap::new();
+    for retry in steps.iter().filter_map(|s| s.retry.as_ref()) {
+        let budget = budgets.entry(retry.stage.clone()).or_insert(None);
+        *budget = (*budget).max(retry.max_iterations);
+    }
+    for step in steps.iter_mut() {
+        let budget = match budgets.get(&step.id) {
+            Some(written) if step.kind == StepKind::Stage => written.unwrap_or(DEFAULT_MAX_ITERATIONS),
+            _ => 1,
+        };
+        step.attempts = cap.map_or(budget, |cap| budget.min(cap.max(1)));
+    }
 }
 
 /// Reads `retry` and `max_iterations` of a gate.
@@ -108,10 +132,10 @@ pub(crate) fn resolve_retry(
                     .at(here(max.span()))
                     .hint("it counts attempts including the first: use 1 for no retries"),
             );
-            DEFAULT_MAX_ITERATIONS
+            None
         }
-        Some(max) => *max.get_ref(),
-        None => DEFAULT_MAX_ITERATIONS,
+        Some(max) => Some(*max.get_ref()),
+        None => None,
     };
     Some(Retry { stage: name.clone(), max_iterations })
 }

@@ -84,6 +84,10 @@ pub struct Plan {
     pub name: String,
     /// The pipeline file it came from.
     pub pipeline_file: PathBuf,
+    /// sha256 of the pipeline text the plan was made from (a run records
+    /// it; `--resume` compares it).
+    #[serde(skip)]
+    pub pipeline_sha256: String,
     /// Canonical workspace root; every mount lies inside it.
     pub workspace: PathBuf,
     /// Every `[plugins]` entry, inspected and hashed.
@@ -98,6 +102,10 @@ pub struct Plan {
     pub feedback: crate::manifest::FeedbackLevel,
     /// `[secrets]`: where each named secret is read from when a run starts.
     pub secrets: BTreeMap<String, network::SecretSpec>,
+    /// The steps' `needs` as indices, their dependents and ids: what the
+    /// scheduler walks. Derived from `steps`; not part of the plan's digest.
+    #[serde(skip)]
+    pub graph: dag::Graph,
 }
 
 /// What a step executes.
@@ -149,6 +157,24 @@ pub struct Step {
     /// a step never runs while a stage runs, never reads what stages write,
     /// and its output reaches a stage only in bounded form.
     pub reads_holdout: bool,
+    /// Stages: how many attempts the run may make, the first included: the
+    /// largest `max_iterations` of the gates that retry it (1 when none
+    /// does), capped by `run --max-iterations`. Decided here, once; the
+    /// executor only compares with it. 1 for checks and evaluators.
+    pub attempts: u32,
+}
+
+impl Step {
+    /// The attempt number the step's plugin or program is told: a stage's
+    /// own attempt; always 1 for a check (its verdict must not depend on
+    /// how often the stage before it was retried); the round for an evaluator.
+    pub fn told_attempt(&self, attempt: u32) -> u32 {
+        if self.kind == StepKind::Check {
+            1
+        } else {
+            attempt
+        }
+    }
 }
 
 /// A step as declared, before resolution.
@@ -159,6 +185,33 @@ pub(crate) struct Declared<'m> {
 }
 
 impl Plan {
+    /// Reads, parses, validates and resolves the pipeline file `pipeline`:
+    /// the library's entry point.
+    ///
+    /// # Errors
+    /// Every problem found, each with a code, a location and a hint.
+    pub fn load(pipeline: &Path) -> Result<Plan, Diagnostics> {
+        let (manifest, source) = Manifest::load(pipeline)?;
+        Plan::resolve(&manifest, &source)
+    }
+
+    /// Keeps `steps` (a subset of this plan's, in plan order) and what
+    /// derives from them: the graph, the plugins they use, and each stage's
+    /// attempt budget (a dropped gate no longer retries anything).
+    pub fn retain_steps(&mut self, keep: impl Fn(&Step) -> bool) {
+        self.steps.retain(|s| keep(s));
+        let steps = &self.steps;
+        self.plugins.retain(|name, _| steps.iter().any(|s| matches!(&s.action, Action::Plugin(p) if p == name)));
+        gates::resolve_budgets(&mut self.steps, None);
+        self.graph = dag::Graph::of(&self.steps);
+    }
+
+    /// Caps every stage's attempts at `max` (`run --max-iterations`), for
+    /// debugging a loop without editing the pipeline.
+    pub fn cap_attempts(&mut self, max: u32) {
+        gates::resolve_budgets(&mut self.steps, Some(max));
+    }
+
     /// Validates `manifest` (read from the file `source` describes) and
     /// resolves it into a plan.
     ///
@@ -348,6 +401,7 @@ impl Plan {
                 },
                 excluded: None,
                 reads_holdout: false,
+                attempts: 1,
             });
         }
 
@@ -382,11 +436,14 @@ impl Plan {
             step.needs = needs.iter().map(|&i| declared[i].id.get_ref().0.clone()).collect();
         }
         let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
-        let steps = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        let mut steps: Vec<Step> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        gates::resolve_budgets(&mut steps, None);
 
         diags.into_result(Plan {
+            graph: dag::Graph::of(&steps),
             name: manifest.pipeline.name.clone(),
             pipeline_file: source.path().to_path_buf(),
+            pipeline_sha256: source.sha256(),
             workspace,
             plugins,
             steps,

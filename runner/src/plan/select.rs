@@ -43,10 +43,7 @@ pub fn select(mut plan: Plan, only: &[String], skip: &[String]) -> Result<Plan, 
                 keep.extend(step.needs.iter().cloned());
             }
         }
-        plan.steps.retain(|s| keep.contains(&s.id));
-        plan.plugins.retain(|name, _| {
-            plan.steps.iter().any(|s| matches!(&s.action, crate::plan::Action::Plugin(p) if p == name))
-        });
+        plan.retain_steps(|s| keep.contains(&s.id));
     }
     for step in plan.steps.iter_mut().filter(|s| skip.iter().any(|p| glob_match(p, &s.id))) {
         step.excluded = Some("skipped by --skip".to_string());

@@ -70,8 +70,9 @@ pub fn dry_run(plan: &Plan) -> String {
         let cache = if step.cache { "" } else { ", not cached" };
         let _ = writeln!(out, "       limits: timeout {:?}{memory}{network}{cache}", limits.timeout);
         if let Some(retry) = &step.retry {
-            let _ =
-                writeln!(out, "       on failure: retry `{}` (at most {} attempts)", retry.stage, retry.max_iterations);
+            // The stage's one budget, whichever of its gates wrote it.
+            let budget = plan.graph.index(&retry.stage).map_or(1, |s| plan.steps[s].attempts);
+            let _ = writeln!(out, "       on failure: retry `{}` (at most {budget} attempts)", retry.stage);
         }
         if let Some(e) = &step.evaluation {
             let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.component.rel));

@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::report::{FindingReport, RunReport, StepReport, StepStatus};
+use crate::report::{FindingReport, RunReport, RunStatus, StepReport, StepStatus};
 
 /// Findings listed per step before the rest are counted instead.
 pub const MAX_FINDINGS_SHOWN: usize = 50;
@@ -127,6 +127,9 @@ pub fn render(report: &RunReport, style: Style) -> String {
             for line in &attempt.feedback {
                 let _ = writeln!(out, "       feedback {line}");
             }
+            for line in &attempt.withheld {
+                let _ = writeln!(out, "       withheld {line}");
+            }
         }
         let _ = writeln!(
             out,
@@ -140,7 +143,7 @@ pub fn render(report: &RunReport, style: Style) -> String {
     }
     let summary = summary_line(report);
     let summary = match report.status {
-        "passed" => style.paint("1;32", &summary),
+        RunStatus::Passed => style.paint("1;32", &summary),
         _ => style.paint("1;31", &summary),
     };
     let _ = writeln!(out, "\n{summary}");
@@ -221,7 +224,10 @@ fn summary_line(report: &RunReport) -> String {
     if cached > 0 {
         let _ = write!(counts, " ({cached} from cache)");
     }
-    let status = if report.status == "interrupted" { "interrupted (Ctrl-C)" } else { report.status };
+    let status = match report.status {
+        RunStatus::Interrupted => "interrupted (Ctrl-C)",
+        other => other.as_str(),
+    };
     format!("{status}: {counts} in {}", duration(report.duration))
 }
 
@@ -266,6 +272,8 @@ mod tests {
             path: Some("src/a.rs".into()),
             line: Some(3),
             column: Some(5),
+            produced_from: None,
+            line_digest: None,
         });
         let report = RunReport::new(
             "p".into(),

@@ -5,6 +5,7 @@
 //! ([`human`], [`json`], [`jsonl`], [`junit`], [`sarif`]), so every format
 //! tells the same story; [`live`] shows a run while it goes.
 
+pub mod facts;
 pub mod human;
 pub mod json;
 pub mod jsonl;
@@ -45,6 +46,102 @@ impl StepStatus {
     }
 }
 
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Every step passed.
+    Passed,
+    /// A step failed, errored or was skipped, or retries ran out.
+    Failed,
+    /// Ctrl-C stopped it; `run --resume` continues it.
+    Interrupted,
+}
+
+impl PartialEq<&str> for RunStatus {
+    /// `status == "passed"`: the word, as reports write it.
+    fn eq(&self, word: &&str) -> bool {
+        self.as_str() == *word
+    }
+}
+
+impl RunStatus {
+    /// The word shown in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Passed => "passed",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One workspace change a stage committed (or a link it made that was not
+/// applied). In JSON it is the line the human report shows: `+ path`
+/// written, `- path` removed, `! path (symlink, not applied)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A file written (created or replaced), workspace-relative.
+    Written(String),
+    /// A file removed.
+    Removed(String),
+    /// A symlink the stage made, which the commit did not apply.
+    IgnoredLink(String),
+}
+
+impl Change {
+    /// The workspace-relative path.
+    pub fn path(&self) -> &str {
+        match self {
+            Change::Written(p) | Change::Removed(p) | Change::IgnoredLink(p) => p,
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Written(p) => write!(f, "+ {p}"),
+            Change::Removed(p) => write!(f, "- {p}"),
+            Change::IgnoredLink(p) => write!(f, "! {p} (symlink, not applied)"),
+        }
+    }
+}
+
+impl PartialEq<&str> for Change {
+    /// `change == "+ src/a.rs"`: the line, as reports write it.
+    fn eq(&self, line: &&str) -> bool {
+        line.parse::<Change>().is_ok_and(|parsed| parsed == *self)
+    }
+}
+
+impl std::str::FromStr for Change {
+    type Err = String;
+    fn from_str(line: &str) -> Result<Change, String> {
+        if let Some(path) = line.strip_prefix("+ ") {
+            Ok(Change::Written(path.to_string()))
+        } else if let Some(path) = line.strip_prefix("- ") {
+            Ok(Change::Removed(path.to_string()))
+        } else if let Some(path) = line.strip_prefix("! ").and_then(|p| p.strip_suffix(" (symlink, not applied)")) {
+            Ok(Change::IgnoredLink(path.to_string()))
+        } else {
+            Err(format!("`{line}` is not a change (`+ path`, `- path` or `! path (symlink, not applied)`)"))
+        }
+    }
+}
+
+impl Serialize for Change {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Change, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A finding as reported: paths are workspace-relative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingReport {
@@ -60,6 +157,34 @@ pub struct FindingReport {
     pub line: Option<u32>,
     /// 1-based column, if any.
     pub column: Option<u32>,
+    /// Where, in `message`, the text the step or its program produced
+    /// begins (a byte offset): what comes before is the runner's own words
+    /// (`` `cargo test` exited with status 1: ``). Absent: all of it is the
+    /// step's (a plugin's finding). Feedback withholds a line only for
+    /// holdout text in the step's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_from: Option<usize>,
+    /// sha256 (hex) of the finding's line as it read when the run ended,
+    /// whitespace collapsed: what SARIF fingerprints, so a past run renders
+    /// the same after the file changed. Absent without a path and line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_digest: Option<String>,
+}
+
+impl FindingReport {
+    /// The part of `message` the step or its program produced.
+    pub fn produced(&self) -> &str {
+        produced_part(&self.message, self.produced_from)
+    }
+}
+
+/// `text` from byte `from` on (all of it for `None`; nothing when `from` is
+/// past the end or not on a character boundary).
+fn produced_part(text: &str, from: Option<usize>) -> &str {
+    match from {
+        None => text,
+        Some(at) => text.get(at..).unwrap_or(""),
+    }
 }
 
 /// One scenario of an evaluator: `runs` runs, `passes` of them passed.
@@ -124,8 +249,8 @@ pub struct StepReport {
     pub stderr: String,
     /// Bytes of output dropped past the cap (stdout + stderr).
     pub output_dropped_bytes: u64,
-    /// Workspace files a stage changed: `+ path` written, `- path` removed.
-    pub changes: Vec<String>,
+    /// Workspace files a stage changed.
+    pub changes: Vec<Change>,
     /// Set when a native step ran without the kernel jail
     /// (`--allow-unjailed`), with the reason the jail could not be set up.
     pub unjailed: Option<String>,
@@ -141,6 +266,21 @@ pub struct StepReport {
     /// the step's JSON object).
     #[serde(flatten)]
     pub evaluation: Option<EvaluationReport>,
+    /// Set on an `error` whose cause is not the work being judged: the jail
+    /// or a plugin could not be set up, a tool is missing, an evaluator's
+    /// own configuration is wrong. Retrying a stage cannot fix it, so the
+    /// retry loop stops at once and says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub infrastructure: bool,
+    /// Where, in `reason`, text the step or its program produced begins (a
+    /// byte offset; see [`FindingReport::produced_from`]). Absent: all of
+    /// the reason may be the step's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_produced_from: Option<usize>,
+    /// 1-based line of the step's table in the pipeline file (0 unknown),
+    /// where SARIF points results that have no file of their own.
+    #[serde(default)]
+    pub line: usize,
 }
 
 impl StepReport {
@@ -163,7 +303,71 @@ impl StepReport {
             cached: false,
             denied_requests: Vec::new(),
             evaluation: None,
+            infrastructure: false,
+            reason_produced_from: None,
+            line: 0,
         }
+    }
+
+    /// A step that could not finish, for a reason in the runner's own words
+    /// (nothing in it is the step's).
+    pub fn error(id: &str, kind: StepKind, reason: String) -> Self {
+        StepReport {
+            status: StepStatus::Error,
+            reason_produced_from: Some(reason.len()),
+            reason: Some(reason),
+            ..StepReport::skipped(id, kind, String::new())
+        }
+    }
+
+    /// Marks this error as one the stage's work did not cause (see
+    /// [`StepReport::infrastructure`]).
+    pub fn infrastructure(mut self) -> Self {
+        self.infrastructure = true;
+        self
+    }
+
+    /// Sets `reason` to the runner's `words` followed by `produced`, text
+    /// the step or its program chose.
+    pub fn set_reason(&mut self, words: &str, produced: &str) {
+        self.reason = Some(format!("{words}{produced}"));
+        self.reason_produced_from = Some(words.len());
+    }
+
+    /// Calls `f` on every text of the report a step, plugin or program could
+    /// have chosen (`true` for texts of several lines): one walk for
+    /// escaping terminal controls and scrubbing secrets alike.
+    pub fn for_each_text(&mut self, f: &mut dyn FnMut(&mut String, bool)) {
+        f(&mut self.stdout, true);
+        f(&mut self.stderr, true);
+        for text in [&mut self.reason, &mut self.note, &mut self.unjailed].into_iter().flatten() {
+            f(text, false);
+        }
+        for change in &mut self.changes {
+            let (Change::Written(path) | Change::Removed(path) | Change::IgnoredLink(path)) = change;
+            f(path, false);
+        }
+        for text in &mut self.denied_requests {
+            f(text, false);
+        }
+        for finding in &mut self.findings {
+            f(&mut finding.rule, false);
+            f(&mut finding.severity, false);
+            f(&mut finding.message, false);
+            if let Some(path) = &mut finding.path {
+                f(path, false);
+            }
+        }
+        for scenario in self.evaluation.iter_mut().flat_map(|e| e.scenarios.iter_mut()) {
+            f(&mut scenario.name, false);
+            f(&mut scenario.summary, false);
+            f(&mut scenario.detail, true);
+        }
+    }
+
+    /// The part of `reason` the step or its program produced.
+    pub fn produced_reason(&self) -> &str {
+        produced_part(self.reason.as_deref().unwrap_or(""), self.reason_produced_from)
     }
 
     /// Findings of `error` severity.
@@ -205,6 +409,10 @@ pub struct AttemptReport {
     /// round's feedback carried, all stages together (`docs/security.md`).
     #[serde(default)]
     pub feedback_bits: f64,
+    /// For humans only, never sent to a stage: feedback lines withheld
+    /// because they quoted a holdout file, naming the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
 }
 
 impl AttemptReport {
@@ -217,21 +425,43 @@ impl AttemptReport {
             retries: Vec::new(),
             feedback: Vec::new(),
             feedback_bits: 0.0,
+            withheld: Vec::new(),
         }
     }
 }
 
+/// What renderers need to know about the plan a run ran, so that a report
+/// renders alone, also long after the run (`cleanroom report`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanFacts {
+    /// The canonical workspace root.
+    pub workspace: std::path::PathBuf,
+    /// The nearest directory at or above the workspace holding `.git`, else
+    /// the workspace: SARIF's `%SRCROOT%`.
+    pub repository_root: std::path::PathBuf,
+    /// The canonical pipeline file.
+    pub pipeline_file: std::path::PathBuf,
+    /// sha256 (hex) of each step's table line in the pipeline file,
+    /// whitespace collapsed, by step id (SARIF fingerprints).
+    #[serde(default)]
+    pub step_line_digests: std::collections::BTreeMap<String, String>,
+    /// Who does each step's work, in words (the `fmt` plugin, the command
+    /// `cargo test`), by step id.
+    #[serde(default)]
+    pub doers: std::collections::BTreeMap<String, String>,
+}
+
 /// What a whole run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     /// `[pipeline] name`.
     pub pipeline: String,
     /// The run's id: its records are in `.cleanroom/runs/<run_id>/`.
     pub run_id: String,
     /// `passed` when every step passed, `interrupted` after Ctrl-C, else `failed`.
-    pub status: &'static str,
+    pub status: RunStatus,
     /// Wall time of the whole run.
-    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
+    #[serde(rename = "duration_ms", serialize_with = "as_millis", deserialize_with = "from_millis")]
     pub duration: Duration,
     /// One entry per step, in plan order: its latest attempt.
     pub steps: Vec<StepReport>,
@@ -244,13 +474,16 @@ pub struct RunReport {
     /// An upper bound on the bits of holdout-dependent information all
     /// retry feedback of the run carried (the sum over its rounds).
     pub feedback_bits: f64,
+    /// What renderers need to know about the plan.
+    #[serde(default)]
+    pub plan: PlanFacts,
 }
 
 impl RunReport {
     /// Builds the report; the status follows from the steps.
     pub fn new(pipeline: String, run_id: String, duration: Duration, steps: Vec<StepReport>) -> Self {
         let passed = steps.iter().all(|s| s.status == StepStatus::Passed);
-        let status = if passed { "passed" } else { "failed" };
+        let status = if passed { RunStatus::Passed } else { RunStatus::Failed };
         RunReport {
             pipeline,
             run_id,
@@ -261,12 +494,13 @@ impl RunReport {
             escalation: None,
             feedback_level: crate::manifest::FeedbackLevel::default(),
             feedback_bits: 0.0,
+            plan: PlanFacts::default(),
         }
     }
 
     /// True when every step passed.
     pub fn passed(&self) -> bool {
-        self.status == "passed"
+        self.status == RunStatus::Passed
     }
 
     /// How many steps ended with `status`.
@@ -310,25 +544,13 @@ impl RunReport {
         let mut report = self.clone();
         report.pipeline = one(&report.pipeline);
         for step in &mut report.steps {
-            step.reason = step.reason.as_ref().map(one);
-            step.note = step.note.as_ref().map(one);
-            step.stdout = many(&step.stdout);
-            step.stderr = many(&step.stderr);
-            step.unjailed = step.unjailed.as_ref().map(one);
-            step.changes = lines(&step.changes);
-            step.denied_requests = lines(&step.denied_requests);
+            step.for_each_text(&mut |text, multiline| {
+                *text = escape_controls(text, multiline).into_owned();
+            });
+            // Offsets into the original text no longer apply.
+            step.reason_produced_from = None;
             for finding in &mut step.findings {
-                finding.rule = one(&finding.rule);
-                finding.severity = one(&finding.severity);
-                finding.message = one(&finding.message);
-                finding.path = finding.path.as_ref().map(one);
-            }
-            if let Some(evaluation) = &mut step.evaluation {
-                for scenario in &mut evaluation.scenarios {
-                    scenario.name = one(&scenario.name);
-                    scenario.summary = one(&scenario.summary);
-                    scenario.detail = many(&scenario.detail);
-                }
+                finding.produced_from = None;
             }
         }
         for attempt in &mut report.attempts {
@@ -336,6 +558,7 @@ impl RunReport {
             attempt.failing = lines(&attempt.failing);
             attempt.retries = lines(&attempt.retries);
             attempt.feedback = lines(&attempt.feedback);
+            attempt.withheld = lines(&attempt.withheld);
         }
         report.escalation = report.escalation.as_ref().map(many);
         report

@@ -13,13 +13,12 @@
 //! GitHub uses to track alerts across commits.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{Action, Plan};
-use crate::report::{RunReport, StepStatus};
+use crate::report::{RunReport, RunStatus, StepStatus};
 
 /// Where SARIF files say the schema is (GitHub accepts this URI).
 pub const SCHEMA_URI: &str =
@@ -34,34 +33,32 @@ struct Finding {
     uri: String,
     line: Option<u32>,
     column: Option<u32>,
-    /// The host file, to read the line's text for the fingerprint.
-    file: PathBuf,
+    /// Digest of the line's text when the run ended ([`super::facts`]).
+    line_digest: Option<String>,
 }
 
-/// Renders `report` of a run of `plan` as one SARIF 2.1.0 document.
-pub fn render(report: &RunReport, plan: &Plan) -> String {
-    let root = repository_root(&plan.workspace);
+/// Renders `report` as one SARIF 2.1.0 document. A function of the report
+/// alone: the plan facts it needs were recorded when the run ended.
+pub fn render(report: &RunReport) -> String {
+    let facts = &report.plan;
+    let root = facts.repository_root.clone();
     let relative = |host: &Path| -> String {
         host.strip_prefix(&root).map_or_else(|_| host.display().to_string(), |p| p.to_string_lossy().into_owned())
     };
-    let pipeline_file = fs_err::canonicalize(&plan.pipeline_file).unwrap_or_else(|_| plan.pipeline_file.clone());
-    let pipeline_uri = relative(&pipeline_file);
+    let pipeline_uri = relative(&facts.pipeline_file);
     let mut rules: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut found: Vec<Finding> = Vec::new();
     for step in &report.steps {
-        let Some(planned) = plan.steps.iter().find(|s| s.id == step.id) else { continue };
-        let doer = match &planned.action {
-            Action::Plugin(name) => format!("the `{name}` plugin"),
-            Action::Command { display, .. } => format!("the command `{display}`"),
-        };
+        let doer = facts.doers.get(&step.id).cloned().unwrap_or_else(|| format!("step `{}`", step.id));
+        let step_line = u32::try_from(step.line).ok().filter(|&l| l > 0);
         let at_step = |rule: String, level, message: String| Finding {
             rule,
             level,
             message,
             uri: pipeline_uri.clone(),
-            line: u32::try_from(planned.line).ok().filter(|&l| l > 0),
+            line: step_line,
             column: None,
-            file: pipeline_file.clone(),
+            line_digest: facts.step_line_digests.get(&step.id).cloned(),
         };
         for f in &step.findings {
             let rule = format!("{}/{}", step.id, f.rule);
@@ -71,7 +68,7 @@ pub fn render(report: &RunReport, plan: &Plan) -> String {
                     format!(
                         "Rule `{}` as reported by {doer} in step `{}` of pipeline `{}`; \
                          its meaning comes from the step's config.",
-                        f.rule, step.id, plan.name
+                        f.rule, step.id, report.pipeline
                     ),
                 )
             });
@@ -85,10 +82,10 @@ pub fn render(report: &RunReport, plan: &Plan) -> String {
                     rule,
                     level,
                     message: f.message.clone(),
-                    uri: relative(&plan.workspace.join(path)),
+                    uri: relative(&facts.workspace.join(path)),
                     line: f.line,
                     column: f.column,
-                    file: plan.workspace.join(path),
+                    line_digest: f.line_digest.clone(),
                 }),
                 None => found.push(at_step(rule, level, f.message.clone())),
             }
@@ -172,10 +169,10 @@ pub fn render(report: &RunReport, plan: &Plan) -> String {
                 "version": env!("CARGO_PKG_VERSION"),
                 "rules": rules,
             }},
-            "automationDetails": { "id": format!("cleanroom/{}/", plan.name) },
+            "automationDetails": { "id": format!("cleanroom/{}/", report.pipeline) },
             "originalUriBaseIds": { "%SRCROOT%": { "uri": root_uri } },
             "invocations": [{
-                "executionSuccessful": report.status != "interrupted",
+                "executionSuccessful": report.status != RunStatus::Interrupted,
                 "exitCode": if report.passed() { 0 } else { 1 },
             }],
             "results": results,
@@ -186,23 +183,13 @@ pub fn render(report: &RunReport, plan: &Plan) -> String {
     text
 }
 
-/// The nearest directory at or above `workspace` that holds `.git`, else
-/// the workspace itself.
-fn repository_root(workspace: &Path) -> PathBuf {
-    workspace.ancestors().find(|dir| dir.join(".git").exists()).unwrap_or(workspace).to_path_buf()
-}
-
 /// A fingerprint that survives the finding's line moving: rule, file and
-/// the text of the line (or the message when there is no line to read).
+/// the digest of the line's text (or the message when there is no line).
 fn line_hash(f: &Finding) -> String {
-    let text = f
-        .line
-        .and_then(|line| {
-            let content = fs_err::read(&f.file).ok()?;
-            let line = String::from_utf8_lossy(&content).lines().nth((line as usize).checked_sub(1)?)?.to_string();
-            Some(line.split_whitespace().collect::<Vec<_>>().join(" "))
-        })
-        .unwrap_or_else(|| f.message.clone());
+    let text = match (f.line, &f.line_digest) {
+        (Some(_), Some(digest)) => digest.clone(),
+        _ => f.message.clone(),
+    };
     let digest = Sha256::digest(format!("{}\0{}\0{text}", f.rule, f.uri).as_bytes());
     crate::plugin::hex(&digest[..8])
 }

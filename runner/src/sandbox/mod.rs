@@ -22,6 +22,7 @@ pub mod limits;
 pub mod network;
 pub mod output;
 pub mod pool;
+pub mod quota;
 pub mod subject;
 
 use std::future::Future;
@@ -121,6 +122,22 @@ impl std::fmt::Display for Failure {
 }
 
 impl Failure {
+    /// The part of the message the plugin chose (a trap's text, the
+    /// plugin's error string), which [`std::fmt::Display`] puts last;
+    /// `None` when all of it is the host's words.
+    pub fn produced(&self) -> Option<&str> {
+        match self {
+            Failure::Trap(text) | Failure::Plugin(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether the host or the jail failed, not the guest: retrying the
+    /// stage that produced the guest's input cannot change it.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, Failure::Host(_) | Failure::Jail(_))
+    }
+
     /// A few fixed words for the failure, with none of the guest's or
     /// wasmtime's text: what may reach a stage when the failing step could
     /// read the holdout or ran the program under test.

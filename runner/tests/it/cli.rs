@@ -55,6 +55,39 @@ fn assert_valid(validator: &jsonschema::Validator, instance: &serde_json::Value,
 }
 
 #[test]
+fn report_prints_a_past_run_exactly_as_it_printed_and_refuses_a_changed_record() {
+    let ws = mixed_workspace();
+    let mut first = None;
+    for format in ["human", "json", "junit", "sarif"] {
+        let ran = run_mixed(&ws, format);
+        let again = cleanroom(ws.path(), &["report", "--format", format]);
+        assert_eq!(again.code, 1, "{again:?}");
+        assert_eq!(again.stdout, ran.stdout, "`report --format {format}` differs from what the run printed");
+        first.get_or_insert(ran);
+    }
+    // An older run by id, and the human report of the first (human) run.
+    let runs = ws.path().join(".cleanroom/runs");
+    let mut ids: Vec<String> =
+        fs_err::read_dir(&runs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    ids.sort();
+    let oldest = cleanroom(ws.path(), &["report", &ids[0]]);
+    assert_eq!(oldest.stdout, first.unwrap().stdout);
+    // A report.json changed after the run is refused, with the run named.
+    let file = runs.join(&ids[0]).join("report.json");
+    let text = fs_err::read_to_string(&file).unwrap().replacen("\"failed\"", "\"passed\"", 1);
+    fs_err::write(&file, text).unwrap();
+    let refused = cleanroom(ws.path(), &["report", &ids[0]]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("error[CR033]") && refused.stderr.contains("not the report the run wrote"),
+        "{refused:?}"
+    );
+    let unknown = cleanroom(ws.path(), &["report", "../../etc"]);
+    assert_eq!(unknown.code, 2, "{unknown:?}");
+    assert!(unknown.stderr.contains("is not a run id"), "{unknown:?}");
+}
+
+#[test]
 fn json_report_matches_its_schema() {
     let ws = mixed_workspace();
     let ran = run_mixed(&ws, "json");
@@ -412,6 +445,30 @@ fn init_writes_a_starter_pipeline_that_runs_and_finds_conflict_markers() {
     let again = cleanroom(ws.path(), &["init"]);
     assert_eq!(again.code, 2, "{again:?}");
     assert!(again.stderr.contains("error[CR026]") && again.stderr.contains("already exists"), "{again:?}");
+}
+
+#[test]
+fn locked_with_only_checks_the_whole_pipeline_before_selecting() {
+    let ws = Workspace::new();
+    fs_err::copy(component("guest:noop"), ws.path().join("noop.wasm")).unwrap();
+    fs_err::copy(component("required_files"), ws.path().join("other.wasm")).unwrap();
+    ws.file(
+        "pipeline.toml",
+        "[pipeline]\nname = \"l\"\n[plugins]\nnoop = \"noop.wasm\"\nother = \"other.wasm\"\n\
+         [check.a]\nplugin = \"noop\"\n[check.b]\nplugin = \"other\"\nconfig = { paths = [\"pipeline.toml\"] }\n",
+    );
+    assert_eq!(cleanroom(ws.path(), &["lock", "pipeline.toml"]).code, 0);
+    // `--only a` drops plugin `other` from the plan: not drift.
+    let only = cleanroom(ws.path(), &["run", "--locked", "--only", "a", "pipeline.toml"]);
+    assert_eq!(only.code, 0, "{only:?}");
+    // Drift in a plugin the selection drops is still drift.
+    fs_err::copy(component("guest:noop"), ws.path().join("other.wasm")).unwrap();
+    let drifted = cleanroom(ws.path(), &["run", "--locked", "--only", "a", "pipeline.toml"]);
+    assert_eq!(drifted.code, 2, "{drifted:?}");
+    assert!(
+        drifted.stderr.contains("error[CR025]") && drifted.stderr.contains("plugin `other` changed"),
+        "{drifted:?}"
+    );
 }
 
 #[test]

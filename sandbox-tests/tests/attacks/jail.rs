@@ -372,7 +372,7 @@ fn root_write_mount() {
     );
     let pipeline = root.join("pipeline.toml");
     fs_err::write(&pipeline, toml).unwrap();
-    let plan = cleanroom::load_plan(&pipeline).unwrap_or_else(|d| panic!("{d}"));
+    let plan = cleanroom::Plan::load(&pipeline).unwrap_or_else(|d| panic!("{d}"));
     let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), cache: false, ..RunOptions::default() };
     let report = cleanroom::run(&plan, &options).unwrap_or_else(|d| panic!("{d}"));
     let all = step(&report, "all");
@@ -394,7 +394,7 @@ fn root_write_mount() {
     }
     assert!(evil.is_empty(), "the stage wrote the run directory: {evil:?}");
     assert!(!ws.join("gone").exists(), "the run directory was moved");
-    assert!(all.changes.iter().all(|c| !c.contains(".cleanroom")), "{:?}", all.changes);
+    assert!(all.changes.iter().all(|c| !c.to_string().contains(".cleanroom")), "{:?}", all.changes);
 }
 
 fn native_secret() {

@@ -52,7 +52,8 @@ fn run(ws: &Workspace, body: &str) -> RunReport {
     );
     let pipeline = ws.root().join("pipeline.toml");
     fs_err::write(&pipeline, toml).unwrap();
-    let plan = cleanroom::load_plan(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{}", d.render()));
+    let plan =
+        cleanroom::Plan::load(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{}", d.render()));
     let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), cache: false, ..RunOptions::default() };
     cleanroom::run(&plan, &options).unwrap_or_else(|d| panic!("pipeline did not load:\n{}", d.render()))
 }
@@ -289,7 +290,7 @@ pub(super) fn cases() -> Vec<Case> {
                  [stage.s]\nrun = [\"true\"]\nwrite = [\"plugins\"]\n[check.c]\nplugin = \"noop\"\nneeds = [\"s\"]\n",
             )
             .unwrap();
-            let text = cleanroom::load_plan(&pipeline).map(|_| ()).expect_err("accepted").render();
+            let text = cleanroom::Plan::load(&pipeline).map(|_| ()).expect_err("accepted").render();
             assert!(text.contains("covers the file of plugin `noop`"), "{text}");
         }),
         case("a stage writes over the runner's cache directory", || {

@@ -73,7 +73,7 @@ fn text(output: &Output) -> String {
 
 /// `run --resume` through the library: the report, or the rendered refusal.
 fn resume(ws: &Workspace) -> Result<RunReport, String> {
-    let plan = cleanroom::load_plan(&ws.root().join("pipeline.toml")).map_err(|d| d.render())?;
+    let plan = cleanroom::Plan::load(&ws.root().join("pipeline.toml")).map_err(|d| d.render())?;
     let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), resume: true, ..RunOptions::default() };
     cleanroom::run(&plan, &options).map_err(|d| d.render())
 }

@@ -15,6 +15,7 @@
 
 pub mod enter;
 pub mod pids;
+pub mod step;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! Transactional writes: a step changes a private copy of its `write`
-//! mounts, and the workspace changes only when the step succeeds.
+//! The workspace transaction: a step changes a private copy of its `write`
+//! mounts, and the workspace changes only when the step succeeds. Staging,
+//! commit and a cached result's replay all live here, whatever runs the step.
 //!
 //! [`stage`] copies each writable mount into a fresh temporary directory
 //! (regular files and directories; symlinks, FIFOs, sockets and devices are
@@ -82,6 +83,18 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Symlinks the step created, which are not applied.
     pub ignored_links: Vec<String>,
+}
+
+impl Changes {
+    /// The changes as a report lists them: written, then removed, then
+    /// links not applied.
+    pub fn list(&self) -> Vec<crate::report::Change> {
+        use crate::report::Change;
+        let written = self.written.iter().cloned().map(Change::Written);
+        let removed = self.removed.iter().cloned().map(Change::Removed);
+        let links = self.ignored_links.iter().cloned().map(Change::IgnoredLink);
+        written.chain(removed).chain(links).collect()
+    }
 }
 
 /// `mode` without anything above [`MAX_MODE`] (and without the file type).

@@ -1,6 +1,7 @@
-//! Running one step: a check, stage or evaluator plugin, or a jailed command.
+//! The local step backend: runs a check, stage or evaluator plugin in
+//! wasmtime, or a native program in the kernel jail, on this machine.
 //!
-//! Each runner turns a [`Step`] of the plan into sandbox calls and the
+//! [`Local`] turns a [`Step`] of the plan into sandbox calls and the
 //! outcome into a [`StepReport`]. Stages (plugin or command) work on staged
 //! copies of their write mounts, committed only on success
 //! ([`super::writes`]). Evaluators list their scenarios once, run each
@@ -12,33 +13,44 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::feedback::Holdout;
-use super::quota::Quota;
-use super::{writes, RunOptions};
+use super::backend::{Backend, Running};
+use super::RunOptions;
 use crate::plan::gates::Evaluation;
 use crate::plan::{Action, Grant, Step, StepKind};
 use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport, StepStatus};
-use crate::sandbox::jail::pids::PidsCgroup;
-use crate::sandbox::jail::{self, Bind, JailSpec};
+use crate::sandbox::jail;
+use crate::sandbox::jail::step::{NativeStep, StepJail};
 use crate::sandbox::output::Captured;
+use crate::sandbox::quota::Quota;
 use crate::sandbox::{Failure, Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
+use crate::writes;
 
-/// What every step task shares.
-pub(super) struct Context {
-    pub(super) sandbox: Sandbox,
-    pub(super) plugins: BTreeMap<String, LoadedPlugin>,
-    pub(super) workspace: PathBuf,
-    pub(super) options: RunOptions,
-    pub(super) holdout: Holdout,
-    pub(super) digester: crate::cache::digest::Digester,
-    pub(super) results: Option<crate::cache::results::ResultCache>,
-    /// The run's secret values, to scrub from every report.
-    pub(super) secrets: Arc<crate::secrets::Secrets>,
+/// The local backend: the engine with the plan's plugins loaded, and what
+/// running native programs needs.
+pub struct Local {
+    /// The engine, its pool and the secrets it may hand out.
+    pub sandbox: Sandbox,
+    /// Every plugin a step uses, compiled and linked ([`super::load_plugins`]).
+    pub plugins: BTreeMap<String, LoadedPlugin>,
+    /// The canonical workspace.
+    pub workspace: PathBuf,
+    /// The jail helper and `--allow-unjailed`.
+    pub options: RunOptions,
+    /// Secret values native steps are granted.
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
+
+impl Backend for Local {
+    fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a> {
+        Box::pin(run_step(self, step, attempt, feedback))
+    }
+}
+
+type Context = Local;
 
 /// Runs one step (attempt `attempt`, with retry `feedback` for stages) and
 /// turns its outcome into a report.
-pub(super) async fn run_step(context: &Context, step: &Step, attempt: u32, feedback: Vec<String>) -> StepReport {
+async fn run_step(context: &Context, step: &Step, attempt: u32, feedback: Vec<String>) -> StepReport {
     let step = match resolve_deferred_mounts(step, &context.workspace) {
         Ok(step) => step,
         Err(reason) => return error_report(step, reason),
@@ -52,9 +64,9 @@ pub(super) async fn run_step(context: &Context, step: &Step, attempt: u32, feedb
             run_command_step(context, program, args, display, step, attempt, &feedback).await
         }
         (Action::Plugin(name), kind) => match plugin(name) {
-            Err(reason) => error_report(step, reason),
+            Err(reason) => error_report(step, reason).infrastructure(),
             Ok(plugin) => match kind {
-                StepKind::Check => run_check_step(context, plugin, step).await,
+                StepKind::Check => run_check_step(context, plugin, step, attempt).await,
                 StepKind::Stage => run_stage_step(context, plugin, step, attempt, feedback).await,
                 StepKind::Evaluator => run_evaluator_step(context, plugin, step, attempt).await,
             },
@@ -73,21 +85,37 @@ fn invocation(step: &Step, grant: &Grant, attempt: u32, feedback: Vec<String>) -
     }
 }
 
-async fn run_check_step(context: &Context, plugin: &LoadedPlugin, step: &Step) -> StepReport {
-    let outcome: Outcome<Vec<Finding>> =
-        context.sandbox.run_check(plugin, &step.grant, &invocation(step, &step.grant, 1, Vec::new())).await;
-    let (status, reason, findings) = match outcome.result {
+async fn run_check_step(context: &Context, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
+    let invocation = invocation(step, &step.grant, step.told_attempt(attempt), Vec::new());
+    let outcome: Outcome<Vec<Finding>> = context.sandbox.run_check(plugin, &step.grant, &invocation).await;
+    let mut report =
+        report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
+    match outcome.result {
         Ok(findings) => {
-            let findings: Vec<FindingReport> = findings.into_iter().map(finding_report).collect();
-            let failed = findings.iter().any(|f| f.severity == "error");
-            (if failed { StepStatus::Failed } else { StepStatus::Passed }, None, findings)
+            report.findings = findings.into_iter().map(finding_report).collect();
+            let failed = report.findings.iter().any(|f| f.severity == "error");
+            report.status = if failed { StepStatus::Failed } else { StepStatus::Passed };
         }
-        Err(failure) => (StepStatus::Error, Some(failure.to_string()), Vec::new()),
-    };
-    let mut report = report_with_output(step, status, reason, outcome.stdout, outcome.stderr, outcome.duration);
-    report.findings = findings;
+        Err(failure) => set_failure(&mut report, &failure),
+    }
     report.denied_requests = outcome.denied;
     report
+}
+
+/// Records why a step that could not finish did not: the runner's words,
+/// then the part the plugin chose ([`Failure::produced`]); a failure of the
+/// host or the jail is marked as not the work's doing.
+fn set_failure(report: &mut StepReport, failure: &Failure) {
+    report.status = StepStatus::Error;
+    let text = failure.to_string();
+    match failure.produced().and_then(|produced| text.strip_suffix(produced).map(|words| (words, produced))) {
+        Some((words, produced)) => report.set_reason(words, produced),
+        None => {
+            report.reason_produced_from = Some(text.len());
+            report.reason = Some(text);
+        }
+    }
+    report.infrastructure = failure.is_infrastructure();
 }
 
 /// Runs a stage plugin on staged copies of its write mounts; commits them
@@ -102,7 +130,7 @@ async fn run_stage_step(
 ) -> StepReport {
     let staged = match writes::stage(&step.grant.mounts) {
         Ok(staged) => staged,
-        Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")),
+        Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")).infrastructure(),
     };
     let mut grant = step.grant.clone();
     let copies: BTreeMap<PathBuf, PathBuf> = staged.binds().into_iter().map(|(copy, host)| (host, copy)).collect();
@@ -132,9 +160,9 @@ async fn run_stage_step(
         }
         Err(crate::sandbox::Failure::Plugin(message)) => {
             report.status = StepStatus::Failed;
-            report.reason = Some(format!("the stage reported: {message}"));
+            report.set_reason("the stage reported: ", &message);
         }
-        Err(failure) => report.reason = Some(failure.to_string()),
+        Err(failure) => set_failure(&mut report, &failure),
     }
     report
 }
@@ -145,24 +173,16 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
         Ok(changes) => {
             report.status = StepStatus::Passed;
             report.note = note;
-            report.changes = change_lines(&changes);
+            report.changes = changes.list();
             true
         }
         Err(e) => {
             report.status = StepStatus::Error;
             report.reason = Some(format!("its writes could not be committed: {e}"));
+            report.reason_produced_from = report.reason.as_ref().map(String::len);
             false
         }
     }
-}
-
-/// A commit's changes as the report lists them: `+ path` written, `- path`
-/// removed, `! path (symlink, not applied)`.
-pub(super) fn change_lines(changes: &writes::Changes) -> Vec<String> {
-    let written = changes.written.iter().map(|p| format!("+ {p}"));
-    let removed = changes.removed.iter().map(|p| format!("- {p}"));
-    let links = changes.ignored_links.iter().map(|p| format!("! {p} (symlink, not applied)"));
-    written.chain(removed).chain(links).collect()
 }
 
 /// Lists an evaluator's scenarios, runs each `repeat` times, and compares
@@ -214,7 +234,7 @@ async fn evaluate_all(
 ) -> StepReport {
     let limit = step.grant.limits.timeout;
     let Some(evaluation) = &step.evaluation else {
-        return error_report(step, "an evaluator without evaluation settings (internal error)".into());
+        return error_report(step, "an evaluator without evaluation settings (internal error)".into()).infrastructure();
     };
     let subject = match &evaluation.subject {
         None => None,
@@ -263,21 +283,22 @@ async fn evaluate_all(
     let names = match listed.result {
         Ok(names) => dedupe(names),
         Err(failure) => {
-            let mut report = report_with_output(
-                step,
-                StepStatus::Error,
-                Some(format!("could not list its scenarios: {failure}")),
-                stdout,
-                stderr,
-                started.elapsed(),
-            );
+            // The evaluator's own problem (its configuration, its scenario
+            // files): no attempt of a stage changes it.
+            let mut report = report_with_output(step, StepStatus::Error, None, stdout, stderr, started.elapsed());
+            set_failure(&mut report, &failure);
+            let reason = report.reason.take().unwrap_or_default();
+            let from = report.reason_produced_from.unwrap_or(reason.len());
+            report.set_reason("could not list its scenarios: ", &reason);
+            report.reason_produced_from = Some("could not list its scenarios: ".len() + from);
+            report.infrastructure = true;
             report.attempt = attempt;
             report.denied_requests = denied;
             return report;
         }
     };
     if names.is_empty() {
-        return error_report(step, "the evaluator listed no scenarios, so it judged nothing".into());
+        return error_report(step, "the evaluator listed no scenarios, so it judged nothing".into()).infrastructure();
     }
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
@@ -410,99 +431,29 @@ async fn run_command_step(
 ) -> StepReport {
     let staged = match writes::stage(&step.grant.mounts) {
         Ok(staged) => staged,
-        Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")),
+        Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")).infrastructure(),
     };
-    let temp = match tempfile::Builder::new().prefix("cleanroom-tmp-").tempdir() {
-        Ok(temp) => temp,
-        Err(e) => return error_report(step, format!("could not create its temporary directory: {e}")),
-    };
-    // Empty stand-ins mounted over what the program must not see (the run
-    // directory, credential files), outside anything it may write.
-    let views = match empty_views() {
-        Ok(views) => views,
-        Err(e) => return error_report(step, format!("could not prepare its view of the host: {e}")),
-    };
-    // A bind mount needs a mount point: create missing write directories for
-    // the run, and remove them again unless the writes are committed.
-    let mut mount_points = Vec::new();
-    for mount in step.grant.mounts.iter().filter(|m| m.writable && !m.exists) {
-        if let Err(e) = fs_err::create_dir_all(&mount.host) {
-            return error_report(step, format!("could not create `{}`: {e}", mount.rel));
-        }
-        mount_points.push(mount.host.clone());
-    }
-    let mut env: Vec<(String, String)> = step.grant.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if !step.grant.env.contains_key("TMPDIR") {
-        env.push(("TMPDIR".into(), temp.path().display().to_string()));
-    }
-    if step.kind == StepKind::Stage {
-        env.push(("CLEANROOM_ATTEMPT".into(), attempt.to_string()));
-        match feedback_env(feedback, temp.path()) {
-            Ok(vars) => env.extend(vars),
-            Err(e) => return error_report(step, format!("could not write its feedback file: {e}")),
-        }
-    }
-    for name in &step.grant.secret_env {
-        let Some(value) = context.secrets.value(name) else {
-            return error_report(step, format!("secret `{name}` was not read (internal error)"));
-        };
-        env.push((name.clone(), value.to_string()));
-    }
-    let pids = PidsCgroup::create(step.grant.limits.pids);
-    let reads = step.grant.mounts.iter().filter(|m| !m.writable).map(|m| m.host.clone());
-    // A mount of the workspace root must not show the run directory: an
-    // empty read-only directory is mounted over it inside the jail. A
-    // writable root mount is a staged copy, which gets an empty mount point
-    // for it (the commit accepts nothing else there).
-    let run_dir = context.workspace.join(crate::plan::mounts::RUN_DIR);
-    let shadow = (step.grant.mounts.iter().any(|m| m.rel == ".") && run_dir.is_dir()).then(|| Bind {
-        staged: views.path().join("dir"),
-        target: run_dir,
-        read_only: true,
-    });
-    let mut binds: Vec<Bind> = Vec::new();
-    for (copy, target) in staged.binds() {
-        if shadow.is_some() && target == context.workspace {
-            if let Err(e) = fs_err::create_dir(copy.join(crate::plan::mounts::RUN_DIR)) {
-                return error_report(step, format!("could not prepare its view of the workspace: {e}"));
-            }
-        }
-        binds.push(Bind { staged: copy, target, read_only: false });
-    }
-    binds.extend(shadow);
-    let spec = JailSpec {
-        program: program.to_path_buf(),
-        args: args.to_vec(),
-        env,
-        cwd: context.workspace.clone(),
-        read: reads.chain(step.grant.tools.iter().cloned()).collect(),
-        write: step
-            .grant
-            .mounts
-            .iter()
-            .filter(|m| m.writable)
-            .map(|m| m.host.clone())
-            .chain([temp.path().to_path_buf()])
-            .collect(),
-        binds,
-        network: step.grant.network,
+    let jail = StepJail::build(NativeStep {
+        program,
+        args,
+        grant: &step.grant,
+        workspace: &context.workspace,
+        staged: staged.binds(),
+        stage: (step.kind == StepKind::Stage).then_some((attempt, feedback)),
+        secrets: &context.secrets,
         allow_unjailed: context.options.allow_unjailed,
-        max_file_size: step.grant.limits.max_write,
-        cgroup_procs: pids.as_ref().map(PidsCgroup::procs_file),
-        hide: hidden_credentials(&step.grant.tools),
-        empty: Some(views.path().to_path_buf()),
-        // Chosen by `jail::run` for each run.
-        nonce: String::new(),
+    });
+    let jail = match jail {
+        Ok(jail) => jail,
+        Err(reason) => return error_report(step, reason).infrastructure(),
     };
     let limits = &step.grant.limits;
-    let mut quota_dirs: Vec<PathBuf> = spec.binds.iter().filter(|b| !b.read_only).map(|b| b.staged.clone()).collect();
-    quota_dirs.push(temp.path().to_path_buf());
-    let quota = Quota::new(quota_dirs, limits.max_write);
+    let quota = Quota::new(jail.quota_dirs(), limits.max_write);
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = jail::run(&context.options.jail_helper, &spec, limits.timeout, limits.output) => outcome,
+        outcome = jail::run(&context.options.jail_helper, &jail.spec, limits.timeout, limits.output) => outcome,
         why = quota.exceeded() => {
-            remove_mount_points(&mount_points);
+            jail.remove_mount_points();
             return StepReport { duration: started.elapsed(), ..error_report(step, why) };
         }
     };
@@ -510,90 +461,36 @@ async fn run_command_step(
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     let mut committed = false;
     match outcome.result {
-        Err(failure) => report.reason = Some(failure.to_string()),
+        Err(failure) => set_failure(&mut report, &failure),
         Ok(exit) => {
             report.unjailed = exit.unjailed.clone();
+            let last = last_line(&report);
             if exit.success() {
                 committed = commit(staged, &context.workspace, &mut report, None);
             } else if let (None, Some(signal)) = (exit.code, exit.signal) {
                 // Killed from outside, or by itself: says nothing about its
                 // inputs, so an error (never cached), not a failure.
-                report.reason = Some(format!("`{display}` was killed by signal {signal}{}", last_line(&report)));
+                report.set_reason(&format!("`{display}` was killed by signal {signal}{}", last.0), &last.1);
             } else {
                 report.status = StepStatus::Failed;
+                let words = format!("`{display}` exited with {}{}", exit.describe(), last.0);
                 report.findings.push(FindingReport {
                     rule: "exit-status".into(),
                     severity: "error".into(),
-                    message: format!("`{display}` exited with {}{}", exit.describe(), last_line(&report)),
+                    produced_from: Some(words.len()),
+                    message: format!("{words}{}", last.1),
                     path: None,
                     line: None,
                     column: None,
+                    line_digest: None,
                 });
             }
         }
     }
     if !committed {
-        remove_mount_points(&mount_points);
+        jail.remove_mount_points();
     }
     report
-}
-
-/// The longest `CLEANROOM_FEEDBACK` value: the kernel refuses any one
-/// environment string (`NAME=value` and its NUL) over 128 KiB
-/// (`MAX_ARG_STRLEN`) with E2BIG; this leaves room for the name.
-const FEEDBACK_ENV_MAX: usize = 128 * 1024 - 64;
-
-/// `CLEANROOM_FEEDBACK` (the feedback lines, as many whole lines as fit in
-/// [`FEEDBACK_ENV_MAX`]) and `CLEANROOM_FEEDBACK_FILE` (a file in the
-/// step's temp dir holding all of them), so thousands of lines still reach
-/// the stage and never stop it from starting.
-fn feedback_env(feedback: &[String], temp: &Path) -> std::io::Result<Vec<(String, String)>> {
-    let all = feedback.join("\n");
-    let file = temp.join("cleanroom-feedback.txt");
-    fs_err::write(&file, &all)?;
-    let mut shown = String::new();
-    for line in feedback {
-        if shown.len() + line.len() + 1 > FEEDBACK_ENV_MAX {
-            break;
-        }
-        if !shown.is_empty() {
-            shown.push('\n');
-        }
-        shown.push_str(line);
-    }
-    Ok(vec![("CLEANROOM_FEEDBACK".into(), shown), ("CLEANROOM_FEEDBACK_FILE".into(), file.display().to_string())])
-}
-
-/// A private directory holding an empty file `file` and an empty directory
-/// `dir`, read-only, for the jail to mount over what must look empty.
-fn empty_views() -> std::io::Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let views = tempfile::Builder::new().prefix("cleanroom-view-").tempdir()?;
-    fs_err::write(views.path().join("file"), "")?;
-    fs_err::create_dir(views.path().join("dir"))?;
-    fs_err::set_permissions(views.path().join("file"), std::fs::Permissions::from_mode(0o444))?;
-    fs_err::set_permissions(views.path().join("dir"), std::fs::Permissions::from_mode(0o555))?;
-    Ok(views)
-}
-
-/// The well-known credential files ([`crate::plan::command::HIDDEN_CREDENTIALS`],
-/// under `$HOME`) that exist and lie inside a granted tools path without
-/// being one: the jail covers them with an empty stand-in. Canonical paths,
-/// so a link inside a tool directory hides what it points at.
-fn hidden_credentials(tools: &[PathBuf]) -> Vec<PathBuf> {
-    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from) else {
-        return Vec::new();
-    };
-    let mut hidden = Vec::new();
-    for rel in crate::plan::command::HIDDEN_CREDENTIALS {
-        let Ok(path) = fs_err::canonicalize(home.join(rel)) else { continue };
-        let granted_itself = tools.contains(&path);
-        let under_a_tool = tools.iter().any(|t| path.starts_with(t));
-        if under_a_tool && !granted_itself && !hidden.contains(&path) {
-            hidden.push(path);
-        }
-    }
-    hidden
 }
 
 /// Read mounts that did not exist when the plan was made (a step this one
@@ -606,15 +503,18 @@ fn resolve_deferred_mounts(step: &Step, workspace: &Path) -> Result<Step, String
 }
 
 /// See [`resolve_deferred_mounts`]; for any grant (a step's or a subject's).
+/// The check is the plan's own ([`crate::plan::mounts::resolve`]): inside
+/// the workspace, no symlink out, not the run directory.
 fn refresh_mounts(mut grant: Grant, workspace: &Path) -> Result<Grant, String> {
     for mount in grant.mounts.iter_mut().filter(|m| !m.exists && !m.writable) {
-        let host = fs_err::canonicalize(&mount.host)
-            .map_err(|_| format!("mount `{}` does not exist: none of the steps it needs created it", mount.rel))?;
-        if !host.starts_with(workspace) {
-            return Err(format!("mount `{}` now resolves outside the workspace (to `{}`)", mount.rel, host.display()));
-        }
-        mount.is_dir = host.is_dir();
-        mount.host = host;
+        let resolved = crate::plan::mounts::resolve(workspace, &mount.rel, false).map_err(|e| match e.code {
+            crate::diag::Code::CR008 => {
+                format!("mount `{}` does not exist: none of the steps it needs created it", mount.rel)
+            }
+            _ => e.message,
+        })?;
+        mount.is_dir = resolved.is_dir;
+        mount.host = resolved.host;
         mount.exists = true;
     }
     Ok(grant)
@@ -630,20 +530,15 @@ pub(super) fn input_digests(step: &Step, digester: &crate::cache::digest::Digest
     step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
-/// Removes the (empty) mount points made for missing write directories.
-fn remove_mount_points(mount_points: &[PathBuf]) {
-    for dir in mount_points.iter().rev() {
-        let _ = fs_err::remove_dir(dir);
-    }
-}
-
-/// `: <last non-empty output line>` (stderr first), cut to fit one line.
-fn last_line(report: &StepReport) -> String {
+/// `(": ", <last non-empty output line>)` (stderr first), the line cut to
+/// fit one line; two empty strings when there was no output. The line is
+/// the program's text; the separator is the runner's.
+fn last_line(report: &StepReport) -> (&'static str, String) {
     let last = |text: &str| text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string());
     match last(&report.stderr).or_else(|| last(&report.stdout)) {
-        Some(line) if line.chars().count() > 150 => format!(": {}…", line.chars().take(149).collect::<String>()),
-        Some(line) => format!(": {line}"),
-        None => String::new(),
+        Some(line) if line.chars().count() > 150 => (": ", format!("{}…", line.chars().take(149).collect::<String>())),
+        Some(line) => (": ", line),
+        None => ("", String::new()),
     }
 }
 
@@ -666,12 +561,9 @@ pub(super) fn report_with_output(
     }
 }
 
-pub(super) fn error_report(step: &Step, reason: String) -> StepReport {
-    StepReport {
-        status: StepStatus::Error,
-        reason: Some(reason),
-        ..StepReport::skipped(&step.id, step.kind, String::new())
-    }
+/// An error in the runner's own words.
+fn error_report(step: &Step, reason: String) -> StepReport {
+    StepReport::error(&step.id, step.kind, reason)
 }
 
 /// A guest finding as reported: guest paths (`/src/a.rs`) become
@@ -689,25 +581,7 @@ fn finding_report(f: Finding) -> FindingReport {
         path: f.path.map(|p| p.trim_start_matches('/').to_string()),
         line: f.line,
         column: f.column,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_of_feedback_lines_fit_the_environment_and_the_file_has_them_all() {
-        let temp = tempfile::tempdir().unwrap();
-        let lines: Vec<String> =
-            (0..5000).map(|i| format!("scenario s{i:04}: failed 1/1: the answer was not 42")).collect();
-        let env = feedback_env(&lines, temp.path()).unwrap();
-        let shown = &env.iter().find(|(k, _)| k == "CLEANROOM_FEEDBACK").unwrap().1;
-        assert!(shown.len() <= FEEDBACK_ENV_MAX, "{} bytes would hit E2BIG", shown.len());
-        assert!(shown.starts_with("scenario s0000:") && shown.lines().all(|l| l.ends_with("42")), "whole lines only");
-        let file = &env.iter().find(|(k, _)| k == "CLEANROOM_FEEDBACK_FILE").unwrap().1;
-        assert_eq!(fs_err::read_to_string(file).unwrap(), lines.join("\n"));
-        let few = feedback_env(&lines[..2], temp.path()).unwrap();
-        assert_eq!(few[0].1, lines[..2].join("\n"), "short feedback is passed whole");
+        produced_from: None,
+        line_digest: None,
     }
 }

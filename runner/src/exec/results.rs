@@ -13,7 +13,7 @@
 //! `failed`. Errors (timeouts, traps, a jail that could not be set up) are
 //! about the machine, and are run again. A passed stage's entry also keeps
 //! the files it wrote (by sha256, in `blobs/`) and the paths it removed, so
-//! a hit can [`replay`](crate::exec::writes::replay) them exactly.
+//! a hit can [`replay`](crate::writes::replay) them exactly.
 //!
 //! A planted entry must never answer for a step (a `failed` check turned
 //! `passed`, a stage's files swapped), and ownership proves nothing when a
@@ -32,15 +32,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{private_dir, read_private, write_atomic};
-use crate::exec::writes::WrittenFile;
+use crate::cache::{private_dir, read_private, write_atomic};
 use crate::key::Key;
 use crate::plan::{Action, Plan, Step};
 use crate::plugin::hex;
 use crate::report::{StepReport, StepStatus};
+use crate::writes::WrittenFile;
 
 /// Bumped when the key material or the entry format changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// Label of an entry's mac: no other tag of the runner verifies as one.
 const ENTRY_LABEL: &[u8] = b"cleanroom result entry v1";
@@ -149,7 +149,14 @@ impl ResultCache {
             }
             files.push(FileRecord { path: file.path.clone(), sha256, mode: file.mode });
         }
-        let removed = report.changes.iter().filter_map(|c| c.strip_prefix("- ")).map(str::to_string).collect();
+        let removed = report
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                crate::report::Change::Removed(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
         let entry = Entry { report: report.clone(), files, removed };
         let Ok(json) = serde_json::to_vec(&entry) else { return };
         let sealed = mac_key.seal(ENTRY_LABEL, key, &json);
@@ -169,32 +176,77 @@ impl ResultCache {
     }
 }
 
-/// The result-cache key of `step` in `plan`, given its input digests (as the
-/// journal records them) and, for stages, its attempt and feedback.
-pub fn key(plan: &Plan, step: &Step, inputs: &BTreeMap<String, String>, attempt: u32, feedback: &[String]) -> String {
-    let action = match &step.action {
-        Action::Plugin(name) => plan.plugins.get(name).map(|info| info.sha256.clone()).unwrap_or_default(),
-        Action::Command { program, .. } => super::digest::sha256_file(program).unwrap_or_default(),
-    };
-    let tools: Vec<String> = step.grant.tools.iter().map(|t| crate::journal::digest_metadata(t)).collect();
-    let mut planned = serde_json::to_value(step).unwrap_or_default();
-    if let Some(object) = planned.as_object_mut() {
-        object.remove("id");
-        object.remove("needs");
-        object.remove("retry");
+/// What a step's result is filed under: everything that can change what
+/// the step does, listed field by field, and nothing else. Not in it: the
+/// step's id (two steps doing the same work share a result), its `needs`
+/// and `retry` (where it sits in the graph), its line in the pipeline file
+/// (a comment added above it changes nothing), whether it is cached or
+/// excluded, and its attempt budget.
+#[derive(Debug, Serialize)]
+pub struct CacheKey<'s> {
+    /// Bumped when what a key covers changes.
+    format: u32,
+    /// The runner's version: another runner may run steps differently.
+    runner: &'static str,
+    /// A program's working directory.
+    workspace: &'s Path,
+    /// Check, stage or evaluator.
+    kind: crate::plan::StepKind,
+    /// The plugin (by name) or the program, its arguments and display.
+    action: &'s Action,
+    /// The plugin's or the program's sha256.
+    code: String,
+    /// The step's `config` JSON.
+    config: &'s str,
+    /// Mounts, limits, environment, network, secrets' names, tools.
+    grant: &'s crate::plan::Grant,
+    /// An evaluator's k-of-n settings and subject.
+    evaluation: Option<&'s crate::plan::gates::Evaluation>,
+    /// Metadata digests of a program's `tools`.
+    tools: Vec<String>,
+    /// Content digests of every mount and the subject, by path.
+    inputs: &'s BTreeMap<String, String>,
+    /// The attempt the step is told ([`crate::plan::Step::told_attempt`]).
+    attempt: u32,
+    /// A stage's retry feedback.
+    feedback: &'s [String],
+}
+
+impl<'s> CacheKey<'s> {
+    /// The key of `step` in `plan`, given its input digests (as the journal
+    /// records them) and the attempt and feedback it gets.
+    pub fn of(
+        plan: &'s Plan,
+        step: &'s Step,
+        inputs: &'s BTreeMap<String, String>,
+        attempt: u32,
+        feedback: &'s [String],
+    ) -> CacheKey<'s> {
+        let code = match &step.action {
+            Action::Plugin(name) => plan.plugins.get(name).map(|info| info.sha256.clone()).unwrap_or_default(),
+            Action::Command { program, .. } => crate::cache::digest::sha256_file(program).unwrap_or_default(),
+        };
+        CacheKey {
+            format: FORMAT,
+            runner: env!("CARGO_PKG_VERSION"),
+            workspace: &plan.workspace,
+            kind: step.kind,
+            action: &step.action,
+            code,
+            config: &step.config,
+            grant: &step.grant,
+            evaluation: step.evaluation.as_ref(),
+            tools: step.grant.tools.iter().map(|t| crate::cache::digest::digest_metadata(t)).collect(),
+            inputs,
+            attempt: step.told_attempt(attempt),
+            feedback,
+        }
     }
-    let material = serde_json::json!({
-        "format": FORMAT,
-        "runner": env!("CARGO_PKG_VERSION"),
-        "workspace": plan.workspace,
-        "step": planned,
-        "action": action,
-        "tools": tools,
-        "inputs": inputs,
-        "attempt": attempt,
-        "feedback": feedback,
-    });
-    hex(&Sha256::digest(material.to_string().as_bytes()))
+
+    /// The key as the entry's file name: sha256 of its JSON, hex.
+    pub fn digest(&self) -> String {
+        hex(&Sha256::digest(serde_json::to_string(self).unwrap_or_default().as_bytes()))
+    }
 }
 
 #[cfg(test)]
@@ -247,5 +299,25 @@ mod tests {
         // ... and put mends it.
         results.put("passing", &report(StepStatus::Passed), &[file]);
         assert_eq!(results.get("passing").unwrap().files[0].bytes, b"made");
+    }
+
+    #[test]
+    fn a_comment_above_a_step_does_not_change_its_cache_key_but_its_settings_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_of = |pipeline: &str| {
+            let path = dir.path().join("cleanroom.toml");
+            fs_err::write(&path, pipeline).unwrap();
+            let plan = Plan::load(&path).unwrap();
+            let step = &plan.steps[0];
+            assert!(step.line > 0);
+            CacheKey::of(&plan, step, &BTreeMap::new(), 1, &[]).digest()
+        };
+        let plain = key_of("[pipeline]\nname = \"c\"\n[check.t]\nrun = [\"true\"]\n");
+        let commented = key_of("[pipeline]\nname = \"c\"\n# why this check exists\n\n[check.t]\nrun = [\"true\"]\n");
+        assert_eq!(plain, commented, "a comment moved the step's line and changed its key");
+        let renamed = key_of("[pipeline]\nname = \"c\"\n[check.other-id]\nrun = [\"true\"]\n");
+        assert_eq!(plain, renamed, "the id is not part of the key");
+        let changed = key_of("[pipeline]\nname = \"c\"\n[check.t]\nrun = [\"true\", \"x\"]\n");
+        assert_ne!(plain, changed, "an argument is part of the key");
     }
 }

@@ -1,0 +1,307 @@
+//! The scheduler over a scripted backend: rounds, retries, budgets, skips,
+//! fail-fast, infrastructure stops, time separation and resume, without
+//! compiling a component or starting a jail. Plans are real (resolved from
+//! TOML with `run` steps); only the backend is scripted.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::report::FindingReport;
+
+/// What the scripted backend makes a step do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Pass,
+    /// Failed with one error finding.
+    Fail,
+    /// An error the step's input may have caused (retried).
+    Error,
+    /// An error that is not the work's doing (stops the loop).
+    Infra,
+}
+
+/// One call the backend received.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    step: String,
+    attempt: u32,
+    feedback: Vec<String>,
+}
+
+type Decide = dyn Fn(&str, u32) -> Act + Send + Sync;
+
+/// A backend that does what `decide` says for (step id, attempt), records
+/// every call, and notes whether a stage ever ran alongside a holdout reader.
+struct Scripted {
+    decide: Box<Decide>,
+    calls: Mutex<Vec<Call>>,
+    running: Mutex<Vec<(String, bool, bool)>>,
+    overlapped: Mutex<bool>,
+    pause: Duration,
+}
+
+impl Backend for Scripted {
+    fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> backend::Running<'a> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(Call { step: step.id.clone(), attempt, feedback });
+            {
+                let mut running = self.running.lock().unwrap();
+                let me = (step.id.clone(), step.kind == StepKind::Stage, step.reads_holdout);
+                if running.iter().any(|(_, stage, reads)| (*stage && me.2) || (me.1 && *reads)) {
+                    *self.overlapped.lock().unwrap() = true;
+                }
+                running.push(me);
+            }
+            if !self.pause.is_zero() {
+                tokio::time::sleep(self.pause).await;
+            }
+            self.running.lock().unwrap().retain(|(id, _, _)| *id != step.id);
+            let mut report = StepReport::skipped(&step.id, step.kind, String::new());
+            report.reason = None;
+            match (self.decide)(&step.id, attempt) {
+                Act::Pass => report.status = StepStatus::Passed,
+                Act::Fail => {
+                    report.status = StepStatus::Failed;
+                    report.findings.push(FindingReport {
+                        rule: "rule".into(),
+                        severity: "error".into(),
+                        message: format!("{} is wrong at attempt {attempt}", step.id),
+                        path: None,
+                        line: None,
+                        column: None,
+                        produced_from: None,
+                        line_digest: None,
+                    });
+                }
+                Act::Error => report = StepReport::error(&step.id, step.kind, "it crashed".into()),
+                Act::Infra => {
+                    report =
+                        StepReport::error(&step.id, step.kind, "`gate-tool` is not installed".into()).infrastructure()
+                }
+            }
+            report
+        })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    plan: Plan,
+    key: Key,
+}
+
+/// A plan from `steps` (TOML step tables; `run = ["true"]` is added to each).
+fn fixture(steps: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    fs_err::create_dir_all(ws.join("holdout")).unwrap();
+    fs_err::write(ws.join("holdout/secret.txt"), "hidden\n").unwrap();
+    let mut text = String::from("[pipeline]\nname = \"t\"\n");
+    for line in steps.lines() {
+        text.push_str(line);
+        text.push('\n');
+        if ["[stage.", "[check.", "[evaluator."].iter().any(|table| line.starts_with(table)) {
+            text.push_str("run = [\"true\"]\n");
+        }
+    }
+    fs_err::write(ws.join("cleanroom.toml"), &text).unwrap();
+    let plan = Plan::load(&ws.join("cleanroom.toml")).unwrap_or_else(|d| panic!("{}\n{text}", d.render()));
+    let state = dir.path().join("state");
+    fs_err::create_dir_all(&state).unwrap();
+    let key = Key::from_bytes([7; 32], &state);
+    Fixture { _dir: dir, plan, key }
+}
+
+fn scripted(decide: impl Fn(&str, u32) -> Act + Send + Sync + 'static) -> Arc<Scripted> {
+    slow(decide, Duration::ZERO)
+}
+
+/// As [`scripted`], each step taking `pause`.
+fn slow(decide: impl Fn(&str, u32) -> Act + Send + Sync + 'static, pause: Duration) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        decide: Box::new(decide),
+        calls: Mutex::new(Vec::new()),
+        running: Mutex::new(Vec::new()),
+        overlapped: Mutex::new(false),
+        pause,
+    })
+}
+
+fn options(jobs: usize, fail_fast: bool) -> RunOptions {
+    RunOptions { jobs, cache: false, fail_fast, ctrl_c: false, ..RunOptions::default() }
+}
+
+fn run_with(f: &Fixture, backend: &Arc<Scripted>, options: &RunOptions) -> RunReport {
+    let backend: Arc<dyn Backend> = Arc::clone(backend) as Arc<dyn Backend>;
+    run_on(&f.plan, backend, Arc::new(Secrets::default()), f.key.clone(), options).unwrap()
+}
+
+fn calls_of(backend: &Scripted, step: &str) -> Vec<Call> {
+    backend.calls.lock().unwrap().iter().filter(|c| c.step == step).cloned().collect()
+}
+
+const LOOP: &str = "[stage.code]\n[check.lint]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 3\n";
+
+#[test]
+fn a_failing_gate_sends_its_stage_back_with_feedback_until_it_passes() {
+    let f = fixture(LOOP);
+    let backend = scripted(|step, attempt| if step == "lint" && attempt < 2 { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.status, RunStatus::Passed);
+    let code = calls_of(&backend, "code");
+    assert_eq!(code.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1, 2]);
+    assert!(code[0].feedback.is_empty());
+    assert_eq!(code[1].feedback, ["rule: lint is wrong at attempt 1"]);
+    assert_eq!(report.attempts.len(), 2, "one history entry per round");
+}
+
+#[test]
+fn retries_stop_at_the_stage_s_budget_with_an_escalation() {
+    let f = fixture(LOOP);
+    let backend = scripted(|step, _| if step == "lint" { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(calls_of(&backend, "code").len(), 3);
+    let escalation = report.escalation.unwrap();
+    assert!(escalation.contains("after 3 attempts of `code`"), "{escalation}");
+}
+
+#[test]
+fn two_gates_with_different_budgets_agree_on_the_stage_s_one_budget_under_fail_fast() {
+    // `quick` allows 2 attempts, `thorough` 4: the stage's budget is 4,
+    // whichever of them fails, so --fail-fast must not stop at attempt 2.
+    let f = fixture(
+        "[stage.code]\n[check.quick]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 2\n\
+         [check.thorough]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 4\n",
+    );
+    assert_eq!(f.plan.steps[f.plan.graph.index("code").unwrap()].attempts, 4);
+    let backend = scripted(|step, attempt| if step != "code" && attempt < 4 { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(1, true));
+    assert_eq!(report.status, RunStatus::Passed, "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 4);
+}
+
+#[test]
+fn an_infrastructure_error_stops_the_loop_at_once_and_says_why() {
+    let f = fixture(LOOP);
+    let backend = scripted(|step, _| if step == "lint" { Act::Infra } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(calls_of(&backend, "code").len(), 1, "no attempt was burnt");
+    let escalation = report.escalation.unwrap();
+    assert!(escalation.contains("not the stage's work"), "{escalation}");
+    assert!(escalation.contains("`lint`: `gate-tool` is not installed"), "{escalation}");
+}
+
+#[test]
+fn an_error_the_work_may_have_caused_is_retried() {
+    let f = fixture(LOOP);
+    let backend = scripted(|step, attempt| if step == "lint" && attempt == 1 { Act::Error } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.status, RunStatus::Passed);
+    assert_eq!(calls_of(&backend, "code")[1].feedback, ["step lint: error: it crashed"]);
+}
+
+#[test]
+fn an_infrastructure_error_is_final_for_fail_fast() {
+    let f = fixture(&format!("{LOOP}[check.other]\n"));
+    let backend = scripted(|step, _| if step == "lint" { Act::Infra } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(1, true));
+    let other = report.steps.iter().find(|s| s.id == "other").unwrap();
+    assert_eq!(other.status, StepStatus::Skipped);
+    assert!(other.reason.as_deref().unwrap().contains("--fail-fast stopped the run after `lint`"));
+}
+
+#[test]
+fn max_iterations_caps_every_stage() {
+    let mut f = fixture(LOOP);
+    f.plan.cap_attempts(1);
+    let backend = scripted(|step, _| if step == "lint" { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(calls_of(&backend, "code").len(), 1);
+    assert!(report.escalation.unwrap().contains("after 1 attempts of `code`"));
+}
+
+#[test]
+fn a_step_whose_need_did_not_pass_is_skipped_and_says_which() {
+    let f = fixture("[stage.code]\n[check.lint]\nneeds = [\"code\"]\n[check.after]\nneeds = [\"lint\"]\n");
+    let backend = scripted(|step, _| if step == "code" { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    let reason = |id: &str| report.steps.iter().find(|s| s.id == id).unwrap().reason.clone().unwrap();
+    assert_eq!(reason("lint"), "needs `code`, which did not pass");
+    assert_eq!(reason("after"), "needs `lint`, which was skipped");
+    assert!(calls_of(&backend, "lint").is_empty());
+}
+
+#[test]
+fn fail_fast_launches_nothing_after_a_final_failure() {
+    let f = fixture("[check.a]\n[check.b]\n[check.c]\n");
+    let backend = scripted(|step, _| if step == "a" { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(1, true));
+    assert_eq!(backend.calls.lock().unwrap().len(), 1);
+    assert!(report.steps[1..].iter().all(|s| s.status == StepStatus::Skipped));
+}
+
+#[test]
+fn a_stage_and_a_holdout_reader_never_run_at_the_same_time() {
+    let f = fixture(
+        "[barrier]\nholdout = [\"holdout\"]\n[stage.code]\n[check.judge]\nread = [\"holdout\"]\n[check.free]\n",
+    );
+    let backend = slow(|_, _| Act::Pass, Duration::from_millis(30));
+    let report = run_with(&f, &backend, &options(4, false));
+    assert_eq!(report.status, RunStatus::Passed);
+    assert!(f.plan.steps.iter().any(|s| s.reads_holdout), "the judge reads the holdout");
+    assert!(!*backend.overlapped.lock().unwrap(), "a stage ran while a holdout reader did");
+}
+
+#[test]
+fn a_check_is_told_attempt_one_and_keeps_its_cache_key_across_rounds() {
+    let f = fixture(LOOP);
+    let lint = &f.plan.steps[f.plan.graph.index("lint").unwrap()];
+    let code = &f.plan.steps[f.plan.graph.index("code").unwrap()];
+    assert_eq!(lint.told_attempt(3), 1);
+    assert_eq!(code.told_attempt(3), 3);
+    let inputs = BTreeMap::new();
+    assert_eq!(
+        CacheKey::of(&f.plan, lint, &inputs, 1, &[]).digest(),
+        CacheKey::of(&f.plan, lint, &inputs, 3, &[]).digest()
+    );
+    assert_ne!(
+        CacheKey::of(&f.plan, code, &inputs, 1, &[]).digest(),
+        CacheKey::of(&f.plan, code, &inputs, 2, &[]).digest()
+    );
+}
+
+#[test]
+fn resume_rebuilds_attempts_feedback_and_pending_steps_from_the_journal() {
+    let f = fixture(&format!("{LOOP}[check.unrelated]\n"));
+    let passed = |id: &str| {
+        let step = f.plan.graph.index(id).unwrap();
+        let mut report = StepReport::skipped(id, f.plan.steps[step].kind, String::new());
+        report.status = StepStatus::Passed;
+        report
+    };
+    let mut failed = passed("lint");
+    failed.status = StepStatus::Failed;
+    let finished = |id: &str, report: StepReport| Event::StepFinished {
+        step: id.into(),
+        round: 1,
+        status: report.status,
+        inputs: BTreeMap::new(),
+        report: Box::new(report),
+    };
+    let retrying = Retrying { attempt: 2, feedback: vec!["fix it".into()], feedback_bits: 0.0, withheld: Vec::new() };
+    let events = vec![
+        finished("code", passed("code")),
+        finished("lint", failed),
+        finished("unrelated", passed("unrelated")),
+        Event::RoundFinished { round: 1, retries: BTreeMap::from([("code".to_string(), retrying)]) },
+    ];
+    let state = RunState::resumed(&f.plan, &events);
+    let code = f.plan.graph.index("code").unwrap();
+    assert_eq!(state.round, 2);
+    assert_eq!(state.attempts[code], 2);
+    assert_eq!(state.feedback[code], ["fix it"]);
+    let pending: Vec<&str> = state.pending.iter().map(|&i| f.plan.steps[i].id.as_str()).collect();
+    assert_eq!(pending, ["code", "lint"], "the stage and what is downstream of it, not `unrelated`");
+}
