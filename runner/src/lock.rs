@@ -19,7 +19,7 @@ use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::plan::Plan;
 
 /// The lock file's name.
-pub const FILE_NAME: &str = "cleanroom.lock";
+pub use crate::manifest::LOCK_FILE as FILE_NAME;
 
 /// The format version this runner writes and reads.
 const VERSION: u32 = 1;

@@ -2,36 +2,19 @@
 //! calls, append their results, and repeat until a reply calls no tool (the
 //! run's note) or `max_turns` requests have been made (an error).
 //!
-//! The loop talks HTTP through the [`Transport`] trait, so the same code runs
+//! The loop talks HTTP through the [`Transport`] trait (in [`crate::http`]), so the same code runs
 //! over wasi:http in the component and over a scripted transport in the
 //! host-side unit tests below.
 
 use cleanroom_plugin_sdk::{one_line, Invocation};
 
 use crate::chat::{self, Reply};
+use crate::http::{self, HttpResponse, Transport};
 use crate::tools::{self, Sandbox};
-use crate::{http, prompt, Config};
+use crate::{prompt, Config};
 
 /// Characters of a failed response's body quoted in the error.
 const BODY_EXCERPT: usize = 200;
-
-/// What came back from one POST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// The HTTP status code.
-    pub status: u16,
-    /// The whole body.
-    pub body: Vec<u8>,
-}
-
-/// Sends one HTTP POST and returns the response.
-pub trait Transport {
-    /// POSTs `body` to the absolute `url` with `headers`.
-    ///
-    /// # Errors
-    /// When no response was received (refused, denied, timed out).
-    fn post(&mut self, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<HttpResponse, String>;
-}
 
 /// Runs the agent for `invocation`, printing each transcript line (without
 /// its `transcript ` prefix) through `log`.

@@ -8,6 +8,25 @@
 //! decides whether the request may leave at all (its allowlist) and may add
 //! the `Authorization` header itself.
 
+/// What came back from one POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// Sends one HTTP POST and returns the response: [`WasiHttp`] in the
+/// component, a scripted transport in the agent's host-side tests.
+pub trait Transport {
+    /// POSTs `body` to the absolute `url` with `headers`.
+    ///
+    /// # Errors
+    /// When no response was received (refused, denied, timed out).
+    fn post(&mut self, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<HttpResponse, String>;
+}
+
 /// The parts of an absolute `http://` or `https://` URL that a wasi:http
 /// request takes separately.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +84,7 @@ mod client {
     use wasi::io::streams::StreamError;
 
     use super::Url;
-    use crate::agent::{HttpResponse, Transport};
+    use super::{HttpResponse, Transport};
 
     /// Largest response body read.
     const MAX_RESPONSE: usize = 8 << 20;

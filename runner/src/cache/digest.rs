@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::mounts::RUN_DIR;
+use crate::manifest::RUN_DIR;
 use crate::plugin::hex;
 
 /// The memo file, in the run directory.

@@ -12,14 +12,14 @@
 //! reason that is not the stage's work ([`StepReport::infrastructure`]),
 //! no stage is retried: the loop stops at once and says why. Everything is
 //! recorded in the [`Journal`]; `resume` continues an unfinished run from
-//! it; an [`Observer`] hears every step as it starts and ends ([`events`]).
+//! it. Everything that happens is one [`Event`], emitted once to the journal
+//! (durable) and to the [`Observer`] (live: progress, `--format jsonl`).
 //! Ctrl-C (when [`RunOptions::ctrl_c`] is set) stops the run cleanly:
 //! running steps are dropped before they commit anything, the run stays
 //! resumable, and the report's status is `interrupted`. The executor takes
 //! a [`Plan`] and never reads TOML or builds a sandbox by hand.
 
 pub mod backend;
-pub mod events;
 pub mod feedback;
 pub mod local;
 pub mod results;
@@ -35,14 +35,14 @@ use tokio::task::JoinSet;
 
 use crate::cache::digest::Digester;
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
-use crate::journal::{self, Event, Journal, Retrying};
+use crate::journal::{self, Journal, Retrying};
 use crate::key::Key;
 use crate::plan::{Plan, Step, StepKind};
+pub use crate::report::events::{Event, Observer};
 use crate::report::{AttemptReport, RunReport, RunStatus, StepReport, StepStatus};
 use crate::sandbox::Sandbox;
 use crate::secrets::Secrets;
 pub use backend::Backend;
-pub use events::{Observer, Update};
 use results::{CacheKey, ResultCache};
 
 /// How to run a plan.
@@ -238,7 +238,10 @@ pub fn run_on(
         results,
         secrets,
     });
+    let started = identity.started(journal.run_id());
     let mut executor = Executor { plan, backend, services, options, journal, state, journal_failure: None, stop: None };
+    // The journal wrote `run_started` itself, first; live sinks hear it now.
+    executor.tell(&started);
     let report = runtime.block_on(executor.execute());
     executor.services.digester.save();
     if let Some(e) = executor.journal_failure {
@@ -398,18 +401,26 @@ fn whole_millis(duration: Duration) -> Duration {
 }
 
 impl Executor<'_> {
-    fn record(&mut self, event: &Event) {
+    /// Sends `event` to every sink: the journal, then the observer.
+    fn emit(&mut self, event: &Event) {
         if self.journal_failure.is_none() {
             if let Err(e) = self.journal.append(event) {
                 self.journal_failure = Some(e);
             }
         }
+        self.tell(event);
+    }
+
+    /// Sends `event` to the live sinks only (the caller says why it is not
+    /// journaled).
+    fn tell(&self, event: &Event) {
+        if let Some(observer) = &self.options.observer {
+            observer.event(event);
+        }
     }
 
     async fn execute(&mut self) -> RunReport {
         let started = Instant::now();
-        let ids: Vec<String> = self.plan.steps.iter().map(|s| s.id.clone()).collect();
-        self.tell(Update::RunStarted { pipeline: &self.plan.name, run_id: self.journal.run_id(), steps: &ids });
         let escalation = loop {
             self.run_round().await;
             if self.stop.is_some() {
@@ -461,17 +472,18 @@ impl Executor<'_> {
             self.journal_failure.get_or_insert(e);
         }
         let report_sha256 = crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(json.as_bytes()));
+        let whole = Some(Box::new(report.clone()));
         if interrupted {
             // No `run_finished`: the run stays resumable.
-            self.record(&Event::RunInterrupted { report_sha256 });
+            self.emit(&Event::RunInterrupted { report_sha256, report: whole });
         } else {
-            self.record(&Event::RunFinished {
+            self.emit(&Event::RunFinished {
                 status: report.status.as_str().to_string(),
                 escalated: report.escalation.is_some(),
                 report_sha256: Some(report_sha256),
+                report: whole,
             });
         }
-        self.tell(Update::RunFinished { report: &report });
         report
     }
 
@@ -499,8 +511,8 @@ impl Executor<'_> {
                     launched[i] = true;
                     let mut report = StepReport::skipped(&step.id, step.kind, stop.skip_reason());
                     report.attempt = self.attempt_of(i);
-                    // Not journaled: a resumed run runs these.
-                    self.finish(i, round, report, false);
+                    // Live only, not journaled: a resumed run runs these.
+                    self.finish(i, round, report, Sink::Live);
                     progress = true;
                     continue;
                 }
@@ -520,7 +532,7 @@ impl Executor<'_> {
                     let mut report = StepReport::skipped(&step.id, step.kind, reason);
                     report.attempt = self.attempt_of(i);
                     // Journaled like any result, so a resumed run knows it.
-                    self.finish(i, round, report, true);
+                    self.finish(i, round, report, Sink::All);
                     progress = true;
                     continue;
                 }
@@ -536,12 +548,18 @@ impl Executor<'_> {
                 progress = true;
                 let inputs = local::input_digests(step, &self.services.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
-                    self.finish(i, round, reused, false);
+                    // Live only: the journal holds it from before.
+                    self.finish(i, round, reused, Sink::Live);
                     continue;
                 }
                 let attempt = self.attempt_of(i);
-                self.record(&Event::StepStarted { step: step.id.clone(), round, attempt, inputs: inputs.clone() });
-                self.tell(Update::StepStarted { step: &step.id, kind: step.kind, round, attempt });
+                self.emit(&Event::StepStarted {
+                    step: step.id.clone(),
+                    kind: step.kind,
+                    round,
+                    attempt,
+                    inputs: inputs.clone(),
+                });
                 tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
                 let feedback = self.state.feedback[i].clone();
                 let key = (step.cache && self.services.results.is_some())
@@ -590,19 +608,12 @@ impl Executor<'_> {
                 Some(Ok((i, inputs, report))) => {
                     in_flight.remove(&i);
                     let step = &plan.steps[i];
-                    self.record(&Event::StepFinished {
-                        step: step.id.clone(),
-                        round,
-                        status: report.status,
-                        inputs,
-                        report: Box::new(report.clone()),
-                    });
                     let final_failure =
                         matches!(report.status, StepStatus::Failed | StepStatus::Error) && !self.will_retry(i, &report);
                     if self.options.fail_fast && final_failure && self.stop.is_none() {
                         self.stop = Some(Stop::FailFast(step.id.clone()));
                     }
-                    self.finish(i, round, report, false);
+                    self.finish_with(i, round, report, inputs);
                 }
                 Some(Err(join_error)) if join_error.is_cancelled() => {}
                 Some(Err(join_error)) => tracing::error!("a step task failed: {join_error}"),
@@ -617,32 +628,47 @@ impl Executor<'_> {
                 let reason = "interrupted (Ctrl-C) while running; nothing was committed".to_string();
                 let mut report = StepReport::error(&step.id, step.kind, reason).infrastructure();
                 report.attempt = self.attempt_of(i);
-                self.finish(i, round, report, false);
+                // Live only, not journaled: a resumed run starts them again.
+                self.finish(i, round, report, Sink::Live);
             }
         }
     }
 
-    /// Stores step `i`'s result for this round, journals it when `journal`
-    /// (results the executor ran are journaled where they are joined), and
-    /// tells the observer.
-    fn finish(&mut self, i: usize, round: u32, report: StepReport, journal: bool) {
-        if journal {
-            self.record(&Event::StepFinished {
-                step: report.id.clone(),
-                round,
-                status: report.status,
-                inputs: BTreeMap::new(),
-                report: Box::new(report.clone()),
-            });
+    /// Stores step `i`'s result for this round and emits `step_finished`
+    /// to `sinks` (with no input digests: it did not run).
+    fn finish(&mut self, i: usize, round: u32, report: StepReport, sinks: Sink) {
+        let event = Event::StepFinished {
+            step: report.id.clone(),
+            round,
+            status: report.status,
+            inputs: BTreeMap::new(),
+            report: Box::new(report),
+        };
+        match sinks {
+            Sink::All => self.emit(&event),
+            Sink::Live => self.tell(&event),
         }
-        tracing::info!("round {round}: `{}` {}", report.id, report.status.as_str());
-        self.tell(Update::StepFinished { round, report: &report });
-        self.state.reports[i] = Some(report);
+        self.store(i, round, event);
     }
 
-    fn tell(&self, update: Update<'_>) {
-        if let Some(observer) = &self.options.observer {
-            observer.update(update);
+    /// Stores the result of a step that ran, with the digests of the inputs
+    /// it started from, and emits it to every sink.
+    fn finish_with(&mut self, i: usize, round: u32, report: StepReport, inputs: BTreeMap<String, String>) {
+        let event = Event::StepFinished {
+            step: report.id.clone(),
+            round,
+            status: report.status,
+            inputs,
+            report: Box::new(report),
+        };
+        self.emit(&event);
+        self.store(i, round, event);
+    }
+
+    fn store(&mut self, i: usize, round: u32, event: Event) {
+        if let Event::StepFinished { report, .. } = event {
+            tracing::info!("round {round}: `{}` {}", report.id, report.status.as_str());
+            self.state.reports[i] = Some(*report);
         }
     }
 
@@ -747,7 +773,7 @@ impl Executor<'_> {
         }
         for (gate, status, reason, stage) in decisions {
             let retry = stage.map(|s| plan.steps[s].id.clone()).filter(|stage| retries.contains_key(stage));
-            self.record(&Event::GateDecision { gate, round, status, reason, retry });
+            self.emit(&Event::GateDecision { gate, round, status, reason, retry });
         }
         for (stage, retrying) in &retries {
             entry.add_retry(stage, retrying);
@@ -765,8 +791,7 @@ impl Executor<'_> {
         if retries.is_empty() {
             return Verdict::Escalate(self.escalation(&failing, &exhausted));
         }
-        self.record(&Event::RoundFinished { round, retries: retries.clone() });
-        self.tell(Update::RoundFinished { round, retries: &retries });
+        self.emit(&Event::RoundFinished { round, retries: retries.clone() });
         let mut stages = Vec::new();
         for (stage, retrying) in retries {
             let Some(i) = plan.graph.index(&stage) else { continue };
@@ -872,6 +897,15 @@ async fn run_or_reuse(
         Err(e) => tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id),
     }
     report
+}
+
+/// Where an event goes.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// The journal and the live sinks.
+    All,
+    /// The live sinks only.
+    Live,
 }
 
 enum Verdict {

@@ -45,106 +45,7 @@ use crate::diag::{Code, Diagnostic, Location};
 use crate::key::Key;
 use crate::plan::mounts::RUN_DIR;
 use crate::plan::Plan;
-use crate::report::{StepReport, StepStatus};
-
-/// One thing that happened in a run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum Event {
-    /// The run began.
-    RunStarted {
-        /// Its id.
-        run_id: String,
-        /// `[pipeline] name`.
-        pipeline: String,
-        /// The pipeline file, as the plan names it.
-        pipeline_file: String,
-        /// sha256 of the pipeline file.
-        pipeline_sha256: String,
-        /// sha256 of every plugin, by name.
-        plugins: BTreeMap<String, String>,
-        /// sha256 of the plan ([`config_digest`]).
-        config_sha256: String,
-    },
-    /// A step began.
-    StepStarted {
-        /// Step id.
-        step: String,
-        /// Round of the run (1, then +1 per retry).
-        round: u32,
-        /// The step's attempt number.
-        attempt: u32,
-        /// Digest of each mounted input (and the subject), by path.
-        inputs: BTreeMap<String, String>,
-    },
-    /// A step ended.
-    StepFinished {
-        /// Step id.
-        step: String,
-        /// Round of the run.
-        round: u32,
-        /// How it ended.
-        status: StepStatus,
-        /// Digests of its inputs when it started.
-        inputs: BTreeMap<String, String>,
-        /// Its full report.
-        report: Box<StepReport>,
-    },
-    /// A gate (a check or evaluator with `retry`, or any evaluator) was
-    /// judged after a round.
-    GateDecision {
-        /// Gate id.
-        gate: String,
-        /// Round judged.
-        round: u32,
-        /// How it ended (`passed`, `failed`, `error`, `skipped`).
-        status: StepStatus,
-        /// Why: its score or failure.
-        reason: String,
-        /// The stage re-run because of it, if any.
-        retry: Option<String>,
-    },
-    /// A round ended; `retries` holds what the next round starts from.
-    RoundFinished {
-        /// The round that ended.
-        round: u32,
-        /// Stages to re-run: attempt number and feedback lines for each.
-        retries: BTreeMap<String, Retrying>,
-    },
-    /// The run ended.
-    RunFinished {
-        /// `passed` or `failed`.
-        status: String,
-        /// Whether retries ran out.
-        escalated: bool,
-        /// sha256 of the `report.json` the run wrote: `cleanroom report`
-        /// renders it only if it is still what the run wrote.
-        #[serde(default)]
-        report_sha256: Option<String>,
-    },
-    /// Ctrl-C stopped the run; it stays resumable.
-    RunInterrupted {
-        /// sha256 of the `report.json` written when it stopped.
-        report_sha256: String,
-    },
-}
-
-/// A stage about to be re-run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Retrying {
-    /// Its next attempt number.
-    pub attempt: u32,
-    /// The one-line feedback it gets.
-    pub feedback: Vec<String>,
-    /// An upper bound on the bits of holdout-dependent information in
-    /// `feedback` (see `docs/security.md`).
-    #[serde(default)]
-    pub feedback_bits: f64,
-    /// For humans only, never sent to the stage: which lines were withheld
-    /// because they quoted a holdout file, naming the file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub withheld: Vec<String>,
-}
+pub use crate::report::events::{Event, Retrying};
 
 /// What a run was started from: `--resume` continues a run only if all of
 /// it is unchanged, and only considers runs of the same pipeline.
@@ -162,6 +63,8 @@ pub struct RunIdentity {
     /// step (mounts, limits, config, tools, gates, ...). Secrets' values
     /// are never in a plan.
     pub config_sha256: String,
+    /// Every step id, in plan order (told in `run_started`, not compared).
+    pub steps: Vec<String>,
 }
 
 impl RunIdentity {
@@ -178,13 +81,15 @@ impl RunIdentity {
             pipeline_sha256: plan.pipeline_sha256.clone(),
             plugins: plan.plugins.iter().map(|(name, info)| (name.clone(), info.sha256.clone())).collect(),
             config_sha256: config_digest(plan),
+            steps: plan.steps.iter().map(|s| s.id.clone()).collect(),
         }
     }
 
     /// The `run_started` event of run `run_id`.
-    fn started(&self, run_id: &str) -> Event {
+    pub fn started(&self, run_id: &str) -> Event {
         Event::RunStarted {
             run_id: run_id.to_string(),
+            steps: self.steps.clone(),
             pipeline: self.pipeline.clone(),
             pipeline_file: self.pipeline_file.clone(),
             pipeline_sha256: self.pipeline_sha256.clone(),
@@ -540,7 +445,7 @@ pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<
         )
     })?;
     let recorded = verified.events.iter().rev().find_map(|event| match event {
-        Event::RunFinished { report_sha256: Some(sha), .. } | Event::RunInterrupted { report_sha256: sha } => {
+        Event::RunFinished { report_sha256: Some(sha), .. } | Event::RunInterrupted { report_sha256: sha, .. } => {
             Some(sha.clone())
         }
         _ => None,
@@ -671,6 +576,7 @@ pub fn runs_dir(workspace: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::StepStatus;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -690,6 +596,7 @@ mod tests {
             pipeline_sha256: "aa".into(),
             plugins: BTreeMap::from([("noop".to_string(), "11".to_string())]),
             config_sha256: "cc".into(),
+            steps: vec!["a".into()],
         };
         Fixture { _dir: dir, ws, key, identity }
     }
@@ -721,7 +628,14 @@ mod tests {
         let text = fs_err::read_to_string(events_file(&journal)).unwrap();
         assert!(text.starts_with("{\"type\":\"run_started\",\"data\":{"), "{text}");
         assert!(text.lines().all(|l| l.contains(",\"mac\":\"")), "{text}");
-        journal.append(&Event::RunFinished { status: "failed".into(), escalated: false, report_sha256: None }).unwrap();
+        journal
+            .append(&Event::RunFinished {
+                status: "failed".into(),
+                escalated: false,
+                report_sha256: None,
+                report: None,
+            })
+            .unwrap();
         assert!(resume(&f).unwrap().is_none());
     }
 
@@ -778,6 +692,7 @@ mod tests {
             status: "passed".into(),
             escalated: false,
             report_sha256: None,
+            report: None,
         })
         .unwrap();
         let mac = other.mac(&[LINE_LABEL, journal.run_id().as_bytes(), &journal.last_mac, body.as_bytes()]);

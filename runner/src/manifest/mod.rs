@@ -16,6 +16,13 @@ use toml::Spanned;
 use crate::diag::{suggest, Code, Diagnostic, SourceMap};
 pub use units::{ByteSize, DurationSpec};
 
+/// The run directory inside a workspace: journals, run reports and staged
+/// writes. Never mountable, never a step's to see or write.
+pub const RUN_DIR: &str = ".cleanroom";
+
+/// The lock file beside a pipeline file (`cleanroom lock`).
+pub const LOCK_FILE: &str = "cleanroom.lock";
+
 /// The largest pipeline file the runner reads.
 pub const MAX_PIPELINE_SIZE: u64 = 64 << 20;
 

@@ -9,8 +9,7 @@ use std::path::{Component, Path};
 use crate::diag::Code;
 use crate::plan::grant::Mount;
 
-/// The run directory inside a workspace: journals and staged writes. Never mountable.
-pub const RUN_DIR: &str = ".cleanroom";
+pub use crate::manifest::RUN_DIR;
 
 /// Why a mount path was refused: the code, the message and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]

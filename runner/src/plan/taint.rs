@@ -121,7 +121,7 @@ impl Definition {
     pub fn of(pipeline_file: &Path, plugins: &[(String, PathBuf)]) -> Definition {
         let canonical = |path: &Path| crate::key::resolve(path);
         let mut paths = vec![(canonical(pipeline_file), "the pipeline file".to_string())];
-        let lock = pipeline_file.parent().unwrap_or(Path::new(".")).join(crate::lock::FILE_NAME);
+        let lock = pipeline_file.parent().unwrap_or(Path::new(".")).join(crate::manifest::LOCK_FILE);
         paths.push((canonical(&lock), "the lock file".to_string()));
         for (name, path) in plugins {
             paths.push((canonical(path), format!("the file of plugin `{name}`")));

@@ -4,26 +4,30 @@
 //! Each line has an `event` field: `run_started`, `step_started`,
 //! `step_finished` (with the step's report, exactly as in `--format json`),
 //! `round_finished` (the stages sent back and their feedback) and
-//! `run_finished` (the whole `--format json` document). The schema is
-//! `schemas/events.schema.json`. Fields are only ever added.
+//! `run_finished` (the whole `--format json` document, also when Ctrl-C
+//! stopped the run). The schema is `schemas/events.schema.json`. Fields are
+//! only ever added. Each line is one [`Event`] of the run's one vocabulary;
+//! gate decisions are in the `round_finished` that follows them and in the
+//! final report, so they have no line of their own.
 
 use serde_json::json;
 
-use crate::exec::Update;
+use crate::report::events::Event;
 
-/// `update` as one line of JSON, with its trailing newline.
-pub fn line(update: Update<'_>) -> String {
-    let value = match update {
-        Update::RunStarted { pipeline, run_id, steps } => {
+/// `event` as one line of JSON, with its trailing newline; `None` for the
+/// events the stream does not show.
+pub fn line(event: &Event) -> Option<String> {
+    let value = match event {
+        Event::RunStarted { pipeline, run_id, steps, .. } => {
             json!({ "event": "run_started", "pipeline": pipeline, "run_id": run_id, "steps": steps })
         }
-        Update::StepStarted { step, kind, round, attempt } => {
+        Event::StepStarted { step, kind, round, attempt, .. } => {
             json!({ "event": "step_started", "step": step, "kind": kind, "round": round, "attempt": attempt })
         }
-        Update::StepFinished { round, report } => {
+        Event::StepFinished { round, report, .. } => {
             json!({ "event": "step_finished", "round": round, "report": report })
         }
-        Update::RoundFinished { round, retries } => {
+        Event::RoundFinished { round, retries } => {
             let retries: Vec<_> = retries
                 .iter()
                 .map(|(stage, r)| {
@@ -32,9 +36,14 @@ pub fn line(update: Update<'_>) -> String {
                 .collect();
             json!({ "event": "round_finished", "round": round, "retries": retries })
         }
-        Update::RunFinished { report } => json!({ "event": "run_finished", "report": report }),
+        Event::RunFinished { report: Some(report), .. } | Event::RunInterrupted { report: Some(report), .. } => {
+            json!({ "event": "run_finished", "report": report })
+        }
+        Event::GateDecision { .. }
+        | Event::RunFinished { report: None, .. }
+        | Event::RunInterrupted { report: None, .. } => return None,
     };
     let mut text = value.to_string();
     text.push('\n');
-    text
+    Some(text)
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exec::{Observer, Update};
+use crate::report::events::{Event, Observer};
 
 /// The live status line on stderr.
 #[derive(Debug)]
@@ -76,19 +76,19 @@ impl Default for Progress {
 }
 
 impl Observer for Progress {
-    fn update(&self, update: Update<'_>) {
+    fn event(&self, event: &Event) {
         let Ok(mut state) = self.state.lock() else { return };
-        match update {
-            Update::RunStarted { .. } => {}
-            Update::StepStarted { step, .. } => {
-                state.running.insert(step.to_string());
+        match event {
+            Event::RunStarted { .. } | Event::GateDecision { .. } => {}
+            Event::StepStarted { step, .. } => {
+                state.running.insert(step.clone());
             }
-            Update::StepFinished { report, .. } => {
+            Event::StepFinished { report, .. } => {
                 state.running.remove(&report.id);
                 self.bar.inc(1);
             }
-            Update::RoundFinished { round, .. } => state.round = round + 1,
-            Update::RunFinished { .. } => {
+            Event::RoundFinished { round, .. } => state.round = round + 1,
+            Event::RunFinished { .. } | Event::RunInterrupted { .. } => {
                 state.finished = true;
                 self.bar.finish_and_clear();
                 return;
@@ -103,8 +103,8 @@ impl Observer for Progress {
 pub struct EventStream;
 
 impl Observer for EventStream {
-    fn update(&self, update: Update<'_>) {
-        let line = super::jsonl::line(update);
+    fn event(&self, event: &Event) {
+        let Some(line) = super::jsonl::line(event) else { return };
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`| head`) is not the run's problem.
         let _ = stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush());

@@ -5,6 +5,7 @@
 //! ([`human`], [`json`], [`jsonl`], [`junit`], [`sarif`]), so every format
 //! tells the same story; [`live`] shows a run while it goes.
 
+pub mod events;
 pub mod facts;
 pub mod human;
 pub mod json;

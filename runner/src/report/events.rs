@@ -1,0 +1,136 @@
+//! The run's one event vocabulary: what happened, in order, told to every
+//! sink the same way.
+//!
+//! The executor emits each [`Event`] once. The journal is the durable sink
+//! (authenticated, fsync'd at commit points: [`crate::journal`]); the
+//! progress display and the `--format jsonl` stream are live sinks
+//! ([`Observer`]s, see [`super::live`] and [`super::jsonl`]). A resumed run
+//! is rebuilt from the same events the live sinks saw. A few events are
+//! live only, and the executor says why where it sends them. Nothing
+//! secret is ever in an event.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::StepKind;
+use crate::report::{RunReport, StepReport, StepStatus};
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    /// The run began.
+    RunStarted {
+        /// Its id.
+        run_id: String,
+        /// Every step id, in plan order.
+        #[serde(default)]
+        steps: Vec<String>,
+        /// `[pipeline] name`.
+        pipeline: String,
+        /// The pipeline file, as the plan names it.
+        pipeline_file: String,
+        /// sha256 of the pipeline file.
+        pipeline_sha256: String,
+        /// sha256 of every plugin, by name.
+        plugins: BTreeMap<String, String>,
+        /// sha256 of the plan ([`config_digest`]).
+        config_sha256: String,
+    },
+    /// A step was launched (not sent for steps skipped or reused).
+    StepStarted {
+        /// Step id.
+        step: String,
+        /// Its kind.
+        kind: StepKind,
+        /// Round of the run (1, then +1 per retry).
+        round: u32,
+        /// The step's attempt number.
+        attempt: u32,
+        /// Digest of each mounted input (and the subject), by path.
+        inputs: BTreeMap<String, String>,
+    },
+    /// A step has a result (ran, came from the cache, or was skipped).
+    StepFinished {
+        /// Step id.
+        step: String,
+        /// Round of the run.
+        round: u32,
+        /// How it ended.
+        status: StepStatus,
+        /// Digests of its inputs when it started.
+        inputs: BTreeMap<String, String>,
+        /// Its full report.
+        report: Box<StepReport>,
+    },
+    /// A gate (a check or evaluator with `retry`, or any evaluator) was
+    /// judged after a round.
+    GateDecision {
+        /// Gate id.
+        gate: String,
+        /// Round judged.
+        round: u32,
+        /// How it ended (`passed`, `failed`, `error`, `skipped`).
+        status: StepStatus,
+        /// Why: its score or failure.
+        reason: String,
+        /// The stage re-run because of it, if any.
+        retry: Option<String>,
+    },
+    /// A round ended; `retries` holds what the next round starts from.
+    RoundFinished {
+        /// The round that ended.
+        round: u32,
+        /// Stages to re-run: attempt number and feedback lines for each.
+        retries: BTreeMap<String, Retrying>,
+    },
+    /// The run ended.
+    RunFinished {
+        /// `passed` or `failed`.
+        status: String,
+        /// Whether retries ran out.
+        escalated: bool,
+        /// sha256 of the `report.json` the run wrote: `cleanroom report`
+        /// renders it only if it is still what the run wrote.
+        #[serde(default)]
+        report_sha256: Option<String>,
+        /// The whole report, for live sinks; never journaled (the run
+        /// directory has it as `report.json`).
+        #[serde(skip)]
+        report: Option<Box<RunReport>>,
+    },
+    /// Ctrl-C stopped the run; it stays resumable.
+    RunInterrupted {
+        /// sha256 of the `report.json` written when it stopped.
+        report_sha256: String,
+        /// The whole report, for live sinks; never journaled.
+        #[serde(skip)]
+        report: Option<Box<RunReport>>,
+    },
+}
+
+/// A stage about to be re-run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrying {
+    /// Its next attempt number.
+    pub attempt: u32,
+    /// The one-line feedback it gets.
+    pub feedback: Vec<String>,
+    /// An upper bound on the bits of holdout-dependent information in
+    /// `feedback` (see `docs/security.md`).
+    #[serde(default)]
+    pub feedback_bits: f64,
+    /// For humans only, never sent to the stage: which lines were withheld
+    /// because they quoted a holdout file, naming the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<String>,
+}
+
+/// Hears a run's [`Event`]s as they happen. Called on the scheduler's
+/// thread, in order; keep it quick (write a line, move a progress bar).
+/// An observer cannot change what the run does.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Called once per event.
+    fn event(&self, event: &Event);
+}
