@@ -48,7 +48,7 @@ impl Secrets {
             .steps
             .iter()
             .flat_map(|step| {
-                let headers = step.grant.http.iter().flat_map(|h| h.headers.iter().map(|h| h.secret.as_str()));
+                let headers = step.grant.http().into_iter().flat_map(|h| h.headers.iter().map(|h| h.secret.as_str()));
                 step.grant.secret_env.iter().map(String::as_str).chain(headers)
             })
             .collect();

@@ -463,6 +463,11 @@ impl Executor<'_> {
         report.feedback_bits = self.state.history.iter().map(|a| a.feedback_bits).sum();
         report.escalation = escalation;
         crate::report::facts::record(&mut report, self.plan);
+        // A command line may spell a secret's value out (it is scrubbed from
+        // findings and reasons that quote it, so from the doers too).
+        for doer in report.plan.doers.values_mut() {
+            self.services.secrets.scrub_in_place(doer);
+        }
         let interrupted = matches!(self.stop, Some(Stop::Interrupted));
         if interrupted {
             report.status = RunStatus::Interrupted;

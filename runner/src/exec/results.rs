@@ -236,7 +236,7 @@ impl<'s> CacheKey<'s> {
             config: &step.config,
             grant: &step.grant,
             evaluation: step.evaluation.as_ref(),
-            tools: step.grant.tools.iter().map(|t| crate::cache::digest::digest_metadata(t)).collect(),
+            tools: step.grant.tools().iter().map(|t| crate::cache::digest::digest_metadata(t)).collect(),
             inputs,
             attempt: step.told_attempt(attempt),
             feedback,

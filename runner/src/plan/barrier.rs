@@ -61,7 +61,7 @@ pub fn check(
             );
         };
         let mounted = step.grant.mounts.iter().map(|m| (format!("mount `{}`", m.rel), &m.host));
-        let tools = step.grant.tools.iter().map(|t| (format!("tool path `{}`", t.display()), t));
+        let tools = step.grant.tools().iter().map(|t| (format!("tool path `{}`", t.display()), t));
         let feeds_a_stage = step.kind == StepKind::Check && step.retry.is_some();
         if step.kind == StepKind::Stage || feeds_a_stage {
             for (what, host) in mounted.clone().chain(tools) {

@@ -151,47 +151,9 @@ pub(crate) fn resolve_evaluation(
 ) -> Option<Evaluation> {
     let id = d.id.get_ref();
     let t = d.table;
-    // The scoring keys, each with where it is written.
-    let scoring = [
-        t.repeat.as_ref().map(|k| ("repeat", k.span())),
-        t.require.as_ref().map(|k| ("require", k.span())),
-        t.threshold.as_ref().map(|k| ("threshold", k.span())),
-        t.subject.as_ref().map(|k| ("subject", k.span())),
-        t.subject_read.first().map(|k| ("subject_read", k.span())),
-    ];
-    if d.kind != StepKind::Evaluator {
-        for (key, span) in scoring.into_iter().flatten() {
-            diags.push(
-                Diagnostic::new(Code::CR009, format!("{} `{id}` sets `{key}`, which only evaluators have", d.kind))
-                    .at(here(span))
-                    .hint("remove it, or make the step an [evaluator.*]"),
-            );
-        }
-        return None;
-    }
-    if t.run.is_some() {
-        // A native evaluator is judged by its exit status alone: there are
-        // no scenarios to repeat or score, and no subject to run.
-        for (key, span) in scoring.into_iter().flatten() {
-            diags.push(
-                Diagnostic::new(
-                    Code::CR009,
-                    format!("evaluator `{id}` runs a native program, which cannot score scenarios, but sets `{key}`"),
-                )
-                .at(here(span))
-                .hint("a `run` evaluator passes or fails by its exit status: remove the key, or judge with an evaluator plugin (`plugin = ...`), which can repeat, score and run a `subject`"),
-            );
-        }
-        if t.subject_timeout.is_some() {
-            diags.push(
-                Diagnostic::new(
-                    Code::CR009,
-                    format!("evaluator `{id}` runs a native program, which has no subject, but sets `subject_timeout`"),
-                )
-                .at(here(d.id.span()))
-                .hint("remove `subject_timeout`; `timeout` bounds the program"),
-            );
-        }
+    // Scoring keys on other steps are refused by `keys`. A native evaluator
+    // is judged by its exit status alone: no scenarios, no subject.
+    if d.kind != StepKind::Evaluator || t.run.is_some() {
         return None;
     }
     let invalid = |span: std::ops::Range<usize>, message: String, hint: &str| {

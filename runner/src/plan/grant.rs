@@ -1,6 +1,8 @@
 //! Grants: per step, the complete list of what it may touch.
 //!
-//! A [`Grant`] is plain data decided by the plan and applied by the sandbox;
+//! A [`Grant`] is plain data decided by the plan and applied by the sandbox
+//! (the WebAssembly half in [`crate::sandbox`], the native half in
+//! [`crate::sandbox::jail::step`]);
 //! nothing else decides access. Defaults deny: no mounts, no environment, no
 //! network, and finite limits on time, memory and captured output.
 
@@ -22,40 +24,84 @@ pub const DEFAULT_MAX_WRITE: u64 = 1 << 30;
 /// Processes a native program may have at once when it sets no `pids`.
 pub const DEFAULT_PIDS: u32 = 512;
 
-/// Everything one step may touch.
+/// Everything one step may touch. What both kinds of step share is here;
+/// what only a WebAssembly plugin or only a native program can be given is
+/// in [`Reach`], so neither can carry the other's capabilities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Grant {
     /// Files and directories it sees, in the order the pipeline lists them.
     pub mounts: Vec<Mount>,
     /// Resource limits.
     pub limits: Limits,
-    /// Extra host paths a native program may read and execute (toolchains);
-    /// always empty for plugins.
-    pub tools: Vec<PathBuf>,
-    /// The complete environment of a native program (`PATH` and `HOME`
-    /// included; `TMPDIR` is added per run); always empty for plugins.
-    pub env: BTreeMap<String, String>,
-    /// Whether a native program may use the network; never for plugins.
-    pub network: bool,
-    /// Plugins: outgoing `wasi:http`, only to these origins; `None` means
-    /// the plugin gets no `wasi:http` at all.
-    pub http: Option<HttpGrant>,
-    /// Plugins: names of the `[secrets]` the guest gets as environment
-    /// variables (values are read when the run starts, never stored here).
+    /// Names of the `[secrets]` it gets as environment variables (values
+    /// are read when the run starts, never stored here).
     pub secret_env: Vec<String>,
+    /// What only one kind of step can be given.
+    pub reach: Reach,
+}
+
+/// The capabilities only one kind of step can have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// A WebAssembly plugin (or subject component).
+    Wasm(WasmGrant),
+    /// A native program in the kernel jail.
+    Native(NativeGrant),
+}
+
+/// What only a WebAssembly plugin can be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WasmGrant {
+    /// Outgoing `wasi:http`, only to these origins; `None` means the plugin
+    /// gets no `wasi:http` at all.
+    pub http: Option<HttpGrant>,
+}
+
+/// What only a native program can be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NativeGrant {
+    /// Extra host paths it may read and execute (toolchains).
+    pub tools: Vec<PathBuf>,
+    /// Its complete environment (`PATH` and `HOME` included; `TMPDIR` is
+    /// added per run).
+    pub env: BTreeMap<String, String>,
+    /// Whether it may use the network (the host's, unfiltered).
+    pub network: bool,
 }
 
 impl Grant {
-    /// A grant of `mounts` and `limits` and nothing else.
+    /// A WebAssembly grant of `mounts` and `limits` and nothing else.
     pub fn new(mounts: Vec<Mount>, limits: Limits) -> Grant {
-        Grant {
-            mounts,
-            limits,
-            tools: Vec::new(),
-            env: BTreeMap::new(),
-            network: false,
-            http: None,
-            secret_env: Vec::new(),
+        Grant { mounts, limits, secret_env: Vec::new(), reach: Reach::Wasm(WasmGrant::default()) }
+    }
+
+    /// A native program's `tools` (none for a plugin).
+    pub fn tools(&self) -> &[PathBuf] {
+        match &self.reach {
+            Reach::Native(native) => &native.tools,
+            Reach::Wasm(_) => &[],
+        }
+    }
+
+    /// Whether a native program may use the network (never a plugin).
+    pub fn network(&self) -> bool {
+        matches!(&self.reach, Reach::Native(native) if native.network)
+    }
+
+    /// A plugin's `wasi:http` allowlist, if it has one.
+    pub fn http(&self) -> Option<&HttpGrant> {
+        match &self.reach {
+            Reach::Wasm(wasm) => wasm.http.as_ref(),
+            Reach::Native(_) => None,
+        }
+    }
+
+    /// A native program's environment, tools and network; `None` for a plugin.
+    pub fn native(&self) -> Option<&NativeGrant> {
+        match &self.reach {
+            Reach::Native(native) => Some(native),
+            Reach::Wasm(_) => None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod command;
 pub mod dag;
 pub mod gates;
 pub mod grant;
+pub mod keys;
 pub mod mounts;
 pub mod network;
 pub mod select;
@@ -28,7 +29,7 @@ use toml::Spanned;
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location, SourceMap};
 use crate::manifest::{Id, Manifest, StepTable};
 use crate::plugin::{self, PluginInfo, World};
-pub use grant::{Grant, Limits, Mount};
+pub use grant::{Grant, Limits, Mount, NativeGrant, Reach, WasmGrant};
 
 /// What a step is for; decides which world its plugin must implement and
 /// which capabilities it may ask for.
@@ -309,18 +310,7 @@ impl Plan {
         for (i, d) in declared.iter().enumerate() {
             let id = &d.id.get_ref().0;
             let at_step = here(d.id.span());
-            if d.kind != StepKind::Stage {
-                if let Some(first) = d.table.write.first() {
-                    diags.push(
-                        Diagnostic::new(
-                            Code::CR009,
-                            format!("{} `{id}` asks for `write`, but only stages may write", d.kind),
-                        )
-                        .at(here(first.span()))
-                        .hint("move the paths to `read`, or make the step a [stage.*] if it must change files"),
-                    );
-                }
-            }
+            keys::refuse_inapplicable(d, &here, &mut diags);
             let mut mounts: Vec<Mount> = Vec::new();
             let requested = d.table.read.iter().map(|r| (r, false)).chain(d.table.write.iter().map(|w| (w, true)));
             for (raw, writable) in requested {
@@ -353,20 +343,6 @@ impl Plan {
                 pids: d.table.pids.as_ref().map_or(grant::DEFAULT_PIDS, |p| *p.get_ref()),
                 ..Limits::default()
             };
-            if let Some(max) = d.table.max_write.as_ref().filter(|_| d.kind != StepKind::Stage) {
-                diags.push(
-                    Diagnostic::new(Code::CR009, format!("{} `{id}` sets `max_write`, but only stages write", d.kind))
-                        .at(here(max.span()))
-                        .hint("remove `max_write`"),
-                );
-            }
-            if let Some(pids) = d.table.pids.as_ref().filter(|_| d.table.run.is_none()) {
-                diags.push(
-                    Diagnostic::new(Code::CR009, format!("step `{id}` sets `pids`, which applies only to `run` steps"))
-                        .at(here(pids.span()))
-                        .hint("remove `pids`: a plugin is one process"),
-                );
-            }
             let mut grant = Grant::new(mounts, limits);
             let action = match &d.table.run {
                 Some(run) => resolve_command(d, run, &workspace, &mut grant, &here, &mut diags),
@@ -376,7 +352,11 @@ impl Plan {
                 Some(Action::Plugin(name)) => plugins.get(name),
                 _ => None,
             };
-            (grant.http, grant.secret_env) = network::resolve_step(d, plugin_info, &secrets, &here, &mut diags);
+            let (http, secret_env) = network::resolve_step(d, plugin_info, &secrets, &here, &mut diags);
+            grant.secret_env = secret_env;
+            if let Reach::Wasm(wasm) = &mut grant.reach {
+                wasm.http = http;
+            }
             let config = match &d.table.config {
                 Some(table) => toml_to_json(&toml::Value::Table(table.get_ref().clone())).to_string(),
                 None => "{}".to_string(),
@@ -615,6 +595,7 @@ fn resolve_command(
 ) -> Option<Action> {
     let id = d.id.get_ref();
     let at_run = here(run.span());
+    let mut native = NativeGrant::default();
     if d.table.plugin.is_some() {
         diags.push(
             Diagnostic::new(Code::CR017, format!("step `{id}` has both `plugin` and `run`"))
@@ -622,30 +603,10 @@ fn resolve_command(
                 .hint("a step runs either a plugin or a native program; split it into two steps"),
         );
     }
-    if let Some(config) = &d.table.config {
-        diags.push(
-            Diagnostic::new(
-                Code::CR009,
-                format!("step `{id}` has `config`, but `run` steps take their settings as arguments"),
-            )
-            .at(here(config.span()))
-            .hint("pass settings in `run` or `env`"),
-        );
-    }
-    if d.table.memory.is_some() {
-        diags.push(
-            Diagnostic::new(
-                Code::CR009,
-                format!("step `{id}` sets `memory`, which this version enforces only for plugins"),
-            )
-            .at(at_run.clone())
-            .hint("remove `memory`; native programs are bounded by `timeout` and the jail, not by a memory cap yet"),
-        );
-    }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     for raw in &d.table.tools {
         match command::tool_path(raw.get_ref(), home.as_deref()) {
-            Ok(path) => grant.tools.push(path),
+            Ok(path) => native.tools.push(path),
             Err((code, message, hint)) => {
                 diags.push(Diagnostic::new(code, format!("step `{id}`: {message}")).at(here(raw.span())).hint(hint))
             }
@@ -662,8 +623,10 @@ fn resolve_command(
             );
         }
     }
-    grant.env = command::environment(&grant.tools, &granted, home.as_deref());
-    grant.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    native.env = command::environment(&native.tools, &granted, home.as_deref());
+    native.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    let path = native.env["PATH"].clone();
+    grant.reach = Reach::Native(native);
     let Some(name) = run.get_ref().first() else {
         diags.push(
             Diagnostic::new(Code::CR017, format!("step `{id}` has an empty `run`"))
@@ -672,7 +635,7 @@ fn resolve_command(
         );
         return None;
     };
-    match command::find_program(name, &grant.env["PATH"], workspace) {
+    match command::find_program(name, &path, workspace) {
         Ok(program) => {
             Some(Action::Command { program, args: run.get_ref()[1..].to_vec(), display: run.get_ref().join(" ") })
         }
@@ -692,18 +655,6 @@ fn resolve_step_plugin(
     diags: &mut Diagnostics,
 ) -> Option<String> {
     let id = d.id.get_ref();
-    let command_only = [
-        d.table.tools.first().map(|t| ("tools", t.span())),
-        d.table.env.as_ref().map(|e| ("env", e.span())),
-        d.table.network.as_ref().map(|n| ("network", n.span())),
-    ];
-    for (key, span) in command_only.into_iter().flatten() {
-        diags.push(
-            Diagnostic::new(Code::CR009, format!("step `{id}` sets `{key}`, which applies only to `run` steps"))
-                .at(here(span))
-                .hint("plugins get no environment, tools or network; remove the key"),
-        );
-    }
     let Some(name) = &d.table.plugin else {
         diags.push(
             Diagnostic::new(Code::CR017, format!("step `{id}` has neither `plugin` nor `run`"))

@@ -105,19 +105,8 @@ pub(crate) fn resolve_step(
     let secret_env: Vec<String> =
         table.secrets.iter().filter(|s| known(s.get_ref(), s.span(), diags)).map(|s| s.get_ref().clone()).collect();
     if table.run.is_some() {
-        let keys = [
-            table.allow_hosts.as_ref().map(|a| ("allow_hosts", a.span())),
-            table.allow_private.as_ref().map(|a| ("allow_private", a.span())),
-            table.secret_headers.first().map(|s| ("secret_headers", s.span())),
-        ];
-        for (key, span) in keys.into_iter().flatten() {
-            diags.push(
-                Diagnostic::new(Code::CR009, format!("step `{id}` sets `{key}`, which applies only to plugin steps"))
-                    .at(here(span))
-                    .hint("a native program gets the network with `network = true`, and secrets with `secrets = [...]` as environment variables"),
-            );
-        }
-        // A native program gets its granted secrets as environment
+        // `allow_hosts` and its kin on a native program are refused by
+        // `keys`. A native program gets its granted secrets as environment
         // variables: its jail spec reaches the helper over a pipe, never on
         // a command line other users can read.
         return (None, secret_env);

@@ -42,14 +42,14 @@ pub fn dry_run(plan: &Plan) -> String {
             let access = if mount.writable { "write" } else { "read" };
             let _ = writeln!(out, "       {access}: {} at {}", mount.rel, mount.guest);
         }
-        for tool in &step.grant.tools {
+        for tool in step.grant.tools() {
             let _ = writeln!(out, "       tool: {}", tool.display());
         }
-        if !step.grant.env.is_empty() {
-            let names: Vec<&str> = step.grant.env.keys().map(String::as_str).collect();
+        if let Some(native) = step.grant.native().filter(|n| !n.env.is_empty()) {
+            let names: Vec<&str> = native.env.keys().map(String::as_str).collect();
             let _ = writeln!(out, "       env: {}", names.join(", "));
         }
-        if let Some(http) = &step.grant.http {
+        if let Some(http) = step.grant.http() {
             let origins: Vec<&str> = http.allow.iter().map(|r| r.written.as_str()).collect();
             let private = if http.allow_private { " (private addresses allowed)" } else { "" };
             let _ = writeln!(out, "       http: {}{private}", origins.join(", "));
@@ -66,7 +66,7 @@ pub fn dry_run(plan: &Plan) -> String {
             Action::Plugin(_) => format!(", memory {}", ByteSize(limits.memory)),
             Action::Command { .. } => String::new(),
         };
-        let network = if step.grant.network { ", network ON" } else { "" };
+        let network = if step.grant.network() { ", network ON" } else { "" };
         let cache = if step.cache { "" } else { ", not cached" };
         let _ = writeln!(out, "       limits: timeout {:?}{memory}{network}{cache}", limits.timeout);
         if let Some(retry) = &step.retry {

@@ -26,7 +26,7 @@ pub fn overlaps(a: &Path, b: &Path) -> bool {
 /// mount or a tool path.
 pub fn reads_holdout(step: &Step, holdout: &[PathBuf]) -> bool {
     let mounted = step.grant.mounts.iter().map(|m| &m.host);
-    mounted.chain(&step.grant.tools).any(|path| holdout.iter().any(|h| overlaps(path, h)))
+    mounted.chain(step.grant.tools()).any(|path| holdout.iter().any(|h| overlaps(path, h)))
 }
 
 /// Every path a stage may write, with the stage's id: the tainted paths.
@@ -45,11 +45,11 @@ pub fn tainted(steps: &[Step]) -> Vec<(PathBuf, String, String)> {
 /// step, its program.
 pub fn check_holdout_readers(steps: &[Step], pipeline_file: &Path, diags: &mut Diagnostics) {
     let tainted = tainted(steps);
-    let stage_with_network = steps.iter().find(|s| s.kind == StepKind::Stage && s.grant.network);
+    let stage_with_network = steps.iter().find(|s| s.kind == StepKind::Stage && s.grant.network());
     for step in steps.iter().filter(|s| s.reads_holdout) {
         // The host's network is a way around the barrier: the holdout
         // reader sends, a stage with the network fetches it later.
-        if step.grant.network {
+        if step.grant.network() {
             let also = stage_with_network.map_or(String::new(), |s| format!(", and stage `{}` has it too", s.id));
             diags.push(
                 Diagnostic::new(
@@ -69,7 +69,7 @@ pub fn check_holdout_readers(steps: &[Step], pipeline_file: &Path, diags: &mut D
             .mounts
             .iter()
             .map(|m| ("mount", &m.host))
-            .chain(step.grant.tools.iter().map(|t| ("tool path", t)))
+            .chain(step.grant.tools().iter().map(|t| ("tool path", t)))
             .chain(program);
         for (what, path) in paths {
             let Some((_, rel, writer)) = tainted.iter().find(|(t, _, _)| overlaps(path, t)) else { continue };
@@ -179,7 +179,7 @@ pub fn reach_overlapping(plan: &Plan, dir: &Path) -> Option<String> {
     }
     plan.steps.iter().find_map(|step| {
         step.grant
-            .tools
+            .tools()
             .iter()
             .find(|tool| overlaps(&crate::key::resolve(tool)))
             .map(|tool| format!("`{}`, which step `{}` is granted in `tools`", tool.display(), step.id))

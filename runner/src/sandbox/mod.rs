@@ -512,7 +512,7 @@ fn new_store(
         table: ResourceTable::new(),
         limiter: limits::StepLimiter::new(grant.limits.memory),
         subject,
-        http: network::HttpState::new(grant.http.as_ref(), secrets, denied),
+        http: network::HttpState::new(grant.http(), secrets, denied),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

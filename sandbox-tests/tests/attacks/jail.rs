@@ -51,6 +51,7 @@ pub(super) fn cases() -> Vec<Case> {
             assert!(forge.unjailed.is_none(), "a forged marker made the run look unjailed");
             assert!(forge.findings[0].message.contains("exited with status 125"), "{:?}", forge.findings);
         }),
+        case("make the gate's own program unrunnable to end the retry loop early", unrunnable_gate),
     ]
 }
 
@@ -414,4 +415,41 @@ fn native_secret() {
     assert!(leak.stdout.contains("has-key"), "control: the secret did not reach the program: {leak:?}");
     assert!(leak.stdout.contains("[secret KEY]"), "the printed secret was not scrubbed: {}", leak.stdout);
     assert!(!format!("{report:?}").contains(value), "the report holds the secret");
+}
+
+/// A stage that breaks its gate's program (an infrastructure error, which
+/// stops the loop at once) gets a failed run, never a pass; an honest
+/// failure of the same gate is retried.
+fn unrunnable_gate() {
+    let pipeline = |stage: &str| {
+        format!(
+            "[stage.code]\nrun = [\"sh\", \"-c\", \"{stage}\"]\nwrite = [\"bin\"]\n\
+             [check.gate]\nrun = [\"bin/gate.sh\"]\nread = [\"bin\"]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 3\n"
+        )
+    };
+    // Control: a gate that fails honestly sends the stage back.
+    let ws = Workspace::new();
+    ws.file("bin/gate.sh", "#!/bin/sh\nexit 1\n");
+    set_executable(&ws.root().join("bin/gate.sh"));
+    let honest = ws.run(&[], &pipeline("true"));
+    assert_eq!(step(&honest, "code").attempt, 3, "control: the honest failure was not retried");
+    assert!(honest.escalation.as_deref().unwrap_or_default().contains("retries are used up"));
+    // The attack: the stage makes the gate's program unrunnable.
+    let ws = Workspace::new();
+    ws.file("bin/gate.sh", "#!/bin/sh\nexit 1\n");
+    set_executable(&ws.root().join("bin/gate.sh"));
+    let broken = ws.run(&[], &pipeline("chmod -x bin/gate.sh; printf 'not a program' > bin/gate.sh"));
+    let gate = step(&broken, "gate");
+    assert_eq!(broken.status, "failed", "breaking the gate made the run pass");
+    assert_ne!(gate.status, StepStatus::Passed);
+    // The jail could not execute it: not the work being judged, so the
+    // loop stopped at once, and said so.
+    assert!(gate.status == StepStatus::Error && gate.infrastructure, "{gate:?}");
+    assert!(broken.escalation.as_deref().unwrap_or_default().contains("not the stage's work"), "{broken:?}");
+    assert_eq!(step(&broken, "code").attempt, 1);
+}
+
+fn set_executable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -277,6 +277,7 @@ pub(super) fn cases() -> Vec<Case> {
         case("plant another plugin's precompiled code under a pinned plugin's name", compile_cache_plant),
         case("plant a passing result for a failing check in the result cache", result_cache_plant),
         case("point the cache or the state directory into the workspace or a tools path", placement),
+        case("rewrite a past run's report, or plant a newer run, so `cleanroom report` shows it passed", past_report),
     ]
 }
 
@@ -411,4 +412,45 @@ fn placement() {
     }
     assert_eq!(before, ws.snapshot(), "the workspace changed");
     assert!(fs_err::read_dir(ws.root().join(".cleanroom/runs")).map_or(0, |d| d.count()) <= 1, "a refused run ran");
+}
+
+/// `cleanroom report` prints only what the run wrote and its authenticated
+/// journal vouches for.
+fn past_report() {
+    let ws = gated_workspace("0");
+    let ran = cli(&ws, &["run", "--format", "json", "pipeline.toml"]);
+    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran));
+    // Control: the report command prints the real (failed) run.
+    let shown = cli(&ws, &["report", "--format", "json"]);
+    assert_eq!(shown.stdout, ran.stdout, "control: the report command did not print the run\n{}", text(&shown));
+    let run = newest_run(&ws).unwrap();
+    let report = run.join("report.json");
+    let original = fs_err::read_to_string(&report).unwrap();
+    let passed = original.replace("\"failed\"", "\"passed\"");
+    // 1. The report edited to say passed.
+    fs_err::write(&report, &passed).unwrap();
+    let edited = cli(&ws, &["report"]);
+    assert_eq!(edited.status.code(), Some(2), "an edited report was shown\n{}", text(&edited));
+    // 2. The journal's recorded digest changed to match the forged report.
+    use sha2::Digest;
+    let forged_sha = sha2::Sha256::digest(passed.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let real_sha = sha2::Sha256::digest(original.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let events = run.join("events.jsonl");
+    let journal = fs_err::read_to_string(&events).unwrap();
+    assert!(journal.contains(&real_sha), "control: the journal records the report's digest");
+    fs_err::write(&events, journal.replace(&real_sha, &forged_sha)).unwrap();
+    let both = cli(&ws, &["report"]);
+    assert_eq!(both.status.code(), Some(2), "a forged report with a matching digest was shown\n{}", text(&both));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("CR033"), "{}", text(&both));
+    // 3. A newer run directory planted whole, with an unauthenticated journal.
+    let planted = ws.root().join(".cleanroom/runs/9999999999999-9999999");
+    fs_err::create_dir_all(&planted).unwrap();
+    fs_err::write(planted.join("report.json"), &passed).unwrap();
+    let line = format!("{{\"type\":\"run_finished\",\"data\":{{\"status\":\"passed\",\"escalated\":false,\"report_sha256\":\"{forged_sha}\"}}}}\n");
+    fs_err::write(planted.join("events.jsonl"), line).unwrap();
+    let latest = cli(&ws, &["report"]);
+    assert_eq!(latest.status.code(), Some(2), "a planted run was shown\n{}", text(&latest));
+    for out in [&edited, &both, &latest] {
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("passed"), "{}", text(out));
+    }
 }

@@ -91,8 +91,9 @@ impl StepJail {
 
     fn assemble(step: &NativeStep<'_>, temp: &Path, views: &Path) -> Result<JailSpec, String> {
         let grant = step.grant;
-        let mut env: Vec<(String, String)> = grant.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if !grant.env.contains_key("TMPDIR") {
+        let native = grant.native().ok_or("a plugin's grant was given to the jail (internal error)")?;
+        let mut env: Vec<(String, String)> = native.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !native.env.contains_key("TMPDIR") {
             env.push(("TMPDIR".into(), temp.display().to_string()));
         }
         if let Some((attempt, feedback)) = step.stage {
@@ -129,7 +130,7 @@ impl StepJail {
             args: step.args.to_vec(),
             env,
             cwd: step.workspace.to_path_buf(),
-            read: reads.chain(grant.tools.iter().cloned()).collect(),
+            read: reads.chain(native.tools.iter().cloned()).collect(),
             write: grant
                 .mounts
                 .iter()
@@ -138,11 +139,11 @@ impl StepJail {
                 .chain([temp.to_path_buf()])
                 .collect(),
             binds,
-            network: grant.network,
+            network: native.network,
             allow_unjailed: step.allow_unjailed,
             max_file_size: grant.limits.max_write,
             cgroup_procs: None,
-            hide: hidden_credentials(&grant.tools),
+            hide: hidden_credentials(&native.tools),
             empty: Some(views.to_path_buf()),
             // Chosen by `jail::run` for each run.
             nonce: String::new(),
