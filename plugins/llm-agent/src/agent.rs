@@ -9,7 +9,7 @@
 use cleanroom_plugin_sdk::{one_line, Invocation};
 
 use crate::chat::{self, Reply};
-use crate::http::{self, HttpResponse, Transport};
+use crate::http::{self, Transport};
 use crate::tools::{self, Sandbox};
 use crate::{prompt, Config};
 
@@ -102,6 +102,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::http::HttpResponse;
     use crate::tools::tests::Tree;
 
     /// One POST: URL, headers, body.

@@ -4,7 +4,7 @@
 //! [`Local`] turns a [`Step`] of the plan into sandbox calls and the
 //! outcome into a [`StepReport`]. Stages (plugin or command) work on staged
 //! copies of their write mounts, committed only on success
-//! ([`super::writes`]). Evaluators list their scenarios once, run each
+//! ([`crate::writes`]). Evaluators list their scenarios once, run each
 //! scenario `repeat` times in fresh instances, and compare the share of
 //! passing scenarios with their threshold.
 
@@ -46,29 +46,26 @@ impl Backend for Local {
     }
 }
 
-type Context = Local;
-
 /// Runs one step (attempt `attempt`, with retry `feedback` for stages) and
 /// turns its outcome into a report.
-async fn run_step(context: &Context, step: &Step, attempt: u32, feedback: Vec<String>) -> StepReport {
-    let step = match resolve_deferred_mounts(step, &context.workspace) {
+async fn run_step(local: &Local, step: &Step, attempt: u32, feedback: Vec<String>) -> StepReport {
+    let step = match resolve_deferred_mounts(step, &local.workspace) {
         Ok(step) => step,
         Err(reason) => return error_report(step, reason),
     };
     let step = &step;
-    let plugin = |name: &str| {
-        context.plugins.get(name).ok_or_else(|| format!("plugin `{name}` was not loaded (internal error)"))
-    };
+    let plugin =
+        |name: &str| local.plugins.get(name).ok_or_else(|| format!("plugin `{name}` was not loaded (internal error)"));
     match (&step.action, step.kind) {
         (Action::Command { program, args, display }, _) => {
-            run_command_step(context, program, args, display, step, attempt, &feedback).await
+            run_command_step(local, program, args, display, step, attempt, &feedback).await
         }
         (Action::Plugin(name), kind) => match plugin(name) {
             Err(reason) => error_report(step, reason).infrastructure(),
             Ok(plugin) => match kind {
-                StepKind::Check => run_check_step(context, plugin, step, attempt).await,
-                StepKind::Stage => run_stage_step(context, plugin, step, attempt, feedback).await,
-                StepKind::Evaluator => run_evaluator_step(context, plugin, step, attempt).await,
+                StepKind::Check => run_check_step(local, plugin, step, attempt).await,
+                StepKind::Stage => run_stage_step(local, plugin, step, attempt, feedback).await,
+                StepKind::Evaluator => run_evaluator_step(local, plugin, step, attempt).await,
             },
         },
     }
@@ -85,9 +82,9 @@ fn invocation(step: &Step, grant: &Grant, attempt: u32, feedback: Vec<String>) -
     }
 }
 
-async fn run_check_step(context: &Context, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
+async fn run_check_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
     let invocation = invocation(step, &step.grant, step.told_attempt(attempt), Vec::new());
-    let outcome: Outcome<Vec<Finding>> = context.sandbox.run_check(plugin, &step.grant, &invocation).await;
+    let outcome: Outcome<Vec<Finding>> = local.sandbox.run_check(plugin, &step.grant, &invocation).await;
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     match outcome.result {
@@ -122,7 +119,7 @@ fn set_failure(report: &mut StepReport, failure: &Failure) {
 /// only when it returns `ok`. A stage that returns `err` has failed; one
 /// that traps or runs out of time or memory is an error.
 async fn run_stage_step(
-    context: &Context,
+    local: &Local,
     plugin: &LoadedPlugin,
     step: &Step,
     attempt: u32,
@@ -144,7 +141,7 @@ async fn run_stage_step(
     let started = Instant::now();
     let invocation = invocation(step, &grant, attempt, feedback);
     let outcome = tokio::select! {
-        outcome = context.sandbox.run_stage(plugin, &grant, &invocation) => outcome,
+        outcome = local.sandbox.run_stage(plugin, &grant, &invocation) => outcome,
         why = quota.exceeded() => return StepReport { duration: started.elapsed(), ..error_report(step, why) },
     };
     let mut report =
@@ -156,7 +153,7 @@ async fn run_stage_step(
     }
     match outcome.result {
         Ok(note) => {
-            commit(staged, &context.workspace, &mut report, Some(note));
+            commit(staged, &local.workspace, &mut report, Some(note));
         }
         Err(crate::sandbox::Failure::Plugin(message)) => {
             report.status = StepStatus::Failed;
@@ -191,14 +188,14 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
 /// The step's `timeout` bounds all of it (listing, every run of every
 /// scenario, and the subject runs inside them): each invocation gets what
 /// is left, and the subject never runs past it.
-async fn run_evaluator_step(context: &Context, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
+async fn run_evaluator_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
     let started = Instant::now();
     let limit = step.grant.limits.timeout;
     let deadline = started + limit;
     // A backstop over the whole step: invocations already stop at the
     // deadline; this also covers time between them.
     let backstop = limit + Duration::from_secs(1);
-    match tokio::time::timeout(backstop, evaluate_all(context, plugin, step, attempt, started, deadline)).await {
+    match tokio::time::timeout(backstop, evaluate_all(local, plugin, step, attempt, started, deadline)).await {
         Ok(report) => report,
         Err(_) => StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) },
     }
@@ -225,7 +222,7 @@ fn remaining(grant: &Grant, deadline: Instant) -> Option<Grant> {
 }
 
 async fn evaluate_all(
-    context: &Context,
+    local: &Local,
     plugin: &LoadedPlugin,
     step: &Step,
     attempt: u32,
@@ -239,12 +236,12 @@ async fn evaluate_all(
     let subject = match &evaluation.subject {
         None => None,
         Some(subject) => {
-            let grant = match refresh_mounts(subject.grant.clone(), &context.workspace) {
+            let grant = match refresh_mounts(subject.grant.clone(), &local.workspace) {
                 Ok(grant) => grant,
                 Err(reason) => return error_report(step, format!("subject: {reason}")),
             };
             let path = match fs_err::canonicalize(&subject.component.host) {
-                Ok(path) if path.starts_with(&context.workspace) => path,
+                Ok(path) if path.starts_with(&local.workspace) => path,
                 Ok(path) => {
                     return error_report(
                         step,
@@ -265,7 +262,7 @@ async fn evaluate_all(
                     )
                 }
             };
-            match context.sandbox.load_subject(&path, &grant, deadline) {
+            match local.sandbox.load_subject(&path, &grant, deadline) {
                 Ok(runner) => Some(runner),
                 Err(reason) => return error_report(step, format!("the subject cannot be loaded: {reason}")),
             }
@@ -276,7 +273,7 @@ async fn evaluate_all(
     let Some(grant) = remaining(&step.grant, deadline) else {
         return StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) };
     };
-    let listed = context.sandbox.run_scenarios(plugin, &grant, &invocation, subject.clone()).await;
+    let listed = local.sandbox.run_scenarios(plugin, &grant, &invocation, subject.clone()).await;
     let mut stdout = listed.stdout;
     let mut stderr = listed.stderr;
     let mut denied = listed.denied;
@@ -303,7 +300,7 @@ async fn evaluate_all(
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
         let scenario = run_scenario(
-            context,
+            local,
             plugin,
             (step, deadline),
             evaluation,
@@ -358,7 +355,7 @@ fn append_subject_log(report: &mut StepReport, subject: Option<&crate::sandbox::
     reason = "one call site; the pieces are the step's context, not a concept of their own"
 )]
 async fn run_scenario(
-    context: &Context,
+    local: &Local,
     plugin: &LoadedPlugin,
     (step, deadline): (&Step, Instant),
     evaluation: &Evaluation,
@@ -372,7 +369,7 @@ async fn run_scenario(
     let mut last = (String::new(), String::new());
     for _ in 0..evaluation.repeat {
         let grant = remaining(&step.grant, deadline)?;
-        let outcome = context.sandbox.run_evaluate(plugin, &grant, name, invocation, subject.clone()).await;
+        let outcome = local.sandbox.run_evaluate(plugin, &grant, name, invocation, subject.clone()).await;
         append(stdout, outcome.stdout, step.grant.limits.output);
         append(stderr, outcome.stderr, step.grant.limits.output);
         denied.extend(outcome.denied);
@@ -421,7 +418,7 @@ fn append(into: &mut Captured, from: Captured, cap: u64) {
 /// error (not a verdict on its inputs, so never cached); a failed exit status
 /// is a failure.
 async fn run_command_step(
-    context: &Context,
+    local: &Local,
     program: &std::path::Path,
     args: &[String],
     display: &str,
@@ -437,11 +434,11 @@ async fn run_command_step(
         program,
         args,
         grant: &step.grant,
-        workspace: &context.workspace,
+        workspace: &local.workspace,
         staged: staged.binds(),
         stage: (step.kind == StepKind::Stage).then_some((attempt, feedback)),
-        secrets: &context.secrets,
-        allow_unjailed: context.options.allow_unjailed,
+        secrets: &local.secrets,
+        allow_unjailed: local.options.allow_unjailed,
     });
     let jail = match jail {
         Ok(jail) => jail,
@@ -451,7 +448,7 @@ async fn run_command_step(
     let quota = Quota::new(jail.quota_dirs(), limits.max_write);
     let started = Instant::now();
     let outcome = tokio::select! {
-        outcome = jail::run(&context.options.jail_helper, &jail.spec, limits.timeout, limits.output) => outcome,
+        outcome = jail::run(&local.options.jail_helper, &jail.spec, limits.timeout, limits.output) => outcome,
         why = quota.exceeded() => {
             jail.remove_mount_points();
             return StepReport { duration: started.elapsed(), ..error_report(step, why) };
@@ -466,7 +463,7 @@ async fn run_command_step(
             report.unjailed = exit.unjailed.clone();
             let last = last_line(&report);
             if exit.success() {
-                committed = commit(staged, &context.workspace, &mut report, None);
+                committed = commit(staged, &local.workspace, &mut report, None);
             } else if let (None, Some(signal)) = (exit.code, exit.signal) {
                 // Killed from outside, or by itself: says nothing about its
                 // inputs, so an error (never cached), not a failure.

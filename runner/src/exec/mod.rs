@@ -39,7 +39,9 @@ use crate::journal::{self, Journal, Retrying};
 use crate::key::Key;
 use crate::plan::{Plan, Step, StepKind};
 pub use crate::report::events::{Event, Observer};
-use crate::report::{AttemptReport, RunReport, RunStatus, StepReport, StepStatus};
+use crate::report::{
+    AttemptReport, Change, FailingScenario, GateScore, Retried, RunReport, RunStatus, StepReport, StepStatus,
+};
 use crate::sandbox::Sandbox;
 use crate::secrets::Secrets;
 pub use backend::Backend;
@@ -316,7 +318,7 @@ impl RunState {
             match event {
                 Event::StepFinished { step, round, status, inputs, report } => {
                     grow_history(&mut state.history, *round);
-                    state.history[*round as usize - 1].failing.extend(failing_lines(step, report));
+                    state.history[*round as usize - 1].failing_scenarios.extend(failing_scenarios(step, report));
                     if let Some(i) = index(step) {
                         state.reports[i] = Some((**report).clone());
                         if *status == StepStatus::Passed {
@@ -326,9 +328,14 @@ impl RunState {
                         }
                     }
                 }
-                Event::GateDecision { gate, round, status, reason, .. } => {
+                Event::GateDecision { gate, round, status, reason, retry } => {
                     grow_history(&mut state.history, *round);
-                    state.history[*round as usize - 1].gates.push(gate_line(gate, *status, reason));
+                    state.history[*round as usize - 1].decisions.push(GateScore {
+                        gate: gate.clone(),
+                        status: *status,
+                        reason: reason.clone(),
+                        retry: retry.clone(),
+                    });
                 }
                 Event::RoundFinished { round, retries } => {
                     let mut stages = Vec::new();
@@ -727,9 +734,8 @@ impl Executor<'_> {
             }
             let passed = r.status == StepStatus::Passed;
             let reason = gate_reason(r);
-            entry.failing.extend(failing_lines(&step.id, r));
+            entry.failing_scenarios.extend(failing_scenarios(&step.id, r));
             if step.retry.is_some() || step.kind == StepKind::Evaluator {
-                entry.gates.push(gate_line(&step.id, r.status, &reason));
                 let stage = step.retry.as_ref().filter(|_| !passed).and_then(|retry| plan.graph.index(&retry.stage));
                 if let Some(stage) = stage {
                     failing.entry(stage).or_default().push(i);
@@ -778,6 +784,12 @@ impl Executor<'_> {
         }
         for (gate, status, reason, stage) in decisions {
             let retry = stage.map(|s| plan.steps[s].id.clone()).filter(|stage| retries.contains_key(stage));
+            entry.decisions.push(GateScore {
+                gate: gate.clone(),
+                status,
+                reason: reason.clone(),
+                retry: retry.clone(),
+            });
             self.emit(&Event::GateDecision { gate, round, status, reason, retry });
         }
         for (stage, retrying) in &retries {
@@ -848,7 +860,7 @@ impl Executor<'_> {
     fn push_history(&self, text: &mut String) {
         text.push_str("  how each round scored:\n");
         for entry in &self.state.history {
-            text.push_str(&format!("    round {}: {}\n", entry.round, entry.gates.join("; ")));
+            text.push_str(&format!("    round {}: {}\n", entry.round, entry.gate_lines().join("; ")));
         }
     }
 }
@@ -889,14 +901,7 @@ async fn run_or_reuse(
         }
     }
     let report = run(feedback).await;
-    let written: Vec<String> = report
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            crate::report::Change::Written(path) => Some(path.clone()),
-            _ => None,
-        })
-        .collect();
+    let written: Vec<String> = report.changes.iter().filter_map(Change::written).map(str::to_string).collect();
     match crate::writes::read_written(&step.grant.mounts, &written) {
         Ok(files) => cache.put(&key, &report, &files),
         Err(e) => tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id),
@@ -931,18 +936,19 @@ fn gate_reason(report: &StepReport) -> String {
     }
 }
 
-/// `gate: status, reason`, as the round history shows it.
-fn gate_line(gate: &str, status: StepStatus, reason: &str) -> String {
-    format!("{gate}: {}, {reason}", status.as_str())
-}
-
-/// An evaluator's failing scenarios, as the round history shows them.
-fn failing_lines(step: &str, report: &StepReport) -> Vec<String> {
+/// An evaluator's failing scenarios, as the round history keeps them.
+fn failing_scenarios(step: &str, report: &StepReport) -> Vec<FailingScenario> {
     report
         .evaluation
         .iter()
         .flat_map(|e| e.scenarios.iter().filter(|s| !s.passed))
-        .map(|s| format!("{step}: {}  {}/{} passed  {}", s.name, s.passes, s.runs, s.summary))
+        .map(|s| FailingScenario {
+            gate: step.to_string(),
+            scenario: s.name.clone(),
+            passes: s.passes,
+            runs: s.runs,
+            summary: s.summary.clone(),
+        })
         .collect()
 }
 
@@ -956,14 +962,13 @@ fn grow_history(history: &mut Vec<AttemptReport>, round: u32) {
 impl AttemptReport {
     /// Records that `stage` is retried as `retrying` says.
     fn add_retry(&mut self, stage: &str, retrying: &Retrying) {
-        self.retries.push(format!(
-            "{stage}: attempt {} with {} feedback lines (at most {:.1} bits of holdout-dependent information)",
-            retrying.attempt,
-            retrying.feedback.len(),
-            retrying.feedback_bits
-        ));
-        self.feedback.extend(retrying.feedback.iter().map(|line| format!("{stage}: {line}")));
-        self.withheld.extend(retrying.withheld.iter().map(|line| format!("{stage}: {line}")));
+        self.retried.push(Retried {
+            stage: stage.to_string(),
+            attempt: retrying.attempt,
+            feedback: retrying.feedback.clone(),
+            feedback_bits: retrying.feedback_bits,
+            withheld: retrying.withheld.clone(),
+        });
         self.feedback_bits += retrying.feedback_bits;
     }
 }

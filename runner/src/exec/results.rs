@@ -149,14 +149,7 @@ impl ResultCache {
             }
             files.push(FileRecord { path: file.path.clone(), sha256, mode: file.mode });
         }
-        let removed = report
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                crate::report::Change::Removed(path) => Some(path.clone()),
-                _ => None,
-            })
-            .collect();
+        let removed = report.changes.iter().filter_map(crate::report::Change::removed).map(str::to_string).collect();
         let entry = Entry { report: report.clone(), files, removed };
         let Ok(json) = serde_json::to_vec(&entry) else { return };
         let sealed = mac_key.seal(ENTRY_LABEL, key, &json);

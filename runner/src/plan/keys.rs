@@ -44,8 +44,16 @@ impl Needs {
 pub struct Rule {
     /// The key as written in a step table.
     pub key: &'static str,
+    /// Where the key is written in a table, if it is: its span, or `None`
+    /// inside for a key kept without one (the step's header is pointed at).
+    pub at: fn(&StepTable) -> Option<Option<Range<usize>>>,
     /// Conditions, each with the refusal when it is not met.
     pub needs: &'static [(Needs, &'static str, &'static str)],
+}
+
+/// A span, when the key is written.
+fn span(span: Option<Range<usize>>) -> Option<Option<Range<usize>>> {
+    span.map(Some)
 }
 
 const ONLY_EVALUATORS: (Needs, &str, &str) = (
@@ -75,6 +83,7 @@ const ONLY_PLUGINS_NET: (Needs, &str, &str) = (
 pub const RULES: &[Rule] = &[
     Rule {
         key: "write",
+        at: |t| span(t.write.first().map(|w| w.span())),
         needs: &[(
             Needs::Stage,
             "{kind} `{id}` asks for `write`, but only stages may write",
@@ -83,21 +92,24 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         key: "max_write",
+        at: |t| span(t.max_write.as_ref().map(|m| m.span())),
         needs: &[(Needs::Stage, "{kind} `{id}` sets `max_write`, but only stages write", "remove `max_write`")],
     },
     Rule {
         key: "pids",
+        at: |t| span(t.pids.as_ref().map(|p| p.span())),
         needs: &[(
             Needs::Run,
             "step `{id}` sets `pids`, which applies only to `run` steps",
             "remove `pids`: a plugin is one process",
         )],
     },
-    Rule { key: "tools", needs: &[ONLY_RUN] },
-    Rule { key: "env", needs: &[ONLY_RUN] },
-    Rule { key: "network", needs: &[ONLY_RUN] },
+    Rule { key: "tools", at: |t| span(t.tools.first().map(|x| x.span())), needs: &[ONLY_RUN] },
+    Rule { key: "env", at: |t| span(t.env.as_ref().map(|e| e.span())), needs: &[ONLY_RUN] },
+    Rule { key: "network", at: |t| span(t.network.as_ref().map(|n| n.span())), needs: &[ONLY_RUN] },
     Rule {
         key: "config",
+        at: |t| span(t.config.as_ref().map(|c| c.span())),
         needs: &[(
             Needs::Plugin,
             "step `{id}` has `config`, but `run` steps take their settings as arguments",
@@ -106,22 +118,48 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         key: "memory",
+        at: |t| t.memory.is_some().then(|| t.run.as_ref().map(|r| r.span())),
         needs: &[(
             Needs::Plugin,
             "step `{id}` sets `memory`, which this version enforces only for plugins",
             "remove `memory`; native programs are bounded by `timeout` and the jail, not by a memory cap yet",
         )],
     },
-    Rule { key: "allow_hosts", needs: &[ONLY_PLUGINS_NET] },
-    Rule { key: "allow_private", needs: &[ONLY_PLUGINS_NET] },
-    Rule { key: "secret_headers", needs: &[ONLY_PLUGINS_NET] },
-    Rule { key: "repeat", needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE] },
-    Rule { key: "require", needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE] },
-    Rule { key: "threshold", needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE] },
-    Rule { key: "subject", needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE] },
-    Rule { key: "subject_read", needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE] },
+    Rule { key: "allow_hosts", at: |t| span(t.allow_hosts.as_ref().map(|a| a.span())), needs: &[ONLY_PLUGINS_NET] },
+    Rule { key: "allow_private", at: |t| span(t.allow_private.as_ref().map(|a| a.span())), needs: &[ONLY_PLUGINS_NET] },
+    Rule {
+        key: "secret_headers",
+        at: |t| span(t.secret_headers.first().map(|x| x.span())),
+        needs: &[ONLY_PLUGINS_NET],
+    },
+    Rule {
+        key: "repeat",
+        at: |t| span(t.repeat.as_ref().map(|r| r.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
+    Rule {
+        key: "require",
+        at: |t| span(t.require.as_ref().map(|r| r.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
+    Rule {
+        key: "threshold",
+        at: |t| span(t.threshold.as_ref().map(|x| x.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
+    Rule {
+        key: "subject",
+        at: |t| span(t.subject.as_ref().map(|x| x.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
+    Rule {
+        key: "subject_read",
+        at: |t| span(t.subject_read.first().map(|x| x.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
     Rule {
         key: "subject_timeout",
+        at: |t| t.subject_timeout.is_some().then_some(None),
         needs: &[
             ONLY_EVALUATORS,
             (
@@ -133,39 +171,12 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// Where `key` is written in `table`, if it is: its span, or `None` for a
-/// key written without one (`memory`, `subject_timeout`: then the step's
-/// header is pointed at).
-fn written(table: &StepTable, key: &str) -> Option<Option<Range<usize>>> {
-    let spanned = |span: Option<Range<usize>>| span.map(Some);
-    match key {
-        "write" => spanned(table.write.first().map(|w| w.span())),
-        "max_write" => spanned(table.max_write.as_ref().map(|m| m.span())),
-        "pids" => spanned(table.pids.as_ref().map(|p| p.span())),
-        "tools" => spanned(table.tools.first().map(|t| t.span())),
-        "env" => spanned(table.env.as_ref().map(|e| e.span())),
-        "network" => spanned(table.network.as_ref().map(|n| n.span())),
-        "config" => spanned(table.config.as_ref().map(|c| c.span())),
-        "memory" => table.memory.is_some().then_some(table.run.as_ref().map(|r| r.span())),
-        "allow_hosts" => spanned(table.allow_hosts.as_ref().map(|a| a.span())),
-        "allow_private" => spanned(table.allow_private.as_ref().map(|a| a.span())),
-        "secret_headers" => spanned(table.secret_headers.first().map(|s| s.span())),
-        "repeat" => spanned(table.repeat.as_ref().map(|r| r.span())),
-        "require" => spanned(table.require.as_ref().map(|r| r.span())),
-        "threshold" => spanned(table.threshold.as_ref().map(|t| t.span())),
-        "subject" => spanned(table.subject.as_ref().map(|s| s.span())),
-        "subject_read" => spanned(table.subject_read.first().map(|s| s.span())),
-        "subject_timeout" => table.subject_timeout.is_some().then_some(None),
-        _ => None,
-    }
-}
-
 /// Refuses, with `CR009`, every key of step `d` that does not apply to it.
 pub(crate) fn refuse_inapplicable(d: &Declared, here: &dyn Fn(Range<usize>) -> Location, diags: &mut Diagnostics) {
     let runs_program = d.table.run.is_some();
     let id = &d.id.get_ref().0;
     for rule in RULES {
-        let Some(span) = written(d.table, rule.key) else { continue };
+        let Some(span) = (rule.at)(d.table) else { continue };
         let Some((_, message, hint)) = rule.needs.iter().find(|(needs, _, _)| !needs.met_by(d.kind, runs_program))
         else {
             continue;
@@ -190,7 +201,7 @@ mod tests {
         )
         .unwrap();
         for rule in RULES {
-            assert!(written(&table, rule.key).is_some(), "rule for `{}` cannot find the key", rule.key);
+            assert!((rule.at)(&table).is_some(), "rule for `{}` cannot find the key", rule.key);
             assert!(!rule.needs.is_empty());
         }
     }

@@ -117,17 +117,17 @@ pub fn render(report: &RunReport, style: Style) -> String {
     if !report.attempts.is_empty() {
         let _ = writeln!(out, "\nattempts:");
         for attempt in &report.attempts {
-            let _ = writeln!(out, "  round {}: {}", attempt.round, attempt.gates.join("; "));
-            for failing in &attempt.failing {
+            let _ = writeln!(out, "  round {}: {}", attempt.round, attempt.gate_lines().join("; "));
+            for failing in attempt.failing_lines() {
                 let _ = writeln!(out, "    {failing}");
             }
-            for retry in &attempt.retries {
+            for retry in attempt.retry_lines() {
                 let _ = writeln!(out, "    -> retry {retry}");
             }
-            for line in &attempt.feedback {
+            for line in attempt.feedback_lines() {
                 let _ = writeln!(out, "       feedback {line}");
             }
-            for line in &attempt.withheld {
+            for line in attempt.withheld_lines() {
                 let _ = writeln!(out, "       withheld {line}");
             }
         }

@@ -91,6 +91,22 @@ pub enum Change {
 }
 
 impl Change {
+    /// The path, if this is a file written.
+    pub fn written(&self) -> Option<&str> {
+        match self {
+            Change::Written(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The path, if this is a file removed.
+    pub fn removed(&self) -> Option<&str> {
+        match self {
+            Change::Removed(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// The workspace-relative path.
     pub fn path(&self) -> &str {
         match self {
@@ -390,30 +406,99 @@ impl StepReport {
     }
 }
 
-/// One round of a run: which stage attempts ran and how each gate scored.
+/// One round of a run: how each gate scored, which scenarios failed, and
+/// which stages were sent back with what feedback. In JSON the structured
+/// fields (`decisions`, `failing_scenarios`, `retried`) come with the
+/// one-line forms reports always had (`gates`, `failing`, `retries`,
+/// `feedback`, `withheld`), which are made from them and ignored on reading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "AttemptJson", from = "AttemptJson")]
 pub struct AttemptReport {
     /// 1 for the first pass over the pipeline, +1 per retry.
     pub round: u32,
-    /// `gate: score` for every gate that ran in this round, e.g.
-    /// `holdout: failed, satisfaction 0.67 (4/6)`.
-    pub gates: Vec<String>,
-    /// Evaluators' failing scenarios in this round: `gate: name  K/N passed  summary`.
-    #[serde(default)]
-    pub failing: Vec<String>,
-    /// The stages re-run after this round, with the feedback lines each got.
-    pub retries: Vec<String>,
-    /// The feedback lines sent, by stage: `stage: line`.
-    #[serde(default)]
-    pub feedback: Vec<String>,
+    /// Every gate judged in this round.
+    pub decisions: Vec<GateScore>,
+    /// Evaluators' failing scenarios in this round.
+    pub failing_scenarios: Vec<FailingScenario>,
+    /// The stages sent back after this round.
+    pub retried: Vec<Retried>,
     /// An upper bound on the bits of holdout-dependent information this
     /// round's feedback carried, all stages together (`docs/security.md`).
-    #[serde(default)]
     pub feedback_bits: f64,
-    /// For humans only, never sent to a stage: feedback lines withheld
-    /// because they quoted a holdout file, naming the file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+}
+
+/// A gate's verdict in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateScore {
+    /// The gate's id.
+    pub gate: String,
+    /// How it ended.
+    pub status: StepStatus,
+    /// Its score or why it did not pass: `satisfaction 0.67 (4/6) < 0.90`.
+    pub reason: String,
+    /// The stage it sent back, if it did.
+    #[serde(default)]
+    pub retry: Option<String>,
+}
+
+impl std::fmt::Display for GateScore {
+    /// `gate: status, reason`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}, {}", self.gate, self.status.as_str(), self.reason)
+    }
+}
+
+/// A scenario an evaluator failed in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailingScenario {
+    /// The evaluator's id.
+    pub gate: String,
+    /// The scenario's name.
+    pub scenario: String,
+    /// Passing runs.
+    pub passes: u32,
+    /// Runs.
+    pub runs: u32,
+    /// The evaluator's one-line summary.
+    pub summary: String,
+}
+
+impl std::fmt::Display for FailingScenario {
+    /// `gate: name  K/N passed  summary`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}  {}/{} passed  {}", self.gate, self.scenario, self.passes, self.runs, self.summary)
+    }
+}
+
+/// A stage sent back after a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retried {
+    /// The stage's id.
+    pub stage: String,
+    /// Its next attempt.
+    pub attempt: u32,
+    /// The feedback lines it got.
+    pub feedback: Vec<String>,
+    /// An upper bound on their holdout-dependent bits.
+    pub feedback_bits: f64,
+    /// For humans only, never sent to the stage: lines withheld because
+    /// they quoted a holdout file, naming the file.
+    #[serde(default)]
     pub withheld: Vec<String>,
+}
+
+impl std::fmt::Display for Retried {
+    /// `stage: attempt N with M feedback lines (at most B bits ...)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: attempt {} with {} feedback lines (at most {:.1} bits of holdout-dependent information)",
+            self.stage,
+            self.attempt,
+            self.feedback.len(),
+            self.feedback_bits
+        )
+    }
 }
 
 impl AttemptReport {
@@ -421,12 +506,88 @@ impl AttemptReport {
     pub fn new(round: u32) -> Self {
         AttemptReport {
             round,
-            gates: Vec::new(),
-            failing: Vec::new(),
-            retries: Vec::new(),
-            feedback: Vec::new(),
+            decisions: Vec::new(),
+            failing_scenarios: Vec::new(),
+            retried: Vec::new(),
             feedback_bits: 0.0,
-            withheld: Vec::new(),
+        }
+    }
+
+    /// `gate: status, reason` per gate.
+    pub fn gate_lines(&self) -> Vec<String> {
+        self.decisions.iter().map(ToString::to_string).collect()
+    }
+
+    /// `gate: name  K/N passed  summary` per failing scenario.
+    pub fn failing_lines(&self) -> Vec<String> {
+        self.failing_scenarios.iter().map(ToString::to_string).collect()
+    }
+
+    /// One line per stage sent back.
+    pub fn retry_lines(&self) -> Vec<String> {
+        self.retried.iter().map(ToString::to_string).collect()
+    }
+
+    /// `stage: line` per feedback line sent.
+    pub fn feedback_lines(&self) -> Vec<String> {
+        self.retried.iter().flat_map(|r| r.feedback.iter().map(move |line| format!("{}: {line}", r.stage))).collect()
+    }
+
+    /// `stage: note` per feedback line withheld.
+    pub fn withheld_lines(&self) -> Vec<String> {
+        self.retried.iter().flat_map(|r| r.withheld.iter().map(move |line| format!("{}: {line}", r.stage))).collect()
+    }
+}
+
+/// [`AttemptReport`] as JSON: the structured fields and the one-line forms.
+#[derive(Serialize, Deserialize)]
+struct AttemptJson {
+    round: u32,
+    #[serde(default)]
+    gates: Vec<String>,
+    #[serde(default)]
+    failing: Vec<String>,
+    #[serde(default)]
+    retries: Vec<String>,
+    #[serde(default)]
+    feedback: Vec<String>,
+    #[serde(default)]
+    feedback_bits: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    withheld: Vec<String>,
+    #[serde(default)]
+    decisions: Vec<GateScore>,
+    #[serde(default)]
+    failing_scenarios: Vec<FailingScenario>,
+    #[serde(default)]
+    retried: Vec<Retried>,
+}
+
+impl From<AttemptReport> for AttemptJson {
+    fn from(a: AttemptReport) -> AttemptJson {
+        AttemptJson {
+            round: a.round,
+            gates: a.gate_lines(),
+            failing: a.failing_lines(),
+            retries: a.retry_lines(),
+            feedback: a.feedback_lines(),
+            feedback_bits: a.feedback_bits,
+            withheld: a.withheld_lines(),
+            decisions: a.decisions,
+            failing_scenarios: a.failing_scenarios,
+            retried: a.retried,
+        }
+    }
+}
+
+impl From<AttemptJson> for AttemptReport {
+    fn from(j: AttemptJson) -> AttemptReport {
+        AttemptReport {
+            round: j.round,
+            decisions: j.decisions,
+            failing_scenarios: j.failing_scenarios,
+            retried: j.retried,
+            feedback_bits: j.feedback_bits,
         }
     }
 }
@@ -555,11 +716,18 @@ impl RunReport {
             }
         }
         for attempt in &mut report.attempts {
-            attempt.gates = lines(&attempt.gates);
-            attempt.failing = lines(&attempt.failing);
-            attempt.retries = lines(&attempt.retries);
-            attempt.feedback = lines(&attempt.feedback);
-            attempt.withheld = lines(&attempt.withheld);
+            for decision in &mut attempt.decisions {
+                decision.gate = one(&decision.gate);
+                decision.reason = one(&decision.reason);
+            }
+            for failing in &mut attempt.failing_scenarios {
+                failing.scenario = one(&failing.scenario);
+                failing.summary = one(&failing.summary);
+            }
+            for retried in &mut attempt.retried {
+                retried.feedback = lines(&retried.feedback);
+                retried.withheld = lines(&retried.withheld);
+            }
         }
         report.escalation = report.escalation.as_ref().map(many);
         report

@@ -122,7 +122,7 @@ fn feedback_case(name: &str, level: &'static str, expected: &'static str) -> Cas
         );
         assert!(report.passed(), "{report:#?}");
         // Control: the evaluator did try to say more than the level allows.
-        let judge = &report.attempts[0].failing;
+        let judge = &report.attempts[0].failing_lines();
         assert!(judge.iter().any(|f| f.contains("alpha is wrong")), "{judge:?}");
         assert_eq!(recorded(&ws, 2), expected, "the stage was told more than `feedback = \"{level}\"` allows");
         assert!(report.feedback_bits > 0.0 && report.attempts[0].feedback_bits == report.feedback_bits);
