@@ -2,7 +2,7 @@
 //! granted them, and scrubbed from everything the run records.
 //!
 //! The plan names secrets and says where each comes from
-//! ([`crate::plan::network::SecretSpec`]); [`Secrets::read`] reads the
+//! ([`crate::plan::secrets::SecretSpec`]); [`Secrets::read`] reads the
 //! values, refusing the run (exit 2) when one is missing or too short to
 //! redact. The sandbox asks [`Secrets::value`] for a granted secret when it
 //! builds a guest's environment or a request's headers. Every step report
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
-use crate::plan::network::SecretSpec;
+use crate::plan::secrets::SecretSpec;
 use crate::plan::Plan;
 
 /// Shorter values cannot be redacted without mangling ordinary text.

@@ -180,6 +180,17 @@ fn is_executable(path: &Path) -> bool {
     fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// What `--dry-run` says of a native program's tools and environment
+/// (variable names only).
+pub fn describe(grant: &crate::plan::Grant) -> Vec<String> {
+    let mut lines: Vec<String> = grant.tools().iter().map(|t| format!("tool: {}", t.display())).collect();
+    if let Some(native) = grant.native().filter(|n| !n.env.is_empty()) {
+        let names: Vec<&str> = native.env.keys().map(String::as_str).collect();
+        lines.push(format!("env: {}", names.join(", ")));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

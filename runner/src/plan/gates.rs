@@ -253,3 +253,21 @@ pub(crate) fn resolve_evaluation(
 pub(crate) fn produced_upstream(raw: &str, upstream_writes: &[String]) -> bool {
     mounts::normalize(raw).is_some_and(|rel| upstream_writes.iter().any(|w| mounts::is_within(&rel, w)))
 }
+
+/// What `--dry-run` says of a gate: the stage it retries (with that
+/// stage's one budget) and an evaluator's k-of-n settings and subject.
+pub fn describe(plan: &super::Plan, step: &super::Step) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(retry) = &step.retry {
+        let budget = plan.graph.index(&retry.stage).map_or(1, |s| plan.steps[s].attempts);
+        lines.push(format!("on failure: retry `{}` (at most {budget} attempts)", retry.stage));
+    }
+    if let Some(e) = &step.evaluation {
+        let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.component.rel));
+        lines.push(format!(
+            "evaluates{subject}: each scenario {} times, {} must pass; threshold {:.2}",
+            e.repeat, e.require, e.threshold
+        ));
+    }
+    lines
+}

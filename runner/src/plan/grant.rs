@@ -8,21 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 
-/// Deadline when a step sets no `timeout`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Memory cap when a step sets no `memory`.
-pub const DEFAULT_MEMORY: u64 = 512 << 20;
-/// Bytes of stdout, and separately of stderr, kept per invocation; the rest
-/// is dropped (the plugin is not told, so log spam cannot kill it).
-pub const DEFAULT_OUTPUT_CAP: u64 = 1 << 20;
-/// Bytes a stage may write when it sets no `max_write`.
-pub const DEFAULT_MAX_WRITE: u64 = 1 << 30;
-/// Processes a native program may have at once when it sets no `pids`.
-pub const DEFAULT_PIDS: u32 = 512;
+pub use super::limits::{Limits, DEFAULT_MAX_WRITE, DEFAULT_MEMORY, DEFAULT_OUTPUT_CAP, DEFAULT_PIDS, DEFAULT_TIMEOUT};
 
 /// Everything one step may touch. What both kinds of step share is here;
 /// what only a WebAssembly plugin or only a native program can be given is
@@ -219,33 +208,6 @@ pub struct Mount {
     /// then), or a `read` path that a step it needs writes (checked, and its
     /// kind read, when the step runs).
     pub exists: bool,
-}
-
-/// Finite resources for one invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Limits {
-    /// Wall-clock deadline, enforced by interrupting the guest.
-    pub timeout: Duration,
-    /// Maximum linear memory the guest may hold, in bytes.
-    pub memory: u64,
-    /// Bytes of stdout and of stderr kept, each.
-    pub output: u64,
-    /// Bytes a stage may write.
-    pub max_write: u64,
-    /// Processes a native program may have at once (where enforceable).
-    pub pids: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            timeout: DEFAULT_TIMEOUT,
-            memory: DEFAULT_MEMORY,
-            output: DEFAULT_OUTPUT_CAP,
-            max_write: DEFAULT_MAX_WRITE,
-            pids: DEFAULT_PIDS,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@ pub mod dag;
 pub mod gates;
 pub mod grant;
 pub mod keys;
+pub mod limits;
 pub mod mounts;
 pub mod network;
+pub mod secrets;
 pub mod select;
 pub mod show;
 pub mod taint;
@@ -102,7 +104,7 @@ pub struct Plan {
     /// holdout scenarios.
     pub feedback: crate::manifest::FeedbackLevel,
     /// `[secrets]`: where each named secret is read from when a run starts.
-    pub secrets: BTreeMap<String, network::SecretSpec>,
+    pub secrets: BTreeMap<String, secrets::SecretSpec>,
     /// The steps' `needs` as indices, their dependents and ids: what the
     /// scheduler walks. Derived from `steps`; not part of the plan's digest.
     #[serde(skip)]
@@ -228,7 +230,7 @@ impl Plan {
 
         let workspace = resolve_workspace(manifest, &base_dir, source).map_err(Diagnostics::from)?;
         let plugins = inspect_plugins(manifest, &base_dir, source, &mut diags);
-        let secrets = network::resolve_secrets(manifest, &base_dir, &here, &mut diags);
+        let secrets = secrets::resolve_secrets(manifest, &base_dir, &here, &mut diags);
 
         let mut declared: Vec<Declared> = [
             (StepKind::Check, &manifest.check),
@@ -336,14 +338,7 @@ impl Plan {
                     ),
                 }
             }
-            let limits = Limits {
-                timeout: d.table.timeout.map_or(grant::DEFAULT_TIMEOUT, |t| t.0),
-                memory: d.table.memory.map_or(grant::DEFAULT_MEMORY, |m| m.0),
-                max_write: d.table.max_write.as_ref().map_or(grant::DEFAULT_MAX_WRITE, |m| m.get_ref().0),
-                pids: d.table.pids.as_ref().map_or(grant::DEFAULT_PIDS, |p| *p.get_ref()),
-                ..Limits::default()
-            };
-            let mut grant = Grant::new(mounts, limits);
+            let mut grant = Grant::new(mounts, limits::resolve(d.table));
             let action = match &d.table.run {
                 Some(run) => resolve_command(d, run, &workspace, &mut grant, &here, &mut diags),
                 None => resolve_step_plugin(d, &plugins, manifest, &at_step, &here, &mut diags).map(Action::Plugin),
@@ -352,8 +347,8 @@ impl Plan {
                 Some(Action::Plugin(name)) => plugins.get(name),
                 _ => None,
             };
-            let (http, secret_env) = network::resolve_step(d, plugin_info, &secrets, &here, &mut diags);
-            grant.secret_env = secret_env;
+            grant.secret_env = secrets::resolve_step(d, &secrets, &here, &mut diags);
+            let http = network::resolve_step(d, plugin_info, &secrets, &here, &mut diags);
             if let Reach::Wasm(wasm) = &mut grant.reach {
                 wasm.http = http;
             }

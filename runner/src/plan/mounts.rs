@@ -1,4 +1,8 @@
-//! Resolving a step's `read`/`write` paths into checked [`Mount`]s.
+//! The filesystem capability, plan half: a step's `read`/`write` paths
+//! become checked [`Mount`]s ([`resolve`], used again for a mount an
+//! upstream step creates). The sandbox half: [`crate::sandbox::fs`] (a
+//! plugin's preopens), the jail's mounts and Landlock rules, and
+//! [`crate::writes`] (staging and commit).
 //!
 //! A mount path is workspace-relative. It may not be absolute, may not climb
 //! out of the workspace with `..`, may not resolve outside it through a
@@ -143,6 +147,15 @@ fn resolve_missing_write(workspace: &Path, raw: &str, parts: &[&str]) -> Result<
         message: format!("write mount `{raw}` cannot be created inside the workspace"),
         hint: "write to a directory inside the workspace".into(),
     })
+}
+
+/// What `--dry-run` says of a step's mounts: `read: src at /src`.
+pub fn describe(grant: &crate::plan::Grant) -> Vec<String> {
+    grant
+        .mounts
+        .iter()
+        .map(|m| format!("{}: {} at {}", if m.writable { "write" } else { "read" }, m.rel, m.guest))
+        .collect()
 }
 
 #[cfg(test)]

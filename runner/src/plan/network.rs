@@ -1,115 +1,34 @@
-//! Resolving a step's network and secret keys: `allow_hosts`,
-//! `allow_private`, `secrets`, `secret_headers`, and the `[secrets]` table.
+//! The network capability, plan half: a plugin's `allow_hosts`,
+//! `allow_private` and `secret_headers` become its [`HttpGrant`]
+//! (`network = true` for a native program is [`super::command`]'s). The
+//! sandbox half is [`crate::sandbox::network`] (and, for native programs,
+//! the jail's network namespace).
 //!
 //! Deny by default: a step without `allow_hosts` gets no `wasi:http`, and a
 //! plugin importing it is refused for that step here, before anything runs.
-//! Secrets are only ever named in the plan ([`SecretSpec`] says where a
-//! value comes from); values are read when a run starts
-//! ([`crate::secrets`]) and never enter the plan, so nothing that hashes or
-//! prints a plan can leak them.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use serde::Serialize;
 
 use super::grant::{HostRule, HttpGrant, SecretHeader};
+use super::secrets::SecretSpec;
 use super::Declared;
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
-use crate::manifest::Manifest;
 use crate::plugin::PluginInfo;
 
-/// Where a secret's value is read from when a run starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum SecretSpec {
-    /// An environment variable of the runner.
-    Env(String),
-    /// A file's contents, without a trailing newline.
-    File(PathBuf),
-}
-
-/// Checks `[secrets]`: each entry names exactly one source.
-pub(crate) fn resolve_secrets(
-    manifest: &Manifest,
-    base_dir: &Path,
-    here: &dyn Fn(std::ops::Range<usize>) -> Location,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, SecretSpec> {
-    let mut secrets = BTreeMap::new();
-    for (name, source) in &manifest.secrets {
-        let at = here(name.span());
-        let spec = match (&source.get_ref().env, &source.get_ref().file) {
-            (Some(env), None) if crate::plan::command::check_env_name(env).is_ok() => SecretSpec::Env(env.clone()),
-            (None, Some(file)) => SecretSpec::File(match (file.strip_prefix("~/"), std::env::var_os("HOME")) {
-                (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-                _ => base_dir.join(file),
-            }),
-            (Some(env), None) => {
-                diags.push(
-                    Diagnostic::new(
-                        Code::CR027,
-                        format!("secret `{}`: `{env}` is not an environment variable name", name.get_ref()),
-                    )
-                    .at(at)
-                    .hint("use letters, digits and `_`"),
-                );
-                continue;
-            }
-            _ => {
-                diags.push(
-                    Diagnostic::new(
-                        Code::CR027,
-                        format!("secret `{}` must name exactly one of `env` and `file`", name.get_ref()),
-                    )
-                    .at(at)
-                    .hint("write `{ env = \"VARIABLE\" }` or `{ file = \"path\" }`"),
-                );
-                continue;
-            }
-        };
-        secrets.insert(name.get_ref().0.clone(), spec);
-    }
-    secrets
-}
-
-/// The `wasi:http` grant and secret environment variables of step `d`
-/// (running plugin `plugin`, when it is a plugin step).
+/// The `wasi:http` grant of step `d` (running plugin `plugin`, when it is a
+/// plugin step); `None` for a native program (`allow_hosts` and its kin on
+/// one are refused by [`super::keys`]).
 pub(crate) fn resolve_step(
     d: &Declared,
     plugin: Option<&PluginInfo>,
     secrets: &BTreeMap<String, SecretSpec>,
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
-) -> (Option<HttpGrant>, Vec<String>) {
+) -> Option<HttpGrant> {
     let id = d.id.get_ref();
     let table = d.table;
-    let known = |name: &str, span: std::ops::Range<usize>, diags: &mut Diagnostics| {
-        let ok = secrets.contains_key(name);
-        if !ok {
-            let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
-            let hint = match crate::diag::suggest(name, names.iter().copied()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("declare it: [secrets] {name} = {{ env = \"VARIABLE\" }}"),
-            };
-            diags.push(
-                Diagnostic::new(
-                    Code::CR027,
-                    format!("step `{id}` uses secret `{name}`, which [secrets] does not define"),
-                )
-                .at(here(span))
-                .hint(hint),
-            );
-        }
-        ok
-    };
-    let secret_env: Vec<String> =
-        table.secrets.iter().filter(|s| known(s.get_ref(), s.span(), diags)).map(|s| s.get_ref().clone()).collect();
     if table.run.is_some() {
-        // `allow_hosts` and its kin on a native program are refused by
-        // `keys`. A native program gets its granted secrets as environment
-        // variables: its jail spec reaches the helper over a pipe, never on
-        // a command line other users can read.
-        return (None, secret_env);
+        return None;
     }
 
     let http_imports: Vec<&str> = plugin
@@ -144,7 +63,7 @@ pub(crate) fn resolve_step(
                 .hint("steps get no network by default: grant the origins it may reach, e.g. `allow_hosts = [\"https://api.example.com\"]`"),
             );
         }
-        return (None, secret_env);
+        return None;
     };
     let mut allow = Vec::new();
     for host in hosts.get_ref() {
@@ -167,7 +86,7 @@ pub(crate) fn resolve_step(
     let mut headers = Vec::new();
     for header in &table.secret_headers {
         let h = header.get_ref();
-        if !known(h.secret.get_ref(), h.secret.span(), diags) {
+        if !super::secrets::known(&id.0, h.secret.get_ref(), here(h.secret.span()), secrets, diags) {
             continue;
         }
         if !hosts.get_ref().iter().any(|a| a.get_ref() == h.host.get_ref()) {
@@ -198,5 +117,17 @@ pub(crate) fn resolve_step(
         });
     }
     let allow_private = table.allow_private.as_ref().is_some_and(|p| *p.get_ref());
-    (Some(HttpGrant { allow, allow_private, headers }), secret_env)
+    Some(HttpGrant { allow, allow_private, headers })
+}
+
+/// What `--dry-run` says of a plugin's `wasi:http` grant.
+pub fn describe(grant: &super::Grant) -> Vec<String> {
+    let Some(http) = grant.http() else { return Vec::new() };
+    let origins: Vec<&str> = http.allow.iter().map(|r| r.written.as_str()).collect();
+    let private = if http.allow_private { " (private addresses allowed)" } else { "" };
+    let mut lines = vec![format!("http: {}{private}", origins.join(", "))];
+    for header in &http.headers {
+        lines.push(format!("header: {} from secret {} for {}", header.header, header.secret, header.host));
+    }
+    lines
 }

@@ -6,7 +6,6 @@
 
 use std::fmt::Write;
 
-use crate::manifest::ByteSize;
 use crate::plan::{Action, Plan, Step, StepKind};
 
 /// One line per step: id, kind, what it runs, what it needs.
@@ -38,49 +37,16 @@ pub fn dry_run(plan: &Plan) -> String {
         if !step.needs.is_empty() {
             let _ = writeln!(out, "       needs: {}", step.needs.join(", "));
         }
-        for mount in &step.grant.mounts {
-            let access = if mount.writable { "write" } else { "read" };
-            let _ = writeln!(out, "       {access}: {} at {}", mount.rel, mount.guest);
-        }
-        for tool in step.grant.tools() {
-            let _ = writeln!(out, "       tool: {}", tool.display());
-        }
-        if let Some(native) = step.grant.native().filter(|n| !n.env.is_empty()) {
-            let names: Vec<&str> = native.env.keys().map(String::as_str).collect();
-            let _ = writeln!(out, "       env: {}", names.join(", "));
-        }
-        if let Some(http) = step.grant.http() {
-            let origins: Vec<&str> = http.allow.iter().map(|r| r.written.as_str()).collect();
-            let private = if http.allow_private { " (private addresses allowed)" } else { "" };
-            let _ = writeln!(out, "       http: {}{private}", origins.join(", "));
-            for header in &http.headers {
-                let _ =
-                    writeln!(out, "       header: {} from secret {} for {}", header.header, header.secret, header.host);
-            }
-        }
-        if !step.grant.secret_env.is_empty() {
-            let _ = writeln!(out, "       secrets as env: {}", step.grant.secret_env.join(", "));
-        }
-        let limits = &step.grant.limits;
-        let memory = match step.action {
-            Action::Plugin(_) => format!(", memory {}", ByteSize(limits.memory)),
-            Action::Command { .. } => String::new(),
-        };
-        let network = if step.grant.network() { ", network ON" } else { "" };
-        let cache = if step.cache { "" } else { ", not cached" };
-        let _ = writeln!(out, "       limits: timeout {:?}{memory}{network}{cache}", limits.timeout);
-        if let Some(retry) = &step.retry {
-            // The stage's one budget, whichever of its gates wrote it.
-            let budget = plan.graph.index(&retry.stage).map_or(1, |s| plan.steps[s].attempts);
-            let _ = writeln!(out, "       on failure: retry `{}` (at most {budget} attempts)", retry.stage);
-        }
-        if let Some(e) = &step.evaluation {
-            let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.component.rel));
-            let _ = writeln!(
-                out,
-                "       evaluates{subject}: each scenario {} times, {} must pass; threshold {:.2}",
-                e.repeat, e.require, e.threshold
-            );
+        // Each capability says what it grants, in the order a reader checks them.
+        let lines = super::mounts::describe(&step.grant)
+            .into_iter()
+            .chain(super::command::describe(&step.grant))
+            .chain(super::network::describe(&step.grant))
+            .chain(super::secrets::describe(&step.grant))
+            .chain([super::limits::describe(step)])
+            .chain(super::gates::describe(plan, step));
+        for line in lines {
+            let _ = writeln!(out, "       {line}");
         }
     }
     let _ = writeln!(out, "dry run: nothing was run");
