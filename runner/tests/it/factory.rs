@@ -257,3 +257,31 @@ fn resume_in_a_later_round_restores_skipped_steps() {
     assert_eq!(statuses(&resumed), statuses(&expected));
     assert_eq!(resumed.json()["escalation"], expected.json()["escalation"]);
 }
+
+/// An evaluator whose own configuration is wrong cannot be fixed by another
+/// attempt of the stage: the loop stops after the first round, says why,
+/// and the stage keeps its budget (it had 5 attempts).
+#[test]
+fn a_misconfigured_evaluator_stops_the_loop_at_once() {
+    let ws = factory_copy(|toml| {
+        toml.replace("config = { scenarios = \"/scenarios\" }", "config = { scenarios = \"/no-such-dir\" }")
+    });
+    let ran = run_pipeline(&ws, &[]);
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let json = ran.json();
+    let holdout = json["steps"].as_array().unwrap().iter().find(|s| s["id"] == "holdout").unwrap();
+    assert_eq!(holdout["status"], "error", "{holdout}");
+    assert_eq!(holdout["infrastructure"], true, "{holdout}");
+    let implement = json["steps"].as_array().unwrap().iter().find(|s| s["id"] == "implement").unwrap();
+    assert_eq!(implement["attempt"], 1, "the stage was retried for the evaluator's mistake");
+    let escalation = json["escalation"].as_str().unwrap();
+    assert!(
+        escalation.contains("not the stage's work") && escalation.contains("`holdout`: could not list its scenarios"),
+        "{escalation}"
+    );
+    // `--max-iterations 1` gives every stage one attempt, whatever the gates say.
+    let ws = factory_copy(|toml| toml);
+    let capped = run_pipeline(&ws, &["--max-iterations", "1"]);
+    assert_eq!(capped.code, 1, "{capped:?}");
+    assert!(capped.json()["escalation"].as_str().unwrap().contains("after 1 attempts of `implement`"), "{capped:?}");
+}
