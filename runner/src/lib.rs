@@ -2,12 +2,17 @@
 //! WebAssembly components, each seeing only the files the pipeline grants.
 //!
 //! Data flows one way: pipeline file -> [`manifest`] (pure data, spans) ->
-//! [`plan`] (validated, resolved, one [`plan::Grant`] per step) -> [`exec`]
-//! (schedules the DAG, one [`sandbox`] invocation per step) -> [`report`].
-//! [`diag`] carries every user-facing error; [`plugin`] inspects component
-//! files; [`cache`] keeps compiled plugins and step results between runs;
-//! [`lock`] pins plugins in `cleanroom.lock`; [`authoring`] scaffolds and
-//! tests plugins and starter pipelines; [`cli`] is the command line.
+//! [`plan`] (validated, resolved, one [`plan::Grant`] per step, the step
+//! graph; [`Plan::load`] is the entry point) -> [`exec`] (schedules the DAG
+//! and runs each step through an [`exec::Backend`]; the local one calls
+//! [`sandbox`]) -> [`report`] (the run's [`report::events`], the report and
+//! its renderers) and [`journal`] (the durable, authenticated record).
+//! [`writes`] is the workspace transaction; [`diag`] carries every
+//! user-facing error; [`plugin`] inspects component files; [`cache`] holds
+//! the cache directories and input digests; [`key`] authenticates what the
+//! runner reads back; [`lock`] pins plugins in `cleanroom.lock`;
+//! [`authoring`] scaffolds and tests plugins and starter pipelines; [`cli`]
+//! is the command line. No module imports one that imports it back.
 
 pub mod authoring;
 pub mod cache;
