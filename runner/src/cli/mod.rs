@@ -125,9 +125,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
         format: ReportFormat,
         /// The workspace whose runs to read (the directory holding
-        /// `.cleanroom/`).
-        #[arg(long, default_value = ".")]
-        workspace: PathBuf,
+        /// `.cleanroom/`) [default: the nearest one at or above the current
+        /// directory].
+        #[arg(long)]
+        workspace: Option<PathBuf>,
     },
     /// Check a pipeline without running any plugin: TOML, ids, needs, mounts,
     /// plugin files, pins and worlds (plugins are compiled, not run).
@@ -364,7 +365,7 @@ pub fn main() -> i32 {
             let run = run::RunCommand { pipeline: pipeline.path(), format, selection, dry_run };
             run.execute(options, output)
         }
-        Command::Report { run, format, workspace } => report::report(&workspace, run.as_deref(), format, output),
+        Command::Report { run, format, workspace } => report::report(workspace, run.as_deref(), format, output),
         Command::Validate { pipeline } => pipeline::validate(&pipeline.path(), output),
         Command::Graph { pipeline, format } => pipeline::with_plan(&pipeline.path(), output, |plan| match format {
             GraphFormat::Dot => crate::plan::show::dot(plan),

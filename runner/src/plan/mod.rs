@@ -161,9 +161,10 @@ pub struct Step {
     /// and its output reaches a stage only in bounded form.
     pub reads_holdout: bool,
     /// Stages: how many attempts the run may make, the first included: the
-    /// largest `max_iterations` of the gates that retry it (1 when none
-    /// does), capped by `run --max-iterations`. Decided here, once; the
-    /// executor only compares with it. 1 for checks and evaluators.
+    /// largest `max_iterations` written on a gate that retries it, the
+    /// default 3 when none writes one, 1 when no gate retries it; capped by
+    /// `run --max-iterations` ([`gates::resolve_budgets`]). Decided here,
+    /// once; the executor only compares with it. 1 for checks and evaluators.
     pub attempts: u32,
 }
 
@@ -200,7 +201,9 @@ impl Plan {
 
     /// Keeps `steps` (a subset of this plan's, in plan order) and what
     /// derives from them: the graph, the plugins they use, and each stage's
-    /// attempt budget (a dropped gate no longer retries anything).
+    /// attempt budget (a dropped gate no longer retries anything; a cap
+    /// from [`Plan::cap_attempts`] is applied after selecting, as
+    /// `exec::prepare` does).
     pub fn retain_steps(&mut self, keep: impl Fn(&Step) -> bool) {
         self.steps.retain(|s| keep(s));
         let steps = &self.steps;

@@ -82,6 +82,11 @@ fn report_prints_a_past_run_exactly_as_it_printed_and_refuses_a_changed_record()
         refused.stderr.contains("error[CR033]") && refused.stderr.contains("not the report the run wrote"),
         "{refused:?}"
     );
+    // From a subdirectory, the nearest workspace with runs is found.
+    let nested = ws.path().join("src");
+    let from_below = cleanroom(&nested, &["report", &ids[1], "--format", "json"]);
+    assert_eq!(from_below.code, 1, "{from_below:?}");
+    assert!(from_below.stdout.contains("\"pipeline\": \"mixed\""), "{from_below:?}");
     let unknown = cleanroom(ws.path(), &["report", "../../etc"]);
     assert_eq!(unknown.code, 2, "{unknown:?}");
     assert!(unknown.stderr.contains("is not a run id"), "{unknown:?}");
