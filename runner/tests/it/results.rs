@@ -68,21 +68,14 @@ fn an_unchanged_check_is_answered_from_the_cache_and_a_change_runs_it_again() {
 /// Every file under `dir`, with its contents and permission bits.
 fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
     use std::os::unix::fs::PermissionsExt;
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs_err::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let mode = fs_err::metadata(&path).unwrap().permissions().mode();
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(rel, (fs_err::read(&path).unwrap(), mode));
-            }
-        }
-    }
-    out
+    crate::files_under(dir)
+        .into_iter()
+        .map(|path| {
+            let mode = fs_err::metadata(&path).unwrap().permissions().mode();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            (rel, (fs_err::read(&path).unwrap(), mode))
+        })
+        .collect()
 }
 
 /// After the generated files are deleted, a rerun of the factory restores
