@@ -93,25 +93,23 @@ async fn run_check_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attem
             let failed = report.findings.iter().any(|f| f.severity == "error");
             report.status = if failed { StepStatus::Failed } else { StepStatus::Passed };
         }
-        Err(failure) => set_failure(&mut report, &failure),
+        Err(failure) => set_failure(&mut report, "", &failure),
     }
     report.denied_requests = outcome.denied;
     report
 }
 
-/// Records why a step that could not finish did not: the runner's words,
-/// then the part the plugin chose ([`Failure::produced`]); a failure of the
-/// host or the jail is marked as not the work's doing.
-fn set_failure(report: &mut StepReport, failure: &Failure) {
+/// Records why a step that could not finish did not: `context` and the
+/// runner's words, then the part the plugin chose ([`Failure::produced`]);
+/// a failure of the host or the jail is marked as not the work's doing.
+fn set_failure(report: &mut StepReport, context: &str, failure: &Failure) {
     report.status = StepStatus::Error;
     let text = failure.to_string();
-    match failure.produced().and_then(|produced| text.strip_suffix(produced).map(|words| (words, produced))) {
-        Some((words, produced)) => report.set_reason(words, produced),
-        None => {
-            report.reason_produced_from = Some(text.len());
-            report.reason = Some(text);
-        }
-    }
+    let (words, produced) = failure
+        .produced()
+        .and_then(|produced| text.strip_suffix(produced).map(|words| (words, produced)))
+        .unwrap_or((&text, ""));
+    report.set_reason(&format!("{context}{words}"), produced);
     report.infrastructure = failure.is_infrastructure();
 }
 
@@ -159,7 +157,7 @@ async fn run_stage_step(
             report.status = StepStatus::Failed;
             report.set_reason("the stage reported: ", &message);
         }
-        Err(failure) => set_failure(&mut report, &failure),
+        Err(failure) => set_failure(&mut report, "", &failure),
     }
     report
 }
@@ -283,11 +281,7 @@ async fn evaluate_all(
             // The evaluator's own problem (its configuration, its scenario
             // files): no attempt of a stage changes it.
             let mut report = report_with_output(step, StepStatus::Error, None, stdout, stderr, started.elapsed());
-            set_failure(&mut report, &failure);
-            let reason = report.reason.take().unwrap_or_default();
-            let from = report.reason_produced_from.unwrap_or(reason.len());
-            report.set_reason("could not list its scenarios: ", &reason);
-            report.reason_produced_from = Some("could not list its scenarios: ".len() + from);
+            set_failure(&mut report, "could not list its scenarios: ", &failure);
             report.infrastructure = true;
             report.attempt = attempt;
             report.denied_requests = denied;
@@ -458,7 +452,7 @@ async fn run_command_step(
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     let mut committed = false;
     match outcome.result {
-        Err(failure) => set_failure(&mut report, &failure),
+        Err(failure) => set_failure(&mut report, "", &failure),
         Ok(exit) => {
             report.unjailed = exit.unjailed.clone();
             let last = last_line(&report);
@@ -515,16 +509,6 @@ fn refresh_mounts(mut grant: Grant, workspace: &Path) -> Result<Grant, String> {
         mount.exists = true;
     }
     Ok(grant)
-}
-
-/// Content digests of a step's inputs, as the journal records them and the
-/// result cache keys them: each mount (and an evaluator's subject and the
-/// subject's mounts) by workspace path. A write mount's digest is of what
-/// the step starts from.
-pub(super) fn input_digests(step: &Step, digester: &crate::cache::digest::Digester) -> BTreeMap<String, String> {
-    let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-    let subject_mounts = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
-    step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
 /// `(": ", <last non-empty output line>)` (stderr first), the line cut to

@@ -524,7 +524,7 @@ impl Executor<'_> {
                     let mut report = StepReport::skipped(&step.id, step.kind, stop.skip_reason());
                     report.attempt = self.attempt_of(i);
                     // Live only, not journaled: a resumed run runs these.
-                    self.finish(i, round, report, Sink::Live);
+                    self.finish(i, round, report, BTreeMap::new(), Sink::Live);
                     progress = true;
                     continue;
                 }
@@ -544,7 +544,7 @@ impl Executor<'_> {
                     let mut report = StepReport::skipped(&step.id, step.kind, reason);
                     report.attempt = self.attempt_of(i);
                     // Journaled like any result, so a resumed run knows it.
-                    self.finish(i, round, report, Sink::All);
+                    self.finish(i, round, report, BTreeMap::new(), Sink::All);
                     progress = true;
                     continue;
                 }
@@ -558,10 +558,10 @@ impl Executor<'_> {
                 }
                 launched[i] = true;
                 progress = true;
-                let inputs = local::input_digests(step, &self.services.digester);
+                let inputs = input_digests(step, &self.services.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
                     // Live only: the journal holds it from before.
-                    self.finish(i, round, reused, Sink::Live);
+                    self.finish(i, round, reused, BTreeMap::new(), Sink::Live);
                     continue;
                 }
                 let attempt = self.attempt_of(i);
@@ -625,7 +625,7 @@ impl Executor<'_> {
                     if self.options.fail_fast && final_failure && self.stop.is_none() {
                         self.stop = Some(Stop::FailFast(step.id.clone()));
                     }
-                    self.finish_with(i, round, report, inputs);
+                    self.finish(i, round, report, inputs, Sink::All);
                 }
                 Some(Err(join_error)) if join_error.is_cancelled() => {}
                 Some(Err(join_error)) => tracing::error!("a step task failed: {join_error}"),
@@ -641,31 +641,16 @@ impl Executor<'_> {
                 let mut report = StepReport::error(&step.id, step.kind, reason).infrastructure();
                 report.attempt = self.attempt_of(i);
                 // Live only, not journaled: a resumed run starts them again.
-                self.finish(i, round, report, Sink::Live);
+                self.finish(i, round, report, BTreeMap::new(), Sink::Live);
             }
         }
     }
 
     /// Stores step `i`'s result for this round and emits `step_finished`
-    /// to `sinks` (with no input digests: it did not run).
-    fn finish(&mut self, i: usize, round: u32, report: StepReport, sinks: Sink) {
-        let event = Event::StepFinished {
-            step: report.id.clone(),
-            round,
-            status: report.status,
-            inputs: BTreeMap::new(),
-            report: Box::new(report),
-        };
-        match sinks {
-            Sink::All => self.emit(&event),
-            Sink::Live => self.tell(&event),
-        }
-        self.store(i, round, event);
-    }
-
-    /// Stores the result of a step that ran, with the digests of the inputs
-    /// it started from, and emits it to every sink.
-    fn finish_with(&mut self, i: usize, round: u32, report: StepReport, inputs: BTreeMap<String, String>) {
+    /// to `sinks`, with the digests of the `inputs` it started from (none
+    /// for a step that did not run).
+    fn finish(&mut self, i: usize, round: u32, report: StepReport, inputs: BTreeMap<String, String>, sinks: Sink) {
+        tracing::info!("round {round}: `{}` {}", report.id, report.status.as_str());
         let event = Event::StepFinished {
             step: report.id.clone(),
             round,
@@ -673,13 +658,11 @@ impl Executor<'_> {
             inputs,
             report: Box::new(report),
         };
-        self.emit(&event);
-        self.store(i, round, event);
-    }
-
-    fn store(&mut self, i: usize, round: u32, event: Event) {
+        match sinks {
+            Sink::All => self.emit(&event),
+            Sink::Live => self.tell(&event),
+        }
         if let Event::StepFinished { report, .. } = event {
-            tracing::info!("round {round}: `{}` {}", report.id, report.status.as_str());
             self.state.reports[i] = Some(*report);
         }
     }
@@ -971,6 +954,16 @@ impl AttemptReport {
         });
         self.feedback_bits += retrying.feedback_bits;
     }
+}
+
+/// Content digests of a step's inputs, as the journal records them and the
+/// result cache keys them: each mount (and an evaluator's subject and the
+/// subject's mounts) by workspace path. A write mount's digest is of what
+/// the step starts from.
+fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
+    let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
+    let subject_mounts = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
+    step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
 /// Whether `a` and `b` may not run at the same time: one is a stage and

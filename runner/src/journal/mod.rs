@@ -418,7 +418,7 @@ pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<
     let dir = runs.join(&run_id);
     let read = |name: &str| -> Result<Vec<u8>, Diagnostic> {
         let path = dir.join(name);
-        let file = fs_err::OpenOptions::new()
+        let mut file = fs_err::OpenOptions::new()
             .read(true)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
             .open(&path)
@@ -428,7 +428,6 @@ pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<
                     "name a run id from `.cleanroom/runs/`, or none for the latest",
                 )
             })?;
-        let mut file = file;
         if !file.metadata().is_ok_and(|m| m.is_file()) {
             return Err(refuse(format!("run `{run_id}`: `{name}` is not a regular file"), "rerun the pipeline"));
         }

@@ -83,7 +83,6 @@ pub fn dot(plan: &Plan) -> String {
 pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     let node = |i: usize| format!("s{i}");
-    let index = |id: &str| plan.steps.iter().position(|s| s.id == id).unwrap_or(0);
     for (i, step) in plan.steps.iter().enumerate() {
         let label = format!("{}<br/>{} {}", step.id, step.kind, action(step)).replace('"', "#quot;");
         let (open, close) = match step.kind {
@@ -94,11 +93,11 @@ pub fn mermaid(plan: &Plan) -> String {
         let _ = writeln!(out, "  {}{open}{label}{close}", node(i));
     }
     for (i, step) in plan.steps.iter().enumerate() {
-        for need in &step.needs {
-            let _ = writeln!(out, "  {} --> {}", node(index(need)), node(i));
+        for &need in plan.graph.needs(i) {
+            let _ = writeln!(out, "  {} --> {}", node(need), node(i));
         }
         if let Some(retry) = &step.retry {
-            let _ = writeln!(out, "  {} -. retry .-> {}", node(i), node(index(&retry.stage)));
+            let _ = writeln!(out, "  {} -. retry .-> {}", node(i), node(plan.graph.index(&retry.stage).unwrap_or(0)));
         }
     }
     out

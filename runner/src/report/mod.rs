@@ -106,13 +106,6 @@ impl Change {
             _ => None,
         }
     }
-
-    /// The workspace-relative path.
-    pub fn path(&self) -> &str {
-        match self {
-            Change::Written(p) | Change::Removed(p) | Change::IgnoredLink(p) => p,
-        }
-    }
 }
 
 impl std::fmt::Display for Change {

@@ -75,8 +75,7 @@ impl StepJail {
             }
             mount_points.push(mount.host.clone());
         }
-        let built = Self::assemble(&step, temp.path(), views.path());
-        let spec = match built {
+        let mut spec = match Self::assemble(&step, temp.path(), views.path()) {
             Ok(spec) => spec,
             Err(e) => {
                 remove_dirs(&mount_points);
@@ -84,7 +83,6 @@ impl StepJail {
             }
         };
         let pids = PidsCgroup::create(grant.limits.pids);
-        let mut spec = spec;
         spec.cgroup_procs = pids.as_ref().map(PidsCgroup::procs_file);
         Ok(StepJail { spec, temp, _views: views, _pids: pids, mount_points })
     }
