@@ -328,14 +328,9 @@ impl RunState {
                         }
                     }
                 }
-                Event::GateDecision { gate, round, status, reason, retry } => {
+                Event::GateDecision { round, .. } => {
                     grow_history(&mut state.history, *round);
-                    state.history[*round as usize - 1].decisions.push(GateScore {
-                        gate: gate.clone(),
-                        status: *status,
-                        reason: reason.clone(),
-                        retry: retry.clone(),
-                    });
+                    state.history[*round as usize - 1].decisions.extend(gate_score(event));
                 }
                 Event::RoundFinished { round, retries } => {
                     let mut stages = Vec::new();
@@ -767,13 +762,9 @@ impl Executor<'_> {
         }
         for (gate, status, reason, stage) in decisions {
             let retry = stage.map(|s| plan.steps[s].id.clone()).filter(|stage| retries.contains_key(stage));
-            entry.decisions.push(GateScore {
-                gate: gate.clone(),
-                status,
-                reason: reason.clone(),
-                retry: retry.clone(),
-            });
-            self.emit(&Event::GateDecision { gate, round, status, reason, retry });
+            let event = Event::GateDecision { gate, round, status, reason, retry };
+            entry.decisions.extend(gate_score(&event));
+            self.emit(&event);
         }
         for (stage, retrying) in &retries {
             entry.add_retry(stage, retrying);
@@ -917,6 +908,13 @@ fn gate_reason(report: &StepReport) -> String {
         StepStatus::Failed if report.error_count() > 0 => format!("{} error findings", report.error_count()),
         _ => report.reason.clone().unwrap_or_else(|| report.status.as_str().to_string()),
     }
+}
+
+/// A `gate_decision` event as the round history keeps it (a live round and
+/// one rebuilt on resume alike).
+fn gate_score(event: &Event) -> Option<GateScore> {
+    let Event::GateDecision { gate, status, reason, retry, .. } = event else { return None };
+    Some(GateScore { gate: gate.clone(), status: *status, reason: reason.clone(), retry: retry.clone() })
 }
 
 /// An evaluator's failing scenarios, as the round history keeps them.
