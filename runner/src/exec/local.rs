@@ -233,38 +233,10 @@ async fn evaluate_all(
     };
     let subject = match &evaluation.subject {
         None => None,
-        Some(subject) => {
-            let grant = match refresh_mounts(subject.grant.clone(), &local.workspace) {
-                Ok(grant) => grant,
-                Err(reason) => return error_report(step, format!("subject: {reason}")),
-            };
-            let path = match fs_err::canonicalize(&subject.component.host) {
-                Ok(path) if path.starts_with(&local.workspace) => path,
-                Ok(path) => {
-                    return error_report(
-                        step,
-                        format!(
-                            "the subject `{}` resolves outside the workspace (to `{}`)",
-                            subject.component.rel,
-                            path.display()
-                        ),
-                    )
-                }
-                Err(_) => {
-                    return error_report(
-                        step,
-                        format!(
-                            "the subject `{}` does not exist: the steps this evaluator needs did not build it",
-                            subject.component.rel
-                        ),
-                    )
-                }
-            };
-            match local.sandbox.load_subject(&path, &grant, deadline) {
-                Ok(runner) => Some(runner),
-                Err(reason) => return error_report(step, format!("the subject cannot be loaded: {reason}")),
-            }
-        }
+        Some(subject) => match load_subject(local, subject, deadline) {
+            Ok(runner) => Some(runner),
+            Err(reason) => return error_report(step, reason),
+        },
     };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
@@ -328,6 +300,65 @@ async fn evaluate_all(
     report.denied_requests = denied;
     append_subject_log(&mut report, subject.as_deref());
     report
+}
+
+/// Makes the subject ready to run for one evaluator step: its deferred
+/// mounts resolved, its program file checked to be in the workspace, a
+/// component compiled; no run going past `deadline`.
+///
+/// # Errors
+/// Why it cannot run, in one line (the step is an error: a subject that
+/// was not built, or is not a command, is the work's doing).
+fn load_subject(
+    local: &Local,
+    subject: &crate::plan::gates::Subject,
+    deadline: Instant,
+) -> Result<Arc<crate::sandbox::SubjectRunner>, String> {
+    use crate::plan::subjects::SubjectProgram;
+    let grant = refresh_mounts(subject.grant.clone(), &local.workspace).map_err(|reason| format!("subject: {reason}"))?;
+    match &subject.program {
+        SubjectProgram::Component(mount) => {
+            let path = match fs_err::canonicalize(&mount.host) {
+                Ok(path) if path.starts_with(&local.workspace) => path,
+                Ok(path) => {
+                    return Err(format!(
+                        "the subject `{}` resolves outside the workspace (to `{}`)",
+                        mount.rel,
+                        path.display()
+                    ))
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "the subject `{}` does not exist: the steps this evaluator needs did not build it",
+                        mount.rel
+                    ))
+                }
+            };
+            local
+                .sandbox
+                .load_subject(&path, &grant, deadline)
+                .map_err(|reason| format!("the subject cannot be loaded: {reason}"))
+        }
+        SubjectProgram::Native { program, args, file, .. } => {
+            // A workspace program is one of the grant's mounts, checked again
+            // (and its kind read) now that upstream steps have built it.
+            let program = match file {
+                Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
+                    Some(mount) if !mount.is_dir => mount.host.clone(),
+                    Some(_) => return Err(format!("the subject's program `{rel}` is a directory")),
+                    None => return Err(format!("the subject's program `{rel}` is not in its grant (internal error)")),
+                },
+                None => program.clone(),
+            };
+            let native = crate::sandbox::NativeProgram {
+                helper: local.options.jail_helper.clone(),
+                program,
+                args: args.clone(),
+                workspace: local.workspace.clone(),
+            };
+            Ok(crate::sandbox::SubjectRunner::native(native, grant, deadline))
+        }
+    }
 }
 
 /// Adds the subject's failed runs not already told in a scenario's detail
@@ -433,6 +464,7 @@ async fn run_command_step(
         stage: (step.kind == StepKind::Stage).then_some((attempt, feedback)),
         secrets: &local.secrets,
         allow_unjailed: local.options.allow_unjailed,
+        stdin: None,
     });
     let jail = match jail {
         Ok(jail) => jail,

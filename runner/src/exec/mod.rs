@@ -960,7 +960,7 @@ impl AttemptReport {
 /// the step starts from.
 fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
     let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-    let subject_mounts = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
+    let subject_mounts = subject.into_iter().flat_map(|s| s.paths().into_iter().map(|(_, m)| m));
     step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 

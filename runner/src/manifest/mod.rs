@@ -44,6 +44,10 @@ pub struct Manifest {
     /// `[evaluator.ID]` tables.
     #[serde(default)]
     pub evaluator: BTreeMap<Spanned<Id>, StepTable>,
+    /// `[subject.ID]` tables: programs an evaluator judges, named by its
+    /// `subject = "ID"`.
+    #[serde(default)]
+    pub subject: BTreeMap<Spanned<Id>, SubjectTable>,
     /// `[barrier]`: paths that separate the code writers from the judges.
     pub barrier: Option<BarrierTable>,
     /// `[secrets]`: named secrets and where the runner reads them from;
@@ -259,6 +263,45 @@ pub struct StepTable {
     /// headers for one allowed host, never shown to the guest.
     #[serde(default)]
     pub secret_headers: Vec<Spanned<SecretHeader>>,
+}
+
+/// One `[subject.ID]` table: the program an evaluator judges, run in a
+/// sandbox of its own once per `subject.run` call. Exactly one of `run` and
+/// `component`.
+/// Example: `[subject.wc]` with `run = ["python3", "app/wc.py"]` and `read = ["app"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectTable {
+    /// A native program and its first arguments, run in the kernel jail;
+    /// each call's arguments follow these. Example: `run = ["python3", "app/wc.py"]`.
+    pub run: Option<Spanned<Vec<String>>>,
+    /// The workspace path of a `wasi:cli` command component.
+    /// Example: `component = "build/rpn.wasm"`.
+    pub component: Option<Spanned<String>>,
+    /// Workspace paths it may read (never the holdout, never `private`
+    /// paths). Default: none. Example: `read = ["app"]`.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// `run` subjects: extra read-only host paths (interpreters, toolchains),
+    /// as for `run` steps. Example: `tools = ["~/.local/lib/python3"]`.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// `run` subjects: its only environment variables besides `PATH`, `HOME`
+    /// and `TMPDIR`. Example: `env = { LANG = "C.UTF-8" }`.
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    /// Deadline of one call. Default 10s (and never past the evaluator
+    /// step's own deadline). Example: `timeout = "10s"`.
+    pub timeout: Option<DurationSpec>,
+    /// Memory cap of one call: a component's linear memory, or a native
+    /// program's whole process tree (a memory cgroup; refused with the
+    /// reason where the kernel gives none). Default: 512MiB for a
+    /// component, none for a native program. Example: `memory = "256MiB"`.
+    pub memory: Option<Spanned<ByteSize>>,
+    /// `run` subjects: processes one call may have at once. Default 64.
+    pub pids: Option<Spanned<u32>>,
+    /// Bytes of stdout, and separately of stderr, one call may print before
+    /// its output is judged cut. Default 1MiB.
+    pub output: Option<Spanned<ByteSize>>,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

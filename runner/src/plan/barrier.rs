@@ -1,9 +1,11 @@
 //! The barrier: grants that may never cross between code writers and judges.
 //!
 //! `[barrier] holdout` paths are never readable or writable by a stage (its
-//! mounts, or its tools), by an evaluator's subject (its component or its
-//! `subject_read`), or by a check whose findings become retry feedback.
-//! `[barrier] private` paths are never readable by an evaluator. The check
+//! mounts, or its tools), by an evaluator's subject (its component or
+//! program, its `read` or `subject_read`, its tools), or by a check whose
+//! findings become retry feedback. `[barrier] private` paths are never
+//! readable by an evaluator, nor by its subject, which runs within the
+//! judge's reach. The check
 //! works on resolved grants (canonical host paths, symlinks followed), not
 //! on TOML text, so `.`, `..` and symlinks cannot hide an overlap.
 
@@ -89,11 +91,19 @@ pub fn check(
         }
         let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
         if let Some(subject) = subject {
-            let paths = std::iter::once((format!("subject `{}`", subject.component.rel), &subject.component.host))
-                .chain(subject.grant.mounts.iter().map(|m| (format!("subject_read `{}`", m.rel), &m.host)));
-            for (what, host) in paths {
-                if let Some(fence) = holdout.iter().find(|f| overlaps(host, &f.host)) {
-                    refuse(fence, "holdout", what, "the subject must never see the scenarios it is judged by");
+            let paths = subject.paths().into_iter().map(|(what, m)| (what, m.host.clone()));
+            let tools = subject.grant.tools().iter().map(|t| (format!("subject tool path `{}`", t.display()), t.clone()));
+            for (what, host) in paths.chain(tools) {
+                if let Some(fence) = holdout.iter().find(|f| overlaps(&host, &f.host)) {
+                    refuse(fence, "holdout", what.clone(), "the subject must never see the scenarios it is judged by");
+                }
+                if let Some(fence) = private.iter().find(|f| overlaps(&host, &f.host)) {
+                    refuse(
+                        fence,
+                        "private",
+                        what,
+                        "the subject runs within the judge's reach: give it what was built (e.g. `build/`), not the private source, or drop the path from `private`",
+                    );
                 }
             }
         }

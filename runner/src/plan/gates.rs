@@ -7,18 +7,15 @@
 //! share of passing scenarios (its *satisfaction*) is at least `threshold`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
-use crate::plan::grant::{Grant, Limits, Mount};
-use crate::plan::{mounts, Declared, StepKind};
+pub use crate::plan::subjects::Subject;
+use crate::plan::{mounts, subjects, Declared, StepKind};
 
 /// Attempts of a retried stage when the gate sets no `max_iterations`.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 3;
-/// Deadline of one subject run when the evaluator sets no `subject_timeout`.
-pub const DEFAULT_SUBJECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a failing gate sends work back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,14 +41,6 @@ pub struct Evaluation {
     pub subject: Option<Subject>,
 }
 
-/// The program an evaluator judges, and what it may touch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Subject {
-    /// The component file (may not exist until an upstream step builds it).
-    pub component: Mount,
-    /// Its own grant: `subject_read` mounts, read-only; limits.
-    pub grant: Grant,
-}
 
 /// Sets every step's [`super::Step::attempts`]: for a stage retried by
 /// gates, the largest `max_iterations` written on any of them, or
@@ -144,6 +133,7 @@ pub(crate) fn resolve_retry(
 /// refusing them on other kinds.
 pub(crate) fn resolve_evaluation(
     d: &Declared,
+    declared_subjects: &std::collections::BTreeMap<String, Option<Subject>>,
     workspace: &Path,
     upstream_writes: &[String],
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
@@ -179,6 +169,7 @@ pub(crate) fn resolve_evaluation(
             "it is the share of scenarios that must pass, e.g. 0.9",
         ));
     }
+    let step_timeout = t.timeout.map_or(crate::plan::grant::DEFAULT_TIMEOUT, |d| d.0);
     let subject = match &t.subject {
         None => {
             if let Some(first) = t.subject_read.first() {
@@ -190,61 +181,16 @@ pub(crate) fn resolve_evaluation(
             }
             None
         }
-        Some(raw) => {
-            let component = match mounts::resolve(workspace, raw.get_ref(), false) {
-                Ok(mount) if mount.is_dir => {
-                    diags.push(invalid(
-                        raw.span(),
-                        format!("subject `{}` is a directory", raw.get_ref()),
-                        "name the component file, e.g. `build/app.wasm`",
-                    ));
-                    None
-                }
-                Ok(mount) => Some(mount),
-                Err(e) if e.code == Code::CR008 && produced_upstream(raw.get_ref(), upstream_writes) => {
-                    Some(Mount { is_dir: false, ..mounts::not_yet_created(workspace, raw.get_ref()) })
-                }
-                Err(e) => {
-                    diags.push(
-                        Diagnostic::new(e.code, format!("evaluator `{id}`: subject: {}", e.message))
-                            .at(here(raw.span()))
-                            .hint(e.hint),
-                    );
-                    None
-                }
-            };
-            let mut reads = Vec::new();
-            for raw in &t.subject_read {
-                match mounts::resolve(workspace, raw.get_ref(), false) {
-                    Ok(mount) => reads.push(mount),
-                    Err(e) if e.code == Code::CR008 && produced_upstream(raw.get_ref(), upstream_writes) => {
-                        reads.push(mounts::not_yet_created(workspace, raw.get_ref()))
-                    }
-                    Err(e) => diags.push(
-                        Diagnostic::new(e.code, format!("evaluator `{id}`: subject_read: {}", e.message))
-                            .at(here(raw.span()))
-                            .hint(e.hint),
-                    ),
-                }
-            }
-            let step_timeout = t.timeout.map_or(crate::plan::grant::DEFAULT_TIMEOUT, |d| d.0);
-            if let Some(subject_timeout) = t.subject_timeout.filter(|s| s.0 > step_timeout) {
-                diags.push(invalid(
-                    d.id.span(),
-                    format!(
-                        "`subject_timeout = \"{subject_timeout}\"` is longer than the step's `timeout` ({})",
-                        crate::manifest::DurationSpec(step_timeout)
-                    ),
-                    "`timeout` bounds the whole evaluator step, subject runs included: raise `timeout` or lower `subject_timeout`",
-                ));
-            }
-            let limits = Limits {
-                timeout: t.subject_timeout.map_or(DEFAULT_SUBJECT_TIMEOUT.min(step_timeout), |d| d.0),
-                memory: t.memory.map_or(crate::plan::grant::DEFAULT_MEMORY, |m| m.0),
-                ..Limits::default()
-            };
-            component.map(|component| Subject { component, grant: Grant::new(reads, limits) })
-        }
+        Some(raw) => subjects::for_evaluator(
+            id.0.as_str(),
+            raw,
+            subjects::PathKeys { read: &t.subject_read, timeout: t.subject_timeout, memory: t.memory },
+            declared_subjects,
+            step_timeout,
+            (workspace, upstream_writes),
+            here,
+            diags,
+        ),
     };
     Some(Evaluation { repeat, require, threshold, subject })
 }
@@ -263,7 +209,7 @@ pub fn describe(plan: &super::Plan, step: &super::Step) -> Vec<String> {
         lines.push(format!("on failure: retry `{}` (at most {budget} attempts)", retry.stage));
     }
     if let Some(e) = &step.evaluation {
-        let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.component.rel));
+        let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.describe()));
         lines.push(format!(
             "evaluates{subject}: each scenario {} times, {} must pass; threshold {:.2}",
             e.repeat, e.require, e.threshold

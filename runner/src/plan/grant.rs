@@ -57,6 +57,9 @@ pub struct NativeGrant {
     pub env: BTreeMap<String, String>,
     /// Whether it may use the network (the host's, unfiltered).
     pub network: bool,
+    /// A cap on the memory of its whole process tree, in bytes (a memory
+    /// cgroup); `None` for no cap beyond the machine's.
+    pub memory: Option<u64>,
 }
 
 impl Grant {

@@ -19,6 +19,7 @@ pub mod network;
 pub mod secrets;
 pub mod select;
 pub mod show;
+pub mod subjects;
 pub mod taint;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,6 +312,9 @@ impl Plan {
             })
             .collect();
 
+        let all_writes: Vec<String> =
+            writers.iter().flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref()))).collect();
+        let declared_subjects = subjects::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
         let mut steps = Vec::with_capacity(declared.len());
         for (i, d) in declared.iter().enumerate() {
             let id = &d.id.get_ref().0;
@@ -360,7 +364,7 @@ impl Plan {
                 None => "{}".to_string(),
             };
             let retry = gates::resolve_retry(d, &declared, (&ancestry, i), &here, &mut diags);
-            let evaluation = gates::resolve_evaluation(d, &workspace, &upstream_writes[i], &here, &mut diags);
+            let evaluation = gates::resolve_evaluation(d, &declared_subjects, &workspace, &upstream_writes[i], &here, &mut diags);
             let sampled = evaluation.as_ref().is_some_and(|e| e.repeat > 1);
             let cache = d.table.cache.as_ref().map_or(!sampled, |c| *c.get_ref());
             steps.push(Step {
@@ -434,7 +438,12 @@ impl Plan {
     /// The largest memory cap of any step or subject: what the engine's
     /// instance pool must fit.
     pub fn max_memory(&self) -> u64 {
-        let subjects = self.steps.iter().filter_map(|s| s.evaluation.as_ref()?.subject.as_ref()).map(|s| &s.grant);
+        let subjects = self
+            .steps
+            .iter()
+            .filter_map(|s| s.evaluation.as_ref()?.subject.as_ref())
+            .filter(|s| matches!(s.program, subjects::SubjectProgram::Component(_)))
+            .map(|s| &s.grant);
         self.steps
             .iter()
             .map(|s| &s.grant)
@@ -451,7 +460,7 @@ impl Plan {
 fn check_concurrent_writes(steps: &[Step], ancestry: &dag::Ancestry, diags: &mut Diagnostics) {
     let touched = |step: &Step| -> Vec<(PathBuf, bool, String)> {
         let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-        let subject_paths = subject.into_iter().flat_map(|s| std::iter::once(&s.component).chain(&s.grant.mounts));
+        let subject_paths = subject.into_iter().flat_map(|s| s.paths().into_iter().map(|(_, m)| m));
         step.grant.mounts.iter().chain(subject_paths).map(|m| (m.host.clone(), m.writable, m.rel.clone())).collect()
     };
     // Only a writer can clash, so pair each writer with every other step

@@ -72,7 +72,7 @@ pub mod bindings {
 }
 
 pub use bindings::check::cleanroom::plugin::types::{Finding, Invocation, Mount as GuestMount, Severity, Verdict};
-pub use subject::{SubjectFailure, SubjectOutput, SubjectRunner};
+pub use subject::{NativeProgram, SubjectFailure, SubjectOutput, SubjectRunner};
 
 /// A failure of the host or of loading, as opposed to a plugin's own failure.
 #[derive(Debug, thiserror::Error)]
@@ -335,10 +335,12 @@ impl Sandbox {
         if info.world != World::Command {
             return Err(format!("the subject `{}` exports {}, not a `wasi:cli` command", path.display(), info.world));
         }
-        let component = self.compile(path, &info.sha256).map_err(|e| format!("{e:#}"))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| format!("{e:#}"))?;
-        let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| format!("{e:#}"))?;
-        Ok(Arc::new(SubjectRunner::new(self.engine.clone(), command, grant.clone(), info.sha256, step_deadline)))
+        // wasmtime's first line says what is wrong; the rest is context.
+        let one_line = |e: wasmtime::Error| first_line(&format!("{e:#}"));
+        let component = self.compile(path, &info.sha256).map_err(one_line)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(one_line)?;
+        let command = wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(one_line)?;
+        Ok(Arc::new(SubjectRunner::component(self.engine.clone(), command, grant.clone(), step_deadline)))
     }
 
     /// Runs a check plugin once in a fresh Store built from `grant`.

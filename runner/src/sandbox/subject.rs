@@ -1,12 +1,24 @@
-//! The subject capability: an evaluator runs the program under evaluation.
+//! The subject capability, sandbox half: an evaluator runs the program
+//! under evaluation (the plan half is [`crate::plan::subjects`]).
 //!
-//! The subject is a `wasi:cli` command component built by an earlier step.
-//! Each `subject.run(args, stdin)` call from an evaluator starts it in a
-//! sandbox of its own, built from the subject's grant (its `subject_read`
-//! mounts only, no environment, no network, its own deadline, memory and
-//! output caps), on a separate task so the evaluator's Store is never
-//! re-entered. The evaluator sees only the exit code and output; the subject
-//! sees none of the evaluator's mounts, so it never sees the scenarios.
+//! The subject is a `wasi:cli` command component or a native program, built
+//! or written by earlier steps. Each `subject.run(args, stdin)` call from an
+//! evaluator starts it in a sandbox of its own, built from the subject's
+//! grant and nothing else, on a separate task so the evaluator's Store is
+//! never re-entered:
+//!
+//! * a component gets a fresh Store: its `read` mounts only, no
+//!   environment, no network, its own deadline, memory and output caps;
+//! * a native program gets a fresh kernel jail ([`super::jail`]): its
+//!   `read` mounts and tools read-only, a private temporary directory, no
+//!   network (a namespace of its own), its granted environment, a PID
+//!   namespace that takes everything it started down with it, a pids
+//!   cgroup, a memory cgroup when it has a cap, and the call's stdin. It is
+//!   never run unjailed, whatever `--allow-unjailed` says.
+//!
+//! The evaluator sees only the exit code (all of it) and output; the
+//! subject sees none of the evaluator's mounts, so it never sees the
+//! scenarios, and nothing it writes outlives the call.
 //!
 //! When a run fails, the evaluator is told one of the fixed, host-authored
 //! [`SubjectFailure`] categories and nothing else: wasmtime's message (which
@@ -18,6 +30,8 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use std::path::PathBuf;
 
 use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -60,31 +74,58 @@ impl SubjectFailure {
     }
 }
 
-/// A compiled subject and the grant each of its runs gets.
+/// A subject ready to run, and the grant each of its runs gets.
 pub struct SubjectRunner {
-    pub(super) engine: Engine,
-    pub(super) command: CommandPre<StepState>,
-    pub(super) grant: Grant,
-    /// sha256 of the component, for the journal.
-    pub sha256: String,
+    program: Program,
+    grant: Grant,
     /// No run may go past this instant: the evaluator step's deadline.
     step_deadline: Instant,
     /// Human-only lines about failed runs (category and wasmtime's text).
     log: Mutex<Vec<String>>,
 }
 
+/// What a subject runs.
+enum Program {
+    /// A compiled `wasi:cli` command.
+    Component { engine: Engine, command: CommandPre<StepState> },
+    /// A native program, run in a fresh jail per call.
+    Native(NativeProgram),
+}
+
+/// A native subject program and what starting it in the jail needs.
+#[derive(Debug, Clone)]
+pub struct NativeProgram {
+    /// The jail helper (the `cleanroom` binary).
+    pub helper: PathBuf,
+    /// The program (absolute).
+    pub program: PathBuf,
+    /// Arguments before each call's own.
+    pub args: Vec<String>,
+    /// The canonical workspace: its working directory.
+    pub workspace: PathBuf,
+}
+
 /// Most lines of [`SubjectRunner::take_log`] kept per step.
 const MAX_LOG_LINES: usize = 100;
 
 impl SubjectRunner {
-    pub(super) fn new(
+    pub(super) fn component(
         engine: Engine,
         command: CommandPre<StepState>,
         grant: Grant,
-        sha256: String,
         step_deadline: Instant,
     ) -> SubjectRunner {
-        SubjectRunner { engine, command, grant, sha256, step_deadline, log: Mutex::new(Vec::new()) }
+        SubjectRunner::with(Program::Component { engine, command }, grant, step_deadline)
+    }
+
+    /// A native subject run with `grant` (a native grant: its reads, tools,
+    /// environment and limits), no run going past `step_deadline`.
+    pub fn native(program: NativeProgram, grant: Grant, step_deadline: Instant) -> Arc<SubjectRunner> {
+        Arc::new(SubjectRunner::with(Program::Native(program), grant, step_deadline))
+    }
+
+    fn with(program: Program, grant: Grant, step_deadline: Instant) -> SubjectRunner {
+        SubjectRunner { program, grant, step_deadline, log: Mutex::new(Vec::new()) }
     }
 
     /// The human-only lines about failed runs so far, emptied.
@@ -114,6 +155,72 @@ impl SubjectRunner {
     }
 
     async fn run_once(&self, args: Vec<String>, stdin: Vec<u8>) -> Result<SubjectOutput, (SubjectFailure, String)> {
+        match &self.program {
+            Program::Component { engine, command } => self.run_component(engine, command, args, stdin).await,
+            Program::Native(native) => self.run_native(native, args, stdin).await,
+        }
+    }
+
+    /// One call of a native subject in a fresh jail.
+    async fn run_native(
+        &self,
+        native: &NativeProgram,
+        args: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<SubjectOutput, (SubjectFailure, String)> {
+        let grant = &self.grant;
+        let argv: Vec<String> = native.args.iter().cloned().chain(args).collect();
+        // A subject gets no secrets and no network: its grant has neither.
+        let secrets = crate::secrets::Secrets::default();
+        let jail = super::jail::step::StepJail::build(super::jail::step::NativeStep {
+            program: &native.program,
+            args: &argv,
+            grant,
+            workspace: &native.workspace,
+            staged: Vec::new(),
+            stage: None,
+            secrets: &secrets,
+            allow_unjailed: false,
+            stdin: Some(&stdin),
+        })
+        .map_err(|reason| (SubjectFailure::CouldNotStart, reason))?;
+        let now = Instant::now();
+        let deadline = self.step_deadline.min(now + grant.limits.timeout);
+        let limit = deadline.saturating_duration_since(now);
+        let outcome = super::jail::run(&native.helper, &jail.spec, limit, grant.limits.output).await;
+        let exit = match outcome.result {
+            Ok(exit) => exit,
+            Err(super::Failure::Timeout(_)) => {
+                return Err((SubjectFailure::TimedOut, format!("timed out after {}", crate::manifest::DurationSpec(round_ms(limit)))))
+            }
+            Err(failure) => return Err((SubjectFailure::CouldNotStart, failure.to_string())),
+        };
+        if jail.out_of_memory() {
+            let cap = grant.native().and_then(|n| n.memory).unwrap_or_default();
+            return Err((SubjectFailure::OutOfMemory, format!("killed past its memory cap of {}", crate::manifest::ByteSize(cap))));
+        }
+        let exit_code = match (exit.code, exit.signal) {
+            (Some(code), _) => u32::try_from(code).unwrap_or(1),
+            (None, signal) => {
+                let signal = signal.map_or_else(|| "an unknown signal".to_string(), |s| format!("signal {s}"));
+                return Err((SubjectFailure::Trapped, format!("killed by {signal}")));
+            }
+        };
+        let (stdout, stderr) = (outcome.stdout, outcome.stderr);
+        if stdout.dropped + stderr.dropped > 0 {
+            return Err(output_cut(stdout.dropped + stderr.dropped, grant.limits.output));
+        }
+        Ok(Output { exit_code, stdout: stdout.bytes, stderr: stderr.bytes })
+    }
+
+    /// One call of a component subject in a fresh Store.
+    async fn run_component(
+        &self,
+        engine: &Engine,
+        command: &CommandPre<StepState>,
+        args: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<SubjectOutput, (SubjectFailure, String)> {
         let grant = &self.grant;
         let stdout = CappedPipe::new(grant.limits.output);
         let stderr = CappedPipe::new(grant.limits.output);
@@ -129,13 +236,13 @@ impl SubjectRunner {
             denied: Arc::default(),
         };
         let (mut store, _staging) =
-            new_store(&self.engine, grant, io, None).map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;
+            new_store(engine, grant, io, None).map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;
         let now = Instant::now();
         let own = now + grant.limits.timeout;
         let deadline = self.step_deadline.min(own);
         limits::arm_deadline(&mut store, deadline);
         let backstop = deadline.saturating_duration_since(now) + 4 * limits::TICK;
-        let command = self.command.clone();
+        let command = command.clone();
         let call = async {
             let instance = command.instantiate_async(&mut store).await?;
             instance.wasi_cli_run().call_run(&mut store).await
@@ -165,17 +272,15 @@ impl SubjectRunner {
         drop(store);
         let (stdout, stderr) = (stdout.contents(), stderr.contents());
         if stdout.dropped + stderr.dropped > 0 {
-            return Err((
-                SubjectFailure::OutputCut,
-                format!(
-                    "printed {} bytes past the output cap of {}",
-                    stdout.dropped + stderr.dropped,
-                    crate::manifest::ByteSize(grant.limits.output)
-                ),
-            ));
+            return Err(output_cut(stdout.dropped + stderr.dropped, grant.limits.output));
         }
         Ok(Output { exit_code, stdout: stdout.bytes, stderr: stderr.bytes })
     }
+}
+
+/// A run that printed `dropped` bytes past its cap of `cap`.
+fn output_cut(dropped: u64, cap: u64) -> (SubjectFailure, String) {
+    (SubjectFailure::OutputCut, format!("printed {dropped} bytes past the output cap of {}", crate::manifest::ByteSize(cap)))
 }
 
 /// `limit` rounded to whole milliseconds, for messages.

@@ -5,7 +5,8 @@
 //!
 //! Order matters: the spec is read whole from stdin (never argv, which other
 //! local users can read in `/proc` and which the kernel caps), and fd 0 then
-//! becomes `/dev/null`; the pids cgroup is joined and file sizes capped; new
+//! becomes the program's input (`/dev/null` unless a subject's); the
+//! cgroups are joined and file sizes capped; new
 //! user, mount and (unless `network`) network namespaces; uid/gid maps;
 //! mounts made private so nothing propagates to the host; a new PID
 //! namespace; each staged write copy bind-mounted over its workspace path
@@ -259,7 +260,7 @@ fn supervise_program(spec: &JailSpec) -> Result<Ended, String> {
 }
 
 /// The program with exactly the granted environment, in its working
-/// directory; stdin is the helper's, which is `/dev/null` by then.
+/// directory; stdin is the helper's, the spec's input file by then.
 fn program_command(spec: &JailSpec) -> Command {
     let mut command = Command::new(&spec.program);
     command
@@ -271,13 +272,13 @@ fn program_command(spec: &JailSpec) -> Command {
     command
 }
 
-/// Joins the pids cgroup (before anything else, so every child is counted),
+/// Joins the cgroups (before anything else, so every child is counted),
 /// caps the size of any one file the program writes, and turns core dumps
 /// off (a crashing program must not write its memory anywhere).
 fn limit_resources(spec: &JailSpec) -> Result<(), String> {
-    if let Some(procs) = &spec.cgroup_procs {
+    for procs in &spec.cgroups {
         fs_err::write(procs, std::process::id().to_string())
-            .map_err(|e| format!("cannot join the pids cgroup: {e}"))?;
+            .map_err(|e| format!("cannot join the cgroup {}: {e}", procs.display()))?;
     }
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("cannot turn core dumps off: {e}"))?;
     setrlimit(Resource::RLIMIT_FSIZE, spec.max_file_size, spec.max_file_size)
@@ -429,8 +430,9 @@ fn die_with_runner() -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the spec from stdin (all of it), then makes fd 0 `/dev/null` so
-/// the program inherits nothing there.
+/// Reads the spec from stdin (all of it), then makes fd 0 the spec's
+/// `stdin` file (a subject's input) or `/dev/null`, so the program inherits
+/// nothing else there.
 fn read_spec() -> Result<JailSpec, String> {
     let mut bytes = Vec::new();
     std::io::stdin()
@@ -438,9 +440,11 @@ fn read_spec() -> Result<JailSpec, String> {
         .take(MAX_SPEC)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read the jail spec from stdin: {e}"))?;
-    let null = fs_err::File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(&null).map_err(|e| format!("cannot make stdin /dev/null: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("invalid jail spec: {e}"))
+    let spec: JailSpec = serde_json::from_slice(&bytes).map_err(|e| format!("invalid jail spec: {e}"))?;
+    let input = spec.stdin.as_deref().unwrap_or(Path::new("/dev/null"));
+    let input = fs_err::File::open(input).map_err(|e| format!("cannot open the program's stdin: {e}"))?;
+    nix::unistd::dup2_stdin(&input).map_err(|e| format!("cannot set the program's stdin: {e}"))?;
+    Ok(spec)
 }
 
 /// Entry point of `cleanroom __jail` (spec on stdin): returns the exit code,

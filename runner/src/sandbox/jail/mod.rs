@@ -13,8 +13,8 @@
 //! helper exits with [`JAIL_FAILED_EXIT`] after a [`MARKER`] line giving the
 //! reason, and the step is an error: the jail fails closed.
 
+pub mod cgroup;
 pub mod enter;
-pub mod pids;
 pub mod step;
 
 use std::os::unix::process::ExitStatusExt;
@@ -37,8 +37,8 @@ pub const MARKER: &str = "cleanroom-jail-";
 pub const JAIL_FAILED_EXIT: i32 = 125;
 /// How long captured pipes may keep draining after the process group is gone.
 const DRAIN: Duration = Duration::from_secs(1);
-/// How long the runner keeps killing what is left of a step (in its pids
-/// cgroup, or its PID namespace after a deadline kill) before it gives up
+/// How long the runner keeps killing what is left of a step (in its
+/// cgroups, or its PID namespace after a deadline kill) before it gives up
 /// and reports the step as an error.
 const CGROUP_EMPTY_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -65,8 +65,13 @@ pub struct JailSpec {
     pub allow_unjailed: bool,
     /// Largest file the program may write (`RLIMIT_FSIZE`), in bytes.
     pub max_file_size: u64,
-    /// The `cgroup.procs` file of a pids-limited cgroup to join, if any.
-    pub cgroup_procs: Option<PathBuf>,
+    /// The `cgroup.procs` files of the cgroups to join (pids, memory).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+    /// A file to give the program as its stdin (a subject's input), opened
+    /// by the helper before it confines itself; `/dev/null` when `None`.
+    #[serde(default)]
+    pub stdin: Option<PathBuf>,
     /// Credential files and directories (host paths, under granted tools)
     /// to cover with an empty stand-in, so a granted tool directory does not
     /// hand over the tokens kept in it.
@@ -177,7 +182,7 @@ async fn supervise(
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     // If this future is dropped (the write quota stopped the step, Ctrl-C),
     // the whole process group and the pids cgroup die with it.
-    let mut group_guard = GroupKill(group, spec.cgroup_procs.clone());
+    let mut group_guard = GroupKill(group, spec.cgroups.clone());
     // The spec goes through the helper's stdin, closed once written; a
     // helper that dies early says why on stderr, so a write error is moot.
     let stdin_task = child.stdin.take().map(|mut stdin| {
@@ -225,8 +230,8 @@ async fn supervise(
     if let Some(task) = stdin_task {
         task.abort();
     }
-    if let Some(procs) = &spec.cgroup_procs {
-        empty_until(CGROUP_EMPTY_DEADLINE, || pids::members(procs), &procs.display().to_string()).await?;
+    for procs in &spec.cgroups {
+        empty_until(CGROUP_EMPTY_DEADLINE, || cgroup::members(procs), &procs.display().to_string()).await?;
     }
     let _ = tokio::time::timeout(DRAIN, out_task).await;
     let _ = tokio::time::timeout(DRAIN, err_task).await;
@@ -299,7 +304,7 @@ fn namespace_members(namespace: &str) -> Vec<Pid> {
 /// and what is in the pids cgroup, and waits (a little, synchronously: a
 /// drop cannot await) until they are gone. The helper is not reaped yet
 /// (its `Child` is dropped after this guard), so its pid is still its own.
-struct GroupKill(Option<Pid>, Option<PathBuf>);
+struct GroupKill(Option<Pid>, Vec<PathBuf>);
 
 /// How long a dropped step's guard waits for its processes to die.
 const DROP_DEADLINE: Duration = Duration::from_secs(2);
@@ -312,8 +317,8 @@ impl Drop for GroupKill {
             kill_until_sync(deadline, || namespace_members(&namespace));
         }
         let _ = killpg(group, Signal::SIGKILL);
-        if let Some(procs) = &self.1 {
-            kill_until_sync(deadline, || pids::members(procs));
+        for procs in &self.1 {
+            kill_until_sync(deadline, || cgroup::members(procs));
         }
     }
 }

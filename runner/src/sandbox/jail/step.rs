@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::pids::PidsCgroup;
+use super::cgroup::Cgroup;
 use super::{Bind, JailSpec};
 use crate::plan::mounts::RUN_DIR;
 use crate::plan::Grant;
@@ -37,6 +37,9 @@ pub struct NativeStep<'a> {
     pub secrets: &'a crate::secrets::Secrets,
     /// `--allow-unjailed`.
     pub allow_unjailed: bool,
+    /// What the program reads on stdin (a subject's input); `None` for
+    /// `/dev/null`.
+    pub stdin: Option<&'a [u8]>,
 }
 
 /// A built jail: its spec and the host resources that must live while the
@@ -46,7 +49,8 @@ pub struct StepJail {
     pub spec: JailSpec,
     temp: tempfile::TempDir,
     _views: tempfile::TempDir,
-    _pids: Option<PidsCgroup>,
+    _pids: Option<Cgroup>,
+    memory: Option<Cgroup>,
     /// `write` directories created as mount points, to remove unless the
     /// writes are committed.
     mount_points: Vec<PathBuf>,
@@ -57,9 +61,16 @@ impl StepJail {
     ///
     /// # Errors
     /// Why a host resource could not be made (the step is then an error
-    /// that is not the work's doing).
+    /// that is not the work's doing), or why a memory cap the grant asks
+    /// for cannot be enforced here.
     pub fn build(step: NativeStep<'_>) -> Result<StepJail, String> {
         let grant = step.grant;
+        let memory = match grant.native().and_then(|n| n.memory) {
+            Some(bytes) => Some(Cgroup::memory(bytes).map_err(|reason| {
+                format!("its memory cap of {} cannot be enforced: {reason}", crate::manifest::ByteSize(bytes))
+            })?),
+            None => None,
+        };
         let temp = tempfile::Builder::new()
             .prefix("cleanroom-tmp-")
             .tempdir()
@@ -82,9 +93,19 @@ impl StepJail {
                 return Err(e);
             }
         };
-        let pids = PidsCgroup::create(grant.limits.pids);
-        spec.cgroup_procs = pids.as_ref().map(PidsCgroup::procs_file);
-        Ok(StepJail { spec, temp, _views: views, _pids: pids, mount_points })
+        if let Some(input) = step.stdin {
+            // Beside the stand-ins: outside everything the program may read
+            // or write; the helper opens it before it confines itself.
+            let file = views.path().join("stdin");
+            if let Err(e) = fs_err::write(&file, input) {
+                remove_dirs(&mount_points);
+                return Err(format!("could not write its stdin: {e}"));
+            }
+            spec.stdin = Some(file);
+        }
+        let pids = Cgroup::pids(grant.limits.pids);
+        spec.cgroups = pids.iter().chain(&memory).map(Cgroup::procs_file).collect();
+        Ok(StepJail { spec, temp, _views: views, _pids: pids, memory, mount_points })
     }
 
     fn assemble(step: &NativeStep<'_>, temp: &Path, views: &Path) -> Result<JailSpec, String> {
@@ -140,7 +161,8 @@ impl StepJail {
             network: native.network,
             allow_unjailed: step.allow_unjailed,
             max_file_size: grant.limits.max_write,
-            cgroup_procs: None,
+            cgroups: Vec::new(),
+            stdin: None,
             hide: hidden_credentials(&native.tools),
             empty: Some(views.to_path_buf()),
             // Chosen by `jail::run` for each run.
@@ -155,6 +177,12 @@ impl StepJail {
             self.spec.binds.iter().filter(|b| !b.read_only).map(|b| b.staged.clone()).collect();
         dirs.push(self.temp.path().to_path_buf());
         dirs
+    }
+
+    /// Whether the kernel killed the program (or one of its processes) for
+    /// going past its memory cap.
+    pub fn out_of_memory(&self) -> bool {
+        self.memory.as_ref().is_some_and(Cgroup::oom_killed)
     }
 
     /// Removes the (empty) mount points made for missing write directories:

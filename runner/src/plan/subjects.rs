@@ -1,0 +1,434 @@
+//! The subject capability, plan half: the program an evaluator judges.
+//!
+//! An evaluator names its subject with `subject = "..."`: the id of a
+//! `[subject.ID]` table, or (as before those tables existed) the workspace
+//! path of a `wasi:cli` command component. A `[subject.ID]` table is either
+//! `component = "<path>"` or `run = ["program", "args"...]`, a native
+//! program run in the kernel jail, and says what one call may read, its
+//! tools, environment, deadline, memory, processes and output.
+//!
+//! What this module decides, once, for every evaluator that names a
+//! subject ([`for_evaluator`]): the program, and a grant of its own that
+//! never includes the evaluator's mounts (so never the holdout). Its paths
+//! may be built by a step upstream of the evaluator; any other missing path
+//! is an error. A file that is not a component named as `subject = "..."`
+//! is refused here with what to write instead, rather than failing in
+//! wasmtime on every attempt. The barrier ([`super::barrier`]) refuses a
+//! subject path or tool that overlaps a holdout or `private` path. The
+//! sandbox half is [`crate::sandbox::subject`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use toml::Spanned;
+
+use crate::diag::{Code, Diagnostic, Diagnostics, Location};
+use crate::manifest::{ByteSize, DurationSpec, Manifest, SubjectTable};
+use crate::plan::grant::{Grant, Limits, Mount, NativeGrant, Reach};
+use crate::plan::{command, mounts};
+
+/// Deadline of one subject call when nothing sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Processes one call of a native subject may have when `pids` is not set.
+pub const DEFAULT_PIDS: u32 = 64;
+
+/// The program an evaluator judges, and what each call of it may touch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// The `[subject.ID]` it was declared as; `None` for `subject = "<path>"`.
+    pub id: Option<String>,
+    /// What runs.
+    pub program: SubjectProgram,
+    /// Its own grant: read-only mounts, limits and, for a native program,
+    /// tools, environment and memory cap (never network).
+    pub grant: Grant,
+}
+
+/// What a subject runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectProgram {
+    /// A `wasi:cli` command component (the file may not exist until an
+    /// upstream step builds it).
+    Component(Mount),
+    /// A native program in the kernel jail.
+    Native {
+        /// The program: found on the subject's `PATH`, absolute, or a
+        /// workspace file (then also named by `file`).
+        program: PathBuf,
+        /// Arguments before each call's own.
+        args: Vec<String>,
+        /// The `run` list as written, for messages.
+        display: String,
+        /// When the program is a workspace file: its path, one of the
+        /// grant's read-only mounts (it may be built upstream).
+        file: Option<String>,
+    },
+}
+
+impl Subject {
+    /// Every workspace path the subject touches, with a word for messages:
+    /// the component or program file, then its `read` mounts.
+    pub fn paths(&self) -> Vec<(String, &Mount)> {
+        let mut paths: Vec<(String, &Mount)> = match &self.program {
+            SubjectProgram::Component(mount) => vec![(format!("subject `{}`", mount.rel), mount)],
+            SubjectProgram::Native { .. } => Vec::new(),
+        };
+        let read = if self.id.is_some() { "read" } else { "subject_read" };
+        paths.extend(self.grant.mounts.iter().map(|m| (format!("{} {read} `{}`", self.name(), m.rel), m)));
+        paths
+    }
+
+    /// `subject `wc`` for a declared subject, `subject` for a path.
+    fn name(&self) -> String {
+        match &self.id {
+            Some(id) => format!("subject `{id}`"),
+            None => "subject".to_string(),
+        }
+    }
+
+    /// What `--dry-run` says it runs: `build/app.wasm`, or
+    /// `wc (python3 app/wc.py, jailed)`.
+    pub fn describe(&self) -> String {
+        match (&self.program, &self.id) {
+            (SubjectProgram::Component(mount), None) => mount.rel.clone(),
+            (SubjectProgram::Component(mount), Some(id)) => format!("{id} ({})", mount.rel),
+            (SubjectProgram::Native { display, .. }, id) => {
+                format!("{} ({display}, jailed)", id.as_deref().unwrap_or("subject"))
+            }
+        }
+    }
+}
+
+/// Every `[subject.ID]` table, resolved once. A path that does not exist
+/// yet is accepted here when any step writes it; [`for_evaluator`] then
+/// checks that a step the evaluator needs does. `None` for a table with
+/// errors (already reported).
+pub(crate) fn resolve_tables(
+    manifest: &Manifest,
+    workspace: &Path,
+    all_writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Option<Subject>> {
+    manifest
+        .subject
+        .iter()
+        .map(|(id, table)| {
+            let id = id.get_ref().0.clone();
+            let subject = resolve_table(&id, table, workspace, all_writes, here, diags);
+            (id, subject)
+        })
+        .collect()
+}
+
+fn resolve_table(
+    id: &str,
+    t: &SubjectTable,
+    workspace: &Path,
+    all_writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Subject> {
+    let errors_before = diags.0.len();
+    let refuse = |diags: &mut Diagnostics, span: Option<std::ops::Range<usize>>, message: String, hint: &str| {
+        let mut d = Diagnostic::new(Code::CR021, format!("subject `{id}`: {message}")).hint(hint);
+        if let Some(span) = span {
+            d = d.at(here(span));
+        }
+        diags.push(d);
+    };
+    let mut reads = Vec::new();
+    for raw in &t.read {
+        if let Some(mount) = resolve_path(raw, workspace, all_writes, &format!("subject `{id}`: read"), here, diags) {
+            reads.push(mount);
+        }
+    }
+    let limits = Limits {
+        timeout: t.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+        output: t.output.as_ref().map_or(crate::plan::limits::DEFAULT_OUTPUT_CAP, |o| o.get_ref().0),
+        pids: t.pids.as_ref().map_or(DEFAULT_PIDS, |p| *p.get_ref()),
+        ..Limits::default()
+    };
+    if let Some(p) = t.pids.as_ref().filter(|p| *p.get_ref() == 0) {
+        refuse(diags, Some(p.span()), "`pids = 0` would not let it start".into(), "allow at least 1 process");
+    }
+    if let Some(o) = t.output.as_ref().filter(|o| o.get_ref().0 == 0) {
+        refuse(diags, Some(o.span()), "`output = 0` keeps nothing to judge".into(), "allow some output, e.g. \"1MiB\"");
+    }
+    let program = match (&t.run, &t.component) {
+        (Some(run), Some(_)) => {
+            refuse(
+                diags,
+                Some(run.span()),
+                "has both `run` and `component`".into(),
+                "a subject is either a native program (`run`) or a component (`component`); keep one",
+            );
+            None
+        }
+        (None, None) => {
+            refuse(
+                diags,
+                None,
+                "has neither `run` nor `component`".into(),
+                "add `run = [\"python3\", \"app/main.py\"]` or `component = \"build/app.wasm\"`",
+            );
+            None
+        }
+        (None, Some(raw)) => {
+            let native_keys = [
+                ("tools", t.tools.first().map(Spanned::span)),
+                ("env", t.env.as_ref().map(Spanned::span)),
+                ("pids", t.pids.as_ref().map(Spanned::span)),
+            ];
+            for (key, span) in native_keys {
+                if let Some(span) = span {
+                    refuse(
+                        diags,
+                        Some(span),
+                        format!("`{key}` applies only to `run` subjects"),
+                        "a component gets no host tools, environment or processes; remove the key",
+                    );
+                }
+            }
+            component_mount(raw, workspace, all_writes, &format!("subject `{id}`"), here, diags)
+                .map(SubjectProgram::Component)
+        }
+        (Some(run), None) => resolve_native_program(id, run, t, workspace, all_writes, here, diags).map(
+            |(program, file)| {
+                reads.extend(file);
+                program
+            },
+        ),
+    };
+    let grant = match &program {
+        Some(SubjectProgram::Native { .. }) => {
+            let mut grant = Grant::new(reads, limits);
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let mut native = NativeGrant::default();
+            for raw in &t.tools {
+                match command::tool_path(raw.get_ref(), home.as_deref()) {
+                    Ok(path) => native.tools.push(path),
+                    Err((code, message, hint)) => diags.push(
+                        Diagnostic::new(code, format!("subject `{id}`: {message}")).at(here(raw.span())).hint(hint),
+                    ),
+                }
+            }
+            let granted = t.env.as_ref().map(|env| env.get_ref().clone()).unwrap_or_default();
+            for name in granted.keys() {
+                if let Err(message) = command::check_env_name(name) {
+                    let at = t.env.as_ref().map(|env| here(env.span()));
+                    let mut d = Diagnostic::new(Code::CR002, format!("subject `{id}`: {message}")).hint("use letters, digits and `_`");
+                    if let Some(at) = at {
+                        d = d.at(at);
+                    }
+                    diags.push(d);
+                }
+            }
+            native.env = command::environment(&native.tools, &granted, home.as_deref());
+            native.memory = t.memory.as_ref().map(|m| m.get_ref().0);
+            grant.reach = Reach::Native(native);
+            grant
+        }
+        _ => {
+            let memory = t.memory.as_ref().map_or(crate::plan::limits::DEFAULT_MEMORY, |m| m.get_ref().0);
+            Grant::new(reads, Limits { memory, ..limits })
+        }
+    };
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    program.map(|program| Subject { id: Some(id.to_string()), program, grant })
+}
+
+/// The program of a `run` subject: on its `PATH` (`python3`), absolute
+/// (`/usr/bin/python3`), or a workspace file (`build/wc`), which may be
+/// built upstream and is returned as a read-only mount for its grant.
+fn resolve_native_program(
+    id: &str,
+    run: &Spanned<Vec<String>>,
+    t: &SubjectTable,
+    workspace: &Path,
+    all_writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<(SubjectProgram, Option<Mount>)> {
+    let at = here(run.span());
+    let Some(name) = run.get_ref().first() else {
+        diags.push(
+            Diagnostic::new(Code::CR017, format!("subject `{id}` has an empty `run`"))
+                .at(at)
+                .hint("write the program and its first arguments, e.g. `run = [\"python3\", \"app/wc.py\"]`"),
+        );
+        return None;
+    };
+    let args = run.get_ref()[1..].to_vec();
+    let display = run.get_ref().join(" ");
+    if name.contains('/') && !Path::new(name).is_absolute() {
+        let spanned = Spanned::new(run.span(), name.clone());
+        let file = resolve_path(&spanned, workspace, all_writes, &format!("subject `{id}`: program"), here, diags)?;
+        let program = SubjectProgram::Native { program: file.host.clone(), args, display, file: Some(file.rel.clone()) };
+        return Some((program, Some(file)));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut tools = Vec::new();
+    for raw in &t.tools {
+        if let Ok(path) = command::tool_path(raw.get_ref(), home.as_deref()) {
+            tools.push(path);
+        }
+    }
+    let path = command::environment(&tools, &BTreeMap::new(), home.as_deref())["PATH"].clone();
+    match command::find_program(name, &path, workspace) {
+        Ok(program) => Some((SubjectProgram::Native { program, args, display, file: None }, None)),
+        Err((code, message, hint)) => {
+            diags.push(Diagnostic::new(code, format!("subject `{id}`: {message}")).at(at).hint(hint));
+            None
+        }
+    }
+}
+
+/// A read-only workspace path of a subject; missing is fine when some step
+/// writes it.
+fn resolve_path(
+    raw: &Spanned<String>,
+    workspace: &Path,
+    writes: &[String],
+    what: &str,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Mount> {
+    match mounts::resolve(workspace, raw.get_ref(), false) {
+        Ok(mount) => Some(mount),
+        Err(e) if e.code == Code::CR008 && super::gates::produced_upstream(raw.get_ref(), writes) => {
+            Some(mounts::not_yet_created(workspace, raw.get_ref()))
+        }
+        Err(e) => {
+            diags.push(Diagnostic::new(e.code, format!("{what}: {}", e.message)).at(here(raw.span())).hint(e.hint));
+            None
+        }
+    }
+}
+
+/// The component file of a subject: a file, not a directory, and (when it
+/// exists, or by its name when it does not) WebAssembly.
+fn component_mount(
+    raw: &Spanned<String>,
+    workspace: &Path,
+    writes: &[String],
+    what: &str,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Mount> {
+    let mount = resolve_path(raw, workspace, writes, what, here, diags)?;
+    let refuse = |diags: &mut Diagnostics, message: String| {
+        diags.push(Diagnostic::new(Code::CR021, format!("{what}: {message}")).at(here(raw.span())).hint(format!(
+            "name a `wasi:cli` command component (e.g. `build/app.wasm`); to judge a native program, declare it: `[subject.app]` with `run = [\"python3\", \"{}\"]` and `read = [...]`, then `subject = \"app\"`",
+            mount.rel
+        )));
+    };
+    if mount.exists && mount.is_dir {
+        refuse(diags, format!("`{}` is a directory", mount.rel));
+        return None;
+    }
+    let wasm = if mount.exists {
+        is_wasm(&mount.host)
+    } else {
+        Path::new(&mount.rel).extension().is_some_and(|e| e.eq_ignore_ascii_case("wasm"))
+    };
+    if !wasm {
+        refuse(diags, format!("`{}` is not a WebAssembly component", mount.rel));
+        return None;
+    }
+    Some(Mount { is_dir: false, ..mount })
+}
+
+/// Whether the file at `path` starts with WebAssembly's magic bytes.
+fn is_wasm(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    fs_err::File::open(path).and_then(|mut f| f.read_exact(&mut magic).map_err(Into::into)).is_ok() && magic == *b"\0asm"
+}
+
+/// The evaluator's keys that only a `subject = "<path>"` may use.
+pub(crate) struct PathKeys<'a> {
+    /// `subject_read`.
+    pub(crate) read: &'a [Spanned<String>],
+    /// `subject_timeout`.
+    pub(crate) timeout: Option<DurationSpec>,
+    /// The evaluator's `memory` (a path subject shares its cap).
+    pub(crate) memory: Option<ByteSize>,
+}
+
+/// The subject an evaluator names with `raw`: a declared `[subject.ID]`
+/// (its paths checked against what this evaluator's upstream writes), or a
+/// component path with `subject_read` and `subject_timeout`. Every call
+/// ends by `step_timeout` at the latest.
+pub(crate) fn for_evaluator(
+    evaluator: &str,
+    raw: &Spanned<String>,
+    keys: PathKeys<'_>,
+    declared: &BTreeMap<String, Option<Subject>>,
+    step_timeout: Duration,
+    (workspace, upstream_writes): (&Path, &[String]),
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Subject> {
+    let invalid = |message: String, hint: &str| {
+        Diagnostic::new(Code::CR021, format!("evaluator `{evaluator}`: {message}")).at(here(raw.span())).hint(hint)
+    };
+    if let Some(entry) = declared.get(raw.get_ref()) {
+        let id = raw.get_ref();
+        if !keys.read.is_empty() || keys.timeout.is_some() {
+            diags.push(invalid(
+                format!("`subject_read` and `subject_timeout` do not apply to the declared subject `{id}`"),
+                &format!("set `read` and `timeout` in [subject.{id}] instead"),
+            ));
+        }
+        let mut subject = entry.clone()?;
+        for (what, mount) in subject.paths() {
+            if !mount.exists && !super::gates::produced_upstream(&mount.rel, upstream_writes) {
+                diags.push(invalid(
+                    format!("{what} does not exist, and no step this evaluator needs writes it"),
+                    "add the step that builds it to `needs`, or fix the path",
+                ));
+            }
+        }
+        subject.grant.limits.timeout = subject.grant.limits.timeout.min(step_timeout);
+        return Some(subject);
+    }
+    if raw.get_ref().contains(['/', '.']) || declared.is_empty() {
+        let component = component_mount(raw, workspace, upstream_writes, &format!("evaluator `{evaluator}`: subject"), here, diags);
+        let mut reads = Vec::new();
+        for raw in keys.read {
+            reads.extend(resolve_path(raw, workspace, upstream_writes, &format!("evaluator `{evaluator}`: subject_read"), here, diags));
+        }
+        if let Some(subject_timeout) = keys.timeout.filter(|s| s.0 > step_timeout) {
+            diags.push(invalid(
+                format!(
+                    "`subject_timeout = \"{subject_timeout}\"` is longer than the step's `timeout` ({})",
+                    DurationSpec(step_timeout)
+                ),
+                "`timeout` bounds the whole evaluator step, subject runs included: raise `timeout` or lower `subject_timeout`",
+            ));
+        }
+        let limits = Limits {
+            timeout: keys.timeout.map_or(DEFAULT_TIMEOUT.min(step_timeout), |d| d.0),
+            memory: keys.memory.map_or(crate::plan::limits::DEFAULT_MEMORY, |m| m.0),
+            ..Limits::default()
+        };
+        return component.map(|component| Subject {
+            id: None,
+            program: SubjectProgram::Component(component),
+            grant: Grant::new(reads, limits),
+        });
+    }
+    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    let hint = match crate::diag::suggest(raw.get_ref(), names.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("declared subjects: {}; or write the path of a component, e.g. `build/app.wasm`", names.join(", ")),
+    };
+    diags.push(invalid(format!("subject `{}` is not a [subject.*] table", raw.get_ref()), &hint));
+    None
+}
