@@ -28,6 +28,8 @@ use sandbox_tests::{cleanroom_binary, findings, step, Workspace, GUESTS};
 mod jail;
 #[path = "attacks/leaks.rs"]
 mod leaks;
+#[path = "attacks/subjects.rs"]
+mod subjects;
 #[path = "attacks/trust.rs"]
 mod trust;
 
@@ -186,6 +188,7 @@ fn cases() -> Vec<Case> {
     all.extend(leaks::cases());
     all.extend(jail::cases());
     all.extend(trust::cases());
+    all.extend(subjects::cases());
     all
 }
 

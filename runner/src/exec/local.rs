@@ -315,7 +315,8 @@ fn load_subject(
     deadline: Instant,
 ) -> Result<Arc<crate::sandbox::SubjectRunner>, String> {
     use crate::plan::subjects::SubjectProgram;
-    let grant = refresh_mounts(subject.grant.clone(), &local.workspace).map_err(|reason| format!("subject: {reason}"))?;
+    let grant =
+        refresh_mounts(subject.grant.clone(), &local.workspace).map_err(|reason| format!("subject: {reason}"))?;
     match &subject.program {
         SubjectProgram::Component(mount) => {
             let path = match fs_err::canonicalize(&mount.host) {

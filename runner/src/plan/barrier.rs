@@ -92,7 +92,8 @@ pub fn check(
         let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
         if let Some(subject) = subject {
             let paths = subject.paths().into_iter().map(|(what, m)| (what, m.host.clone()));
-            let tools = subject.grant.tools().iter().map(|t| (format!("subject tool path `{}`", t.display()), t.clone()));
+            let tools =
+                subject.grant.tools().iter().map(|t| (format!("subject tool path `{}`", t.display()), t.clone()));
             for (what, host) in paths.chain(tools) {
                 if let Some(fence) = holdout.iter().find(|f| overlaps(&host, &f.host)) {
                     refuse(fence, "holdout", what.clone(), "the subject must never see the scenarios it is judged by");

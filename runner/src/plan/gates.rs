@@ -41,7 +41,6 @@ pub struct Evaluation {
     pub subject: Option<Subject>,
 }
 
-
 /// Sets every step's [`super::Step::attempts`]: for a stage retried by
 /// gates, the largest `max_iterations` written on any of them, or
 /// [`DEFAULT_MAX_ITERATIONS`] when none writes one; 1 for a stage no gate

@@ -312,8 +312,10 @@ impl Plan {
             })
             .collect();
 
-        let all_writes: Vec<String> =
-            writers.iter().flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref()))).collect();
+        let all_writes: Vec<String> = writers
+            .iter()
+            .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
+            .collect();
         let declared_subjects = subjects::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
         let mut steps = Vec::with_capacity(declared.len());
         for (i, d) in declared.iter().enumerate() {
@@ -364,7 +366,8 @@ impl Plan {
                 None => "{}".to_string(),
             };
             let retry = gates::resolve_retry(d, &declared, (&ancestry, i), &here, &mut diags);
-            let evaluation = gates::resolve_evaluation(d, &declared_subjects, &workspace, &upstream_writes[i], &here, &mut diags);
+            let evaluation =
+                gates::resolve_evaluation(d, &declared_subjects, &workspace, &upstream_writes[i], &here, &mut diags);
             let sampled = evaluation.as_ref().is_some_and(|e| e.repeat > 1);
             let cache = d.table.cache.as_ref().map_or(!sampled, |c| *c.get_ref());
             steps.push(Step {

@@ -117,15 +117,14 @@ pub(crate) fn resolve_tables(
         .subject
         .iter()
         .map(|(id, table)| {
-            let id = id.get_ref().0.clone();
-            let subject = resolve_table(&id, table, workspace, all_writes, here, diags);
-            (id, subject)
+            let subject = resolve_table((&id.get_ref().0, id.span()), table, workspace, all_writes, here, diags);
+            (id.get_ref().0.clone(), subject)
         })
         .collect()
 }
 
 fn resolve_table(
-    id: &str,
+    (id, at_table): (&str, std::ops::Range<usize>),
     t: &SubjectTable,
     workspace: &Path,
     all_writes: &[String],
@@ -134,11 +133,8 @@ fn resolve_table(
 ) -> Option<Subject> {
     let errors_before = diags.0.len();
     let refuse = |diags: &mut Diagnostics, span: Option<std::ops::Range<usize>>, message: String, hint: &str| {
-        let mut d = Diagnostic::new(Code::CR021, format!("subject `{id}`: {message}")).hint(hint);
-        if let Some(span) = span {
-            d = d.at(here(span));
-        }
-        diags.push(d);
+        let span = span.unwrap_or_else(|| at_table.clone());
+        diags.push(Diagnostic::new(Code::CR021, format!("subject `{id}`: {message}")).at(here(span)).hint(hint));
     };
     let mut reads = Vec::new();
     for raw in &t.read {
@@ -196,12 +192,12 @@ fn resolve_table(
             component_mount(raw, workspace, all_writes, &format!("subject `{id}`"), here, diags)
                 .map(SubjectProgram::Component)
         }
-        (Some(run), None) => resolve_native_program(id, run, t, workspace, all_writes, here, diags).map(
-            |(program, file)| {
+        (Some(run), None) => {
+            resolve_native_program(id, run, t, workspace, all_writes, here, diags).map(|(program, file)| {
                 reads.extend(file);
                 program
-            },
-        ),
+            })
+        }
     };
     let grant = match &program {
         Some(SubjectProgram::Native { .. }) => {
@@ -219,12 +215,12 @@ fn resolve_table(
             let granted = t.env.as_ref().map(|env| env.get_ref().clone()).unwrap_or_default();
             for name in granted.keys() {
                 if let Err(message) = command::check_env_name(name) {
-                    let at = t.env.as_ref().map(|env| here(env.span()));
-                    let mut d = Diagnostic::new(Code::CR002, format!("subject `{id}`: {message}")).hint("use letters, digits and `_`");
-                    if let Some(at) = at {
-                        d = d.at(at);
-                    }
-                    diags.push(d);
+                    let at = here(t.env.as_ref().map_or(at_table.clone(), Spanned::span));
+                    diags.push(
+                        Diagnostic::new(Code::CR002, format!("subject `{id}`: {message}"))
+                            .at(at)
+                            .hint("use letters, digits and `_`"),
+                    );
                 }
             }
             native.env = command::environment(&native.tools, &granted, home.as_deref());
@@ -269,7 +265,8 @@ fn resolve_native_program(
     if name.contains('/') && !Path::new(name).is_absolute() {
         let spanned = Spanned::new(run.span(), name.clone());
         let file = resolve_path(&spanned, workspace, all_writes, &format!("subject `{id}`: program"), here, diags)?;
-        let program = SubjectProgram::Native { program: file.host.clone(), args, display, file: Some(file.rel.clone()) };
+        let program =
+            SubjectProgram::Native { program: file.host.clone(), args, display, file: Some(file.rel.clone()) };
         return Some((program, Some(file)));
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -311,8 +308,8 @@ fn resolve_path(
     }
 }
 
-/// The component file of a subject: a file, not a directory, and (when it
-/// exists, or by its name when it does not) WebAssembly.
+/// The component file of a subject: a file, not a directory, named
+/// `*.wasm` or starting like WebAssembly.
 fn component_mount(
     raw: &Spanned<String>,
     workspace: &Path,
@@ -332,11 +329,10 @@ fn component_mount(
         refuse(diags, format!("`{}` is a directory", mount.rel));
         return None;
     }
-    let wasm = if mount.exists {
-        is_wasm(&mount.host)
-    } else {
-        Path::new(&mount.rel).extension().is_some_and(|e| e.eq_ignore_ascii_case("wasm"))
-    };
+    // Named `.wasm`, it is taken as one here (wasmtime checks it when it
+    // loads); otherwise an existing file must start like WebAssembly.
+    let named_wasm = Path::new(&mount.rel).extension().is_some_and(|e| e.eq_ignore_ascii_case("wasm"));
+    let wasm = named_wasm || (mount.exists && is_wasm(&mount.host));
     if !wasm {
         refuse(diags, format!("`{}` is not a WebAssembly component", mount.rel));
         return None;
@@ -348,7 +344,8 @@ fn component_mount(
 fn is_wasm(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    fs_err::File::open(path).and_then(|mut f| f.read_exact(&mut magic).map_err(Into::into)).is_ok() && magic == *b"\0asm"
+    fs_err::File::open(path).and_then(|mut f| f.read_exact(&mut magic).map_err(Into::into)).is_ok()
+        && magic == *b"\0asm"
 }
 
 /// The evaluator's keys that only a `subject = "<path>"` may use.
@@ -399,10 +396,18 @@ pub(crate) fn for_evaluator(
         return Some(subject);
     }
     if raw.get_ref().contains(['/', '.']) || declared.is_empty() {
-        let component = component_mount(raw, workspace, upstream_writes, &format!("evaluator `{evaluator}`: subject"), here, diags);
+        let component =
+            component_mount(raw, workspace, upstream_writes, &format!("evaluator `{evaluator}`: subject"), here, diags);
         let mut reads = Vec::new();
         for raw in keys.read {
-            reads.extend(resolve_path(raw, workspace, upstream_writes, &format!("evaluator `{evaluator}`: subject_read"), here, diags));
+            reads.extend(resolve_path(
+                raw,
+                workspace,
+                upstream_writes,
+                &format!("evaluator `{evaluator}`: subject_read"),
+                here,
+                diags,
+            ));
         }
         if let Some(subject_timeout) = keys.timeout.filter(|s| s.0 > step_timeout) {
             diags.push(invalid(
@@ -427,7 +432,9 @@ pub(crate) fn for_evaluator(
     let names: Vec<&str> = declared.keys().map(String::as_str).collect();
     let hint = match crate::diag::suggest(raw.get_ref(), names.iter().copied()) {
         Some(best) => format!("did you mean `{best}`?"),
-        None => format!("declared subjects: {}; or write the path of a component, e.g. `build/app.wasm`", names.join(", ")),
+        None => {
+            format!("declared subjects: {}; or write the path of a component, e.g. `build/app.wasm`", names.join(", "))
+        }
     };
     diags.push(invalid(format!("subject `{}` is not a [subject.*] table", raw.get_ref()), &hint));
     None

@@ -191,13 +191,19 @@ impl SubjectRunner {
         let exit = match outcome.result {
             Ok(exit) => exit,
             Err(super::Failure::Timeout(_)) => {
-                return Err((SubjectFailure::TimedOut, format!("timed out after {}", crate::manifest::DurationSpec(round_ms(limit)))))
+                return Err((
+                    SubjectFailure::TimedOut,
+                    format!("timed out after {}", crate::manifest::DurationSpec(round_ms(limit))),
+                ))
             }
             Err(failure) => return Err((SubjectFailure::CouldNotStart, failure.to_string())),
         };
         if jail.out_of_memory() {
             let cap = grant.native().and_then(|n| n.memory).unwrap_or_default();
-            return Err((SubjectFailure::OutOfMemory, format!("killed past its memory cap of {}", crate::manifest::ByteSize(cap))));
+            return Err((
+                SubjectFailure::OutOfMemory,
+                format!("killed past its memory cap of {}", crate::manifest::ByteSize(cap)),
+            ));
         }
         let exit_code = match (exit.code, exit.signal) {
             (Some(code), _) => u32::try_from(code).unwrap_or(1),
@@ -280,7 +286,10 @@ impl SubjectRunner {
 
 /// A run that printed `dropped` bytes past its cap of `cap`.
 fn output_cut(dropped: u64, cap: u64) -> (SubjectFailure, String) {
-    (SubjectFailure::OutputCut, format!("printed {dropped} bytes past the output cap of {}", crate::manifest::ByteSize(cap)))
+    (
+        SubjectFailure::OutputCut,
+        format!("printed {dropped} bytes past the output cap of {}", crate::manifest::ByteSize(cap)),
+    )
 }
 
 /// `limit` rounded to whole milliseconds, for messages.

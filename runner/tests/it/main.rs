@@ -14,6 +14,7 @@ mod network;
 mod polyglot;
 mod results;
 mod run;
+mod subjects;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

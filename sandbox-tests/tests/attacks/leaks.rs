@@ -16,7 +16,7 @@ use sandbox_tests::{cleanroom_binary, guest, step, Workspace};
 use super::{case, refused, Case};
 
 /// A first-party plugin built by `scripts/build-plugins`.
-fn plugin(name: &str) -> PathBuf {
+pub(super) fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist").join(format!("{name}.wasm"));
     assert!(path.is_file(), "{} is missing: run scripts/build-plugins first", path.display());
     path
@@ -42,7 +42,7 @@ fn compile_subject(ws: &Workspace, rel: &str, source: &str) {
 /// Writes `body` below a `[plugins]` table naming `recorder` (the
 /// feedback-recording stage), `fixed` (fixed verdicts) and `runner`
 /// (scenario-runner), validates and runs it.
-fn run(ws: &Workspace, body: &str) -> RunReport {
+pub(super) fn run(ws: &Workspace, body: &str) -> RunReport {
     let toml = format!(
         "[pipeline]\nname = \"leaks\"\n\n[plugins]\nrecorder = {:?}\nfixed = {:?}\nrunner = {:?}\nnoop = {:?}\n\n{body}",
         guest("feedback_recorder").display().to_string(),
@@ -104,7 +104,7 @@ fn main() {
 }
 "#;
 
-fn recorded(ws: &Workspace, attempt: u32) -> String {
+pub(super) fn recorded(ws: &Workspace, attempt: u32) -> String {
     ws.read(&format!("out/attempt-{attempt}.txt"))
 }
 
