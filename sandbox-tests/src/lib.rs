@@ -26,6 +26,7 @@ pub const GUESTS: &[&str] = &[
     "noop_stage",
     "output_flood",
     "read_probe",
+    "service_probe",
     "socket_probe",
     "spin_forever",
     "stack_overflow",

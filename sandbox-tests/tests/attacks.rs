@@ -28,6 +28,8 @@ use sandbox_tests::{cleanroom_binary, findings, step, Workspace, GUESTS};
 mod jail;
 #[path = "attacks/leaks.rs"]
 mod leaks;
+#[path = "attacks/services.rs"]
+mod services;
 #[path = "attacks/subjects.rs"]
 mod subjects;
 #[path = "attacks/trust.rs"]
@@ -189,6 +191,7 @@ fn cases() -> Vec<Case> {
     all.extend(jail::cases());
     all.extend(trust::cases());
     all.extend(subjects::cases());
+    all.extend(services::cases());
     all
 }
 

@@ -18,6 +18,9 @@ use crate::report::StepReport;
 /// A step's report, some time later.
 pub type Running<'a> = Pin<Box<dyn Future<Output = StepReport> + Send + 'a>>;
 
+/// Work a backend does when a round ends.
+pub type Finishing<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 /// Runs planned steps.
 pub trait Backend: Send + Sync {
     /// Runs `step` as attempt `attempt` (a stage's attempt; the round for
@@ -27,4 +30,10 @@ pub trait Backend: Send + Sync {
     /// is not the work being judged). Dropping the future must stop the step
     /// and commit nothing (Ctrl-C relies on it).
     fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a>;
+
+    /// Called when a round's steps have all finished, before the gates are
+    /// judged: a backend stops what it kept up for the round (services).
+    fn round_finished(&self) -> Finishing<'_> {
+        Box::pin(async {})
+    }
 }

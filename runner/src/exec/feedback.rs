@@ -146,7 +146,11 @@ pub fn build(sources: &[Source<'_>], level: FeedbackLevel, holdout: &Holdout) ->
         if judged_by_holdout {
             out.bits += outcome_bits();
         }
-        if let Some(evaluation) = &gate.evaluation {
+        if let Some(reason) = &gate.service_failure {
+            // The runner's words about the service's start, before any
+            // scenario ran: nothing holdout-dependent beyond the outcome.
+            lines.push((one_line(&format!("step {}: {reason}", gate.id)), 0.0));
+        } else if let Some(evaluation) = &gate.evaluation {
             let failing: Vec<_> = evaluation.scenarios.iter().filter(|s| !s.passed).collect();
             let runs = evaluation.scenarios.iter().map(|s| s.runs).max().unwrap_or(1);
             match level {

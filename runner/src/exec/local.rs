@@ -38,11 +38,79 @@ pub struct Local {
     pub options: RunOptions,
     /// Secret values native steps are granted.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// The services started for evaluators, kept up across them.
+    pub services: Services,
+}
+
+/// The services running for this run's evaluators, by id, each with the
+/// digest of what it read when it started. A service is started when the
+/// first evaluator that names it runs, kept up for the others, restarted
+/// when what it reads changed, and stopped (its whole process tree) when
+/// the round ends, or when the backend is dropped (the run ended, Ctrl-C).
+#[derive(Default)]
+pub struct Services(tokio::sync::Mutex<BTreeMap<String, (String, Arc<crate::sandbox::service::RunningService>)>>);
+
+impl Services {
+    /// The running `service`, started (and waited for) if it is not
+    /// running, if what it reads changed, or if `fresh`.
+    async fn get(
+        &self,
+        local: &Local,
+        service: &crate::plan::services::Service,
+        fresh: bool,
+    ) -> Result<Arc<crate::sandbox::service::RunningService>, crate::sandbox::service::ServiceFailure> {
+        let unusable = |reason: String| crate::sandbox::service::ServiceFailure {
+            reason: format!("service `{}`: {reason}", service.id),
+            tail: Vec::new(),
+            infrastructure: false,
+        };
+        let grant = refresh_mounts(service.grant.clone(), &local.workspace).map_err(unusable)?;
+        let digester = crate::cache::digest::Digester::cold(&local.workspace);
+        let digest: String = grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
+        let mut running = self.0.lock().await;
+        if let Some((started_with, service)) = running.get(&service.id) {
+            if !fresh && *started_with == digest {
+                return Ok(Arc::clone(service));
+            }
+        }
+        // Stop the old one before the new one takes the port.
+        running.remove(&service.id);
+        let program = match &service.file {
+            Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
+                Some(mount) if !mount.is_dir => mount.host.clone(),
+                _ => return Err(unusable(format!("its program `{rel}` is not a file"))),
+            },
+            None => service.program.clone(),
+        };
+        let spec = crate::sandbox::service::ServiceSpec {
+            id: service.id.clone(),
+            helper: local.options.jail_helper.clone(),
+            program,
+            args: service.args.clone(),
+            grant,
+            workspace: local.workspace.clone(),
+            port: service.port,
+            ready: service.ready.clone(),
+        };
+        let started = crate::sandbox::service::RunningService::start(&spec).await?;
+        tracing::info!("service `{}` ready after {:?}", service.id, started.ready_after);
+        running.insert(service.id.clone(), (digest, Arc::clone(&started)));
+        Ok(started)
+    }
+
+    /// Stops every service.
+    async fn stop_all(&self) {
+        self.0.lock().await.clear();
+    }
 }
 
 impl Backend for Local {
     fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a> {
         Box::pin(run_step(self, step, attempt, feedback))
+    }
+
+    fn round_finished(&self) -> super::backend::Finishing<'_> {
+        Box::pin(self.services.stop_all())
     }
 }
 
@@ -238,12 +306,22 @@ async fn evaluate_all(
             Err(reason) => return error_report(step, reason),
         },
     };
+    let service = match &evaluation.service {
+        Some(service) if service.restart == crate::manifest::RestartPolicy::OnChange => {
+            match local.services.get(local, service, false).await {
+                Ok(running) => Some(running),
+                Err(failure) => return service_failed(step, failure, started),
+            }
+        }
+        _ => None,
+    };
+    let judged = crate::sandbox::Judged { subject: subject.clone(), service };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
     let Some(grant) = remaining(&step.grant, deadline) else {
         return StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) };
     };
-    let listed = local.sandbox.run_scenarios(plugin, &grant, &invocation, subject.clone()).await;
+    let listed = local.sandbox.run_scenarios(plugin, &grant, &invocation, judged.clone()).await;
     let mut stdout = listed.stdout;
     let mut stderr = listed.stderr;
     let mut denied = listed.denied;
@@ -272,7 +350,7 @@ async fn evaluate_all(
             evaluation,
             &name,
             &invocation,
-            subject.clone(),
+            judged.clone(),
             (&mut stdout, &mut stderr, &mut denied),
         )
         .await;
@@ -299,6 +377,22 @@ async fn evaluate_all(
     report.evaluation = Some(EvaluationReport { satisfaction, threshold: evaluation.threshold, scenarios });
     report.denied_requests = denied;
     append_subject_log(&mut report, subject.as_deref());
+    report
+}
+
+/// The report of an evaluator whose service could not be used: failed
+/// (the work's doing, so its stage is retried with the runner's one line),
+/// or an error when the host could not jail it; the service's last output
+/// lines in stderr, for humans.
+fn service_failed(step: &Step, failure: crate::sandbox::service::ServiceFailure, started: Instant) -> StepReport {
+    let mut report = error_report(step, failure.reason.clone());
+    report.duration = started.elapsed();
+    if failure.infrastructure {
+        return report.infrastructure();
+    }
+    report.status = StepStatus::Failed;
+    report.stderr = failure.tail.iter().map(|l| format!("{l}\n")).collect();
+    report.service_failure = Some(failure.reason);
     report
 }
 
@@ -387,15 +481,33 @@ async fn run_scenario(
     evaluation: &Evaluation,
     name: &str,
     invocation: &Invocation,
-    subject: Option<Arc<crate::sandbox::SubjectRunner>>,
+    judged: crate::sandbox::Judged,
     (stdout, stderr, denied): (&mut Captured, &mut Captured, &mut Vec<String>),
 ) -> Option<ScenarioReport> {
+    let subject = judged.subject.clone();
     let mut passes = 0;
     let mut first_failure: Option<(String, String)> = None;
     let mut last = (String::new(), String::new());
     for _ in 0..evaluation.repeat {
         let grant = remaining(&step.grant, deadline)?;
-        let outcome = local.sandbox.run_evaluate(plugin, &grant, name, invocation, subject.clone()).await;
+        // `restart = "per-scenario"`: a fresh service for this run.
+        let mut judged = judged.clone();
+        if let Some(service) =
+            evaluation.service.as_ref().filter(|s| s.restart == crate::manifest::RestartPolicy::PerScenario)
+        {
+            match local.services.get(local, service, true).await {
+                Ok(running) => judged.service = Some(running),
+                Err(failure) => {
+                    let detail = std::iter::once(failure.reason).chain(failure.tail).collect::<Vec<_>>().join("\n");
+                    if first_failure.is_none() {
+                        first_failure = Some(("the service could not be started".into(), detail.clone()));
+                    }
+                    last = ("the service could not be started".into(), detail);
+                    continue;
+                }
+            }
+        }
+        let outcome = local.sandbox.run_evaluate(plugin, &grant, name, invocation, judged).await;
         append(stdout, outcome.stdout, step.grant.limits.output);
         append(stderr, outcome.stderr, step.grant.limits.output);
         denied.extend(outcome.denied);

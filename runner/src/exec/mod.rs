@@ -182,6 +182,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         workspace: plan.workspace.clone(),
         options: options.clone(),
         secrets: Arc::clone(&secrets),
+        services: local::Services::default(),
     };
     run_on(plan, Arc::new(backend), secrets, key, options)
 }
@@ -425,6 +426,7 @@ impl Executor<'_> {
         let started = Instant::now();
         let escalation = loop {
             self.run_round().await;
+            self.backend.round_finished().await;
             if self.stop.is_some() {
                 // No retry round after --fail-fast or Ctrl-C.
                 break None;
@@ -959,9 +961,8 @@ impl AttemptReport {
 /// subject's mounts) by workspace path. A write mount's digest is of what
 /// the step starts from.
 fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
-    let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-    let subject_mounts = subject.into_iter().flat_map(|s| s.paths().into_iter().map(|(_, m)| m));
-    step.grant.mounts.iter().chain(subject_mounts).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
+    let judged = step.judged_paths().into_iter().map(|(_, m)| m);
+    step.grant.mounts.iter().chain(judged).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
 /// Whether `a` and `b` may not run at the same time: one is a stage and

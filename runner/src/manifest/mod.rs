@@ -48,6 +48,10 @@ pub struct Manifest {
     /// `subject = "ID"`.
     #[serde(default)]
     pub subject: BTreeMap<Spanned<Id>, SubjectTable>,
+    /// `[service.ID]` tables: programs that listen for requests, started
+    /// for the evaluators that name them with `service = "ID"`.
+    #[serde(default)]
+    pub service: BTreeMap<Spanned<Id>, ServiceTable>,
     /// `[barrier]`: paths that separate the code writers from the judges.
     pub barrier: Option<BarrierTable>,
     /// `[secrets]`: named secrets and where the runner reads them from;
@@ -232,6 +236,9 @@ pub struct StepTable {
     /// Evaluators: workspace paths the subject may read. Default: none.
     #[serde(default)]
     pub subject_read: Vec<Spanned<String>>,
+    /// Evaluators: the `[service.ID]` its scenarios send requests to
+    /// through the `service` interface. Example: `service = "api"`.
+    pub service: Option<Spanned<String>>,
     /// Evaluators: deadline of one subject run. Default 10s.
     pub subject_timeout: Option<DurationSpec>,
     /// Stages: bytes they may write (their staged copies, and a native
@@ -302,6 +309,69 @@ pub struct SubjectTable {
     /// Bytes of stdout, and separately of stderr, one call may print before
     /// its output is judged cut. Default 1MiB.
     pub output: Option<Spanned<ByteSize>>,
+}
+
+/// One `[service.ID]` table: a native program that listens on a port in a
+/// network namespace of its own, started (and waited for) before the
+/// evaluators that name it, reached only through the runner.
+/// Example: `[service.api]` with `run = ["python3", "app/server.py"]`,
+/// `read = ["app"]`, `port = 8080`, `ready = { http = "/health" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTable {
+    /// The program and its arguments, run in the kernel jail.
+    pub run: Spanned<Vec<String>>,
+    /// Workspace paths it may read (never the holdout, never `private`
+    /// paths). Default: none.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Extra read-only host paths (interpreters, toolchains), as for `run` steps.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// Its only environment variables besides `PATH`, `HOME`, `TMPDIR`
+    /// and `PORT`.
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    /// The TCP port it listens on, on its own loopback (also `$PORT`).
+    pub port: Spanned<u16>,
+    /// When it counts as started. Default: `{ tcp = true }` within 30s.
+    pub ready: Option<Spanned<ReadyTable>>,
+    /// `on-change` (default): started once per round and kept up for every
+    /// evaluator that names it, restarted when what it reads changed;
+    /// `per-scenario`: a fresh one for each scenario run.
+    pub restart: Option<Spanned<RestartPolicy>>,
+    /// Memory cap of its whole process tree (a memory cgroup). Default: none.
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Processes it may have at once. Default 64.
+    pub pids: Option<Spanned<u32>>,
+    /// Bytes of its stdout, and of its stderr, kept per start. Default 1MiB.
+    pub output: Option<Spanned<ByteSize>>,
+}
+
+/// `ready = { ... }`: exactly one way to tell that a service is up, and
+/// how long to wait for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyTable {
+    /// Ready when `GET` of this path answers 2xx or 3xx. Example: `http = "/health"`.
+    pub http: Option<String>,
+    /// Ready when its port accepts a connection.
+    pub tcp: Option<bool>,
+    /// Ready when its stdout contains this text. Example: `stdout = "listening on"`.
+    pub stdout: Option<String>,
+    /// How long to wait. Default 30s.
+    pub timeout: Option<DurationSpec>,
+}
+
+/// When a service is restarted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Once per round, shared by the evaluators that name it; again when
+    /// what it reads changed.
+    #[default]
+    OnChange,
+    /// A fresh service for each scenario run.
+    PerScenario,
 }
 
 /// A step or plugin id: ASCII letters, digits, `-` and `_`, starting with a

@@ -89,23 +89,27 @@ pub fn check(
                 }
             }
         }
-        let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-        if let Some(subject) = subject {
-            let paths = subject.paths().into_iter().map(|(what, m)| (what, m.host.clone()));
-            let tools =
-                subject.grant.tools().iter().map(|t| (format!("subject tool path `{}`", t.display()), t.clone()));
-            for (what, host) in paths.chain(tools) {
-                if let Some(fence) = holdout.iter().find(|f| overlaps(&host, &f.host)) {
-                    refuse(fence, "holdout", what.clone(), "the subject must never see the scenarios it is judged by");
-                }
-                if let Some(fence) = private.iter().find(|f| overlaps(&host, &f.host)) {
-                    refuse(
-                        fence,
-                        "private",
-                        what,
-                        "the subject runs within the judge's reach: give it what was built (e.g. `build/`), not the private source, or drop the path from `private`",
-                    );
-                }
+        let paths = step.judged_paths().into_iter().map(|(what, m)| (what, m.host.clone()));
+        let tools = step
+            .judged_tools()
+            .into_iter()
+            .map(|t| (format!("tool path `{}` of the program under evaluation", t.display()), t.clone()));
+        for (what, host) in paths.chain(tools) {
+            if let Some(fence) = holdout.iter().find(|f| overlaps(&host, &f.host)) {
+                refuse(
+                    fence,
+                    "holdout",
+                    what.clone(),
+                    "the program under evaluation must never see the scenarios it is judged by",
+                );
+            }
+            if let Some(fence) = private.iter().find(|f| overlaps(&host, &f.host)) {
+                refuse(
+                    fence,
+                    "private",
+                    what,
+                    "the program under evaluation runs within the judge's reach: give it what was built (e.g. `build/`), not the private source, or drop the path from `private`",
+                );
             }
         }
     }

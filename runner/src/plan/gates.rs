@@ -39,6 +39,8 @@ pub struct Evaluation {
     pub threshold: f64,
     /// The program under evaluation, if any.
     pub subject: Option<Subject>,
+    /// The service its scenarios send requests to, if any.
+    pub service: Option<crate::plan::services::Service>,
 }
 
 /// Sets every step's [`super::Step::attempts`]: for a stage retried by
@@ -132,7 +134,10 @@ pub(crate) fn resolve_retry(
 /// refusing them on other kinds.
 pub(crate) fn resolve_evaluation(
     d: &Declared,
-    declared_subjects: &std::collections::BTreeMap<String, Option<Subject>>,
+    declared: (
+        &std::collections::BTreeMap<String, Option<Subject>>,
+        &std::collections::BTreeMap<String, Option<crate::plan::services::Service>>,
+    ),
     workspace: &Path,
     upstream_writes: &[String],
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
@@ -184,14 +189,17 @@ pub(crate) fn resolve_evaluation(
             id.0.as_str(),
             raw,
             subjects::PathKeys { read: &t.subject_read, timeout: t.subject_timeout, memory: t.memory },
-            declared_subjects,
+            declared.0,
             step_timeout,
             (workspace, upstream_writes),
             here,
             diags,
         ),
     };
-    Some(Evaluation { repeat, require, threshold, subject })
+    let service = t.service.as_ref().and_then(|raw| {
+        crate::plan::services::for_evaluator(id.0.as_str(), raw, declared.1, upstream_writes, here, diags)
+    });
+    Some(Evaluation { repeat, require, threshold, subject, service })
 }
 
 /// Whether `raw` lies under a path some upstream step writes.
@@ -213,6 +221,9 @@ pub fn describe(plan: &super::Plan, step: &super::Step) -> Vec<String> {
             "evaluates{subject}: each scenario {} times, {} must pass; threshold {:.2}",
             e.repeat, e.require, e.threshold
         ));
+        if let Some(service) = &e.service {
+            lines.push(format!("service: {}", service.describe()));
+        }
     }
     lines
 }

@@ -89,6 +89,14 @@ impl Grant {
         }
     }
 
+    /// [`Grant::native`], to change (a service's `PORT`).
+    pub fn native_mut(&mut self) -> Option<&mut NativeGrant> {
+        match &mut self.reach {
+            Reach::Native(native) => Some(native),
+            Reach::Wasm(_) => None,
+        }
+    }
+
     /// A native program's environment, tools and network; `None` for a plugin.
     pub fn native(&self) -> Option<&NativeGrant> {
         match &self.reach {

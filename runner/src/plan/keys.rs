@@ -153,6 +153,11 @@ pub const RULES: &[Rule] = &[
         needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
     },
     Rule {
+        key: "service",
+        at: |t| span(t.service.as_ref().map(|x| x.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
+    Rule {
         key: "subject_read",
         at: |t| span(t.subject_read.first().map(|x| x.span())),
         needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],

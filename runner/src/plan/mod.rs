@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod network;
 pub mod secrets;
 pub mod select;
+pub mod services;
 pub mod show;
 pub mod subjects;
 pub mod taint;
@@ -170,6 +171,27 @@ pub struct Step {
 }
 
 impl Step {
+    /// Every workspace path the program under evaluation touches, with a
+    /// word for messages: an evaluator's subject's and its service's.
+    pub fn judged_paths(&self) -> Vec<(String, &Mount)> {
+        let Some(evaluation) = &self.evaluation else { return Vec::new() };
+        let mut paths = evaluation.subject.as_ref().map(subjects::Subject::paths).unwrap_or_default();
+        if let Some(service) = &evaluation.service {
+            paths
+                .extend(service.grant.mounts.iter().map(|m| (format!("service `{}` read `{}`", service.id, m.rel), m)));
+        }
+        paths
+    }
+
+    /// The host tools of the program under evaluation (an evaluator's
+    /// subject's and its service's).
+    pub fn judged_tools(&self) -> Vec<&PathBuf> {
+        let Some(evaluation) = &self.evaluation else { return Vec::new() };
+        let subject = evaluation.subject.iter().flat_map(|s| s.grant.tools());
+        let service = evaluation.service.iter().flat_map(|s| s.grant.tools());
+        subject.chain(service).collect()
+    }
+
     /// The attempt number the step's plugin or program is told: a stage's
     /// own attempt; always 1 for a check (its verdict must not depend on
     /// how often the stage before it was retried); the round for an evaluator.
@@ -317,6 +339,7 @@ impl Plan {
             .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
             .collect();
         let declared_subjects = subjects::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
+        let declared_services = services::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
         let mut steps = Vec::with_capacity(declared.len());
         for (i, d) in declared.iter().enumerate() {
             let id = &d.id.get_ref().0;
@@ -366,8 +389,14 @@ impl Plan {
                 None => "{}".to_string(),
             };
             let retry = gates::resolve_retry(d, &declared, (&ancestry, i), &here, &mut diags);
-            let evaluation =
-                gates::resolve_evaluation(d, &declared_subjects, &workspace, &upstream_writes[i], &here, &mut diags);
+            let evaluation = gates::resolve_evaluation(
+                d,
+                (&declared_subjects, &declared_services),
+                &workspace,
+                &upstream_writes[i],
+                &here,
+                &mut diags,
+            );
             let sampled = evaluation.as_ref().is_some_and(|e| e.repeat > 1);
             let cache = d.table.cache.as_ref().map_or(!sampled, |c| *c.get_ref());
             steps.push(Step {
@@ -462,9 +491,12 @@ impl Plan {
 /// mounts one directory into two running steps with different permissions.
 fn check_concurrent_writes(steps: &[Step], ancestry: &dag::Ancestry, diags: &mut Diagnostics) {
     let touched = |step: &Step| -> Vec<(PathBuf, bool, String)> {
-        let subject = step.evaluation.as_ref().and_then(|e| e.subject.as_ref());
-        let subject_paths = subject.into_iter().flat_map(|s| s.paths().into_iter().map(|(_, m)| m));
-        step.grant.mounts.iter().chain(subject_paths).map(|m| (m.host.clone(), m.writable, m.rel.clone())).collect()
+        step.grant
+            .mounts
+            .iter()
+            .chain(step.judged_paths().into_iter().map(|(_, m)| m))
+            .map(|m| (m.host.clone(), m.writable, m.rel.clone()))
+            .collect()
     };
     // Only a writer can clash, so pair each writer with every other step
     // (a pipeline of thousands of readers costs one pass per writer).

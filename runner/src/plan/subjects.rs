@@ -131,30 +131,12 @@ fn resolve_table(
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> Option<Subject> {
-    let errors_before = diags.0.len();
     let refuse = |diags: &mut Diagnostics, span: Option<std::ops::Range<usize>>, message: String, hint: &str| {
         let span = span.unwrap_or_else(|| at_table.clone());
         diags.push(Diagnostic::new(Code::CR021, format!("subject `{id}`: {message}")).at(here(span)).hint(hint));
     };
-    let mut reads = Vec::new();
-    for raw in &t.read {
-        if let Some(mount) = resolve_path(raw, workspace, all_writes, &format!("subject `{id}`: read"), here, diags) {
-            reads.push(mount);
-        }
-    }
-    let limits = Limits {
-        timeout: t.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
-        output: t.output.as_ref().map_or(crate::plan::limits::DEFAULT_OUTPUT_CAP, |o| o.get_ref().0),
-        pids: t.pids.as_ref().map_or(DEFAULT_PIDS, |p| *p.get_ref()),
-        ..Limits::default()
-    };
-    if let Some(p) = t.pids.as_ref().filter(|p| *p.get_ref() == 0) {
-        refuse(diags, Some(p.span()), "`pids = 0` would not let it start".into(), "allow at least 1 process");
-    }
-    if let Some(o) = t.output.as_ref().filter(|o| o.get_ref().0 == 0) {
-        refuse(diags, Some(o.span()), "`output = 0` keeps nothing to judge".into(), "allow some output, e.g. \"1MiB\"");
-    }
-    let program = match (&t.run, &t.component) {
+    let timeout = t.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+    match (&t.run, &t.component) {
         (Some(run), Some(_)) => {
             refuse(
                 diags,
@@ -173,7 +155,31 @@ fn resolve_table(
             );
             None
         }
+        (Some(run), None) => {
+            let owner = format!("subject `{id}`");
+            let keys = NativeKeys {
+                owner: &owner,
+                at: at_table.clone(),
+                run,
+                read: &t.read,
+                tools: &t.tools,
+                env: t.env.as_ref(),
+                memory: t.memory.as_ref(),
+                pids: t.pids.as_ref(),
+                output: t.output.as_ref(),
+            };
+            let (native, mut grant) = resolve_native(&keys, workspace, all_writes, here, diags)?;
+            grant.limits.timeout = timeout;
+            let program = SubjectProgram::Native {
+                program: native.program,
+                args: native.args,
+                display: native.display,
+                file: native.file,
+            };
+            Some(Subject { id: Some(id.to_string()), program, grant })
+        }
         (None, Some(raw)) => {
+            let errors_before = diags.0.len();
             let native_keys = [
                 ("tools", t.tools.first().map(Spanned::span)),
                 ("env", t.env.as_ref().map(Spanned::span)),
@@ -189,101 +195,151 @@ fn resolve_table(
                     );
                 }
             }
-            component_mount(raw, workspace, all_writes, &format!("subject `{id}`"), here, diags)
-                .map(SubjectProgram::Component)
-        }
-        (Some(run), None) => {
-            resolve_native_program(id, run, t, workspace, all_writes, here, diags).map(|(program, file)| {
-                reads.extend(file);
-                program
+            let what = format!("subject `{id}`: read");
+            let reads: Vec<Mount> =
+                t.read.iter().filter_map(|raw| resolve_path(raw, workspace, all_writes, &what, here, diags)).collect();
+            let component = component_mount(raw, workspace, all_writes, &format!("subject `{id}`"), here, diags);
+            let limits = Limits {
+                timeout,
+                memory: t.memory.as_ref().map_or(crate::plan::limits::DEFAULT_MEMORY, |m| m.get_ref().0),
+                output: output_cap(t.output.as_ref(), &format!("subject `{id}`"), here, diags),
+                ..Limits::default()
+            };
+            if diags.0.len() > errors_before {
+                return None;
+            }
+            component.map(|component| Subject {
+                id: Some(id.to_string()),
+                program: SubjectProgram::Component(component),
+                grant: Grant::new(reads, limits),
             })
         }
+    }
+}
+
+/// The keys a native program (a `run` subject, a service) is declared with.
+pub(crate) struct NativeKeys<'a> {
+    /// `subject `wc`` or `service `api``, for messages.
+    pub(crate) owner: &'a str,
+    /// The table's header, for messages about the table as a whole.
+    pub(crate) at: std::ops::Range<usize>,
+    pub(crate) run: &'a Spanned<Vec<String>>,
+    pub(crate) read: &'a [Spanned<String>],
+    pub(crate) tools: &'a [Spanned<String>],
+    pub(crate) env: Option<&'a Spanned<BTreeMap<String, String>>>,
+    pub(crate) memory: Option<&'a Spanned<crate::manifest::ByteSize>>,
+    pub(crate) pids: Option<&'a Spanned<u32>>,
+    pub(crate) output: Option<&'a Spanned<crate::manifest::ByteSize>>,
+}
+
+/// A native program as resolved from `run`.
+pub(crate) struct ResolvedProgram {
+    /// On its `PATH`, absolute, or a workspace file.
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) display: String,
+    /// When a workspace file: its path, one of the grant's mounts.
+    pub(crate) file: Option<String>,
+}
+
+/// Resolves a native program and its grant: read-only mounts (its program
+/// file among them when it is one), tools, environment, memory cap, pids
+/// and output caps; never the network. `None` when anything is wrong
+/// (reported).
+pub(crate) fn resolve_native(
+    keys: &NativeKeys<'_>,
+    workspace: &Path,
+    writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<(ResolvedProgram, Grant)> {
+    let owner = keys.owner;
+    let errors_before = diags.0.len();
+    let what = format!("{owner}: read");
+    let mut reads: Vec<Mount> =
+        keys.read.iter().filter_map(|raw| resolve_path(raw, workspace, writes, &what, here, diags)).collect();
+    if let Some(p) = keys.pids.filter(|p| *p.get_ref() == 0) {
+        diags.push(
+            Diagnostic::new(Code::CR021, format!("{owner}: `pids = 0` would not let it start"))
+                .at(here(p.span()))
+                .hint("allow at least 1 process"),
+        );
+    }
+    let limits = Limits {
+        output: output_cap(keys.output, owner, here, diags),
+        pids: keys.pids.map_or(DEFAULT_PIDS, |p| *p.get_ref()),
+        ..Limits::default()
     };
-    let grant = match &program {
-        Some(SubjectProgram::Native { .. }) => {
-            let mut grant = Grant::new(reads, limits);
-            let home = std::env::var_os("HOME").map(PathBuf::from);
-            let mut native = NativeGrant::default();
-            for raw in &t.tools {
-                match command::tool_path(raw.get_ref(), home.as_deref()) {
-                    Ok(path) => native.tools.push(path),
-                    Err((code, message, hint)) => diags.push(
-                        Diagnostic::new(code, format!("subject `{id}`: {message}")).at(here(raw.span())).hint(hint),
-                    ),
-                }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut native = NativeGrant::default();
+    for raw in keys.tools {
+        match command::tool_path(raw.get_ref(), home.as_deref()) {
+            Ok(path) => native.tools.push(path),
+            Err((code, message, hint)) => {
+                diags.push(Diagnostic::new(code, format!("{owner}: {message}")).at(here(raw.span())).hint(hint))
             }
-            let granted = t.env.as_ref().map(|env| env.get_ref().clone()).unwrap_or_default();
-            for name in granted.keys() {
-                if let Err(message) = command::check_env_name(name) {
-                    let at = here(t.env.as_ref().map_or(at_table.clone(), Spanned::span));
-                    diags.push(
-                        Diagnostic::new(Code::CR002, format!("subject `{id}`: {message}"))
-                            .at(at)
-                            .hint("use letters, digits and `_`"),
-                    );
-                }
-            }
-            native.env = command::environment(&native.tools, &granted, home.as_deref());
-            native.memory = t.memory.as_ref().map(|m| m.get_ref().0);
-            grant.reach = Reach::Native(native);
-            grant
         }
-        _ => {
-            let memory = t.memory.as_ref().map_or(crate::plan::limits::DEFAULT_MEMORY, |m| m.get_ref().0);
-            Grant::new(reads, Limits { memory, ..limits })
+    }
+    let granted = keys.env.map(|env| env.get_ref().clone()).unwrap_or_default();
+    for name in granted.keys() {
+        if let Err(message) = command::check_env_name(name) {
+            let at = here(keys.env.map_or(keys.at.clone(), Spanned::span));
+            diags.push(
+                Diagnostic::new(Code::CR002, format!("{owner}: {message}")).at(at).hint("use letters, digits and `_`"),
+            );
+        }
+    }
+    native.env = command::environment(&native.tools, &granted, home.as_deref());
+    native.memory = keys.memory.map(|m| m.get_ref().0);
+    let at = here(keys.run.span());
+    let Some(name) = keys.run.get_ref().first() else {
+        diags.push(
+            Diagnostic::new(Code::CR017, format!("{owner} has an empty `run`"))
+                .at(at)
+                .hint("write the program and its first arguments, e.g. `run = [\"python3\", \"app/main.py\"]`"),
+        );
+        return None;
+    };
+    let args = keys.run.get_ref()[1..].to_vec();
+    let display = keys.run.get_ref().join(" ");
+    let program = if name.contains('/') && !Path::new(name).is_absolute() {
+        let spanned = Spanned::new(keys.run.span(), name.clone());
+        let file = resolve_path(&spanned, workspace, writes, &format!("{owner}: program"), here, diags)?;
+        let program = ResolvedProgram { program: file.host.clone(), args, display, file: Some(file.rel.clone()) };
+        reads.push(file);
+        program
+    } else {
+        match command::find_program(name, &native.env["PATH"], workspace) {
+            Ok(program) => ResolvedProgram { program, args, display, file: None },
+            Err((code, message, hint)) => {
+                diags.push(Diagnostic::new(code, format!("{owner}: {message}")).at(at).hint(hint));
+                return None;
+            }
         }
     };
     if diags.0.len() > errors_before {
         return None;
     }
-    program.map(|program| Subject { id: Some(id.to_string()), program, grant })
+    let mut grant = Grant::new(reads, limits);
+    grant.reach = Reach::Native(native);
+    Some((program, grant))
 }
 
-/// The program of a `run` subject: on its `PATH` (`python3`), absolute
-/// (`/usr/bin/python3`), or a workspace file (`build/wc`), which may be
-/// built upstream and is returned as a read-only mount for its grant.
-fn resolve_native_program(
-    id: &str,
-    run: &Spanned<Vec<String>>,
-    t: &SubjectTable,
-    workspace: &Path,
-    all_writes: &[String],
+/// An `output` cap, refused when 0.
+fn output_cap(
+    output: Option<&Spanned<crate::manifest::ByteSize>>,
+    owner: &str,
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
-) -> Option<(SubjectProgram, Option<Mount>)> {
-    let at = here(run.span());
-    let Some(name) = run.get_ref().first() else {
+) -> u64 {
+    if let Some(o) = output.filter(|o| o.get_ref().0 == 0) {
         diags.push(
-            Diagnostic::new(Code::CR017, format!("subject `{id}` has an empty `run`"))
-                .at(at)
-                .hint("write the program and its first arguments, e.g. `run = [\"python3\", \"app/wc.py\"]`"),
+            Diagnostic::new(Code::CR021, format!("{owner}: `output = 0` keeps nothing to judge"))
+                .at(here(o.span()))
+                .hint("allow some output, e.g. \"1MiB\""),
         );
-        return None;
-    };
-    let args = run.get_ref()[1..].to_vec();
-    let display = run.get_ref().join(" ");
-    if name.contains('/') && !Path::new(name).is_absolute() {
-        let spanned = Spanned::new(run.span(), name.clone());
-        let file = resolve_path(&spanned, workspace, all_writes, &format!("subject `{id}`: program"), here, diags)?;
-        let program =
-            SubjectProgram::Native { program: file.host.clone(), args, display, file: Some(file.rel.clone()) };
-        return Some((program, Some(file)));
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let mut tools = Vec::new();
-    for raw in &t.tools {
-        if let Ok(path) = command::tool_path(raw.get_ref(), home.as_deref()) {
-            tools.push(path);
-        }
-    }
-    let path = command::environment(&tools, &BTreeMap::new(), home.as_deref())["PATH"].clone();
-    match command::find_program(name, &path, workspace) {
-        Ok(program) => Some((SubjectProgram::Native { program, args, display, file: None }, None)),
-        Err((code, message, hint)) => {
-            diags.push(Diagnostic::new(code, format!("subject `{id}`: {message}")).at(at).hint(hint));
-            None
-        }
-    }
+    output.map_or(crate::plan::limits::DEFAULT_OUTPUT_CAP, |o| o.get_ref().0)
 }
 
 /// A read-only workspace path of a subject; missing is fine when some step

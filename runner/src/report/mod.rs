@@ -291,6 +291,12 @@ pub struct StepReport {
     /// where SARIF points results that have no file of their own.
     #[serde(default)]
     pub line: usize,
+    /// Evaluators: set when the service they judge could not be used (it
+    /// exited, or did not become ready in time), in the runner's words;
+    /// its last output lines are in `stderr`. The step then failed without
+    /// running a scenario, and a retried stage is told this line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_failure: Option<String>,
 }
 
 impl StepReport {
@@ -316,6 +322,7 @@ impl StepReport {
             infrastructure: false,
             reason_produced_from: None,
             line: 0,
+            service_failure: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod network;
 pub mod output;
 pub mod pool;
 pub mod quota;
+pub mod service;
 pub mod subject;
 
 use std::future::Future;
@@ -174,6 +175,10 @@ pub struct StepState {
     table: ResourceTable,
     limiter: limits::StepLimiter,
     subject: Option<Arc<SubjectRunner>>,
+    /// For evaluators: the service their requests go to.
+    service: Option<Arc<service::RunningService>>,
+    /// When this invocation's deadline passes (requests end by then).
+    deadline: Instant,
     http: network::HttpState,
 }
 
@@ -245,6 +250,11 @@ impl Sandbox {
         let engine_error = |e: wasmtime::Error| SandboxError::Engine(e.to_string());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::evaluator::cleanroom::plugin::subject::add_to_linker::<StepState, HasSelf<StepState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_error)?;
+        bindings::evaluator::cleanroom::plugin::service::add_to_linker::<StepState, HasSelf<StepState>>(
             &mut linker,
             |s| s,
         )
@@ -357,7 +367,7 @@ impl Sandbox {
                 async move { pre.instantiate_async(&mut *store).await?.call_check(&mut *store, &invocation).await },
             )
         });
-        plugin_result(invoke(&self.engine, grant, &self.secrets, None, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, Judged::default(), call).await)
     }
 
     /// Runs a stage plugin once; `grant`'s writable mounts must already point
@@ -368,7 +378,7 @@ impl Sandbox {
         let call: Call<Result<String, String>> = Box::new(move |store| {
             Box::pin(async move { pre.instantiate_async(&mut *store).await?.call_run(&mut *store, &invocation).await })
         });
-        plugin_result(invoke(&self.engine, grant, &self.secrets, None, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, Judged::default(), call).await)
     }
 
     /// Asks an evaluator for its scenario names, in a fresh instance.
@@ -377,7 +387,7 @@ impl Sandbox {
         plugin: &LoadedPlugin,
         grant: &Grant,
         invocation: &Invocation,
-        subject: Option<Arc<SubjectRunner>>,
+        judged: Judged,
     ) -> Outcome<Vec<String>> {
         let Loaded::Evaluator(pre) = &plugin.world else { return wrong_world(plugin, "evaluator") };
         let (pre, invocation) = (pre.clone(), invocation.clone());
@@ -386,7 +396,7 @@ impl Sandbox {
                 async move { pre.instantiate_async(&mut *store).await?.call_scenarios(&mut *store, &invocation).await },
             )
         });
-        plugin_result(invoke(&self.engine, grant, &self.secrets, subject, call).await)
+        plugin_result(invoke(&self.engine, grant, &self.secrets, judged, call).await)
     }
 
     /// Runs one scenario once, in a fresh instance.
@@ -396,7 +406,7 @@ impl Sandbox {
         grant: &Grant,
         scenario: &str,
         invocation: &Invocation,
-        subject: Option<Arc<SubjectRunner>>,
+        judged: Judged,
     ) -> Outcome<Verdict> {
         let Loaded::Evaluator(pre) = &plugin.world else { return wrong_world(plugin, "evaluator") };
         let (pre, invocation, scenario) = (pre.clone(), invocation.clone(), scenario.to_string());
@@ -405,19 +415,23 @@ impl Sandbox {
                 pre.instantiate_async(&mut *store).await?.call_evaluate(&mut *store, &scenario, &invocation).await
             })
         });
-        invoke(&self.engine, grant, &self.secrets, subject, call).await
+        invoke(&self.engine, grant, &self.secrets, judged, call).await
     }
+}
+
+/// What an evaluator's invocation may run or reach: its subject and its
+/// service (both `None` for checks and stages).
+#[derive(Clone, Default)]
+pub struct Judged {
+    /// The program it runs through the `subject` interface.
+    pub subject: Option<Arc<SubjectRunner>>,
+    /// The service it sends requests to through the `service` interface.
+    pub service: Option<Arc<service::RunningService>>,
 }
 
 /// Runs `call` on a fresh Store built from `grant`, under its deadline, and
 /// captures what the guest printed.
-async fn invoke<T>(
-    engine: &Engine,
-    grant: &Grant,
-    secrets: &Secrets,
-    subject: Option<Arc<SubjectRunner>>,
-    call: Call<T>,
-) -> Outcome<T> {
+async fn invoke<T>(engine: &Engine, grant: &Grant, secrets: &Secrets, judged: Judged, call: Call<T>) -> Outcome<T> {
     let started = Instant::now();
     let stdout = CappedPipe::new(grant.limits.output);
     let stderr = CappedPipe::new(grant.limits.output);
@@ -430,7 +444,7 @@ async fn invoke<T>(
         secrets,
         denied: Arc::clone(&denied),
     };
-    let result = match new_store(engine, grant, io, subject) {
+    let result = match new_store(engine, grant, io, judged) {
         Err(failure) => Err(failure),
         Ok((mut store, _staging)) => {
             limits::arm_deadline(&mut store, Instant::now() + grant.limits.timeout);
@@ -488,7 +502,7 @@ fn new_store(
     engine: &Engine,
     grant: &Grant,
     io: StoreIo<'_>,
-    subject: Option<Arc<SubjectRunner>>,
+    judged: Judged,
 ) -> Result<(Store<StepState>, fs::Staging), Failure> {
     let StoreIo { stdout, stderr, stdin, args, secrets, denied } = io;
     let mut builder = WasiCtxBuilder::new();
@@ -513,7 +527,9 @@ fn new_store(
         wasi: builder.build(),
         table: ResourceTable::new(),
         limiter: limits::StepLimiter::new(grant.limits.memory),
-        subject,
+        subject: judged.subject,
+        service: judged.service,
+        deadline: Instant::now() + grant.limits.timeout,
         http: network::HttpState::new(grant.http(), secrets, denied),
     };
     let mut store = Store::new(engine, state);

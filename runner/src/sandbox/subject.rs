@@ -241,8 +241,8 @@ impl SubjectRunner {
             secrets: &secrets,
             denied: Arc::default(),
         };
-        let (mut store, _staging) =
-            new_store(engine, grant, io, None).map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;
+        let (mut store, _staging) = new_store(engine, grant, io, super::Judged::default())
+            .map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;
         let now = Instant::now();
         let own = now + grant.limits.timeout;
         let deadline = self.step_deadline.min(own);

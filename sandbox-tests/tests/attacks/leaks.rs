@@ -44,11 +44,12 @@ fn compile_subject(ws: &Workspace, rel: &str, source: &str) {
 /// (scenario-runner), validates and runs it.
 pub(super) fn run(ws: &Workspace, body: &str) -> RunReport {
     let toml = format!(
-        "[pipeline]\nname = \"leaks\"\n\n[plugins]\nrecorder = {:?}\nfixed = {:?}\nrunner = {:?}\nnoop = {:?}\n\n{body}",
+        "[pipeline]\nname = \"leaks\"\n\n[plugins]\nrecorder = {:?}\nfixed = {:?}\nrunner = {:?}\nnoop = {:?}\nprobe = {:?}\n\n{body}",
         guest("feedback_recorder").display().to_string(),
         guest("fixed_verdicts").display().to_string(),
         plugin("scenario_runner").display().to_string(),
         guest("noop").display().to_string(),
+        guest("service_probe").display().to_string(),
     );
     let pipeline = ws.root().join("pipeline.toml");
     fs_err::write(&pipeline, toml).unwrap();

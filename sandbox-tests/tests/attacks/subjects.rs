@@ -184,7 +184,7 @@ pub(super) fn cases() -> Vec<Case> {
                      [evaluator.judge]\nplugin = \"fixed_verdicts\"\nread = [\"scenarios\"]\nsubject = \"app\"\n"
                 ),
                 "CR019",
-                "subject tool path",
+                "tool path",
             );
         }),
         case("a script is named as a component subject", || {

@@ -34,7 +34,7 @@ use std::path::Path;
 use std::process::Command;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    path_beneath_rules, Access, AccessFs, AccessNet, LandlockStatus, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, Scope, ABI,
 };
 use nix::errno::Errno;
@@ -47,7 +47,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{getgid, getuid, Pid};
 
-use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER};
+use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER, RELAY_FD};
 
 /// Read+execute paths every program gets: the system's programs, libraries
 /// and the few files of `/etc` that dynamic linking, users and time zones need.
@@ -142,6 +142,14 @@ fn enter(spec: &JailSpec) -> Result<Ended, String> {
             missing.push(reason);
         }
         Err(reason) => return Err(reason),
+    }
+    if let Some(relay) = &spec.relay {
+        // A service: never without its own network namespace.
+        if spec.network || !mount_ns {
+            return Err("a service runs only in a network namespace of its own, which this kernel refused".into());
+        }
+        loopback_up()?;
+        start_relay(relay.port)?;
     }
     let pid_ns = match unshare(CloneFlags::CLONE_NEWPID) {
         Ok(()) => true,
@@ -362,6 +370,97 @@ fn enter_namespaces(network: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Brings the network namespace's loopback interface up (it starts down),
+/// so a service can listen on 127.0.0.1.
+#[expect(unsafe_code, reason = "the SIOCSIFFLAGS ioctl has no safe wrapper (see SAFETY)")]
+fn loopback_up() -> Result<(), String> {
+    /// `struct ifreq` with the flags member of its union.
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _rest: [u8; 22],
+    }
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("cannot open a socket to set up the loopback: {e}"))?;
+    let mut request = IfReq {
+        name: [0; 16],
+        flags: (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short,
+        _rest: [0; 22],
+    };
+    request.name[..2].copy_from_slice(b"lo");
+    use std::os::fd::AsRawFd;
+    // SAFETY: `request` is a properly sized, initialised `struct ifreq` that
+    // lives across the call; the kernel reads the name and flags only.
+    let done = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &mut request) };
+    if done < 0 {
+        return Err(format!("cannot bring the loopback up: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Forks the relay: a process inside the service's network namespace but
+/// outside its Landlock domain and PID namespace, dying with the helper,
+/// that serves the runner on [`RELAY_FD`]. For each byte the runner sends,
+/// it connects to the service's `port` on the loopback and passes the
+/// connected socket back (`SCM_RIGHTS`), or answers `e` when nothing
+/// listens. The helper closes its copy of the descriptor, so the program
+/// never holds it.
+#[expect(unsafe_code, reason = "fork in the jail helper, which is single-threaded (see SAFETY)")]
+fn start_relay(port: u16) -> Result<(), String> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: RELAY_FD was placed by the runner for this helper alone and
+    // nothing else in this process owns it.
+    let control = unsafe { OwnedFd::from_raw_fd(RELAY_FD) };
+    // SAFETY: as in `fork_init`: this helper starts no threads.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(format!("cannot start the service's relay: {e}")),
+        Ok(nix::unistd::ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            relay(control, port);
+            std::process::exit(0);
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(control);
+            Ok(())
+        }
+    }
+}
+
+/// The relay's loop (see [`start_relay`]); returns when the runner closes
+/// its end.
+fn relay(control: OwnedFd, port: u16) {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut control = std::os::unix::net::UnixStream::from(control);
+    let mut byte = [0u8; 1];
+    while matches!(control.read(&mut byte), Ok(1)) {
+        let sent = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => {
+                let fds = [stream.as_raw_fd()];
+                let message = [std::io::IoSlice::new(b"k")];
+                sendmsg::<()>(
+                    control.as_raw_fd(),
+                    &message,
+                    &[ControlMessage::ScmRights(&fds)],
+                    MsgFlags::empty(),
+                    None,
+                )
+                .map(drop)
+            }
+            Err(_) => control.write_all(b"e").map_err(|_| Errno::EPIPE),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
 fn restrict_filesystem(spec: &JailSpec) -> Result<(), String> {
     let abi = ABI::V6;
     let landlock_error = |e: landlock::RulesetError| format!("cannot set up Landlock: {e}");
@@ -379,6 +478,9 @@ fn restrict_filesystem(spec: &JailSpec) -> Result<(), String> {
         .add_rules(path_beneath_rules(read, AccessFs::from_read(abi)))
         .map_err(landlock_error)?
         .add_rules(path_beneath_rules(write, AccessFs::from_all(abi)))
+        .map_err(landlock_error)?
+        // A service may listen on its port, and on no other.
+        .add_rules(spec.relay.iter().map(|r| Ok::<_, landlock::RulesetError>(NetPort::new(r.port, AccessNet::BindTcp))))
         .map_err(landlock_error)?
         .restrict_self()
         .map_err(landlock_error)?;

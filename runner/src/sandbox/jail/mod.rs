@@ -82,6 +82,12 @@ pub struct JailSpec {
     /// program may write.
     #[serde(default)]
     pub empty: Option<PathBuf>,
+    /// For a service: the port it listens on inside its network namespace,
+    /// which the helper brings the loopback up in, and the relay through
+    /// which the runner reaches it ([`enter`]'s `relay`). The program may
+    /// bind this port and no other, and connect to none.
+    #[serde(default)]
+    pub relay: Option<RelaySpec>,
     /// A random word the helper puts in its marker lines on stderr, set by
     /// [`run`]: the program shares that stderr but never sees the spec, so
     /// it cannot forge a marker (make a failure look like a jail error, or
@@ -89,6 +95,17 @@ pub struct JailSpec {
     #[serde(default)]
     pub nonce: String,
 }
+
+/// How the runner reaches a service inside its network namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelaySpec {
+    /// The port the service listens on (on the namespace's loopback).
+    pub port: u16,
+}
+
+/// The helper's file descriptor on which a service's relay talks to the
+/// runner (one end of a Unix socket pair, put there by [`supervise`]).
+pub const RELAY_FD: i32 = 3;
 
 /// A staged copy mounted over a workspace path inside the jail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,9 +151,22 @@ impl Exit {
 /// Runs `spec` through the helper binary `helper` with `timeout` and output
 /// caps of `output_cap` bytes per stream.
 pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: u64) -> Outcome<Exit> {
-    let started = Instant::now();
     let stdout = CappedPipe::new(output_cap);
     let stderr = CappedPipe::new(output_cap);
+    run_with(helper, spec, timeout, (&stdout, &stderr), None).await
+}
+
+/// As [`run`], capturing into `stdout` and `stderr` (which the caller may
+/// read while the program runs: a service's readiness), and giving the
+/// helper `relay` as its [`RELAY_FD`] (a service's relay socket).
+pub async fn run_with(
+    helper: &Path,
+    spec: &JailSpec,
+    timeout: Duration,
+    (stdout, stderr): (&CappedPipe, &CappedPipe),
+    relay: Option<std::os::fd::OwnedFd>,
+) -> Outcome<Exit> {
+    let started = Instant::now();
     let mut spec = spec.clone();
     spec.nonce = match random_nonce() {
         Ok(nonce) => nonce,
@@ -146,7 +176,7 @@ pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: 
             return Outcome { result: Err(failure), stdout, stderr, duration: started.elapsed(), denied: Vec::new() };
         }
     };
-    let result = supervise(helper, &spec, timeout, &stdout, &stderr).await;
+    let result = supervise(helper, &spec, timeout, (stdout, stderr), relay).await;
     let (stderr, markers) = split_markers(stderr.contents(), &marker_prefix(&spec.nonce));
     let result = result.and_then(|mut exit| {
         if let Some(reason) = markers.iter().find_map(|m| m.strip_prefix("error: ")) {
@@ -160,16 +190,35 @@ pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: 
     Outcome { result, stdout: stdout.contents(), stderr, duration: started.elapsed(), denied: Vec::new() }
 }
 
+#[expect(unsafe_code, reason = "placing the relay socket at a fixed descriptor in the child (see SAFETY)")]
 async fn supervise(
     helper: &Path,
     spec: &JailSpec,
     timeout: Duration,
-    stdout: &CappedPipe,
-    stderr: &CappedPipe,
+    (stdout, stderr): (&CappedPipe, &CappedPipe),
+    relay: Option<std::os::fd::OwnedFd>,
 ) -> Result<Exit, Failure> {
     let spec_json =
         serde_json::to_string(spec).map_err(|e| Failure::Host(format!("cannot encode the jail spec: {e}")))?;
-    let mut child = tokio::process::Command::new(helper)
+    let mut command = tokio::process::Command::new(helper);
+    if let Some(relay) = &relay {
+        use std::os::fd::AsRawFd;
+        // The socket is close-on-exec in the runner, so no other child (a
+        // step started at the same moment) inherits it; dup2 in this child
+        // alone puts a copy at RELAY_FD without that flag.
+        let raw = relay.as_raw_fd();
+        // SAFETY: between fork and exec the closure calls only dup2, which
+        // is async-signal-safe, and touches no memory but its own copies.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(raw, RELAY_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command
         .arg("__jail")
         .env_clear()
         .stdin(Stdio::piped())
@@ -179,6 +228,9 @@ async fn supervise(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Failure::Host(format!("cannot start the jail helper `{}`: {e}", helper.display())))?;
+    // The helper has its copy of the relay socket: close the runner's, so
+    // the runner's end sees the relay go when the jail does.
+    drop(relay);
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
     // If this future is dropped (the write quota stopped the step, Ctrl-C),
     // the whole process group and the pids cgroup die with it.

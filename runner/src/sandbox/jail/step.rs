@@ -163,6 +163,7 @@ impl StepJail {
             max_file_size: grant.limits.max_write,
             cgroups: Vec::new(),
             stdin: None,
+            relay: None,
             hide: hidden_credentials(&native.tools),
             empty: Some(views.to_path_buf()),
             // Chosen by `jail::run` for each run.

@@ -1,0 +1,407 @@
+//! The service capability, sandbox half: a program under evaluation that
+//! listens for requests (the plan half is [`crate::plan::services`]).
+//!
+//! [`RunningService::start`] runs the program in the kernel jail with a
+//! network namespace of its own whose loopback is up and holds nothing
+//! else: no route out, no other step's service, nothing of the host. The
+//! program may bind its port and no other, and connect to nothing (Landlock
+//! network rules). The runner reaches it through the jail's relay
+//! ([`super::jail::enter`]): a process inside the namespace but outside the
+//! program's Landlock domain and PID namespace, which connects to the port
+//! for the runner and hands the connected socket back over a Unix socket
+//! pair the runner made. No path, port or address on the host leads in.
+//!
+//! The service counts as started once it is ready ([`Ready`]), polled with
+//! backoff until its ready timeout; a service that exits or never becomes
+//! ready is [`ServiceFailure`], with its last output lines for humans.
+//! Dropping the [`RunningService`] stops the jail, which kills the
+//! program's whole process tree (its PID namespace, process group and
+//! cgroups); so do Ctrl-C and the runner's death.
+//!
+//! Evaluators send HTTP requests through the `service` interface of the
+//! WIT contract; they get the response, or one of the fixed, host-authored
+//! [`SendError`] words.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+
+use super::bindings::evaluator::cleanroom::plugin::service::{Host, Request, Response};
+use super::jail::step::{NativeStep, StepJail};
+use super::jail::{self, RelaySpec};
+use super::output::CappedPipe;
+use super::StepState;
+use crate::plan::services::Ready;
+use crate::plan::Grant;
+
+/// Longest a service may run: far past any round.
+const LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest one request may take when the step's deadline is further.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body an evaluator is given.
+pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// Output lines of a failed service kept for the report.
+const TAIL_LINES: usize = 10;
+
+/// What starting a service needs.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    /// Its id, for messages.
+    pub id: String,
+    /// The jail helper (the `cleanroom` binary).
+    pub helper: PathBuf,
+    /// The program (absolute) and its arguments.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its grant (native: reads, tools, environment, limits).
+    pub grant: Grant,
+    /// The canonical workspace: its working directory.
+    pub workspace: PathBuf,
+    /// The port it listens on inside its namespace (also `$PORT`).
+    pub port: u16,
+    /// When it counts as ready.
+    pub ready: Ready,
+}
+
+/// Why a service could not be used, for the report: a reason in the
+/// runner's words and the service's last output lines (its own text,
+/// never sent to a stage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceFailure {
+    /// `service `api` did not become ready in 30s`, ...
+    pub reason: String,
+    /// Its last lines of stdout and stderr.
+    pub tail: Vec<String>,
+    /// Whether the cause is the host's (its jail could not be made), not
+    /// the program's.
+    pub infrastructure: bool,
+}
+
+/// Why a request got no response: a fixed word chosen by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The step has no service.
+    NoService,
+    /// Nothing accepted the connection.
+    NotReachable,
+    /// No whole response in time.
+    TimedOut,
+    /// The body was over [`MAX_RESPONSE_BYTES`].
+    TooLarge,
+    /// Not an HTTP/1.1 response.
+    BadResponse,
+    /// The request cannot be sent as written.
+    BadRequest,
+}
+
+impl SendError {
+    /// The error string the evaluator receives (the WIT documents the set).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendError::NoService => "no service",
+            SendError::NotReachable => "not reachable",
+            SendError::TimedOut => "timed out",
+            SendError::TooLarge => "too large",
+            SendError::BadResponse => "bad response",
+            SendError::BadRequest => "bad request",
+        }
+    }
+}
+
+/// A started, ready service. Dropping it stops the program and everything
+/// it started.
+pub struct RunningService {
+    id: String,
+    relay: tokio::sync::Mutex<tokio::net::UnixStream>,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    /// How the jail ended, once it has (the program exited or died).
+    ended: Arc<Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// When it became ready, measured from the start of its jail.
+    pub ready_after: Duration,
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        // Dropping the jail's future kills the PID namespace, the process
+        // group and the cgroups, and waits for them to go.
+        self.task.abort();
+    }
+}
+
+impl RunningService {
+    /// Starts the service and waits until it is ready.
+    ///
+    /// # Errors
+    /// [`ServiceFailure`] when its jail cannot be made, or it exits or is
+    /// not ready in time.
+    pub async fn start(spec: &ServiceSpec) -> Result<Arc<RunningService>, ServiceFailure> {
+        let host_failure = |reason: String| ServiceFailure {
+            reason: format!("service `{}` could not be started: {reason}", spec.id),
+            tail: Vec::new(),
+            infrastructure: true,
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .and_then(|(ours, theirs)| {
+                ours.set_nonblocking(true)?;
+                Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
+            })
+            .map_err(|e| host_failure(format!("cannot make its relay socket: {e}")))?;
+        let mut grant = spec.grant.clone();
+        if let Some(native) = grant.native_mut() {
+            native.env.insert("PORT".into(), spec.port.to_string());
+        }
+        let secrets = crate::secrets::Secrets::default();
+        let jail = StepJail::build(NativeStep {
+            program: &spec.program,
+            args: &spec.args,
+            grant: &grant,
+            workspace: &spec.workspace,
+            staged: Vec::new(),
+            stage: None,
+            secrets: &secrets,
+            allow_unjailed: false,
+            stdin: None,
+        })
+        .map_err(host_failure)?;
+        let mut jail_spec = jail.spec.clone();
+        jail_spec.relay = Some(RelaySpec { port: spec.port });
+        let stdout = CappedPipe::new(grant.limits.output);
+        let stderr = CappedPipe::new(grant.limits.output);
+        let ended = Arc::new(Mutex::new(None));
+        let task = {
+            let (helper, stdout, stderr, ended) = (spec.helper.clone(), stdout.clone(), stderr.clone(), ended.clone());
+            let relay_end: OwnedFd = theirs.into();
+            tokio::spawn(async move {
+                // The jail's resources (temp dir, cgroups) live as long as it.
+                let _jail = jail;
+                let outcome = jail::run_with(&helper, &jail_spec, LIFETIME, (&stdout, &stderr), Some(relay_end)).await;
+                let how = match outcome.result {
+                    Ok(exit) => format!("exited with {}", exit.describe()),
+                    Err(failure) => failure.to_string(),
+                };
+                if let Ok(mut ended) = ended.lock() {
+                    *ended = Some(how);
+                }
+            })
+        };
+        let started = Instant::now();
+        let mut service = RunningService {
+            id: spec.id.clone(),
+            relay: tokio::sync::Mutex::new(ours),
+            stdout,
+            stderr,
+            ended,
+            task,
+            ready_after: Duration::ZERO,
+        };
+        service.wait_until_ready(&spec.ready, started).await?;
+        service.ready_after = started.elapsed();
+        Ok(Arc::new(service))
+    }
+
+    /// Polls readiness with backoff (1 ms doubling to 100 ms) until ready,
+    /// exited, or out of time.
+    async fn wait_until_ready(&self, ready: &Ready, started: Instant) -> Result<(), ServiceFailure> {
+        let deadline = started + ready.timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(how) = self.ended() {
+                return Err(self.failure(format!("service `{}` {how} before it became ready", self.id)));
+            }
+            if self.is_ready(ready).await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(format!(
+                    "service `{}` did not become ready in {}",
+                    self.id,
+                    crate::manifest::DurationSpec(ready.timeout)
+                )));
+            }
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    async fn is_ready(&self, ready: &Ready) -> bool {
+        if let Some(text) = &ready.stdout {
+            return String::from_utf8_lossy(&self.stdout.contents().bytes).contains(text.as_str());
+        }
+        match &ready.http {
+            None => self.connect().await.is_ok(),
+            Some(path) => {
+                let request =
+                    Request { method: "GET".into(), path: path.clone(), headers: Vec::new(), body: Vec::new() };
+                let deadline = Instant::now() + Duration::from_secs(1);
+                matches!(self.send(request, deadline).await, Ok(response) if (200..400).contains(&response.status))
+            }
+        }
+    }
+
+    fn ended(&self) -> Option<String> {
+        self.ended.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn failure(&self, reason: String) -> ServiceFailure {
+        ServiceFailure { reason, tail: self.tail(), infrastructure: false }
+    }
+
+    /// Its last lines of output (stderr, then stdout), for humans.
+    pub fn tail(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for pipe in [&self.stdout, &self.stderr] {
+            let text = String::from_utf8_lossy(&pipe.contents().bytes).into_owned();
+            let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            lines.extend(all[all.len().saturating_sub(TAIL_LINES)..].iter().map(|l| l.to_string()));
+        }
+        lines
+    }
+
+    /// Everything it printed so far, for the report and the journal.
+    pub fn output(&self) -> (String, String) {
+        let text = |pipe: &CappedPipe| String::from_utf8_lossy(&pipe.contents().bytes).into_owned();
+        (text(&self.stdout), text(&self.stderr))
+    }
+
+    /// A TCP connection to the service's port, made inside its namespace by
+    /// the relay: one byte asks, the answer is `k` with the connected
+    /// socket (`SCM_RIGHTS`) or `e` when nothing listens.
+    async fn connect(&self) -> Result<std::net::TcpStream, SendError> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+        use tokio::io::AsyncWriteExt;
+        let mut relay = self.relay.lock().await;
+        relay.write_all(b"c").await.map_err(|_| SendError::NotReachable)?;
+        let receive = || -> std::io::Result<Option<RawFd>> {
+            let mut byte = [0u8; 1];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+            let message = recvmsg::<()>(relay.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+                .map_err(std::io::Error::from)?;
+            if message.bytes == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            }))
+        };
+        let fd = loop {
+            relay.readable().await.map_err(|_| SendError::NotReachable)?;
+            match relay.try_io(tokio::io::Interest::READABLE, receive) {
+                Ok(fd) => break fd,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Err(SendError::NotReachable),
+            }
+        };
+        match fd {
+            #[expect(unsafe_code, reason = "taking ownership of a descriptor the kernel just passed us")]
+            // SAFETY: the kernel installed this descriptor for us alone
+            // (SCM_RIGHTS); nothing else owns it.
+            Some(fd) => Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) }),
+            None => Err(SendError::NotReachable),
+        }
+    }
+
+    /// Sends one HTTP/1.1 request and reads the whole response, before
+    /// `deadline` at the latest.
+    ///
+    /// # Errors
+    /// The [`SendError`] word for what went wrong.
+    pub async fn send(&self, request: Request, deadline: Instant) -> Result<Response, SendError> {
+        let deadline = deadline.min(Instant::now() + REQUEST_TIMEOUT);
+        let stream = self.connect().await?;
+        let http_request = build_request(request)?;
+        let exchange = async move {
+            stream.set_nonblocking(true).map_err(|_| SendError::NotReachable)?;
+            let stream = tokio::net::TcpStream::from_std(stream).map_err(|_| SendError::NotReachable)?;
+            let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(io).await.map_err(|_| SendError::BadResponse)?;
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let response = sender.send_request(http_request).await.map_err(|e| {
+                if e.is_parse() {
+                    SendError::BadResponse
+                } else {
+                    SendError::NotReachable
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        SendError::TooLarge
+                    } else {
+                        SendError::BadResponse
+                    }
+                })?
+                .to_bytes();
+            driver.abort();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+                })
+                .collect();
+            Ok(Response { status: parts.status.as_u16(), headers, body: body.to_vec() })
+        };
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::TimedOut),
+        }
+    }
+}
+
+/// The evaluator's request as an `http` request with a full body.
+fn build_request(request: Request) -> Result<http::Request<http_body_util::Full<hyper::body::Bytes>>, SendError> {
+    if !request.path.starts_with('/') {
+        return Err(SendError::BadRequest);
+    }
+    let mut builder = http::Request::builder()
+        .method(http::Method::from_bytes(request.method.as_bytes()).map_err(|_| SendError::BadRequest)?)
+        .uri(&request.path)
+        .header(http::header::HOST, "localhost");
+    for (name, value) in &request.headers {
+        let lower = name.to_ascii_lowercase();
+        if ["host", "content-length", "connection", "transfer-encoding"].contains(&lower.as_str()) {
+            continue;
+        }
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    builder.body(http_body_util::Full::new(hyper::body::Bytes::from(request.body))).map_err(|_| SendError::BadRequest)
+}
+
+impl Host for StepState {
+    async fn send(&mut self, request: Request) -> Result<Response, String> {
+        let Some(service) = self.service.clone() else { return Err(SendError::NoService.as_str().into()) };
+        let deadline = self.deadline;
+        // On a task of its own, so the Store is never re-entered; dropped
+        // (with the connection) when the evaluator's call is.
+        let mut task = AbortOnDrop(tokio::spawn(async move { service.send(request, deadline).await }));
+        let result = match (&mut task.0).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::NotReachable),
+        };
+        result.map_err(|e| e.as_str().to_string())
+    }
+}
+
+/// Aborts a spawned request when its caller stops waiting for it.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<Response, SendError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,141 @@
+//! Attacks by the program under test when it is a service: a
+//! `[service.ID]` that listens on a port in a network namespace of its own,
+//! reached only through the runner by the evaluator that names it (here the
+//! `service_probe` guest, which sends `GET /` and wants `expect` in the
+//! answer). The cheating service is a real Python program; it wants the
+//! probe to pass, and tries to read the scenarios, to be reached or to
+//! reach out past the runner, to outlive its round, and to hold the gate
+//! hostage by never becoming ready.
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use sandbox_tests::{step, Workspace};
+
+use super::leaks::{recorded, run};
+use super::{case, refused, Case};
+
+/// The port every test service listens on inside its own namespace: the
+/// same number on the host leads nowhere.
+const PORT: u16 = 38471;
+
+/// A Python HTTP service whose `GET /` answers with what `answer()` (the
+/// `body` source, a Python function) returns; `setup` runs first.
+fn service_source(setup: &str, body: &str) -> String {
+    format!(
+        "import http.server, os, socket, subprocess, sys\n{setup}\n{body}\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        data = answer().encode()\n        self.send_response(200)\n        self.send_header('content-length', str(len(data)))\n        self.end_headers()\n        self.wfile.write(data)\n    def log_message(self, *a):\n        pass\n\
+         http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+    )
+}
+
+/// A workspace with one holdout scenario holding the secret, `service` as
+/// `app/server.py`, and a pipeline whose stage records its feedback and
+/// whose evaluator probes the service for `expect`.
+fn pipeline(ws: &Workspace, service: &str, expect: &str, service_extra: &str) -> String {
+    ws.file("scenarios/secret.toml", "answer = \"the answer is 42\"\n").file("app/server.py", service).dir("out");
+    format!(
+        "[barrier]\nholdout = [\"scenarios\"]\n\n[stage.code]\nplugin = \"recorder\"\nwrite = [\"out\"]\n\n\
+         [service.api]\nrun = [\"python3\", \"app/server.py\"]\nread = [\"app\"]\nport = {PORT}\n{service_extra}\n\n\
+         [evaluator.judge]\nplugin = \"probe\"\nneeds = [\"code\"]\nread = [\"scenarios\"]\nservice = \"api\"\n\
+         retry = \"code\"\nmax_iterations = 2\nconfig = {{ expect = {expect:?} }}\n"
+    )
+}
+
+fn probe_detail(report: &cleanroom::RunReport) -> String {
+    step(report, "judge").evaluation.as_ref().map(|e| e.scenarios[0].detail.clone()).unwrap_or_default()
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        case("a service answers its judge, and no one else can reach it", || {
+            let ws = Workspace::new();
+            let toml =
+                pipeline(&ws, &service_source("", "def answer():\n    return 'hello from the service'"), "hello", "");
+            // While the run goes on, try the service's port on the host.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let prober = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut reached = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if TcpStream::connect_timeout(&([127, 0, 0, 1], PORT).into(), Duration::from_millis(50)).is_ok()
+                        {
+                            reached += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    reached
+                })
+            };
+            let report = run(&ws, &toml);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(prober.join().unwrap(), 0, "the service was reachable from the host");
+            // Control: the judge reached it through the runner.
+            assert!(report.passed(), "{:#?}", step(&report, "judge"));
+            assert!(probe_detail(&report).contains("hello from the service"));
+        }),
+        case("a service reads the holdout to answer its judge", || {
+            let ws = Workspace::new();
+            let body = "def answer():\n    try:\n        return open('scenarios/secret.toml').read()\n    except OSError as e:\n        return 'cheat failed: ' + e.strerror";
+            let report = run(&ws, &pipeline(&ws, &service_source("", body), "the answer is 42", ""));
+            let detail = probe_detail(&report);
+            assert!(detail.contains("cheat failed: Permission denied"), "the service read the holdout: {detail}");
+            assert_eq!(recorded(&ws, 2), "scenario probe: failed 1/1: the service answered otherwise\n");
+        }),
+        case("a service phones out to a listener on the host", || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let body = format!(
+                "def answer():\n    try:\n        socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n        return 'reached'\n    except OSError as e:\n        return 'refused: ' + str(e)"
+            );
+            let ws = Workspace::new();
+            let report = run(&ws, &pipeline(&ws, &service_source("", &body), "reached", ""));
+            assert!(probe_detail(&report).contains("refused"), "{}", probe_detail(&report));
+            assert!(listener.accept().is_err(), "a connection from the service reached the host");
+        }),
+        case("a service leaves a daemon behind to outlive its round", || {
+            let marker = format!("cleanroom-service-daemon-{}", std::process::id());
+            let setup = format!(
+                "subprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'], start_new_session=True)\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '300', '{marker}'])"
+            );
+            let ws = Workspace::new();
+            let report = run(&ws, &pipeline(&ws, &service_source(&setup, "def answer():\n    return 'up'"), "up", ""));
+            assert!(report.passed(), "control: the service ran: {:#?}", step(&report, "judge"));
+            let survivors = fs_err::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| fs_err::read(e.path().join("cmdline")).ok())
+                .filter(|c| String::from_utf8_lossy(c).contains(&marker))
+                .count();
+            assert_eq!(survivors, 0, "processes the service started outlived the run");
+        }),
+        case("a service never becomes ready, to hold the gate", || {
+            let ws = Workspace::new();
+            let service = "import time\nprint('starting, honest', flush=True)\ntime.sleep(300)\n";
+            let started = Instant::now();
+            let report = run(&ws, &pipeline(&ws, service, "x", "ready = { http = \"/health\", timeout = \"2s\" }\n"));
+            let judge = step(&report, "judge");
+            assert_eq!(judge.status, cleanroom::StepStatus::Failed, "{judge:#?}");
+            assert_eq!(judge.service_failure.as_deref(), Some("service `api` did not become ready in 2s"));
+            assert!(judge.stderr.contains("starting, honest"), "its last output is in the report: {judge:#?}");
+            assert_eq!(recorded(&ws, 2), "step judge: service `api` did not become ready in 2s\n");
+            assert!(started.elapsed() < Duration::from_secs(60), "the run waited far past the ready timeout");
+        }),
+        case("a service is given the holdout or the private source to read", || {
+            let ws = Workspace::new();
+            ws.file("scenarios/s.toml", "x = 1").file("src/server.py", "print(1)");
+            refused(
+                &ws,
+                &["fixed_verdicts"],
+                &format!(
+                    "[barrier]\nholdout = [\"scenarios\"]\nprivate = [\"src\"]\n[service.api]\nrun = [\"python3\", \"src/server.py\"]\nread = [\"src\", \"scenarios\"]\nport = {PORT}\n\
+                     [evaluator.judge]\nplugin = \"fixed_verdicts\"\nread = [\"scenarios\"]\nservice = \"api\"\nconfig = {{ quote = \"/scenarios/s.toml\" }}\n"
+                ),
+                "CR019",
+                "service `api` read `scenarios` crosses the barrier: `scenarios` is holdout",
+            );
+        }),
+    ]
+}
