@@ -16,6 +16,7 @@
 //! detail, which only humans see. An invalid scenario file fails its scenario
 //! without being quoted in the summary.
 
+pub mod http;
 pub mod judge;
 pub mod scenario;
 
@@ -50,6 +51,14 @@ fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
     let text = std::fs::read_to_string(&path).map_err(|e| {
         fail("the scenario file could not be read: check the scenario directory".into(), format!("`{path}`: {e}"))
     })?;
+    // A file with `[[requests]]` judges the step's service over HTTP.
+    if text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("requests")) {
+        let scenario = http::parse(&text).map_err(|e| {
+            fail("the scenario file is invalid: fix it (details in the report)".into(), format!("`{path}`: {e}"))
+        })?;
+        let ran = http::run(&scenario);
+        return Ok(Verdict { passed: ran.passed, summary: one_line(&ran.summary, judge::SUMMARY_CHARS), detail: ran.detail });
+    }
     let scenario = scenario::parse(&text).map_err(|e| {
         fail("the scenario file is invalid: fix it (details in the report)".into(), format!("`{path}`: {e}"))
     })?;

@@ -64,9 +64,10 @@ impl Services {
             tail: Vec::new(),
             infrastructure: false,
         };
-        let grant = refresh_mounts(service.grant.clone(), &local.workspace).map_err(unusable)?;
+        let spec = server_spec(local, service).map_err(unusable)?;
         let digester = crate::cache::digest::Digester::cold(&local.workspace);
-        let digest: String = grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
+        let digest: String =
+            spec.grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
         let mut running = self.0.lock().await;
         if let Some((started_with, service)) = running.get(&service.id) {
             if !fresh && *started_with == digest {
@@ -75,24 +76,17 @@ impl Services {
         }
         // Stop the old one before the new one takes the port.
         running.remove(&service.id);
-        let program = match &service.file {
-            Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
-                Some(mount) if !mount.is_dir => mount.host.clone(),
-                _ => return Err(unusable(format!("its program `{rel}` is not a file"))),
-            },
-            None => service.program.clone(),
-        };
-        let spec = crate::sandbox::service::ServiceSpec {
-            id: service.id.clone(),
-            helper: local.options.jail_helper.clone(),
-            program,
-            args: service.args.clone(),
-            grant,
-            workspace: local.workspace.clone(),
-            port: service.port,
-            ready: service.ready.clone(),
-        };
-        let started = crate::sandbox::service::RunningService::start(&spec).await?;
+        let mut twins = Vec::new();
+        for twin in &service.twins {
+            twins.push(crate::sandbox::service::TwinSpec {
+                id: twin.id.clone(),
+                origin: twin.origin.clone(),
+                faults: twin.faults,
+                server: server_spec(local, &twin.server)
+                    .map_err(|reason| unusable(format!("twin `{}`: {reason}", twin.id)))?,
+            });
+        }
+        let started = crate::sandbox::service::RunningService::start(&spec, &twins).await?;
         tracing::info!("service `{}` ready after {:?}", service.id, started.ready_after);
         running.insert(service.id.clone(), (digest, Arc::clone(&started)));
         Ok(started)
@@ -380,6 +374,32 @@ async fn evaluate_all(
     report
 }
 
+/// What starting `service` (a service, or a twin's program) needs: its
+/// grant's deferred mounts resolved and its program found.
+fn server_spec(
+    local: &Local,
+    service: &crate::plan::services::Service,
+) -> Result<crate::sandbox::service::ServiceSpec, String> {
+    let grant = refresh_mounts(service.grant.clone(), &local.workspace)?;
+    let program = match &service.file {
+        Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
+            Some(mount) if !mount.is_dir => mount.host.clone(),
+            _ => return Err(format!("its program `{rel}` is not a file")),
+        },
+        None => service.program.clone(),
+    };
+    Ok(crate::sandbox::service::ServiceSpec {
+        id: service.id.clone(),
+        helper: local.options.jail_helper.clone(),
+        program,
+        args: service.args.clone(),
+        grant,
+        workspace: local.workspace.clone(),
+        port: service.port,
+        ready: service.ready.clone(),
+    })
+}
+
 /// The report of an evaluator whose service could not be used: failed
 /// (the work's doing, so its stage is retried with the runner's one line),
 /// or an error when the host could not jail it; the service's last output
@@ -490,13 +510,17 @@ async fn run_scenario(
     let mut last = (String::new(), String::new());
     for _ in 0..evaluation.repeat {
         let grant = remaining(&step.grant, deadline)?;
-        // `restart = "per-scenario"`: a fresh service for this run.
+        // `restart = "per-scenario"`: a fresh service (and twins) for this run.
         let mut judged = judged.clone();
+        let mut fresh = false;
         if let Some(service) =
             evaluation.service.as_ref().filter(|s| s.restart == crate::manifest::RestartPolicy::PerScenario)
         {
             match local.services.get(local, service, true).await {
-                Ok(running) => judged.service = Some(running),
+                Ok(running) => {
+                    judged.service = Some(running);
+                    fresh = true;
+                }
                 Err(failure) => {
                     let detail = std::iter::once(failure.reason).chain(failure.tail).collect::<Vec<_>>().join("\n");
                     if first_failure.is_none() {
@@ -505,6 +529,17 @@ async fn run_scenario(
                     last = ("the service could not be started".into(), detail);
                     continue;
                 }
+            }
+        }
+        // Every scenario run starts with fresh twins and no recorded calls.
+        if let Some(service) = judged.service.as_ref().filter(|s| s.has_twins() && !fresh) {
+            if let Err(failure) = service.reset_twins().await {
+                let detail = std::iter::once(failure.reason).chain(failure.tail).collect::<Vec<_>>().join("\n");
+                if first_failure.is_none() {
+                    first_failure = Some(("a twin could not be started".into(), detail.clone()));
+                }
+                last = ("a twin could not be started".into(), detail);
+                continue;
             }
         }
         let outcome = local.sandbox.run_evaluate(plugin, &grant, name, invocation, judged).await;

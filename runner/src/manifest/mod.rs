@@ -52,6 +52,10 @@ pub struct Manifest {
     /// for the evaluators that name them with `service = "ID"`.
     #[serde(default)]
     pub service: BTreeMap<Spanned<Id>, ServiceTable>,
+    /// `[twin.ID]` tables: the outside services a service calls, played by
+    /// programs the pipeline controls, named by a service's `twins`.
+    #[serde(default)]
+    pub twin: BTreeMap<Spanned<Id>, TwinTable>,
     /// `[barrier]`: paths that separate the code writers from the judges.
     pub barrier: Option<BarrierTable>,
     /// `[secrets]`: named secrets and where the runner reads them from;
@@ -345,6 +349,63 @@ pub struct ServiceTable {
     pub pids: Option<Spanned<u32>>,
     /// Bytes of its stdout, and of its stderr, kept per start. Default 1MiB.
     pub output: Option<Spanned<ByteSize>>,
+    /// The `[twin.ID]`s it may call: the only outside services it can
+    /// reach. Example: `twins = ["mail"]`.
+    #[serde(default)]
+    pub twins: Vec<Spanned<String>>,
+}
+
+/// One `[twin.ID]` table: a stand-in for an outside service, run like a
+/// service (its own jail and network namespace), started fresh for every
+/// scenario run, every request to it recorded.
+/// Example: `[twin.mail]` with `origin = "https://api.mail.example"`,
+/// `run = ["python3", "twins/mail.py"]`, `read = ["twins"]`, `port = 9000`,
+/// `url_env = "MAIL_API_URL"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwinTable {
+    /// What the service believes it calls, `scheme://host[:port]`; shown
+    /// in reports, and sent to the twin as `x-cleanroom-origin`.
+    pub origin: Spanned<String>,
+    /// The program and its arguments, run in the kernel jail.
+    pub run: Spanned<Vec<String>>,
+    /// Workspace paths it may read. Default: none.
+    #[serde(default)]
+    pub read: Vec<Spanned<String>>,
+    /// Extra read-only host paths, as for `run` steps.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// Its only environment variables besides `PATH`, `HOME`, `TMPDIR` and `PORT`.
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    /// The TCP port it listens on, on its own loopback (also `$PORT`).
+    pub port: Spanned<u16>,
+    /// When it counts as started, as for services. Default `{ tcp = true }`.
+    pub ready: Option<Spanned<ReadyTable>>,
+    /// The environment variable through which the service finds it: set to
+    /// `http://127.0.0.1:<port>` in the service's environment.
+    pub url_env: Spanned<String>,
+    /// Faults injected between the service and the twin, deterministic by
+    /// seed. Example: `faults = { error_rate = 0.1, latency = "50ms", seed = 7 }`.
+    pub faults: Option<Spanned<FaultsTable>>,
+    /// Memory cap of its process tree. Default: none.
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Processes it may have at once. Default 64.
+    pub pids: Option<Spanned<u32>>,
+    /// Bytes of its stdout, and of its stderr, kept per start. Default 1MiB.
+    pub output: Option<Spanned<ByteSize>>,
+}
+
+/// `faults = { ... }` of a twin.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsTable {
+    /// Share of requests answered `503` without reaching the twin, 0.0 to 1.0.
+    pub error_rate: Option<f64>,
+    /// Delay added before each request reaches the twin.
+    pub latency: Option<DurationSpec>,
+    /// Seed of the fault sequence (the same seed, the same faults, request
+    /// by request, in every scenario run). Default 0.
+    pub seed: Option<u64>,
 }
 
 /// `ready = { ... }`: exactly one way to tell that a service is up, and

@@ -189,7 +189,8 @@ impl Step {
         let Some(evaluation) = &self.evaluation else { return Vec::new() };
         let subject = evaluation.subject.iter().flat_map(|s| s.grant.tools());
         let service = evaluation.service.iter().flat_map(|s| s.grant.tools());
-        subject.chain(service).collect()
+        let twins = evaluation.service.iter().flat_map(|s| s.twins.iter().flat_map(|t| t.server.grant.tools()));
+        subject.chain(service).chain(twins).collect()
     }
 
     /// The attempt number the step's plugin or program is told: a stage's

@@ -20,13 +20,14 @@ use toml::Spanned;
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::manifest::{Manifest, RestartPolicy, ServiceTable};
 use crate::plan::grant::{Grant, Limits, Mount};
+use crate::plan::mounts;
 use crate::plan::subjects::{self, NativeKeys};
 
 /// How long a service may take to become ready when `ready` sets no timeout.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A service, ready to start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     /// Its `[service.ID]`.
     pub id: String,
@@ -47,6 +48,37 @@ pub struct Service {
     pub ready: Ready,
     /// When it is restarted.
     pub restart: RestartPolicy,
+    /// The twins it may call (none for a twin's own program).
+    pub twins: Vec<Twin>,
+}
+
+/// A twin: a program standing in for an outside service, started fresh for
+/// every scenario run, reached by the service through the runner, which
+/// records every request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Twin {
+    /// Its `[twin.ID]`.
+    pub id: String,
+    /// What the service believes it calls.
+    pub origin: String,
+    /// The variable that gives the service its URL.
+    pub url_env: String,
+    /// Faults injected on the way.
+    pub faults: Faults,
+    /// The twin's program, run like a service (its `port` is also where
+    /// the service reaches it, on the service's own loopback).
+    pub server: Service,
+}
+
+/// Faults a twin's traffic gets, deterministic by seed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Faults {
+    /// Share of requests answered 503 without reaching the twin.
+    pub error_rate: f64,
+    /// Delay before each request reaches the twin.
+    pub latency: Duration,
+    /// Seed of the fault sequence.
+    pub seed: u64,
 }
 
 /// When a started service counts as ready: `stdout` when set, else `http`
@@ -64,13 +96,16 @@ pub struct Ready {
 impl Service {
     /// What `--dry-run` says of it.
     pub fn describe(&self) -> String {
+        let twins: Vec<String> =
+            self.twins.iter().map(|t| format!("{} as {} via ${}", t.id, t.origin, t.url_env)).collect();
+        let twins = if twins.is_empty() { String::new() } else { format!("; twins: {}", twins.join(", ")) };
         let ready = match (&self.ready.stdout, &self.ready.http) {
             (Some(text), _) => format!("stdout has {text:?}"),
             (None, Some(path)) => format!("GET {path} answers"),
             (None, None) => "its port accepts".into(),
         };
         format!(
-            "{} ({}, jailed, port {} in its own network namespace; ready when {ready}, within {})",
+            "{} ({}, jailed, port {} in its own network namespace; ready when {ready}, within {}{twins})",
             self.id,
             self.display,
             self.port,
@@ -87,29 +122,41 @@ pub(crate) fn resolve_tables(
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Option<Service>> {
+    let twins: BTreeMap<String, Option<Twin>> = manifest
+        .twin
+        .iter()
+        .map(|(id, table)| {
+            let twin = resolve_twin((&id.get_ref().0, id.span()), table, workspace, all_writes, here, diags);
+            (id.get_ref().0.clone(), twin)
+        })
+        .collect();
     manifest
         .service
         .iter()
         .map(|(id, table)| {
-            let service = resolve_table((&id.get_ref().0, id.span()), table, workspace, all_writes, here, diags);
+            let service =
+                resolve_table((&id.get_ref().0, id.span()), table, (workspace, all_writes), &twins, here, diags);
             (id.get_ref().0.clone(), service)
         })
         .collect()
 }
 
-fn resolve_table(
+/// A `[twin.ID]`: its program as a service of its own; nothing a stage
+/// writes (the twin is part of the judge's world, which the coder must not
+/// shape).
+fn resolve_twin(
     (id, at_table): (&str, std::ops::Range<usize>),
-    t: &ServiceTable,
+    t: &crate::manifest::TwinTable,
     workspace: &Path,
     all_writes: &[String],
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
-) -> Option<Service> {
+) -> Option<Twin> {
     let errors_before = diags.0.len();
     let refuse = |diags: &mut Diagnostics, span: std::ops::Range<usize>, message: String, hint: &str| {
-        diags.push(Diagnostic::new(Code::CR021, format!("service `{id}`: {message}")).at(here(span)).hint(hint));
+        diags.push(Diagnostic::new(Code::CR021, format!("twin `{id}`: {message}")).at(here(span)).hint(hint));
     };
-    let owner = format!("service `{id}`");
+    let owner = format!("twin `{id}`");
     let keys = NativeKeys {
         owner: &owner,
         at: at_table.clone(),
@@ -122,17 +169,86 @@ fn resolve_table(
         output: t.output.as_ref(),
     };
     let native = subjects::resolve_native(&keys, workspace, all_writes, here, diags);
-    let port = *t.port.get_ref();
-    if port == 0 {
+    let origin = t.origin.get_ref().clone();
+    if crate::plan::grant::HostRule::parse(&origin).is_err() {
         refuse(
             diags,
-            t.port.span(),
+            t.origin.span(),
+            format!("`origin = {origin:?}` is not `scheme://host[:port]`"),
+            "write what the service believes it calls, e.g. \"https://api.mail.example\"",
+        );
+    }
+    let url_env = t.url_env.get_ref().clone();
+    if url_env.is_empty() || !url_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        refuse(
+            diags,
+            t.url_env.span(),
+            format!("`url_env = {url_env:?}` is not an environment variable name"),
+            "use letters, digits and `_`, e.g. \"MAIL_API_URL\"",
+        );
+    }
+    let mut faults = Faults { error_rate: 0.0, latency: Duration::ZERO, seed: 0 };
+    if let Some(table) = &t.faults {
+        let f = table.get_ref();
+        let rate = f.error_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&rate) {
+            refuse(
+                diags,
+                table.span(),
+                format!("`error_rate = {rate}` is outside 0.0 to 1.0"),
+                "it is the share of requests that fail, e.g. 0.1",
+            );
+        }
+        faults =
+            Faults { error_rate: rate, latency: f.latency.map_or(Duration::ZERO, |d| d.0), seed: f.seed.unwrap_or(0) };
+    }
+    let server = server_of(id, &t.port, t.ready.as_ref(), native, here, diags);
+    if let Some(server) = &server {
+        for mount in &server.grant.mounts {
+            if let Some(w) =
+                all_writes.iter().find(|w| mounts::is_within(&mount.rel, w) || mounts::is_within(w, &mount.rel))
+            {
+                diags.push(
+                    Diagnostic::new(
+                        Code::CR019,
+                        format!("twin `{id}` reads `{}`, which a stage writes (`{w}`)", mount.rel),
+                    )
+                    .at(here(at_table.clone()))
+                    .hint("a twin is part of the judge's world: keep its program and data where no stage can write"),
+                );
+            }
+        }
+    }
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    server.map(|server| Twin { id: id.to_string(), origin, url_env, faults, server })
+}
+
+/// The running half of a service or twin: program, grant, port, readiness.
+fn server_of(
+    id: &str,
+    port: &Spanned<u16>,
+    ready: Option<&Spanned<crate::manifest::ReadyTable>>,
+    native: Option<(subjects::ResolvedProgram, Grant)>,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Service> {
+    let refuse = |diags: &mut Diagnostics, span: std::ops::Range<usize>, message: String, hint: &str| {
+        diags.push(Diagnostic::new(Code::CR021, format!("`{id}`: {message}")).at(here(span)).hint(hint));
+    };
+    let errors_before = diags.0.len();
+    let port_number = *port.get_ref();
+    if port_number == 0 {
+        refuse(
+            diags,
+            port.span(),
             "`port = 0` is not a port it can be reached on".into(),
             "write the port the program listens on, e.g. 8080",
         );
     }
-    let mut ready = Ready { http: None, stdout: None, timeout: DEFAULT_READY_TIMEOUT };
-    if let Some(table) = &t.ready {
+    let mut resolved = Ready { http: None, stdout: None, timeout: DEFAULT_READY_TIMEOUT };
+    if let Some(table) = ready {
         let r = table.get_ref();
         let ways = [r.http.is_some(), r.tcp == Some(true), r.stdout.is_some()].iter().filter(|w| **w).count();
         if ways != 1 {
@@ -154,7 +270,7 @@ fn resolve_table(
         if r.stdout.as_ref().is_some_and(String::is_empty) {
             refuse(diags, table.span(), "`ready.stdout` is empty".into(), "write the text it prints when it is ready");
         }
-        ready = Ready {
+        resolved = Ready {
             http: r.http.clone(),
             stdout: r.stdout.clone(),
             timeout: r.timeout.map_or(DEFAULT_READY_TIMEOUT, |d| d.0),
@@ -170,11 +286,93 @@ fn resolve_table(
         args: program.args,
         display: program.display,
         file: program.file,
-        grant: Grant { limits: Limits { timeout: ready.timeout, ..grant.limits }, ..grant },
-        port,
-        ready,
-        restart: t.restart.as_ref().map_or_else(RestartPolicy::default, |r| *r.get_ref()),
+        grant: Grant { limits: Limits { timeout: resolved.timeout, ..grant.limits }, ..grant },
+        port: port_number,
+        ready: resolved,
+        restart: RestartPolicy::OnChange,
+        twins: Vec::new(),
     })
+}
+
+fn resolve_table(
+    (id, at_table): (&str, std::ops::Range<usize>),
+    t: &ServiceTable,
+    (workspace, all_writes): (&Path, &[String]),
+    declared_twins: &BTreeMap<String, Option<Twin>>,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Service> {
+    let errors_before = diags.0.len();
+    let owner = format!("service `{id}`");
+    let keys = NativeKeys {
+        owner: &owner,
+        at: at_table.clone(),
+        run: &t.run,
+        read: &t.read,
+        tools: &t.tools,
+        env: t.env.as_ref(),
+        memory: t.memory.as_ref(),
+        pids: t.pids.as_ref(),
+        output: t.output.as_ref(),
+    };
+    let native = subjects::resolve_native(&keys, workspace, all_writes, here, diags);
+    let mut twins: Vec<Twin> = Vec::new();
+    for raw in &t.twins {
+        let name = raw.get_ref();
+        let at = here(raw.span());
+        match declared_twins.get(name) {
+            None => {
+                let names = declared_twins.keys().map(String::as_str);
+                let hint = match crate::diag::suggest(name, names.clone()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "declare it: `[twin.NAME]` with `origin`, `run`, `port` and `url_env`".into(),
+                };
+                diags.push(
+                    Diagnostic::new(Code::CR021, format!("service `{id}`: twin `{name}` is not a [twin.*] table"))
+                        .at(at)
+                        .hint(hint),
+                );
+            }
+            Some(None) => {}
+            Some(Some(twin)) => {
+                let clash = (twin.server.port == *t.port.get_ref())
+                    .then(|| "the service's own port".to_string())
+                    .or_else(|| {
+                        twins
+                            .iter()
+                            .find(|o| o.server.port == twin.server.port)
+                            .map(|o| format!("twin `{}`'s port", o.id))
+                    });
+                if let Some(clash) = clash {
+                    diags.push(
+                        Diagnostic::new(Code::CR021, format!("service `{id}`: twin `{name}` listens on port {}, {clash}", twin.server.port))
+                            .at(at)
+                            .hint("the service reaches each twin on its own loopback at the twin's `port`: give each a port of its own"),
+                    );
+                } else if twins.iter().any(|o| o.id == twin.id) {
+                    diags.push(
+                        Diagnostic::new(Code::CR021, format!("service `{id}`: twin `{name}` is named twice"))
+                            .at(at)
+                            .hint("name each twin once"),
+                    );
+                } else {
+                    twins.push(twin.clone());
+                }
+            }
+        }
+    }
+    let mut service = server_of(id, &t.port, t.ready.as_ref(), native, here, diags)?;
+    if diags.0.len() > errors_before {
+        return None;
+    }
+    if let Some(native) = service.grant.native_mut() {
+        for twin in &twins {
+            native.env.insert(twin.url_env.clone(), format!("http://127.0.0.1:{}", twin.server.port));
+        }
+    }
+    service.restart = t.restart.as_ref().map_or_else(RestartPolicy::default, |r| *r.get_ref());
+    service.twins = twins;
+    Some(service)
 }
 
 /// The service an evaluator names: a declared `[service.ID]` whose paths
@@ -215,8 +413,13 @@ pub(crate) fn for_evaluator(
     Some(service)
 }
 
-/// Every workspace path a service touches (its read mounts, its program
-/// file among them).
-pub fn paths(service: &Service) -> impl Iterator<Item = &Mount> {
-    service.grant.mounts.iter()
+/// Every workspace path a service and its twins touch, with a word for
+/// messages.
+pub fn paths(service: &Service) -> Vec<(String, &Mount)> {
+    let own = service.grant.mounts.iter().map(|m| (format!("service `{}` read `{}`", service.id, m.rel), m));
+    let twins = service
+        .twins
+        .iter()
+        .flat_map(|t| t.server.grant.mounts.iter().map(move |m| (format!("twin `{}` read `{}`", t.id, m.rel), m)));
+    own.chain(twins).collect()
 }

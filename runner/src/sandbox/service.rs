@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use super::bindings::evaluator::cleanroom::plugin::service::{Host, Request, Response};
+use super::bindings::evaluator::cleanroom::plugin::service::{Call, Host, Request, Response};
 use super::jail::step::{NativeStep, StepJail};
 use super::jail::{self, RelaySpec};
 use super::output::CappedPipe;
@@ -112,10 +112,45 @@ impl SendError {
     }
 }
 
+/// A twin as one service's runner runs it: its program (started fresh for
+/// every scenario run), the faults on its traffic, and the calls recorded.
+#[derive(Debug, Clone)]
+pub struct TwinSpec {
+    /// Its `[twin.ID]`.
+    pub id: String,
+    /// What the service believes it calls (sent as `x-cleanroom-origin`).
+    pub origin: String,
+    /// Faults on the way.
+    pub faults: crate::plan::services::Faults,
+    /// Its program, run like a service.
+    pub server: ServiceSpec,
+}
+
+/// One twin of a running service.
+struct TwinState {
+    spec: TwinSpec,
+    /// Its program, restarted for every scenario run.
+    running: tokio::sync::Mutex<Option<Arc<RunningService>>>,
+    /// The requests it received in this scenario run.
+    calls: Mutex<Vec<Call>>,
+    /// Requests seen in this scenario run: the fault sequence's position.
+    seen: std::sync::atomic::AtomicU64,
+}
+
+/// Largest request body a twin call records and forwards.
+const MAX_CALL_BODY: usize = 1 << 20;
+
+/// Header names whose values are secrets, never recorded.
+const SECRET_HEADERS: &[&str] =
+    &["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "x-auth-token"];
+
 /// A started, ready service. Dropping it stops the program and everything
-/// it started.
+/// it started, and its twins.
 pub struct RunningService {
     id: String,
+    twins: Vec<Arc<TwinState>>,
+    /// Takes the service's twin connections from the relay.
+    twin_task: Option<tokio::task::JoinHandle<()>>,
     relay: tokio::sync::Mutex<tokio::net::UnixStream>,
     stdout: CappedPipe,
     stderr: CappedPipe,
@@ -131,27 +166,82 @@ impl Drop for RunningService {
         // Dropping the jail's future kills the PID namespace, the process
         // group and the cgroups, and waits for them to go.
         self.task.abort();
+        if let Some(task) = &self.twin_task {
+            task.abort();
+        }
     }
 }
 
 impl RunningService {
-    /// Starts the service and waits until it is ready.
+    /// Starts `twins`, then the service, and waits until each is ready.
     ///
     /// # Errors
-    /// [`ServiceFailure`] when its jail cannot be made, or it exits or is
-    /// not ready in time.
-    pub async fn start(spec: &ServiceSpec) -> Result<Arc<RunningService>, ServiceFailure> {
+    /// [`ServiceFailure`] when a jail cannot be made, or a program exits or
+    /// is not ready in time.
+    pub async fn start(spec: &ServiceSpec, twins: &[TwinSpec]) -> Result<Arc<RunningService>, ServiceFailure> {
+        let mut states = Vec::new();
+        for twin in twins {
+            let server = RunningService::start_one(&twin.server, Vec::new()).await?;
+            states.push(Arc::new(TwinState {
+                spec: twin.clone(),
+                running: tokio::sync::Mutex::new(Some(Arc::new(server))),
+                calls: Mutex::new(Vec::new()),
+                seen: std::sync::atomic::AtomicU64::new(0),
+            }));
+        }
+        Ok(Arc::new(RunningService::start_one(spec, states).await?))
+    }
+
+    /// Starts fresh twins (a new program each, no calls recorded): at the
+    /// start of every scenario run.
+    ///
+    /// # Errors
+    /// When a twin cannot be started again.
+    pub async fn reset_twins(&self) -> Result<(), ServiceFailure> {
+        for twin in &self.twins {
+            let mut running = twin.running.lock().await;
+            // The old one goes first: the new one takes its port.
+            *running = None;
+            *running = Some(Arc::new(RunningService::start_one(&twin.spec.server, Vec::new()).await?));
+            if let Ok(mut calls) = twin.calls.lock() {
+                calls.clear();
+            }
+            twin.seen.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The calls the service made to twin `id` in this scenario run.
+    ///
+    /// # Errors
+    /// When it has no twin `id`.
+    pub fn twin_calls(&self, id: &str) -> Result<Vec<Call>, &'static str> {
+        let twin = self.twins.iter().find(|t| t.spec.id == id).ok_or("no such twin")?;
+        Ok(twin.calls.lock().map(|c| c.clone()).unwrap_or_default())
+    }
+
+    /// Whether it calls twins.
+    pub fn has_twins(&self) -> bool {
+        !self.twins.is_empty()
+    }
+
+    /// Starts one program (a service with `twins`, or a twin's program
+    /// with none) and waits until it is ready.
+    async fn start_one(spec: &ServiceSpec, twins: Vec<Arc<TwinState>>) -> Result<RunningService, ServiceFailure> {
         let host_failure = |reason: String| ServiceFailure {
             reason: format!("service `{}` could not be started: {reason}", spec.id),
             tail: Vec::new(),
             infrastructure: true,
         };
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .and_then(|(ours, theirs)| {
+        let pair = || {
+            std::os::unix::net::UnixStream::pair().and_then(|(ours, theirs)| {
                 ours.set_nonblocking(true)?;
                 Ok((tokio::net::UnixStream::from_std(ours)?, theirs))
             })
-            .map_err(|e| host_failure(format!("cannot make its relay socket: {e}")))?;
+        };
+        let ((ours, theirs), (twin_ours, twin_theirs)) = pair()
+            .and_then(|a| Ok((a, pair()?)))
+            .map_err(|e| host_failure(format!("cannot make its relay sockets: {e}")))?;
         let mut grant = spec.grant.clone();
         if let Some(native) = grant.native_mut() {
             native.env.insert("PORT".into(), spec.port.to_string());
@@ -170,17 +260,18 @@ impl RunningService {
         })
         .map_err(host_failure)?;
         let mut jail_spec = jail.spec.clone();
-        jail_spec.relay = Some(RelaySpec { port: spec.port });
+        jail_spec.relay =
+            Some(RelaySpec { port: spec.port, twins: twins.iter().map(|t| t.spec.server.port).collect() });
         let stdout = CappedPipe::new(grant.limits.output);
         let stderr = CappedPipe::new(grant.limits.output);
         let ended = Arc::new(Mutex::new(None));
         let task = {
             let (helper, stdout, stderr, ended) = (spec.helper.clone(), stdout.clone(), stderr.clone(), ended.clone());
-            let relay_end: OwnedFd = theirs.into();
+            let relay_ends: (OwnedFd, OwnedFd) = (theirs.into(), twin_theirs.into());
             tokio::spawn(async move {
                 // The jail's resources (temp dir, cgroups) live as long as it.
                 let _jail = jail;
-                let outcome = jail::run_with(&helper, &jail_spec, LIFETIME, (&stdout, &stderr), Some(relay_end)).await;
+                let outcome = jail::run_with(&helper, &jail_spec, LIFETIME, (&stdout, &stderr), Some(relay_ends)).await;
                 let how = match outcome.result {
                     Ok(exit) => format!("exited with {}", exit.describe()),
                     Err(failure) => failure.to_string(),
@@ -191,8 +282,11 @@ impl RunningService {
             })
         };
         let started = Instant::now();
+        let twin_task = (!twins.is_empty()).then(|| tokio::spawn(take_twin_calls(twin_ours, twins.clone())));
         let mut service = RunningService {
             id: spec.id.clone(),
+            twins,
+            twin_task,
             relay: tokio::sync::Mutex::new(ours),
             stdout,
             stderr,
@@ -202,7 +296,7 @@ impl RunningService {
         };
         service.wait_until_ready(&spec.ready, started).await?;
         service.ready_after = started.elapsed();
-        Ok(Arc::new(service))
+        Ok(service)
     }
 
     /// Polls readiness with backoff (1 ms doubling to 100 ms) until ready,
@@ -363,6 +457,136 @@ impl RunningService {
     }
 }
 
+/// Takes every connection the service makes to a twin from the relay
+/// (tagged with the twin's index) and serves it: each request is recorded,
+/// delayed or failed as the twin's faults say, and forwarded to the twin's
+/// current program.
+async fn take_twin_calls(relay: tokio::net::UnixStream, twins: Vec<Arc<TwinState>>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    loop {
+        if relay.readable().await.is_err() {
+            return;
+        }
+        let received = relay.try_io(tokio::io::Interest::READABLE, || {
+            let mut tag = [0u8; 1];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut tag)];
+            let message = recvmsg::<()>(relay.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+                .map_err(std::io::Error::from)?;
+            if message.bytes == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let fd = message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            });
+            Ok((tag[0], fd))
+        });
+        let (tag, fd) = match received {
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        let Some(fd) = fd else { continue };
+        #[expect(unsafe_code, reason = "taking ownership of a descriptor the kernel just passed us")]
+        // SAFETY: the kernel installed this descriptor for us alone
+        // (SCM_RIGHTS); nothing else owns it.
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        let Some(twin) = twins.get(usize::from(tag)).cloned() else { continue };
+        tokio::spawn(serve_twin_connection(stream, twin));
+    }
+}
+
+/// Serves one connection from the service to a twin.
+async fn serve_twin_connection(stream: std::net::TcpStream, twin: Arc<TwinState>) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+    let io = wasmtime_wasi_http::io::TokioIo::new(stream);
+    let handler = hyper::service::service_fn(move |request| {
+        let twin = Arc::clone(&twin);
+        async move { Ok::<_, std::convert::Infallible>(twin_call(&twin, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, handler).await;
+}
+
+/// One call to a twin: recorded, then failed or delayed as its faults say,
+/// then forwarded.
+async fn twin_call(
+    twin: &TwinState,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<http_body_util::Full<hyper::body::Bytes>> {
+    let respond = |status: u16, body: &str| {
+        let mut response = http::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string())));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        response
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = http_body_util::Limited::new(body, MAX_CALL_BODY).collect().await else {
+        return respond(413, "request body over the twin's limit");
+    };
+    let body = body.to_bytes().to_vec();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let recorded = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if SECRET_HEADERS.contains(&name.as_str()) { "<redacted>".to_string() } else { value.clone() };
+            (name.clone(), value)
+        })
+        .collect();
+    if let Ok(mut calls) = twin.calls.lock() {
+        calls.push(Call { method: method.clone(), path: path.clone(), headers: recorded, body: body.clone() });
+    }
+    let faults = twin.spec.faults;
+    let n = twin.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.error_rate > 0.0 && unit_interval(faults.seed, n) < faults.error_rate {
+        return respond(503, "{\"error\":\"injected fault\"}");
+    }
+    let Some(server) = twin.running.lock().await.clone() else { return respond(502, "the twin is not running") };
+    let mut forwarded: Vec<(String, String)> = headers.into_iter().filter(|(name, _)| name != "host").collect();
+    forwarded.push(("x-cleanroom-origin".into(), twin.spec.origin.clone()));
+    let request = Request { method, path, headers: forwarded, body };
+    match server.send(request, Instant::now() + REQUEST_TIMEOUT).await {
+        Err(e) => respond(502, e.as_str()),
+        Ok(answer) => {
+            let mut response = respond(answer.status, "");
+            *response.body_mut() = http_body_util::Full::new(hyper::body::Bytes::from(answer.body));
+            for (name, value) in answer.headers {
+                if ["connection", "transfer-encoding", "content-length", "keep-alive"].contains(&name.as_str()) {
+                    continue;
+                }
+                if let (Ok(name), Ok(value)) =
+                    (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+                {
+                    response.headers_mut().append(name, value);
+                }
+            }
+            response
+        }
+    }
+}
+
+/// A number in [0, 1) from `seed` and `n`: the same for the same pair
+/// (splitmix64), so a seed gives the same faults request by request.
+fn unit_interval(seed: u64, n: u64) -> f64 {
+    let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// The evaluator's request as an `http` request with a full body.
 fn build_request(request: Request) -> Result<http::Request<http_body_util::Full<hyper::body::Bytes>>, SendError> {
     if !request.path.starts_with('/') {
@@ -383,6 +607,11 @@ fn build_request(request: Request) -> Result<http::Request<http_body_util::Full<
 }
 
 impl Host for StepState {
+    async fn twin_calls(&mut self, twin: String) -> Result<Vec<Call>, String> {
+        let Some(service) = &self.service else { return Err(SendError::NoService.as_str().into()) };
+        service.twin_calls(&twin).map_err(str::to_string)
+    }
+
     async fn send(&mut self, request: Request) -> Result<Response, String> {
         let Some(service) = self.service.clone() else { return Err(SendError::NoService.as_str().into()) };
         let deadline = self.deadline;

@@ -47,7 +47,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{getgid, getuid, Pid};
 
-use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER, RELAY_FD};
+use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER, RELAY_FD, TWIN_FD};
 
 /// Read+execute paths every program gets: the system's programs, libraries
 /// and the few files of `/etc` that dynamic linking, users and time zones need.
@@ -149,7 +149,7 @@ fn enter(spec: &JailSpec) -> Result<Ended, String> {
             return Err("a service runs only in a network namespace of its own, which this kernel refused".into());
         }
         loopback_up()?;
-        start_relay(relay.port)?;
+        start_relay(relay.port, &relay.twins)?;
     }
     let pid_ns = match unshare(CloneFlags::CLONE_NEWPID) {
         Ok(()) => true,
@@ -405,58 +405,91 @@ fn loopback_up() -> Result<(), String> {
 }
 
 /// Forks the relay: a process inside the service's network namespace but
-/// outside its Landlock domain and PID namespace, dying with the helper,
-/// that serves the runner on [`RELAY_FD`]. For each byte the runner sends,
+/// outside its Landlock domain and PID namespace, dying with the helper.
+/// It serves the runner on [`RELAY_FD`]: for each byte the runner sends,
 /// it connects to the service's `port` on the loopback and passes the
 /// connected socket back (`SCM_RIGHTS`), or answers `e` when nothing
-/// listens. The helper closes its copy of the descriptor, so the program
-/// never holds it.
+/// listens. It also listens on each twin's port (bound here, before the
+/// program starts, so the program cannot take the port and play the twin
+/// itself) and passes each connection the service makes there to the
+/// runner on [`TWIN_FD`], with the twin's index. The helper closes its
+/// copies, so the program never holds them.
 #[expect(unsafe_code, reason = "fork in the jail helper, which is single-threaded (see SAFETY)")]
-fn start_relay(port: u16) -> Result<(), String> {
+fn start_relay(port: u16, twins: &[u16]) -> Result<(), String> {
     use std::os::fd::FromRawFd;
-    // SAFETY: RELAY_FD was placed by the runner for this helper alone and
-    // nothing else in this process owns it.
-    let control = unsafe { OwnedFd::from_raw_fd(RELAY_FD) };
+    // SAFETY: RELAY_FD and TWIN_FD were placed by the runner for this
+    // helper alone and nothing else in this process owns them.
+    let (control, pushed) = unsafe { (OwnedFd::from_raw_fd(RELAY_FD), OwnedFd::from_raw_fd(TWIN_FD)) };
+    let listeners = twins
+        .iter()
+        .map(|&p| {
+            std::net::TcpListener::bind(("127.0.0.1", p))
+                .map_err(|e| format!("cannot listen for twin calls on port {p}: {e}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     // SAFETY: as in `fork_init`: this helper starts no threads.
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(format!("cannot start the service's relay: {e}")),
         Ok(nix::unistd::ForkResult::Child) => {
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-            relay(control, port);
+            relay(control, pushed, port, &listeners);
             std::process::exit(0);
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {
-            drop(control);
+            drop((control, pushed, listeners));
             Ok(())
         }
     }
 }
 
+/// Sends `fd` over the Unix socket `to`, with the one-byte `tag`.
+fn pass_fd(to: &impl std::os::fd::AsRawFd, tag: u8, fd: std::os::fd::RawFd) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd];
+    let message = [std::io::IoSlice::new(std::slice::from_ref(&tag))];
+    sendmsg::<()>(to.as_raw_fd(), &message, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).map(drop)
+}
+
 /// The relay's loop (see [`start_relay`]); returns when the runner closes
 /// its end.
-fn relay(control: OwnedFd, port: u16) {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    use std::os::fd::AsRawFd;
+fn relay(control: OwnedFd, pushed: OwnedFd, port: u16, listeners: &[std::net::TcpListener]) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::{AsFd, AsRawFd};
     let mut control = std::os::unix::net::UnixStream::from(control);
-    let mut byte = [0u8; 1];
-    while matches!(control.read(&mut byte), Ok(1)) {
-        let sent = match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => {
-                let fds = [stream.as_raw_fd()];
-                let message = [std::io::IoSlice::new(b"k")];
-                sendmsg::<()>(
-                    control.as_raw_fd(),
-                    &message,
-                    &[ControlMessage::ScmRights(&fds)],
-                    MsgFlags::empty(),
-                    None,
-                )
-                .map(drop)
+    let pushed = std::os::unix::net::UnixStream::from(pushed);
+    loop {
+        let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(control.as_fd(), PollFlags::POLLIN))
+            .chain(listeners.iter().map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)))
+            .collect();
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        if ready[0] {
+            let mut byte = [0u8; 1];
+            if !matches!(control.read(&mut byte), Ok(1)) {
+                return;
             }
-            Err(_) => control.write_all(b"e").map_err(|_| Errno::EPIPE),
-        };
-        if sent.is_err() {
-            return;
+            let sent = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => pass_fd(&control, b'k', stream.as_raw_fd()),
+                Err(_) => control.write_all(b"e").map_err(|_| Errno::EPIPE),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        for (index, listener) in listeners.iter().enumerate() {
+            if ready[index + 1] {
+                if let Ok((stream, _)) = listener.accept() {
+                    let tag = u8::try_from(index).unwrap_or(u8::MAX);
+                    if pass_fd(&pushed, tag, stream.as_raw_fd()).is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -479,8 +512,17 @@ fn restrict_filesystem(spec: &JailSpec) -> Result<(), String> {
         .map_err(landlock_error)?
         .add_rules(path_beneath_rules(write, AccessFs::from_all(abi)))
         .map_err(landlock_error)?
-        // A service may listen on its port, and on no other.
+        // A service may listen on its port, and on no other, and connect
+        // to its twins' ports (on its own loopback, where only the relay
+        // listens), and to no other.
         .add_rules(spec.relay.iter().map(|r| Ok::<_, landlock::RulesetError>(NetPort::new(r.port, AccessNet::BindTcp))))
+        .map_err(landlock_error)?
+        .add_rules(
+            spec.relay
+                .iter()
+                .flat_map(|r| r.twins.iter())
+                .map(|&p| Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::ConnectTcp))),
+        )
         .map_err(landlock_error)?
         .restrict_self()
         .map_err(landlock_error)?;

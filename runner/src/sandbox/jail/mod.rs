@@ -101,11 +101,20 @@ pub struct JailSpec {
 pub struct RelaySpec {
     /// The port the service listens on (on the namespace's loopback).
     pub port: u16,
+    /// Ports the relay listens on in the namespace, one per twin the
+    /// service may call; each accepted connection is passed to the runner
+    /// on [`TWIN_FD`] with the twin's index.
+    #[serde(default)]
+    pub twins: Vec<u16>,
 }
 
-/// The helper's file descriptor on which a service's relay talks to the
-/// runner (one end of a Unix socket pair, put there by [`supervise`]).
+/// The helper's file descriptor on which a service's relay takes the
+/// runner's connection requests (one end of a Unix socket pair, put there
+/// by [`supervise`]).
 pub const RELAY_FD: i32 = 3;
+/// The helper's file descriptor on which a service's relay passes the
+/// connections the service made to its twins.
+pub const TWIN_FD: i32 = 4;
 
 /// A staged copy mounted over a workspace path inside the jail.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,13 +167,14 @@ pub async fn run(helper: &Path, spec: &JailSpec, timeout: Duration, output_cap: 
 
 /// As [`run`], capturing into `stdout` and `stderr` (which the caller may
 /// read while the program runs: a service's readiness), and giving the
-/// helper `relay` as its [`RELAY_FD`] (a service's relay socket).
+/// helper `relay` as its [`RELAY_FD`] and [`TWIN_FD`] (a service's relay
+/// sockets).
 pub async fn run_with(
     helper: &Path,
     spec: &JailSpec,
     timeout: Duration,
     (stdout, stderr): (&CappedPipe, &CappedPipe),
-    relay: Option<std::os::fd::OwnedFd>,
+    relay: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
 ) -> Outcome<Exit> {
     let started = Instant::now();
     let mut spec = spec.clone();
@@ -196,22 +206,24 @@ async fn supervise(
     spec: &JailSpec,
     timeout: Duration,
     (stdout, stderr): (&CappedPipe, &CappedPipe),
-    relay: Option<std::os::fd::OwnedFd>,
+    relay: Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
 ) -> Result<Exit, Failure> {
     let spec_json =
         serde_json::to_string(spec).map_err(|e| Failure::Host(format!("cannot encode the jail spec: {e}")))?;
     let mut command = tokio::process::Command::new(helper);
-    if let Some(relay) = &relay {
+    if let Some((connect, twins)) = &relay {
         use std::os::fd::AsRawFd;
-        // The socket is close-on-exec in the runner, so no other child (a
-        // step started at the same moment) inherits it; dup2 in this child
-        // alone puts a copy at RELAY_FD without that flag.
-        let raw = relay.as_raw_fd();
+        // The sockets are close-on-exec in the runner, so no other child (a
+        // step started at the same moment) inherits them; dup2 in this
+        // child alone puts copies at RELAY_FD and TWIN_FD without that flag.
+        // (Neither is already at 3 or 4: the runner's stdio and the
+        // helper's pipes are opened long before.)
+        let (connect, twins) = (connect.as_raw_fd(), twins.as_raw_fd());
         // SAFETY: between fork and exec the closure calls only dup2, which
         // is async-signal-safe, and touches no memory but its own copies.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(raw, RELAY_FD) < 0 {
+                if libc::dup2(connect, RELAY_FD) < 0 || libc::dup2(twins, TWIN_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
