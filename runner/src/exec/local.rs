@@ -293,6 +293,17 @@ async fn evaluate_all(
     let Some(evaluation) = &step.evaluation else {
         return error_report(step, "an evaluator without evaluation settings (internal error)".into()).infrastructure();
     };
+    // A memory cap the kernel cannot enforce here is the machine's doing:
+    // said once, before any call, and never retried as the stage's failure.
+    if let Some(bytes) = evaluation.subject.as_ref().and_then(|s| s.grant.native()).and_then(|n| n.memory) {
+        if let Err(reason) = crate::sandbox::jail::cgroup::Cgroup::memory(bytes) {
+            let message = format!(
+                "the subject's memory cap of {} cannot be enforced: {reason}; remove `memory` from the subject to run it without one",
+                crate::manifest::ByteSize(bytes)
+            );
+            return error_report(step, message).infrastructure();
+        }
+    }
     let subject = match &evaluation.subject {
         None => None,
         Some(subject) => match load_subject(local, subject, deadline) {

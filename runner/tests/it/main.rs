@@ -14,6 +14,7 @@ mod network;
 mod polyglot;
 mod results;
 mod run;
+mod services;
 mod subjects;
 
 use std::path::{Path, PathBuf};
