@@ -91,7 +91,7 @@ pub(super) fn cases() -> Vec<Case> {
         case("a native subject leaves a daemon behind to outlive its call", || {
             let marker = format!("cleanroom-daemon-{}", std::process::id());
             let cheat = format!(
-                "import os, subprocess, sys\nif os.fork() == 0:\n    os.setsid()\n    subprocess.Popen(['sleep', '300', '{marker}'], start_new_session=True)\n    os._exit(0)\nsubprocess.Popen(['sh', '-c', 'exec -a {marker} sleep 300'], start_new_session=True)\nos.wait()\nprint('spawned')\n"
+                "import os, subprocess, sys\nif os.fork() == 0:\n    os.setsid()\n    subprocess.Popen(['sleep', '300', '{marker}'], start_new_session=True)\n    os._exit(0)\nsubprocess.Popen(['bash', '-c', 'exec -a {marker} sleep 300'], start_new_session=True)\nos.wait()\nprint('spawned')\n"
             );
             let ws = cheating_workspace(&cheat);
             let report = run(&ws, &pipeline("", "repeat = 2\nrequire = 1\n"));
