@@ -64,7 +64,7 @@ impl Services {
             tail: Vec::new(),
             infrastructure: false,
         };
-        let spec = server_spec(local, service).map_err(unusable)?;
+        let spec = server_spec(local, service, "service").map_err(unusable)?;
         let digester = crate::cache::digest::Digester::cold(&local.workspace);
         let digest: String =
             spec.grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
@@ -82,7 +82,7 @@ impl Services {
                 id: twin.id.clone(),
                 origin: twin.origin.clone(),
                 faults: twin.faults,
-                server: server_spec(local, &twin.server)
+                server: server_spec(local, &twin.server, "twin")
                     .map_err(|reason| unusable(format!("twin `{}`: {reason}", twin.id)))?,
             });
         }
@@ -390,6 +390,7 @@ async fn evaluate_all(
 fn server_spec(
     local: &Local,
     service: &crate::plan::services::Service,
+    what: &str,
 ) -> Result<crate::sandbox::service::ServiceSpec, String> {
     let grant = refresh_mounts(service.grant.clone(), &local.workspace)?;
     let program = match &service.file {
@@ -400,7 +401,7 @@ fn server_spec(
         None => service.program.clone(),
     };
     Ok(crate::sandbox::service::ServiceSpec {
-        id: service.id.clone(),
+        name: format!("{what} `{}`", service.id),
         helper: local.options.jail_helper.clone(),
         program,
         args: service.args.clone(),

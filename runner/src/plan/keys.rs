@@ -202,7 +202,7 @@ mod tests {
             "write = ['a']\nmax_write = '1MiB'\npids = 1\ntools = ['t']\nenv = { A = 'b' }\nnetwork = true\n\
              config = {}\nmemory = '1MiB'\nallow_hosts = ['https://a.b']\nallow_private = true\n\
              secret_headers = [{ secret = 's', host = 'h', header = 'x' }]\nrepeat = 1\nrequire = 1\nthreshold = 1.0\n\
-             subject = 's'\nsubject_read = ['r']\nsubject_timeout = '1s'\nrun = ['x']\n",
+             subject = 's'\nsubject_read = ['r']\nsubject_timeout = '1s'\nservice = 'api'\nrun = ['x']\n",
         )
         .unwrap();
         for rule in RULES {

@@ -177,8 +177,7 @@ impl Step {
         let Some(evaluation) = &self.evaluation else { return Vec::new() };
         let mut paths = evaluation.subject.as_ref().map(subjects::Subject::paths).unwrap_or_default();
         if let Some(service) = &evaluation.service {
-            paths
-                .extend(service.grant.mounts.iter().map(|m| (format!("service `{}` read `{}`", service.id, m.rel), m)));
+            paths.extend(services::paths(service));
         }
         paths
     }

@@ -76,17 +76,11 @@ impl Subject {
             SubjectProgram::Component(mount) => vec![(format!("subject `{}`", mount.rel), mount)],
             SubjectProgram::Native { .. } => Vec::new(),
         };
-        let read = if self.id.is_some() { "read" } else { "subject_read" };
-        paths.extend(self.grant.mounts.iter().map(|m| (format!("{} {read} `{}`", self.name(), m.rel), m)));
+        paths.extend(self.grant.mounts.iter().map(|m| match &self.id {
+            Some(id) => (format!("subject `{id}` read `{}`", m.rel), m),
+            None => (format!("subject_read `{}`", m.rel), m),
+        }));
         paths
-    }
-
-    /// `subject `wc`` for a declared subject, `subject` for a path.
-    fn name(&self) -> String {
-        match &self.id {
-            Some(id) => format!("subject `{id}`"),
-            None => "subject".to_string(),
-        }
     }
 
     /// What `--dry-run` says it runs: `build/app.wasm`, or

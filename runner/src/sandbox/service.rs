@@ -49,8 +49,8 @@ const TAIL_LINES: usize = 10;
 /// What starting a service needs.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
-    /// Its id, for messages.
-    pub id: String,
+    /// What it is, for messages: ``service `api` `` or ``twin `mail` ``.
+    pub name: String,
     /// The jail helper (the `cleanroom` binary).
     pub helper: PathBuf,
     /// The program (absolute) and its arguments.
@@ -147,15 +147,16 @@ const SECRET_HEADERS: &[&str] =
 /// A started, ready service. Dropping it stops the program and everything
 /// it started, and its twins.
 pub struct RunningService {
-    id: String,
+    name: String,
     twins: Vec<Arc<TwinState>>,
     /// Takes the service's twin connections from the relay.
     twin_task: Option<tokio::task::JoinHandle<()>>,
     relay: tokio::sync::Mutex<tokio::net::UnixStream>,
     stdout: CappedPipe,
     stderr: CappedPipe,
-    /// How the jail ended, once it has (the program exited or died).
-    ended: Arc<Mutex<Option<String>>>,
+    /// How the jail ended, once it has (the program exited or died), and
+    /// whether the host is to blame (the jail could not be set up).
+    ended: Arc<Mutex<Option<(String, bool)>>>,
     task: tokio::task::JoinHandle<()>,
     /// When it became ready, measured from the start of its jail.
     pub ready_after: Duration,
@@ -229,7 +230,7 @@ impl RunningService {
     /// with none) and waits until it is ready.
     async fn start_one(spec: &ServiceSpec, twins: Vec<Arc<TwinState>>) -> Result<RunningService, ServiceFailure> {
         let host_failure = |reason: String| ServiceFailure {
-            reason: format!("service `{}` could not be started: {reason}", spec.id),
+            reason: format!("{} could not be started: {reason}", spec.name),
             tail: Vec::new(),
             infrastructure: true,
         };
@@ -273,8 +274,8 @@ impl RunningService {
                 let _jail = jail;
                 let outcome = jail::run_with(&helper, &jail_spec, LIFETIME, (&stdout, &stderr), Some(relay_ends)).await;
                 let how = match outcome.result {
-                    Ok(exit) => format!("exited with {}", exit.describe()),
-                    Err(failure) => failure.to_string(),
+                    Ok(exit) => (format!("exited with {}", exit.describe()), false),
+                    Err(failure) => (failure.to_string(), failure.is_infrastructure()),
                 };
                 if let Ok(mut ended) = ended.lock() {
                     *ended = Some(how);
@@ -284,7 +285,7 @@ impl RunningService {
         let started = Instant::now();
         let twin_task = (!twins.is_empty()).then(|| tokio::spawn(take_twin_calls(twin_ours, twins.clone())));
         let mut service = RunningService {
-            id: spec.id.clone(),
+            name: spec.name.clone(),
             twins,
             twin_task,
             relay: tokio::sync::Mutex::new(ours),
@@ -305,16 +306,18 @@ impl RunningService {
         let deadline = started + ready.timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            if let Some(how) = self.ended() {
-                return Err(self.failure(format!("service `{}` {how} before it became ready", self.id)));
+            if let Some((how, infrastructure)) = self.ended() {
+                let mut failure = self.failure(format!("{} {how} before it became ready", self.name));
+                failure.infrastructure = infrastructure;
+                return Err(failure);
             }
             if self.is_ready(ready).await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(self.failure(format!(
-                    "service `{}` did not become ready in {}",
-                    self.id,
+                    "{} did not become ready in {}",
+                    self.name,
                     crate::manifest::DurationSpec(ready.timeout)
                 )));
             }
@@ -338,7 +341,7 @@ impl RunningService {
         }
     }
 
-    fn ended(&self) -> Option<String> {
+    fn ended(&self) -> Option<(String, bool)> {
         self.ended.lock().ok().and_then(|e| e.clone())
     }
 

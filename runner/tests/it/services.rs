@@ -94,13 +94,36 @@ fn service_and_twin_mistakes_are_refused_with_where_and_what_to_do() {
     let twin = "[twin.mail]\norigin = \"https://mail.example\"\nrun = [\"python3\", \"twins/t.py\"]\nread = [\"twins\"]\nport = 9000\nurl_env = \"MAIL_URL\"\n";
     let cases = [
         (format!("{service}"), "service = \"apii\"\n", "did you mean `api`?"),
-        (format!("{service}ready = {{ http = \"/h\", tcp = true }}\n"), "service = \"api\"\n", "`ready` must say exactly one way"),
+        (
+            format!("{service}ready = {{ http = \"/h\", tcp = true }}\n"),
+            "service = \"api\"\n",
+            "`ready` must say exactly one way",
+        ),
         (service.replace("port = 8080", "port = 0"), "service = \"api\"\n", "`port = 0`"),
         (format!("{service}twins = [\"mial\"]\n{twin}"), "service = \"api\"\n", "twin `mial` is not a [twin.*] table"),
-        (format!("{service}twins = [\"mail\"]\n{}", twin.replace("port = 9000", "port = 8080")), "service = \"api\"\n", "the service's own port"),
-        (format!("{service}twins = [\"mail\"]\n{}", twin.replace("read = [\"twins\"]", "read = [\"twins\", \"gen\"]")), "service = \"api\"\n", "which a stage writes"),
-        (format!("{service}twins = [\"mail\"]\n{}", twin.replace("MAIL_URL", "MAIL URL")), "service = \"api\"\n", "is not an environment variable name"),
-        (format!("{service}twins = [\"mail\"]\n{twin}faults = {{ error_rate = 2.0 }}\n"), "service = \"api\"\n", "outside 0.0 to 1.0"),
+        (
+            format!("{service}twins = [\"mail\"]\n{}", twin.replace("port = 9000", "port = 8080")),
+            "service = \"api\"\n",
+            "the service's own port",
+        ),
+        (
+            format!(
+                "{service}twins = [\"mail\"]\n{}",
+                twin.replace("read = [\"twins\"]", "read = [\"twins\", \"gen\"]")
+            ),
+            "service = \"api\"\n",
+            "which a stage writes",
+        ),
+        (
+            format!("{service}twins = [\"mail\"]\n{}", twin.replace("MAIL_URL", "MAIL URL")),
+            "service = \"api\"\n",
+            "is not an environment variable name",
+        ),
+        (
+            format!("{service}twins = [\"mail\"]\n{twin}faults = {{ error_rate = 2.0 }}\n"),
+            "service = \"api\"\n",
+            "outside 0.0 to 1.0",
+        ),
         (format!("{service}restart = \"sometimes\"\n"), "service = \"api\"\n", "unknown variant `sometimes`"),
     ];
     for (tables, evaluator_keys, expected) in &cases {
@@ -113,7 +136,11 @@ fn service_and_twin_mistakes_are_refused_with_where_and_what_to_do() {
     let ran = ws.run(&format!("{head}{service}[check.c]\nrun = [\"true\"]\nservice = \"api\"\n"), &["validate"]);
     assert!(ran.code == 2 && ran.stderr.contains("CR009"), "{ran:?}");
     // The plan says what runs where.
-    let dry = ws.run(&format!("{head}{service}twins = [\"mail\"]\n{twin}{judge}service = \"api\"\n"), &["run", "--dry-run"]);
-    assert!(dry.stdout.contains("service: api (python3 app/server.py, jailed, port 8080 in its own network namespace"), "{dry:?}");
+    let dry =
+        ws.run(&format!("{head}{service}twins = [\"mail\"]\n{twin}{judge}service = \"api\"\n"), &["run", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("service: api (python3 app/server.py, jailed, port 8080 in its own network namespace"),
+        "{dry:?}"
+    );
     assert!(dry.stdout.contains("twins: mail as https://mail.example via $MAIL_URL"), "{dry:?}");
 }

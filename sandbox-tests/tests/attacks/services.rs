@@ -103,13 +103,17 @@ pub(super) fn cases() -> Vec<Case> {
             let report = run(&ws, &twin_pipeline(&ws, &service_source("", &body), scenario));
             let detail = scenario_detail(&report);
             assert!(detail.contains(&format!("{host_port} refused")), "control: the probe ran: {detail}");
-            assert!(!detail.contains("reached;") && !detail.contains("reached\n"), "the service reached past its twin: {detail}");
+            assert!(
+                !detail.contains("reached;") && !detail.contains("reached\n"),
+                "the service reached past its twin: {detail}"
+            );
             assert!(host.accept().is_err(), "a connection reached the host");
         }),
         case("a service hands its twin a secret header to have it recorded for the judge", || {
             let body = "import urllib.request\ndef answer():\n    r = urllib.request.Request(os.environ['MAIL_URL'] + '/send', data=b'x', method='POST', headers={'Authorization': 'Bearer SECRET-TOKEN-1', 'X-Api-Key': 'SECRET-KEY-2'})\n    return urllib.request.urlopen(r, timeout=5).read().decode()";
             let ws = Workspace::new();
-            let scenario = "[[requests]]\npath = '/'\nstatus = 200\n[[requests]]\ntwin_calls = { twin = 'mail', count = 0 }\n";
+            let scenario =
+                "[[requests]]\npath = '/'\nstatus = 200\n[[requests]]\ntwin_calls = { twin = 'mail', count = 0 }\n";
             let report = run(&ws, &twin_pipeline(&ws, &service_source("", body), scenario));
             let detail = scenario_detail(&report);
             // Control: the call was recorded (the count of 0 failed) ...
@@ -119,7 +123,8 @@ pub(super) fn cases() -> Vec<Case> {
         }),
         case("a service and its twin outlive a runner killed mid-run", || {
             let marker = format!("cleanroom-killed-runner-{}", std::process::id());
-            let setup = format!("subprocess.Popen(['bash', '-c', 'exec -a {marker} sleep 300'], start_new_session=True)");
+            let setup =
+                format!("subprocess.Popen(['bash', '-c', 'exec -a {marker} sleep 300'], start_new_session=True)");
             let ws = Workspace::new();
             let body = "import time\ndef answer():\n    time.sleep(300)\n    return 'late'";
             let toml = twin_pipeline(&ws, &service_source(&setup, body), "[[requests]]\npath = '/'\n");
@@ -239,6 +244,22 @@ pub(super) fn cases() -> Vec<Case> {
             assert!(judge.stderr.contains("starting, honest"), "its last output is in the report: {judge:#?}");
             assert_eq!(recorded(&ws, 2), "step judge: service `api` did not become ready in 2s\n");
             assert!(started.elapsed() < Duration::from_secs(60), "the run waited far past the ready timeout");
+        }),
+        case("a twin is given the holdout to read, to answer for the service", || {
+            let ws = Workspace::new();
+            ws.file("scenarios/s.toml", "x = 1").file("app/server.py", "print(1)").file("twins/t.py", "print(1)");
+            refused(
+                &ws,
+                &["fixed_verdicts"],
+                &format!(
+                    "[barrier]\nholdout = [\"scenarios\"]\n\
+                     [twin.mail]\norigin = \"https://m.example\"\nrun = [\"python3\", \"twins/t.py\"]\nread = [\"twins\", \"scenarios\"]\nport = {TWIN_PORT}\nurl_env = \"M\"\n\
+                     [service.api]\nrun = [\"python3\", \"app/server.py\"]\nread = [\"app\"]\nport = {PORT}\ntwins = [\"mail\"]\n\
+                     [evaluator.judge]\nplugin = \"fixed_verdicts\"\nread = [\"scenarios\"]\nservice = \"api\"\nconfig = {{ quote = \"/scenarios/s.toml\" }}\n"
+                ),
+                "CR019",
+                "twin `mail` read `scenarios` crosses the barrier: `scenarios` is holdout",
+            );
         }),
         case("a service is given the holdout or the private source to read", || {
             let ws = Workspace::new();
