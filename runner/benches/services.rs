@@ -58,7 +58,8 @@ fn main() {
     fs_err::write(ws.join("server.py"), SERVER).expect("write server");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let helper = PathBuf::from(env!("CARGO_BIN_EXE_cleanroom"));
-    let python = which("python3");
+    // The python3 a jailed program finds on its default PATH, for both sides.
+    let python = which("python3", cleanroom::plan::command::DEFAULT_PATH);
 
     let mut rows: Vec<(String, Stats, String, Stats)> = Vec::new();
 
@@ -66,6 +67,7 @@ fn main() {
     for (label, program, args) in [
         ("/bin/true", PathBuf::from("/bin/true"), vec![]),
         ("python3 -c pass", python.clone(), vec!["-c".to_string(), "pass".to_string()]),
+        ("python3 -S -c pass", python.clone(), vec!["-S".to_string(), "-c".to_string(), "pass".to_string()]),
     ] {
         let calls = (iterations / 10).max(50);
         let runner = SubjectRunner::native(
@@ -82,7 +84,10 @@ fn main() {
             let mut samples = Vec::new();
             for _ in 0..calls {
                 let started = Instant::now();
-                let out = Arc::clone(&runner).run(Vec::new(), b"input".to_vec()).await.expect("subject runs");
+                let out = match Arc::clone(&runner).run(Vec::new(), b"input".to_vec()).await {
+                    Ok(out) => out,
+                    Err(e) => panic!("the subject did not run ({}): {:?}", e.as_str(), runner.take_log()),
+                };
                 samples.push(started.elapsed());
                 assert_eq!(out.exit_code, 0);
             }
@@ -262,10 +267,8 @@ fn mount(ws: &Path, rel: &str) -> Mount {
     cleanroom::plan::mounts::resolve(ws, rel, false).expect("mount")
 }
 
-fn which(name: &str) -> PathBuf {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
+fn which(name: &str, path: &str) -> PathBuf {
+    path.split(':')
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{name} is not on PATH"))

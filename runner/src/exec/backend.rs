@@ -18,8 +18,8 @@ use crate::report::StepReport;
 /// A step's report, some time later.
 pub type Running<'a> = Pin<Box<dyn Future<Output = StepReport> + Send + 'a>>;
 
-/// Work a backend does when a round ends.
-pub type Finishing<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// Work a backend does when a round ends, and what its services printed.
+pub type Finishing<'a> = Pin<Box<dyn Future<Output = Vec<crate::report::events::ServiceLog>> + Send + 'a>>;
 
 /// Runs planned steps.
 pub trait Backend: Send + Sync {
@@ -32,8 +32,9 @@ pub trait Backend: Send + Sync {
     fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a>;
 
     /// Called when a round's steps have all finished, before the gates are
-    /// judged: a backend stops what it kept up for the round (services).
+    /// judged: a backend stops what it kept up for the round (services) and
+    /// returns what they printed, which the executor journals.
     fn round_finished(&self) -> Finishing<'_> {
-        Box::pin(async {})
+        Box::pin(async { Vec::new() })
     }
 }

@@ -48,7 +48,11 @@ pub struct Local {
 /// when what it reads changed, and stopped (its whole process tree) when
 /// the round ends, or when the backend is dropped (the run ended, Ctrl-C).
 #[derive(Default)]
-pub struct Services(tokio::sync::Mutex<BTreeMap<String, (String, Arc<crate::sandbox::service::RunningService>)>>);
+pub struct Services {
+    running: tokio::sync::Mutex<BTreeMap<String, (String, Arc<crate::sandbox::service::RunningService>)>>,
+    /// What the services stopped in this round printed.
+    logs: std::sync::Mutex<Vec<crate::report::events::ServiceLog>>,
+}
 
 impl Services {
     /// The running `service`, started (and waited for) if it is not
@@ -68,14 +72,16 @@ impl Services {
         let digester = crate::cache::digest::Digester::cold(&local.workspace);
         let digest: String =
             spec.grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
-        let mut running = self.0.lock().await;
+        let mut running = self.running.lock().await;
         if let Some((started_with, service)) = running.get(&service.id) {
             if !fresh && *started_with == digest {
                 return Ok(Arc::clone(service));
             }
         }
         // Stop the old one before the new one takes the port.
-        running.remove(&service.id);
+        if let Some((_, old)) = running.remove(&service.id) {
+            self.keep_logs(&old);
+        }
         let mut twins = Vec::new();
         for twin in &service.twins {
             twins.push(crate::sandbox::service::TwinSpec {
@@ -92,9 +98,19 @@ impl Services {
         Ok(started)
     }
 
-    /// Stops every service.
-    async fn stop_all(&self) {
-        self.0.lock().await.clear();
+    /// Stops every service; returns what the services of the round printed.
+    async fn stop_all(&self) -> Vec<crate::report::events::ServiceLog> {
+        let stopped = std::mem::take(&mut *self.running.lock().await);
+        for (_, service) in stopped.values() {
+            self.keep_logs(service);
+        }
+        self.logs.lock().map(|mut logs| std::mem::take(&mut *logs)).unwrap_or_default()
+    }
+
+    fn keep_logs(&self, service: &crate::sandbox::service::RunningService) {
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.extend(service.logs());
+        }
     }
 }
 

@@ -426,7 +426,10 @@ impl Executor<'_> {
         let started = Instant::now();
         let escalation = loop {
             self.run_round().await;
-            self.backend.round_finished().await;
+            for log in self.backend.round_finished().await {
+                let crate::report::events::ServiceLog { service, ended, stdout, stderr } = log;
+                self.emit(&Event::ServiceOutput { round: self.state.round, service, ended, stdout, stderr });
+            }
             if self.stop.is_some() {
                 // No retry round after --fail-fast or Ctrl-C.
                 break None;

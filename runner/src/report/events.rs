@@ -78,6 +78,21 @@ pub enum Event {
         /// The stage re-run because of it, if any.
         retry: Option<String>,
     },
+    /// What a service (or a twin) printed while it ran in a round, from its
+    /// start to its stop (its last 64 KiB of each stream). Journaled only:
+    /// the live displays and jsonl do not show it.
+    ServiceOutput {
+        /// The round it ran in.
+        round: u32,
+        /// ``service `api` `` or ``twin `mail` ``.
+        service: String,
+        /// How it ended: `stopped`, or how it exited.
+        ended: String,
+        /// Its stdout.
+        stdout: String,
+        /// Its stderr.
+        stderr: String,
+    },
     /// A round ended; `retries` holds what the next round starts from.
     RoundFinished {
         /// The round that ended.
@@ -108,6 +123,20 @@ pub enum Event {
         #[serde(skip)]
         report: Option<Box<RunReport>>,
     },
+}
+
+/// What a service printed between its start and its stop, as a backend
+/// hands it to the executor when a round ends (see [`Event::ServiceOutput`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLog {
+    /// ``service `api` `` or ``twin `mail` ``.
+    pub service: String,
+    /// How it ended.
+    pub ended: String,
+    /// Its stdout (the last 64 KiB).
+    pub stdout: String,
+    /// Its stderr (the last 64 KiB).
+    pub stderr: String,
 }
 
 /// A stage about to be re-run.

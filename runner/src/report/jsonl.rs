@@ -40,6 +40,7 @@ pub fn line(event: &Event) -> Option<String> {
             json!({ "event": "run_finished", "report": report })
         }
         Event::GateDecision { .. }
+        | Event::ServiceOutput { .. }
         | Event::RunFinished { report: None, .. }
         | Event::RunInterrupted { report: None, .. } => return None,
     };

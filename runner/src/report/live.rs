@@ -79,7 +79,7 @@ impl Observer for Progress {
     fn event(&self, event: &Event) {
         let Ok(mut state) = self.state.lock() else { return };
         match event {
-            Event::RunStarted { .. } | Event::GateDecision { .. } => {}
+            Event::RunStarted { .. } | Event::GateDecision { .. } | Event::ServiceOutput { .. } => {}
             Event::StepStarted { step, .. } => {
                 state.running.insert(step.clone());
             }

@@ -43,6 +43,12 @@ const LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body an evaluator is given.
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
+/// The longest pause between two readiness probes: a probe is one local
+/// connection through the relay, so polling often costs little and a
+/// ready service is noticed within a few milliseconds.
+const MAX_READY_PAUSE: Duration = Duration::from_millis(5);
+/// Bytes of each output stream a service's journal entry keeps (its end).
+const LOG_TAIL_BYTES: usize = 64 << 10;
 /// Output lines of a failed service kept for the report.
 const TAIL_LINES: usize = 10;
 
@@ -300,8 +306,8 @@ impl RunningService {
         Ok(service)
     }
 
-    /// Polls readiness with backoff (1 ms doubling to 100 ms) until ready,
-    /// exited, or out of time.
+    /// Polls readiness with backoff (1 ms doubling to [`MAX_READY_PAUSE`])
+    /// until ready, exited, or out of time.
     async fn wait_until_ready(&self, ready: &Ready, started: Instant) -> Result<(), ServiceFailure> {
         let deadline = started + ready.timeout;
         let mut pause = Duration::from_millis(1);
@@ -322,7 +328,7 @@ impl RunningService {
                 )));
             }
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-            pause = (pause * 2).min(Duration::from_millis(100));
+            pause = (pause * 2).min(MAX_READY_PAUSE);
         }
     }
 
@@ -360,10 +366,28 @@ impl RunningService {
         lines
     }
 
-    /// Everything it printed so far, for the report and the journal.
-    pub fn output(&self) -> (String, String) {
-        let text = |pipe: &CappedPipe| String::from_utf8_lossy(&pipe.contents().bytes).into_owned();
-        (text(&self.stdout), text(&self.stderr))
+    /// What it printed so far (the last [`LOG_TAIL_BYTES`] of each
+    /// stream) and how it ended, for the journal; then its twins' too.
+    pub fn logs(&self) -> Vec<crate::report::events::ServiceLog> {
+        let tail = |pipe: &CappedPipe| {
+            let bytes = pipe.contents().bytes;
+            let start = bytes.len().saturating_sub(LOG_TAIL_BYTES);
+            String::from_utf8_lossy(&bytes[start..]).into_owned()
+        };
+        let ended = self.ended().map_or_else(|| "stopped".to_string(), |(how, _)| how);
+        let own = crate::report::events::ServiceLog {
+            service: self.name.clone(),
+            ended,
+            stdout: tail(&self.stdout),
+            stderr: tail(&self.stderr),
+        };
+        let mut logs = vec![own];
+        for twin in &self.twins {
+            if let Ok(running) = twin.running.try_lock() {
+                logs.extend(running.iter().flat_map(|r| r.logs()));
+            }
+        }
+        logs
     }
 
     /// A TCP connection to the service's port, made inside its namespace by

@@ -167,11 +167,12 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         // Killed processes take a moment to leave; a cgroup with members
         // cannot be removed.
-        for _ in 0..100 {
+        // (Checked every millisecond: a step's report waits for this.)
+        for _ in 0..1000 {
             if fs_err::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
         tracing::warn!("could not remove the cgroup {}", self.dir.display());
     }
