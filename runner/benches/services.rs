@@ -123,6 +123,7 @@ fn main() {
         workspace: ws.clone(),
         port,
         ready: Ready { http: None, stdout: None, timeout: Duration::from_secs(30) },
+        component: None,
     };
     let jailed_starts = runtime.block_on(async {
         let mut samples = Vec::new();

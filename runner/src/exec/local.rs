@@ -70,8 +70,13 @@ impl Services {
         };
         let spec = server_spec(local, service, "service").map_err(unusable)?;
         let digester = crate::cache::digest::Digester::cold(&local.workspace);
-        let digest: String =
-            spec.grant.mounts.iter().map(|m| format!("{}={};", m.rel, digester.digest(&m.host))).collect();
+        let digest: String = spec
+            .grant
+            .mounts
+            .iter()
+            .chain(&service.component)
+            .map(|m| format!("{}={};", m.rel, digester.digest(&m.host)))
+            .collect();
         let mut running = self.running.lock().await;
         if let Some((started_with, service)) = running.get(&service.id) {
             if !fresh && *started_with == digest {
@@ -409,6 +414,19 @@ fn server_spec(
     what: &str,
 ) -> Result<crate::sandbox::service::ServiceSpec, String> {
     let grant = refresh_mounts(service.grant.clone(), &local.workspace)?;
+    let component = match &service.component {
+        None => None,
+        Some(mount) => {
+            let path = match fs_err::canonicalize(&mount.host) {
+                Ok(path) if path.starts_with(&local.workspace) => path,
+                Ok(_) => return Err(format!("its component `{}` resolves outside the workspace", mount.rel)),
+                Err(_) => {
+                    return Err(format!("its component `{}` does not exist: no step it needs built it", mount.rel))
+                }
+            };
+            Some(local.sandbox.load_proxy(&path, &grant).map_err(|e| format!("its component cannot be loaded: {e}"))?)
+        }
+    };
     let program = match &service.file {
         Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
             Some(mount) if !mount.is_dir => mount.host.clone(),
@@ -425,6 +443,7 @@ fn server_spec(
         workspace: local.workspace.clone(),
         port: service.port,
         ready: service.ready.clone(),
+        component,
     })
 }
 

@@ -323,8 +323,13 @@ pub struct SubjectTable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceTable {
-    /// The program and its arguments, run in the kernel jail.
-    pub run: Spanned<Vec<String>>,
+    /// The program and its arguments, run in the kernel jail. Exactly one
+    /// of `run` and `component`.
+    pub run: Option<Spanned<Vec<String>>>,
+    /// Instead of `run`: the workspace path of a `wasi:http/proxy`
+    /// component, served in-process (an instance per request, as
+    /// `wasi:http` prescribes). Example: `component = "build/api.wasm"`.
+    pub component: Option<Spanned<String>>,
     /// Workspace paths it may read (never the holdout, never `private`
     /// paths). Default: none.
     #[serde(default)]
@@ -335,8 +340,9 @@ pub struct ServiceTable {
     /// Its only environment variables besides `PATH`, `HOME`, `TMPDIR`
     /// and `PORT`.
     pub env: Option<Spanned<BTreeMap<String, String>>>,
-    /// The TCP port it listens on, on its own loopback (also `$PORT`).
-    pub port: Spanned<u16>,
+    /// `run` services: the TCP port it listens on, on its own loopback
+    /// (also `$PORT`).
+    pub port: Option<Spanned<u16>>,
     /// When it counts as started. Default: `{ tcp = true }` within 30s.
     pub ready: Option<Spanned<ReadyTable>>,
     /// `on-change` (default): started once per round and kept up for every
@@ -367,8 +373,12 @@ pub struct TwinTable {
     /// What the service believes it calls, `scheme://host[:port]`; shown
     /// in reports, and sent to the twin as `x-cleanroom-origin`.
     pub origin: Spanned<String>,
-    /// The program and its arguments, run in the kernel jail.
-    pub run: Spanned<Vec<String>>,
+    /// The program and its arguments, run in the kernel jail. Exactly one
+    /// of `run` and `component`.
+    pub run: Option<Spanned<Vec<String>>>,
+    /// Instead of `run`: the workspace path of a `wasi:http/proxy`
+    /// component, served in-process (an instance per request).
+    pub component: Option<Spanned<String>>,
     /// Workspace paths it may read. Default: none.
     #[serde(default)]
     pub read: Vec<Spanned<String>>,
@@ -377,7 +387,8 @@ pub struct TwinTable {
     pub tools: Vec<Spanned<String>>,
     /// Its only environment variables besides `PATH`, `HOME`, `TMPDIR` and `PORT`.
     pub env: Option<Spanned<BTreeMap<String, String>>>,
-    /// The TCP port it listens on, on its own loopback (also `$PORT`).
+    /// The TCP port the service reaches it on, on the service's loopback
+    /// (and a `run` twin listens on, on its own; also `$PORT`).
     pub port: Spanned<u16>,
     /// When it counts as started, as for services. Default `{ tcp = true }`.
     pub ready: Option<Spanned<ReadyTable>>,

@@ -40,9 +40,13 @@ pub struct Service {
     /// When the program is a workspace file: its path, one of the grant's
     /// read-only mounts.
     pub file: Option<String>,
-    /// Its grant: read-only mounts, tools, environment, memory, pids.
+    /// Its grant: read-only mounts, tools, environment, memory, pids (a
+    /// component's: its preopened mounts and limits).
     pub grant: Grant,
-    /// The port it listens on.
+    /// A `wasi:http/proxy` component served in-process instead of a
+    /// program (then `program` and `args` are empty).
+    pub component: Option<Mount>,
+    /// The port it listens on (0 for a component).
     pub port: u16,
     /// When it counts as ready.
     pub ready: Ready,
@@ -96,6 +100,9 @@ pub struct Ready {
 impl Service {
     /// What `--dry-run` says of it.
     pub fn describe(&self) -> String {
+        if let Some(component) = &self.component {
+            return format!("{} (component {}, served in-process, an instance per request)", self.id, component.rel);
+        }
         let twins: Vec<String> =
             self.twins.iter().map(|t| format!("{} as {} via ${}", t.id, t.origin, t.url_env)).collect();
         let twins = if twins.is_empty() { String::new() } else { format!("; twins: {}", twins.join(", ")) };
@@ -157,10 +164,11 @@ fn resolve_twin(
         diags.push(Diagnostic::new(Code::CR021, format!("twin `{id}`: {message}")).at(here(span)).hint(hint));
     };
     let owner = format!("twin `{id}`");
-    let keys = NativeKeys {
+    let keys = ServerKeys {
         owner: &owner,
         at: at_table.clone(),
-        run: &t.run,
+        run: t.run.as_ref(),
+        component: t.component.as_ref(),
         read: &t.read,
         tools: &t.tools,
         env: t.env.as_ref(),
@@ -168,7 +176,7 @@ fn resolve_twin(
         pids: t.pids.as_ref(),
         output: t.output.as_ref(),
     };
-    let native = subjects::resolve_native(&keys, workspace, all_writes, here, diags);
+    let backing = backing(&keys, workspace, all_writes, here, diags);
     let origin = t.origin.get_ref().clone();
     if crate::plan::grant::HostRule::parse(&origin).is_err() {
         refuse(
@@ -202,9 +210,9 @@ fn resolve_twin(
         faults =
             Faults { error_rate: rate, latency: f.latency.map_or(Duration::ZERO, |d| d.0), seed: f.seed.unwrap_or(0) };
     }
-    let server = server_of(id, &t.port, t.ready.as_ref(), native, here, diags);
+    let server = server_of(id, Some(&t.port), t.ready.as_ref(), backing, here, diags);
     if let Some(server) = &server {
-        for mount in &server.grant.mounts {
+        for mount in server.grant.mounts.iter().chain(&server.component) {
             if let Some(w) =
                 all_writes.iter().find(|w| mounts::is_within(&mount.rel, w) || mounts::is_within(w, &mount.rel))
             {
@@ -225,12 +233,114 @@ fn resolve_twin(
     server.map(|server| Twin { id: id.to_string(), origin, url_env, faults, server })
 }
 
-/// The running half of a service or twin: program, grant, port, readiness.
+/// What serves a service or twin: a native program and its grant, or a
+/// component and its grant.
+enum Backing {
+    Native(subjects::ResolvedProgram, Grant),
+    Component(Mount, Grant),
+}
+
+/// The keys of a `[service.ID]` or `[twin.ID]` that say what serves it.
+struct ServerKeys<'a> {
+    owner: &'a str,
+    at: std::ops::Range<usize>,
+    run: Option<&'a Spanned<Vec<String>>>,
+    component: Option<&'a Spanned<String>>,
+    read: &'a [Spanned<String>],
+    tools: &'a [Spanned<String>],
+    env: Option<&'a Spanned<BTreeMap<String, String>>>,
+    memory: Option<&'a Spanned<crate::manifest::ByteSize>>,
+    pids: Option<&'a Spanned<u32>>,
+    output: Option<&'a Spanned<crate::manifest::ByteSize>>,
+}
+
+/// Resolves `run` or `component` (exactly one) with their grant.
+fn backing(
+    k: &ServerKeys<'_>,
+    workspace: &Path,
+    writes: &[String],
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<Backing> {
+    let owner = k.owner;
+    let refuse = |diags: &mut Diagnostics, span: std::ops::Range<usize>, message: String, hint: &str| {
+        diags.push(Diagnostic::new(Code::CR021, format!("{owner}: {message}")).at(here(span)).hint(hint));
+    };
+    match (k.run, k.component) {
+        (Some(run), None) => {
+            let keys = NativeKeys {
+                owner,
+                at: k.at.clone(),
+                run,
+                read: k.read,
+                tools: k.tools,
+                env: k.env,
+                memory: k.memory,
+                pids: k.pids,
+                output: k.output,
+            };
+            subjects::resolve_native(&keys, workspace, writes, here, diags).map(|(p, g)| Backing::Native(p, g))
+        }
+        (None, Some(raw)) => {
+            let errors_before = diags.0.len();
+            for (key, span) in [
+                ("tools", k.tools.first().map(Spanned::span)),
+                ("env", k.env.map(Spanned::span)),
+                ("pids", k.pids.map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    refuse(
+                        diags,
+                        span,
+                        format!("`{key}` applies only to `run`"),
+                        "a component gets no host tools, environment or processes; remove the key",
+                    );
+                }
+            }
+            let what = format!("{owner}: read");
+            let reads: Vec<Mount> = k
+                .read
+                .iter()
+                .filter_map(|r| subjects::resolve_path(r, workspace, writes, &what, here, diags))
+                .collect();
+            let component = subjects::resolve_path(raw, workspace, writes, &format!("{owner}: component"), here, diags);
+            if diags.0.len() > errors_before {
+                return None;
+            }
+            let limits = Limits {
+                memory: k.memory.map_or(crate::plan::limits::DEFAULT_MEMORY, |m| m.get_ref().0),
+                ..Limits::default()
+            };
+            component.map(|c| Backing::Component(Mount { is_dir: false, ..c }, Grant::new(reads, limits)))
+        }
+        (Some(run), Some(_)) => {
+            refuse(
+                diags,
+                run.span(),
+                "has both `run` and `component`".into(),
+                "keep one: a native program or a `wasi:http` component",
+            );
+            None
+        }
+        (None, None) => {
+            refuse(
+                diags,
+                k.at.clone(),
+                "has neither `run` nor `component`".into(),
+                "add `run = [\"python3\", \"app/server.py\"]` (and `port`) or `component = \"build/app.wasm\"`",
+            );
+            None
+        }
+    }
+}
+
+/// The running half of a service or twin: what serves it, its grant, port
+/// and readiness.
 fn server_of(
     id: &str,
-    port: &Spanned<u16>,
+    port: Option<&Spanned<u16>>,
     ready: Option<&Spanned<crate::manifest::ReadyTable>>,
-    native: Option<(subjects::ResolvedProgram, Grant)>,
+    backing: Option<Backing>,
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> Option<Service> {
@@ -238,8 +348,8 @@ fn server_of(
         diags.push(Diagnostic::new(Code::CR021, format!("`{id}`: {message}")).at(here(span)).hint(hint));
     };
     let errors_before = diags.0.len();
-    let port_number = *port.get_ref();
-    if port_number == 0 {
+    let port_number = port.map_or(0, |p| *p.get_ref());
+    if let Some(port) = port.filter(|p| *p.get_ref() == 0) {
         refuse(
             diags,
             port.span(),
@@ -276,16 +386,28 @@ fn server_of(
             timeout: r.timeout.map_or(DEFAULT_READY_TIMEOUT, |d| d.0),
         };
     }
-    let (program, grant) = native?;
+    let backing = backing?;
     if diags.0.len() > errors_before {
         return None;
     }
+    let (program, grant, component) = match backing {
+        Backing::Native(program, grant) => (program, grant, None),
+        Backing::Component(mount, grant) => {
+            let display = format!("component {}", mount.rel);
+            (
+                subjects::ResolvedProgram { program: PathBuf::new(), args: Vec::new(), display, file: None },
+                grant,
+                Some(mount),
+            )
+        }
+    };
     Some(Service {
         id: id.to_string(),
         program: program.program,
         args: program.args,
         display: program.display,
         file: program.file,
+        component,
         grant: Grant { limits: Limits { timeout: resolved.timeout, ..grant.limits }, ..grant },
         port: port_number,
         ready: resolved,
@@ -304,10 +426,11 @@ fn resolve_table(
 ) -> Option<Service> {
     let errors_before = diags.0.len();
     let owner = format!("service `{id}`");
-    let keys = NativeKeys {
+    let keys = ServerKeys {
         owner: &owner,
         at: at_table.clone(),
-        run: &t.run,
+        run: t.run.as_ref(),
+        component: t.component.as_ref(),
         read: &t.read,
         tools: &t.tools,
         env: t.env.as_ref(),
@@ -315,7 +438,28 @@ fn resolve_table(
         pids: t.pids.as_ref(),
         output: t.output.as_ref(),
     };
-    let native = subjects::resolve_native(&keys, workspace, all_writes, here, diags);
+    let backing = backing(&keys, workspace, all_writes, here, diags);
+    let is_component = t.component.is_some();
+    match (&t.port, is_component) {
+        (None, false) => diags.push(
+            Diagnostic::new(Code::CR021, format!("service `{id}` has no `port`"))
+                .at(here(at_table.clone()))
+                .hint("write the port the program listens on, e.g. `port = 8080`"),
+        ),
+        (Some(port), true) => diags.push(
+            Diagnostic::new(Code::CR021, format!("service `{id}` is a component, which listens on no port"))
+                .at(here(port.span()))
+                .hint("remove `port`: the runner calls a component's `wasi:http` handler directly"),
+        ),
+        _ => {}
+    }
+    if let (true, Some(first)) = (is_component, t.twins.first()) {
+        diags.push(
+            Diagnostic::new(Code::CR021, format!("service `{id}` is a component, which cannot call twins yet"))
+                .at(here(first.span()))
+                .hint("run the service as a native program (`run = [...]`) to give it twins"),
+        );
+    }
     let mut twins: Vec<Twin> = Vec::new();
     for raw in &t.twins {
         let name = raw.get_ref();
@@ -335,7 +479,7 @@ fn resolve_table(
             }
             Some(None) => {}
             Some(Some(twin)) => {
-                let clash = (twin.server.port == *t.port.get_ref())
+                let clash = (Some(twin.server.port) == t.port.as_ref().map(|p| *p.get_ref()))
                     .then(|| "the service's own port".to_string())
                     .or_else(|| {
                         twins
@@ -361,7 +505,7 @@ fn resolve_table(
             }
         }
     }
-    let mut service = server_of(id, &t.port, t.ready.as_ref(), native, here, diags)?;
+    let mut service = server_of(id, t.port.as_ref(), t.ready.as_ref(), backing, here, diags)?;
     if diags.0.len() > errors_before {
         return None;
     }
@@ -417,9 +561,10 @@ pub(crate) fn for_evaluator(
 /// messages.
 pub fn paths(service: &Service) -> Vec<(String, &Mount)> {
     let own = service.grant.mounts.iter().map(|m| (format!("service `{}` read `{}`", service.id, m.rel), m));
-    let twins = service
-        .twins
-        .iter()
-        .flat_map(|t| t.server.grant.mounts.iter().map(move |m| (format!("twin `{}` read `{}`", t.id, m.rel), m)));
-    own.chain(twins).collect()
+    let component = service.component.iter().map(|m| (format!("service `{}` component `{}`", service.id, m.rel), m));
+    let twins = service.twins.iter().flat_map(|t| {
+        let reads = t.server.grant.mounts.iter().map(move |m| (format!("twin `{}` read `{}`", t.id, m.rel), m));
+        reads.chain(t.server.component.iter().map(move |m| (format!("twin `{}` component `{}`", t.id, m.rel), m)))
+    });
+    own.chain(component).chain(twins).collect()
 }

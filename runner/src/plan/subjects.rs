@@ -338,7 +338,7 @@ fn output_cap(
 
 /// A read-only workspace path of a subject; missing is fine when some step
 /// writes it.
-fn resolve_path(
+pub(crate) fn resolve_path(
     raw: &Spanned<String>,
     workspace: &Path,
     writes: &[String],

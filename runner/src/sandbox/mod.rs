@@ -353,6 +353,22 @@ impl Sandbox {
         Ok(Arc::new(SubjectRunner::component(self.engine.clone(), command, grant.clone(), step_deadline)))
     }
 
+    /// Compiles a `wasi:http/proxy` component (a service or twin) to serve
+    /// in-process with `grant`.
+    ///
+    /// # Errors
+    /// A one-line reason when it is not a component exporting
+    /// `wasi:http/incoming-handler`.
+    pub fn load_proxy(&self, path: &std::path::Path, grant: &Grant) -> Result<service::ComponentServer, String> {
+        let info = crate::plugin::inspect(path).map_err(|e| e.to_string())?;
+        let one_line = |e: wasmtime::Error| first_line(&format!("{e:#}"));
+        let component = self.compile(path, &info.sha256).map_err(one_line)?;
+        let pre = self.http_linker.instantiate_pre(&component).map_err(one_line)?;
+        let proxy = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+            .map_err(|e| format!("`{}` is not a `wasi:http/proxy` component: {}", path.display(), one_line(e)))?;
+        Ok(service::ComponentServer::new(self.engine.clone(), proxy, grant.clone()))
+    }
+
     /// Runs a check plugin once in a fresh Store built from `grant`.
     pub async fn run_check(
         &self,

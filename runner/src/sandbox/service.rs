@@ -71,6 +71,9 @@ pub struct ServiceSpec {
     pub port: u16,
     /// When it counts as ready.
     pub ready: Ready,
+    /// A component to serve in-process instead of the program (then
+    /// `program`, `args`, `port` and `ready` are not used).
+    pub component: Option<ComponentServer>,
 }
 
 /// Why a service could not be used, for the report: a reason in the
@@ -157,13 +160,16 @@ pub struct RunningService {
     twins: Vec<Arc<TwinState>>,
     /// Takes the service's twin connections from the relay.
     twin_task: Option<tokio::task::JoinHandle<()>>,
-    relay: tokio::sync::Mutex<tokio::net::UnixStream>,
+    /// The relay into a program's namespace; `None` for a component.
+    relay: Option<tokio::sync::Mutex<tokio::net::UnixStream>>,
+    /// A component served in-process; `None` for a program.
+    component: Option<ComponentServer>,
     stdout: CappedPipe,
     stderr: CappedPipe,
     /// How the jail ended, once it has (the program exited or died), and
     /// whether the host is to blame (the jail could not be set up).
     ended: Arc<Mutex<Option<(String, bool)>>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
     /// When it became ready, measured from the start of its jail.
     pub ready_after: Duration,
 }
@@ -172,7 +178,9 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         // Dropping the jail's future kills the PID namespace, the process
         // group and the cgroups, and waits for them to go.
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         if let Some(task) = &self.twin_task {
             task.abort();
         }
@@ -227,6 +235,23 @@ impl RunningService {
         Ok(twin.calls.lock().map(|c| c.clone()).unwrap_or_default())
     }
 
+    /// A component service (no twins), ready at once.
+    fn serve_component(name: String, server: ComponentServer) -> RunningService {
+        let output = server.grant.limits.output;
+        RunningService {
+            name,
+            twins: Vec::new(),
+            twin_task: None,
+            relay: None,
+            component: Some(server),
+            stdout: CappedPipe::new(output),
+            stderr: CappedPipe::new(output),
+            ended: Arc::default(),
+            task: None,
+            ready_after: Duration::ZERO,
+        }
+    }
+
     /// Whether it calls twins.
     pub fn has_twins(&self) -> bool {
         !self.twins.is_empty()
@@ -235,6 +260,9 @@ impl RunningService {
     /// Starts one program (a service with `twins`, or a twin's program
     /// with none) and waits until it is ready.
     async fn start_one(spec: &ServiceSpec, twins: Vec<Arc<TwinState>>) -> Result<RunningService, ServiceFailure> {
+        if let Some(component) = &spec.component {
+            return Ok(RunningService::serve_component(spec.name.clone(), component.clone()));
+        }
         let host_failure = |reason: String| ServiceFailure {
             reason: format!("{} could not be started: {reason}", spec.name),
             tail: Vec::new(),
@@ -294,11 +322,12 @@ impl RunningService {
             name: spec.name.clone(),
             twins,
             twin_task,
-            relay: tokio::sync::Mutex::new(ours),
+            relay: Some(tokio::sync::Mutex::new(ours)),
+            component: None,
             stdout,
             stderr,
             ended,
-            task,
+            task: Some(task),
             ready_after: Duration::ZERO,
         };
         service.wait_until_ready(&spec.ready, started).await?;
@@ -397,7 +426,8 @@ impl RunningService {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::{AsRawFd, FromRawFd, RawFd};
         use tokio::io::AsyncWriteExt;
-        let mut relay = self.relay.lock().await;
+        let Some(relay) = &self.relay else { return Err(SendError::NotReachable) };
+        let mut relay = relay.lock().await;
         relay.write_all(b"c").await.map_err(|_| SendError::NotReachable)?;
         let receive = || -> std::io::Result<Option<RawFd>> {
             let mut byte = [0u8; 1];
@@ -437,6 +467,9 @@ impl RunningService {
     /// The [`SendError`] word for what went wrong.
     pub async fn send(&self, request: Request, deadline: Instant) -> Result<Response, SendError> {
         let deadline = deadline.min(Instant::now() + REQUEST_TIMEOUT);
+        if let Some(component) = &self.component {
+            return component.send(request, deadline, (&self.stdout, &self.stderr)).await;
+        }
         let stream = self.connect().await?;
         let http_request = build_request(request)?;
         let exchange = async move {
@@ -481,6 +514,100 @@ impl RunningService {
             Ok(result) => result,
             Err(_) => Err(SendError::TimedOut),
         }
+    }
+}
+
+/// A `wasi:http/proxy` component served in-process: a fresh instance per
+/// request, as `wasi:http` prescribes, in a Store built from its grant
+/// (its `read` mounts, no environment, no outgoing HTTP, its memory cap and
+/// the request's deadline). What it prints goes to the service's output.
+#[derive(Clone)]
+pub struct ComponentServer {
+    engine: wasmtime::Engine,
+    pre: wasmtime_wasi_http::p2::bindings::ProxyPre<StepState>,
+    grant: Grant,
+}
+
+impl std::fmt::Debug for ComponentServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentServer").field("grant", &self.grant).finish_non_exhaustive()
+    }
+}
+
+impl ComponentServer {
+    pub(super) fn new(
+        engine: wasmtime::Engine,
+        pre: wasmtime_wasi_http::p2::bindings::ProxyPre<StepState>,
+        grant: Grant,
+    ) -> ComponentServer {
+        ComponentServer { engine, pre, grant }
+    }
+
+    async fn send(
+        &self,
+        request: Request,
+        deadline: Instant,
+        (stdout, stderr): (&CappedPipe, &CappedPipe),
+    ) -> Result<Response, SendError> {
+        use wasmtime_wasi_http::WasiHttpView;
+        let request = build_request(request)?.map(|body| {
+            body.map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        });
+        let secrets = crate::secrets::Secrets::default();
+        let io =
+            super::StoreIo { stdout, stderr, stdin: Vec::new(), args: None, secrets: &secrets, denied: Arc::default() };
+        let mut grant = self.grant.clone();
+        grant.limits.timeout = deadline.saturating_duration_since(Instant::now());
+        let (mut store, _staging) = super::new_store(&self.engine, &grant, io, super::Judged::default())
+            .map_err(|_| SendError::NotReachable)?;
+        super::limits::arm_deadline(&mut store, deadline);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let scheme = wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http;
+        let incoming =
+            store.data_mut().http().new_incoming_request(scheme, request).map_err(|_| SendError::BadRequest)?;
+        let out = store.data_mut().http().new_response_outparam(sender).map_err(|_| SendError::BadRequest)?;
+        let pre = self.pre.clone();
+        let call = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await
+        });
+        let call = AbortCallOnDrop(call);
+        let work = async {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                // The handler trapped, or returned without a response.
+                _ => return Err(SendError::BadResponse),
+            };
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES).collect().await.map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    SendError::TooLarge
+                } else {
+                    SendError::BadResponse
+                }
+            })?;
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            Ok(Response { status: parts.status.as_u16(), headers, body: body.to_bytes().to_vec() })
+        };
+        let response = match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), work).await {
+            Ok(result) => result?,
+            Err(_) => return Err(SendError::TimedOut),
+        };
+        drop(call);
+        Ok(response)
+    }
+}
+
+/// Stops a component's request when the answer is in or given up on.
+struct AbortCallOnDrop(tokio::task::JoinHandle<wasmtime::Result<()>>);
+
+impl Drop for AbortCallOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -144,3 +144,53 @@ fn service_and_twin_mistakes_are_refused_with_where_and_what_to_do() {
     );
     assert!(dry.stdout.contains("twins: mail as https://mail.example via $MAIL_URL"), "{dry:?}");
 }
+
+/// The first-party mail twin as a `wasi:http` component, in place of the
+/// demo's Python twin: the runner serves it in-process, records the calls
+/// the service makes to it, and the demo passes the same way.
+#[test]
+fn the_component_mail_twin_stands_in_for_the_python_one() {
+    let ws = example_copy("password-reset", |toml| {
+        toml.replace("run = [\"python3\", \"twins/mail.py\"]", "component = \"twins/mail_twin.wasm\"")
+            .replace("ready = { http = \"/health\" }\nurl_env", "url_env")
+    });
+    fs_err::copy(crate::repo().join("plugins/dist/mail_twin.wasm"), ws.path().join("twins/mail_twin.wasm")).unwrap();
+    let ran = cleanroom(ws.path(), &["run", "--format", "json", "pipeline.toml"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let json = ran.json();
+    assert_eq!(json["attempts"].as_array().unwrap().len(), 2);
+    let holdout = json["steps"].as_array().unwrap().iter().find(|s| s["id"] == "holdout").unwrap();
+    let happy = holdout["scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "happy-path").unwrap();
+    assert!(happy["detail"].as_str().unwrap().contains("calls to twin `mail`: 1"), "{happy}");
+}
+
+/// A `wasi:http/proxy` component as the service itself: served in-process,
+/// an instance per request, judged by HTTP scenarios.
+#[test]
+fn a_component_service_is_served_in_process() {
+    let ws = Workspace::new();
+    fs_err::create_dir_all(ws.path().join("build")).unwrap();
+    fs_err::copy(crate::repo().join("plugins/dist/mail_twin.wasm"), ws.path().join("build/mail.wasm")).unwrap();
+    ws.file(
+        "scenarios/send.toml",
+        "[[requests]]\nmethod = 'POST'\npath = '/send'\njson = { to = 'a@b.c', subject = 's', body = 'b' }\nstatus = 202\njson_subset = { accepted = true }\n\
+         [[requests]]\nmethod = 'POST'\npath = '/send'\nbody = 'not json'\nstatus = 400\n\
+         [[requests]]\npath = '/health'\nstatus = 200\nbody_contains = ['ok']\nheaders = { 'content-type' = 'text/plain' }\n",
+    );
+    let toml = format!(
+        "[pipeline]\nname = \"c\"\n[plugins]\nrunner = {:?}\n[barrier]\nholdout = [\"scenarios\"]\n\
+         [service.mail]\ncomponent = \"build/mail.wasm\"\n\
+         [evaluator.judge]\nplugin = \"runner\"\nread = [\"scenarios\"]\nservice = \"mail\"\nrepeat = 3\nconfig = {{ scenarios = \"/scenarios\" }}\n",
+        scenario_runner()
+    );
+    let ran = ws.run(&toml, &["run", "--format", "json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let dry = ws.run(&toml, &["run", "--dry-run"]);
+    assert!(dry.stdout.contains("service: mail (component build/mail.wasm, served in-process"), "{dry:?}");
+    // A component service listens on no port and calls no twins.
+    let ran = ws.run(
+        &toml.replace("component = \"build/mail.wasm\"\n", "component = \"build/mail.wasm\"\nport = 80\n"),
+        &["validate"],
+    );
+    assert!(ran.code == 2 && ran.stderr.contains("is a component, which listens on no port"), "{ran:?}");
+}
