@@ -9,7 +9,9 @@
 //!    the service's namespace and passes the socket back) against the same
 //!    request on a direct loopback connection;
 //! 4. a call from a service to its twin through the runner (recorded, then
-//!    forwarded) against the same call made directly.
+//!    forwarded) against the same call made directly;
+//! 5. requests per second to a `wasi:http` component service served
+//!    in-process (the first-party mail twin), one at a time.
 //!
 //! Run: `cargo bench -p cleanroom --bench services` (`SERVICES_ITERATIONS`
 //! sets the request count, default 2000). Needs `python3`.
@@ -234,6 +236,35 @@ fn main() {
         (via_runner, direct)
     });
 
+    // 5. Requests per second to an in-process component service (the
+    //    first-party mail twin), one request at a time: one core's worth.
+    let component_rps = runtime.block_on(async {
+        let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/mail_twin.wasm");
+        let capacity = cleanroom::sandbox::pool::Capacity::for_jobs(2, Limits::default().memory);
+        let sandbox = cleanroom::sandbox::Sandbox::new(capacity).expect("engine");
+        let grant = Grant::new(Vec::new(), Limits::default());
+        let server = sandbox.load_proxy(&wasm, &grant).expect("build plugins/dist/mail_twin.wasm with scripts/build-plugins");
+        let mut component = spec(0, BTreeMap::new());
+        component.component = Some(server);
+        let service = RunningService::start(&component, &[]).await.expect("served");
+        let request = || cleanroom::sandbox::bindings::evaluator::cleanroom::plugin::service::Request {
+            method: "POST".into(),
+            path: "/send".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"to":"a@b.c","subject":"s","body":"b"}"#.to_vec(),
+        };
+        for _ in 0..100 {
+            service.send(request(), Instant::now() + Duration::from_secs(10)).await.expect("warm-up");
+        }
+        let n = iterations * 5;
+        let started = Instant::now();
+        for _ in 0..n {
+            let response = service.send(request(), Instant::now() + Duration::from_secs(10)).await.expect("answer");
+            assert_eq!(response.status, 202);
+        }
+        (n, n as f64 / started.elapsed().as_secs_f64())
+    });
+
     println!("| measurement | samples | median | p90 | peer | peer median | this − peer (medians) | this / peer |");
     println!("|---|---|---|---|---|---|---|---|");
     for (name, stats, peer_name, peer) in &rows {
@@ -251,6 +282,10 @@ fn main() {
         "| twin call from the service, through the runner (recorded) | {calls} | {via_runner:.1} µs (mean) | | direct call | {direct_twin:.1} µs (mean) | {:.1} µs | {:.2}x |",
         via_runner - direct_twin,
         via_runner / direct_twin
+    );
+    println!(
+        "\nIn-process component service (plugins/dist/mail_twin.wasm, `POST /send`, an instance per request, one at a time): {} requests, {:.0} requests/s",
+        component_rps.0, component_rps.1
     );
 }
 
