@@ -243,7 +243,8 @@ fn main() {
         let capacity = cleanroom::sandbox::pool::Capacity::for_jobs(2, Limits::default().memory);
         let sandbox = cleanroom::sandbox::Sandbox::new(capacity).expect("engine");
         let grant = Grant::new(Vec::new(), Limits::default());
-        let server = sandbox.load_proxy(&wasm, &grant).expect("build plugins/dist/mail_twin.wasm with scripts/build-plugins");
+        let server =
+            sandbox.load_proxy(&wasm, &grant).expect("build plugins/dist/mail_twin.wasm with scripts/build-plugins");
         let mut component = spec(0, BTreeMap::new());
         component.component = Some(server);
         let service = RunningService::start(&component, &[]).await.expect("served");

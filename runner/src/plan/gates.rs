@@ -43,6 +43,13 @@ pub struct Evaluation {
     pub service: Option<crate::plan::services::Service>,
 }
 
+/// The `[subject.*]` and `[service.*]` tables, resolved once, by id
+/// (`None` for a table with errors, already reported).
+pub(crate) type Programs<'a> = (
+    &'a std::collections::BTreeMap<String, Option<Subject>>,
+    &'a std::collections::BTreeMap<String, Option<crate::plan::services::Service>>,
+);
+
 /// Sets every step's [`super::Step::attempts`]: for a stage retried by
 /// gates, the largest `max_iterations` written on any of them, or
 /// [`DEFAULT_MAX_ITERATIONS`] when none writes one; 1 for a stage no gate
@@ -134,10 +141,7 @@ pub(crate) fn resolve_retry(
 /// refusing them on other kinds.
 pub(crate) fn resolve_evaluation(
     d: &Declared,
-    declared: (
-        &std::collections::BTreeMap<String, Option<Subject>>,
-        &std::collections::BTreeMap<String, Option<crate::plan::services::Service>>,
-    ),
+    declared: Programs<'_>,
     workspace: &Path,
     upstream_writes: &[String],
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
@@ -188,9 +192,8 @@ pub(crate) fn resolve_evaluation(
         Some(raw) => subjects::for_evaluator(
             id.0.as_str(),
             raw,
-            subjects::PathKeys { read: &t.subject_read, timeout: t.subject_timeout, memory: t.memory },
+            subjects::PathKeys { read: &t.subject_read, timeout: t.subject_timeout, memory: t.memory, step_timeout },
             declared.0,
-            step_timeout,
             (workspace, upstream_writes),
             here,
             diags,

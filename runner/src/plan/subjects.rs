@@ -394,8 +394,7 @@ fn component_mount(
 fn is_wasm(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    fs_err::File::open(path).and_then(|mut f| f.read_exact(&mut magic).map_err(Into::into)).is_ok()
-        && magic == *b"\0asm"
+    fs_err::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\0asm"
 }
 
 /// The evaluator's keys that only a `subject = "<path>"` may use.
@@ -406,22 +405,24 @@ pub(crate) struct PathKeys<'a> {
     pub(crate) timeout: Option<DurationSpec>,
     /// The evaluator's `memory` (a path subject shares its cap).
     pub(crate) memory: Option<ByteSize>,
+    /// The evaluator step's `timeout`: no call runs past it.
+    pub(crate) step_timeout: Duration,
 }
 
 /// The subject an evaluator names with `raw`: a declared `[subject.ID]`
 /// (its paths checked against what this evaluator's upstream writes), or a
 /// component path with `subject_read` and `subject_timeout`. Every call
-/// ends by `step_timeout` at the latest.
+/// ends by the evaluator step's `timeout` at the latest.
 pub(crate) fn for_evaluator(
     evaluator: &str,
     raw: &Spanned<String>,
     keys: PathKeys<'_>,
     declared: &BTreeMap<String, Option<Subject>>,
-    step_timeout: Duration,
     (workspace, upstream_writes): (&Path, &[String]),
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> Option<Subject> {
+    let step_timeout = keys.step_timeout;
     let invalid = |message: String, hint: &str| {
         Diagnostic::new(Code::CR021, format!("evaluator `{evaluator}`: {message}")).at(here(raw.span())).hint(hint)
     };

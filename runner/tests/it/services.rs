@@ -93,7 +93,7 @@ fn service_and_twin_mistakes_are_refused_with_where_and_what_to_do() {
     let service = "[service.api]\nrun = [\"python3\", \"app/server.py\"]\nread = [\"app\"]\nport = 8080\n";
     let twin = "[twin.mail]\norigin = \"https://mail.example\"\nrun = [\"python3\", \"twins/t.py\"]\nread = [\"twins\"]\nport = 9000\nurl_env = \"MAIL_URL\"\n";
     let cases = [
-        (format!("{service}"), "service = \"apii\"\n", "did you mean `api`?"),
+        (service.to_string(), "service = \"apii\"\n", "did you mean `api`?"),
         (
             format!("{service}ready = {{ http = \"/h\", tcp = true }}\n"),
             "service = \"api\"\n",

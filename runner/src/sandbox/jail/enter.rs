@@ -415,6 +415,7 @@ fn loopback_up() -> Result<(), String> {
 /// runner on [`TWIN_FD`], with the twin's index. The helper closes its
 /// copies, so the program never holds them.
 #[expect(unsafe_code, reason = "fork in the jail helper, which is single-threaded (see SAFETY)")]
+#[expect(clippy::exit, reason = "the relay is a forked child: it must end here, never return into the helper's code")]
 fn start_relay(port: u16, twins: &[u16]) -> Result<(), String> {
     use std::os::fd::FromRawFd;
     // SAFETY: RELAY_FD and TWIN_FD were placed by the runner for this
