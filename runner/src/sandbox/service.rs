@@ -566,12 +566,14 @@ impl ComponentServer {
         let incoming =
             store.data_mut().http().new_incoming_request(scheme, request).map_err(|_| SendError::BadRequest)?;
         let out = store.data_mut().http().new_response_outparam(sender).map_err(|_| SendError::BadRequest)?;
-        let pre = self.pre.clone();
-        let call = tokio::spawn(async move {
+        // The handler and the reading of its answer run side by side in
+        // this task (the body streams from one to the other); the answer
+        // is whole when `work` is done, whatever the handler does after.
+        let pre = &self.pre;
+        let call = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, out).await
-        });
-        let call = AbortCallOnDrop(call);
+        };
         let work = async {
             let response = match receiver.await {
                 Ok(Ok(response)) => response,
@@ -593,21 +595,21 @@ impl ComponentServer {
                 .collect();
             Ok(Response { status: parts.status.as_u16(), headers, body: body.to_bytes().to_vec() })
         };
-        let response = match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), work).await {
-            Ok(result) => result?,
-            Err(_) => return Err(SendError::TimedOut),
+        let both = async {
+            tokio::pin!(call);
+            tokio::pin!(work);
+            let mut called = false;
+            loop {
+                tokio::select! {
+                    answer = &mut work => break answer,
+                    _ = &mut call, if !called => called = true,
+                }
+            }
         };
-        drop(call);
-        Ok(response)
-    }
-}
-
-/// Stops a component's request when the answer is in or given up on.
-struct AbortCallOnDrop(tokio::task::JoinHandle<wasmtime::Result<()>>);
-
-impl Drop for AbortCallOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), both).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::TimedOut),
+        }
     }
 }
 
