@@ -417,23 +417,11 @@ fn server_spec(
     let component = match &service.component {
         None => None,
         Some(mount) => {
-            let path = match fs_err::canonicalize(&mount.host) {
-                Ok(path) if path.starts_with(&local.workspace) => path,
-                Ok(_) => return Err(format!("its component `{}` resolves outside the workspace", mount.rel)),
-                Err(_) => {
-                    return Err(format!("its component `{}` does not exist: no step it needs built it", mount.rel))
-                }
-            };
+            let path = built_component(&local.workspace, mount, "its component")?;
             Some(local.sandbox.load_proxy(&path, &grant).map_err(|e| format!("its component cannot be loaded: {e}"))?)
         }
     };
-    let program = match &service.file {
-        Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
-            Some(mount) if !mount.is_dir => mount.host.clone(),
-            _ => return Err(format!("its program `{rel}` is not a file")),
-        },
-        None => service.program.clone(),
-    };
+    let program = program_path(&grant, &service.program, service.file.as_ref())?;
     Ok(crate::sandbox::service::ServiceSpec {
         name: format!("{what} `{}`", service.id),
         helper: local.options.jail_helper.clone(),
@@ -480,38 +468,15 @@ fn load_subject(
         refresh_mounts(subject.grant.clone(), &local.workspace).map_err(|reason| format!("subject: {reason}"))?;
     match &subject.program {
         SubjectProgram::Component(mount) => {
-            let path = match fs_err::canonicalize(&mount.host) {
-                Ok(path) if path.starts_with(&local.workspace) => path,
-                Ok(path) => {
-                    return Err(format!(
-                        "the subject `{}` resolves outside the workspace (to `{}`)",
-                        mount.rel,
-                        path.display()
-                    ))
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "the subject `{}` does not exist: the steps this evaluator needs did not build it",
-                        mount.rel
-                    ))
-                }
-            };
+            let path = built_component(&local.workspace, mount, "the subject")?;
             local
                 .sandbox
                 .load_subject(&path, &grant, deadline)
                 .map_err(|reason| format!("the subject cannot be loaded: {reason}"))
         }
         SubjectProgram::Native { program, args, file, .. } => {
-            // A workspace program is one of the grant's mounts, checked again
-            // (and its kind read) now that upstream steps have built it.
-            let program = match file {
-                Some(rel) => match grant.mounts.iter().find(|m| &m.rel == rel) {
-                    Some(mount) if !mount.is_dir => mount.host.clone(),
-                    Some(_) => return Err(format!("the subject's program `{rel}` is a directory")),
-                    None => return Err(format!("the subject's program `{rel}` is not in its grant (internal error)")),
-                },
-                None => program.clone(),
-            };
+            let program =
+                program_path(&grant, program, file.as_ref()).map_err(|reason| format!("the subject: {reason}"))?;
             let native = crate::sandbox::NativeProgram {
                 helper: local.options.jail_helper.clone(),
                 program,
@@ -520,6 +485,31 @@ fn load_subject(
             };
             Ok(crate::sandbox::SubjectRunner::native(native, grant, deadline))
         }
+    }
+}
+
+/// A component an upstream step built (a subject's, a service's or a
+/// twin's), as it is now: canonical and inside the workspace. `what`
+/// names it in messages (``the subject``).
+fn built_component(workspace: &Path, mount: &crate::plan::Mount, what: &str) -> Result<PathBuf, String> {
+    match fs_err::canonicalize(&mount.host) {
+        Ok(path) if path.starts_with(workspace) => Ok(path),
+        Ok(path) => Err(format!("{what} `{}` resolves outside the workspace (to `{}`)", mount.rel, path.display())),
+        Err(_) => {
+            Err(format!("{what} `{}` does not exist: the steps this evaluator needs did not build it", mount.rel))
+        }
+    }
+}
+
+/// The program a native subject, service or twin runs: the one found when
+/// the plan was made, or its workspace `file`, one of `grant`'s mounts,
+/// checked again (and its kind read) now that upstream steps have built it.
+fn program_path(grant: &Grant, program: &Path, file: Option<&String>) -> Result<PathBuf, String> {
+    let Some(rel) = file else { return Ok(program.to_path_buf()) };
+    match grant.mounts.iter().find(|m| &m.rel == rel) {
+        Some(mount) if !mount.is_dir => Ok(mount.host.clone()),
+        Some(_) => Err(format!("its program `{rel}` is a directory")),
+        None => Err(format!("its program `{rel}` is not in its grant (internal error)")),
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 pub use crate::plan::subjects::Subject;
-use crate::plan::{mounts, subjects, Declared, StepKind};
+use crate::plan::{subjects, Declared, StepKind};
 
 /// Attempts of a retried stage when the gate sets no `max_iterations`.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 3;
@@ -203,11 +203,6 @@ pub(crate) fn resolve_evaluation(
         crate::plan::services::for_evaluator(id.0.as_str(), raw, declared.1, upstream_writes, here, diags)
     });
     Some(Evaluation { repeat, require, threshold, subject, service })
-}
-
-/// Whether `raw` lies under a path some upstream step writes.
-pub(crate) fn produced_upstream(raw: &str, upstream_writes: &[String]) -> bool {
-    mounts::normalize(raw).is_some_and(|rel| upstream_writes.iter().any(|w| mounts::is_within(&rel, w)))
 }
 
 /// What `--dry-run` says of a gate: the stage it retries (with that

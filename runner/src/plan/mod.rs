@@ -324,20 +324,11 @@ impl Plan {
         let ancestry = dag::Ancestry::of(&needs_index);
         // Stages writing anything, few even in a large pipeline.
         let writers: Vec<usize> = (0..declared.len()).filter(|&i| !declared[i].table.write.is_empty()).collect();
+        let writes_of = |a: usize| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref()));
         let upstream_writes: Vec<Vec<String>> = (0..declared.len())
-            .map(|i| {
-                writers
-                    .iter()
-                    .filter(|&&a| ancestry.has(i, a))
-                    .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
-                    .collect()
-            })
+            .map(|i| writers.iter().filter(|&&a| ancestry.has(i, a)).flat_map(|&a| writes_of(a)).collect())
             .collect();
-
-        let all_writes: Vec<String> = writers
-            .iter()
-            .flat_map(|&a| declared[a].table.write.iter().filter_map(|w| mounts::normalize(w.get_ref())))
-            .collect();
+        let all_writes: Vec<String> = writers.iter().flat_map(|&a| writes_of(a)).collect();
         let declared_subjects = subjects::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
         let declared_services = services::resolve_tables(manifest, &workspace, &all_writes, &here, &mut diags);
         let mut steps = Vec::with_capacity(declared.len());
@@ -348,16 +339,7 @@ impl Plan {
             let mut mounts: Vec<Mount> = Vec::new();
             let requested = d.table.read.iter().map(|r| (r, false)).chain(d.table.write.iter().map(|w| (w, true)));
             for (raw, writable) in requested {
-                let resolved = mounts::resolve(&workspace, raw.get_ref(), writable).or_else(|e| {
-                    let produced_upstream =
-                        e.code == Code::CR008 && gates::produced_upstream(raw.get_ref(), &upstream_writes[i]);
-                    if produced_upstream {
-                        Ok(mounts::not_yet_created(&workspace, raw.get_ref()))
-                    } else {
-                        Err(e)
-                    }
-                });
-                match resolved {
+                match mounts::resolve_or_upstream(&workspace, raw.get_ref(), writable, &upstream_writes[i]) {
                     Ok(mount) => {
                         if !mounts.iter().any(|m| m.rel == mount.rel && m.writable == mount.writable) {
                             mounts.push(mount);

@@ -117,6 +117,33 @@ pub fn is_within(path: &str, dir: &str) -> bool {
     dir == "." || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Whether `raw` lies under one of `writes` (normalised paths that steps
+/// upstream of the one asking write).
+pub fn produced_upstream(raw: &str, writes: &[String]) -> bool {
+    normalize(raw).is_some_and(|rel| writes.iter().any(|w| is_within(&rel, w)))
+}
+
+/// [`resolve`], except that a path that does not exist yet but lies under
+/// one of `writes` (what upstream steps write) is accepted as
+/// [`not_yet_created`], to be checked again when the step runs.
+///
+/// # Errors
+/// As [`resolve`], for a path no upstream step writes.
+pub fn resolve_or_upstream(
+    workspace: &Path,
+    raw: &str,
+    writable: bool,
+    writes: &[String],
+) -> Result<Mount, MountError> {
+    resolve(workspace, raw, writable).or_else(|e| {
+        if e.code == Code::CR008 && produced_upstream(raw, writes) {
+            Ok(not_yet_created(workspace, raw))
+        } else {
+            Err(e)
+        }
+    })
+}
+
 /// A read mount of a path an upstream step writes, which does not exist yet:
 /// checked again when the step runs. `raw` must be normalisable.
 pub fn not_yet_created(workspace: &Path, raw: &str) -> Mount {

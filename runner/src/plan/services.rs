@@ -544,7 +544,7 @@ pub(crate) fn for_evaluator(
     };
     let service = entry.clone()?;
     for mount in &service.grant.mounts {
-        if !mount.exists && !super::gates::produced_upstream(&mount.rel, upstream_writes) {
+        if !mount.exists && !mounts::produced_upstream(&mount.rel, upstream_writes) {
             diags.push(invalid(
                 format!(
                     "service `{}` reads `{}`, which does not exist, and no step this evaluator needs writes it",

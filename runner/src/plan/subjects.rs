@@ -346,11 +346,8 @@ pub(crate) fn resolve_path(
     here: &dyn Fn(std::ops::Range<usize>) -> Location,
     diags: &mut Diagnostics,
 ) -> Option<Mount> {
-    match mounts::resolve(workspace, raw.get_ref(), false) {
+    match mounts::resolve_or_upstream(workspace, raw.get_ref(), false, writes) {
         Ok(mount) => Some(mount),
-        Err(e) if e.code == Code::CR008 && super::gates::produced_upstream(raw.get_ref(), writes) => {
-            Some(mounts::not_yet_created(workspace, raw.get_ref()))
-        }
         Err(e) => {
             diags.push(Diagnostic::new(e.code, format!("{what}: {}", e.message)).at(here(raw.span())).hint(e.hint));
             None
@@ -436,7 +433,7 @@ pub(crate) fn for_evaluator(
         }
         let mut subject = entry.clone()?;
         for (what, mount) in subject.paths() {
-            if !mount.exists && !super::gates::produced_upstream(&mount.rel, upstream_writes) {
+            if !mount.exists && !mounts::produced_upstream(&mount.rel, upstream_writes) {
                 diags.push(invalid(
                     format!("{what} does not exist, and no step this evaluator needs writes it"),
                     "add the step that builds it to `needs`, or fix the path",

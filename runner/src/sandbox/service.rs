@@ -423,40 +423,13 @@ impl RunningService {
     /// the relay: one byte asks, the answer is `k` with the connected
     /// socket (`SCM_RIGHTS`) or `e` when nothing listens.
     async fn connect(&self) -> Result<std::net::TcpStream, SendError> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-        use std::os::fd::{AsRawFd, FromRawFd, RawFd};
         use tokio::io::AsyncWriteExt;
         let Some(relay) = &self.relay else { return Err(SendError::NotReachable) };
         let mut relay = relay.lock().await;
         relay.write_all(b"c").await.map_err(|_| SendError::NotReachable)?;
-        let receive = || -> std::io::Result<Option<RawFd>> {
-            let mut byte = [0u8; 1];
-            let mut space = nix::cmsg_space!([RawFd; 1]);
-            let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-            let message = recvmsg::<()>(relay.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-                .map_err(std::io::Error::from)?;
-            if message.bytes == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            Ok(message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            }))
-        };
-        let fd = loop {
-            relay.readable().await.map_err(|_| SendError::NotReachable)?;
-            match relay.try_io(tokio::io::Interest::READABLE, receive) {
-                Ok(fd) => break fd,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Err(SendError::NotReachable),
-            }
-        };
-        match fd {
-            #[expect(unsafe_code, reason = "taking ownership of a descriptor the kernel just passed us")]
-            // SAFETY: the kernel installed this descriptor for us alone
-            // (SCM_RIGHTS); nothing else owns it.
-            Some(fd) => Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) }),
-            None => Err(SendError::NotReachable),
+        match receive_socket(&relay).await {
+            Ok((_, Some(stream))) => Ok(stream),
+            _ => Err(SendError::NotReachable),
         }
     }
 
@@ -618,40 +591,53 @@ impl ComponentServer {
 /// delayed or failed as the twin's faults say, and forwarded to the twin's
 /// current program.
 async fn take_twin_calls(relay: tokio::net::UnixStream, twins: Vec<Arc<TwinState>>) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
     loop {
-        if relay.readable().await.is_err() {
-            return;
-        }
-        let received = relay.try_io(tokio::io::Interest::READABLE, || {
-            let mut tag = [0u8; 1];
-            let mut space = nix::cmsg_space!([RawFd; 1]);
-            let mut iov = [std::io::IoSliceMut::new(&mut tag)];
-            let message = recvmsg::<()>(relay.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-                .map_err(std::io::Error::from)?;
-            if message.bytes == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let fd = message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            });
-            Ok((tag[0], fd))
-        });
-        let (tag, fd) = match received {
-            Ok(got) => got,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+        let (tag, stream) = match receive_socket(&relay).await {
+            Ok(received) => received,
             Err(_) => return,
         };
-        let Some(fd) = fd else { continue };
-        #[expect(unsafe_code, reason = "taking ownership of a descriptor the kernel just passed us")]
-        // SAFETY: the kernel installed this descriptor for us alone
-        // (SCM_RIGHTS); nothing else owns it.
-        let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        let Some(stream) = stream else { continue };
         let Some(twin) = twins.get(usize::from(tag)).cloned() else { continue };
         tokio::spawn(serve_twin_connection(stream, twin));
     }
+}
+
+/// The next message from a relay: its one-byte tag and the connected
+/// socket passed with it (`SCM_RIGHTS`), if any.
+///
+/// # Errors
+/// When the relay is gone (end of stream) or the socket fails.
+async fn receive_socket(relay: &tokio::net::UnixStream) -> std::io::Result<(u8, Option<std::net::TcpStream>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let receive = || -> std::io::Result<(u8, Option<RawFd>)> {
+        let mut tag = [0u8; 1];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut tag)];
+        let message = recvmsg::<()>(relay.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        if message.bytes == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let fd = message.cmsgs().ok().into_iter().flatten().find_map(|c| match c {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        });
+        Ok((tag[0], fd))
+    };
+    let (tag, fd) = loop {
+        relay.readable().await?;
+        match relay.try_io(tokio::io::Interest::READABLE, receive) {
+            Ok(received) => break received,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    #[expect(unsafe_code, reason = "taking ownership of a descriptor the kernel just passed us")]
+    // SAFETY: the kernel installed this descriptor for us alone
+    // (SCM_RIGHTS); nothing else owns it.
+    let stream = fd.map(|fd| unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    Ok((tag, stream))
 }
 
 /// Serves one connection from the service to a twin.
