@@ -63,12 +63,12 @@ async fn invocations(allocator: Allocator, iterations: usize) -> Stats {
     let invocation =
         Invocation { step: "noop".into(), config: "{}".into(), mounts: Vec::new(), attempt: 1, feedback: Vec::new() };
     for _ in 0..iterations / 10 {
-        sandbox.run_check(&plugin, &grant, &invocation).await.result.expect("noop passes");
+        sandbox.run_check(&plugin, &grant, &invocation, None).await.result.expect("noop passes");
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
-        let outcome = sandbox.run_check(&plugin, &grant, &invocation).await;
+        let outcome = sandbox.run_check(&plugin, &grant, &invocation, None).await;
         samples.push(started.elapsed());
         outcome.result.expect("noop passes");
     }

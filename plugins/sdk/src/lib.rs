@@ -60,7 +60,7 @@
 //! # Where the contract comes from
 //!
 //! The bindings are generated from `wit/plugin.wit` beside this crate's
-//! `Cargo.toml` (package `cleanroom:plugin@0.1.1`). The shared
+//! `Cargo.toml` (package `cleanroom:plugin@0.1.2`). The shared
 //! `cleanroom:plugin/types` interface is generated once, in [`types`], and
 //! every world uses those same types, so a [`Finding`] or an [`Invocation`] is
 //! one Rust type whichever world you build.
@@ -85,11 +85,11 @@ mod shared {
 
             /// Every type of the contract, for the worlds to share.
             world types {
-                import cleanroom:plugin/types@0.1.1;
+                import cleanroom:plugin/types@0.1.2;
             }
         ",
         world: "types",
-        with: { "cleanroom:plugin/types@0.1.1": generate },
+        with: { "cleanroom:plugin/types@0.1.2": generate },
         generate_unused_types: true,
         additional_derives: [PartialEq, Eq],
     });
@@ -119,7 +119,7 @@ pub mod check {
         wit_bindgen::generate!({
             path: "wit",
             world: "check",
-            with: { "cleanroom:plugin/types@0.1.1": crate::types },
+            with: { "cleanroom:plugin/types@0.1.2": crate::types },
             pub_export_macro: true,
             export_macro_name: "export_check",
             default_bindings_module: "cleanroom_plugin_sdk::check::bindings",
@@ -163,7 +163,7 @@ pub mod stage {
         wit_bindgen::generate!({
             path: "wit",
             world: "stage",
-            with: { "cleanroom:plugin/types@0.1.1": crate::types },
+            with: { "cleanroom:plugin/types@0.1.2": crate::types },
             pub_export_macro: true,
             export_macro_name: "export_stage",
             default_bindings_module: "cleanroom_plugin_sdk::stage::bindings",
@@ -214,7 +214,7 @@ pub mod evaluator {
         wit_bindgen::generate!({
             path: "wit",
             world: "evaluator",
-            with: { "cleanroom:plugin/types@0.1.1": crate::types },
+            with: { "cleanroom:plugin/types@0.1.2": crate::types },
             additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             export_macro_name: "export_evaluator",
@@ -235,6 +235,12 @@ pub mod evaluator {
     /// Talks to the service under evaluation: [`service::send`] an HTTP
     /// request to the step's `service` and get its response.
     pub use bindings::cleanroom::plugin::service;
+
+    /// About the run being judged, for judges that sample (a model):
+    /// [`judging::run_index`], a verdict cache ([`judging::recall`],
+    /// [`judging::remember`]), a council's [`judging::votes`], and
+    /// [`judging::give_up`] when the run cannot be judged at all.
+    pub use bindings::cleanroom::plugin::judging;
 }
 
 /// Exports a type implementing [`check::Guest`] as the plugin's `check`

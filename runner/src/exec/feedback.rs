@@ -289,6 +289,9 @@ mod tests {
                     passed: true,
                     summary: "passed".into(),
                     detail: String::new(),
+                    run_disagreement: 0.0,
+                    judge_disagreement: None,
+                    cached_runs: 0,
                 },
                 ScenarioReport {
                     name: "rejects-zero".into(),
@@ -297,6 +300,9 @@ mod tests {
                     passed: false,
                     summary: summary.into(),
                     detail: detail.into(),
+                    run_disagreement: ScenarioReport::pairwise_disagreement(1, 3),
+                    judge_disagreement: None,
+                    cached_runs: 0,
                 },
             ],
         });

@@ -20,6 +20,8 @@ use crate::plan::{Action, Grant, Step, StepKind};
 use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport, StepStatus};
 use crate::sandbox::jail;
 use crate::sandbox::jail::step::{NativeStep, StepJail};
+use crate::sandbox::judging::{JudgingRun, VerdictCache};
+use crate::sandbox::network::RequestBudget;
 use crate::sandbox::output::Captured;
 use crate::sandbox::quota::Quota;
 use crate::sandbox::{Failure, Finding, GuestMount, Invocation, LoadedPlugin, Outcome, Sandbox, Severity};
@@ -40,6 +42,9 @@ pub struct Local {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// The services started for evaluators, kept up across them.
     pub services: Services,
+    /// Where evaluators' verdicts are remembered (`judging.recall`), when
+    /// the result cache is on.
+    pub verdicts: Option<Arc<dyn VerdictCache>>,
 }
 
 /// The services running for this run's evaluators, by id, each with the
@@ -167,7 +172,9 @@ fn invocation(step: &Step, grant: &Grant, attempt: u32, feedback: Vec<String>) -
 
 async fn run_check_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
     let invocation = invocation(step, &step.grant, step.told_attempt(attempt), Vec::new());
-    let outcome: Outcome<Vec<Finding>> = local.sandbox.run_check(plugin, &step.grant, &invocation).await;
+    let budget = RequestBudget::of(&step.grant);
+    let outcome: Outcome<Vec<Finding>> =
+        local.sandbox.run_check(plugin, &step.grant, &invocation, budget.clone()).await;
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     match outcome.result {
@@ -179,7 +186,24 @@ async fn run_check_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attem
         Err(failure) => set_failure(&mut report, "", &failure),
     }
     report.denied_requests = outcome.denied;
+    out_of_budget(&mut report, budget.as_deref());
     report
+}
+
+/// Makes `report` an `error` when its step ran out of its request budget,
+/// whatever the plugin made of the refused request: a step past its
+/// budget never passes (and a stage's writes are not committed, as the
+/// caller checks this first).
+fn out_of_budget(report: &mut StepReport, budget: Option<&RequestBudget>) -> bool {
+    let Some(budget) = budget.filter(|b| b.exhausted()) else { return false };
+    let name = format!("max_requests = {}", budget.limit());
+    report.status = StepStatus::Error;
+    report.reason = Some(format!(
+        "ran out of its request budget (`{name}`): the request past it was refused; raise `max_requests` if the work needs more"
+    ));
+    report.reason_produced_from = None;
+    report.budget_exhausted = Some(name);
+    true
 }
 
 /// Records why a step that could not finish did not: `context` and the
@@ -221,13 +245,17 @@ async fn run_stage_step(
     let quota = Quota::new(copies.values().cloned().collect(), step.grant.limits.max_write);
     let started = Instant::now();
     let invocation = invocation(step, &grant, attempt, feedback);
+    let budget = RequestBudget::of(&grant);
     let outcome = tokio::select! {
-        outcome = local.sandbox.run_stage(plugin, &grant, &invocation) => outcome,
+        outcome = local.sandbox.run_stage(plugin, &grant, &invocation, budget.clone()) => outcome,
         why = quota.exceeded() => return StepReport { duration: started.elapsed(), ..error_report(step, why) },
     };
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     report.denied_requests = outcome.denied;
+    if out_of_budget(&mut report, budget.as_deref()) {
+        return report;
+    }
     if let (Ok(_), Some(why)) = (&outcome.result, quota.check()) {
         report.reason = Some(why);
         return report;
@@ -341,7 +369,8 @@ async fn evaluate_all(
         }
         _ => None,
     };
-    let judged = crate::sandbox::Judged { subject: subject.clone(), service };
+    let budget = RequestBudget::of(&step.grant);
+    let judged = crate::sandbox::Judged { subject: subject.clone(), service, judging: None, requests: budget.clone() };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
     let Some(grant) = remaining(&step.grant, deadline) else {
@@ -361,39 +390,53 @@ async fn evaluate_all(
             report.infrastructure = true;
             report.attempt = attempt;
             report.denied_requests = denied;
+            out_of_budget(&mut report, budget.as_deref());
             return report;
         }
     };
     if names.is_empty() {
         return error_report(step, "the evaluator listed no scenarios, so it judged nothing".into()).infrastructure();
     }
+    let runs = Runs {
+        target: judging_target(evaluation),
+        verdicts: local.verdicts.clone().map(|cache| (cache, judged_salt(local, plugin, step))),
+    };
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
         let scenario = run_scenario(
             local,
             plugin,
             (step, deadline),
-            evaluation,
+            (evaluation, &runs),
             &name,
             &invocation,
             judged.clone(),
             (&mut stdout, &mut stderr, &mut denied),
         )
         .await;
-        let Some(scenario) = scenario else {
-            let mut report = report_with_output(
-                step,
-                StepStatus::Error,
-                Some(step_timed_out(limit)),
-                stdout,
-                stderr,
-                started.elapsed(),
-            );
-            append_subject_log(&mut report, subject.as_deref());
-            report.denied_requests = denied;
-            return report;
+        let stopped = match scenario {
+            Ok(scenario) => {
+                scenarios.push(scenario);
+                continue;
+            }
+            Err(stopped) => stopped,
         };
-        scenarios.push(scenario);
+        let mut report = report_with_output(step, StepStatus::Error, None, stdout, stderr, started.elapsed());
+        match stopped {
+            ScenarioStop::TimedOut => report.reason = Some(step_timed_out(limit)),
+            ScenarioStop::GaveUp { run, reason } => {
+                // Not a verdict on the program: the judge could not judge.
+                report.set_reason(
+                    &format!("the evaluator gave up on scenario `{name}` (run {run} of {}): ", evaluation.repeat),
+                    &reason,
+                );
+                report.infrastructure = true;
+            }
+        }
+        append_subject_log(&mut report, subject.as_deref());
+        report.denied_requests = denied;
+        out_of_budget(&mut report, budget.as_deref());
+        return report;
     }
     let passed = scenarios.iter().filter(|s| s.passed).count();
     let satisfaction = passed as f64 / scenarios.len() as f64;
@@ -403,7 +446,50 @@ async fn evaluate_all(
     report.evaluation = Some(EvaluationReport { satisfaction, threshold: evaluation.threshold, scenarios });
     report.denied_requests = denied;
     append_subject_log(&mut report, subject.as_deref());
+    if out_of_budget(&mut report, budget.as_deref()) {
+        report.evaluation = None;
+    }
     report
+}
+
+/// What every scenario run of one evaluator step shares for the `judging`
+/// interface: what the step reaches, and the verdict cache with the salt
+/// its keys are completed with.
+struct Runs {
+    target: crate::sandbox::judging::Reach,
+    verdicts: Option<(Arc<dyn VerdictCache>, String)>,
+}
+
+/// Why a scenario stopped the whole evaluator step.
+enum ScenarioStop {
+    /// The step's deadline passed.
+    TimedOut,
+    /// The evaluator gave up on run `run` (`judging.give-up`).
+    GaveUp { run: u32, reason: String },
+}
+
+/// What an evaluator step can reach, as the `judging` interface says it.
+fn judging_target(evaluation: &Evaluation) -> crate::sandbox::judging::Reach {
+    crate::sandbox::judging::Reach {
+        subject: evaluation.subject.is_some(),
+        service: evaluation.service.is_some(),
+        twins: evaluation.service.iter().flat_map(|s| s.twins.iter().map(|t| t.id.clone())).collect(),
+    }
+}
+
+/// What the verdict cache completes an evaluator's keys with: the plugin's
+/// digest, the subject and service as planned, and the content of every
+/// path they read. A changed program, plugin or service setting never
+/// finds another's verdict.
+fn judged_salt(local: &Local, plugin: &LoadedPlugin, step: &Step) -> String {
+    let digester = crate::cache::digest::Digester::cold(&local.workspace);
+    let planned =
+        step.evaluation.as_ref().map(|e| serde_json::json!({"subject": e.subject, "service": e.service}).to_string());
+    let mut material = format!("plugin {}\nplanned {}\n", plugin.sha256(), planned.unwrap_or_default());
+    for (_, mount) in step.judged_paths() {
+        material.push_str(&format!("{}={}\n", mount.rel, digester.digest(&mount.host)));
+    }
+    crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(material.as_bytes()))
 }
 
 /// What starting `service` (a service, or a twin's program) needs: its
@@ -535,18 +621,20 @@ async fn run_scenario(
     local: &Local,
     plugin: &LoadedPlugin,
     (step, deadline): (&Step, Instant),
-    evaluation: &Evaluation,
+    (evaluation, runs): (&Evaluation, &Runs),
     name: &str,
     invocation: &Invocation,
     judged: crate::sandbox::Judged,
     (stdout, stderr, denied): (&mut Captured, &mut Captured, &mut Vec<String>),
-) -> Option<ScenarioReport> {
+) -> Result<ScenarioReport, ScenarioStop> {
     let subject = judged.subject.clone();
     let mut passes = 0;
     let mut first_failure: Option<(String, String)> = None;
     let mut last = (String::new(), String::new());
-    for _ in 0..evaluation.repeat {
-        let grant = remaining(&step.grant, deadline)?;
+    // Runs whose council reported votes, and those in which it was split.
+    let (mut voted, mut split, mut cached_runs) = (0u32, 0u32, 0u32);
+    for index in 1..=evaluation.repeat {
+        let grant = remaining(&step.grant, deadline).ok_or(ScenarioStop::TimedOut)?;
         // `restart = "per-scenario"`: a fresh service (and twins) for this run.
         let mut judged = judged.clone();
         let mut fresh = false;
@@ -579,17 +667,32 @@ async fn run_scenario(
                 continue;
             }
         }
+        let run = Arc::new(JudgingRun::new(index, runs.target.clone(), runs.verdicts.clone()));
+        judged.judging = Some(Arc::clone(&run));
         let outcome = local.sandbox.run_evaluate(plugin, &grant, name, invocation, judged).await;
         append(stdout, outcome.stdout, step.grant.limits.output);
         append(stderr, outcome.stderr, step.grant.limits.output);
         denied.extend(outcome.denied);
+        let notes = run.notes();
+        if let Some(reason) = notes.gave_up {
+            return Err(ScenarioStop::GaveUp { run: index, reason });
+        }
         let (passed, summary, detail) = match outcome.result {
             Ok(verdict) => (verdict.passed, verdict.summary, verdict.detail),
             // Fixed words in the summary (it may reach the stage); the
             // evaluator's or wasmtime's own text only in the detail.
-            Err(Failure::Timeout(_)) if Instant::now() >= deadline => return None,
+            Err(Failure::Timeout(_)) if Instant::now() >= deadline => return Err(ScenarioStop::TimedOut),
             Err(failure) => (false, format!("the evaluator {}", failure.category()), failure.to_string()),
         };
+        if !notes.votes.is_empty() {
+            voted += 1;
+            if notes.votes.iter().any(|&v| v != notes.votes[0]) {
+                split += 1;
+            }
+        }
+        if notes.recalled {
+            cached_runs += 1;
+        }
         // What wasmtime said about this run's failed subject calls: for
         // humans, in the detail (the evaluator was told only fixed words).
         let log = subject.as_deref().map(crate::sandbox::SubjectRunner::take_log).unwrap_or_default();
@@ -608,7 +711,17 @@ async fn run_scenario(
     }
     let passed = passes >= evaluation.require;
     let (summary, detail) = if passed { last } else { first_failure.unwrap_or(last) };
-    Some(ScenarioReport { name: name.to_string(), runs: evaluation.repeat, passes, passed, summary, detail })
+    Ok(ScenarioReport {
+        name: name.to_string(),
+        runs: evaluation.repeat,
+        passes,
+        passed,
+        summary,
+        detail,
+        run_disagreement: ScenarioReport::pairwise_disagreement(passes, evaluation.repeat),
+        judge_disagreement: (voted > 0).then(|| f64::from(split) / f64::from(voted)),
+        cached_runs,
+    })
 }
 
 fn dedupe(names: Vec<String>) -> Vec<String> {

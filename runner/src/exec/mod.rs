@@ -23,6 +23,7 @@ pub mod backend;
 pub mod feedback;
 pub mod local;
 pub mod results;
+pub mod stopping;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +42,7 @@ use crate::plan::{Plan, Step, StepKind};
 pub use crate::report::events::{Event, Observer};
 use crate::report::{
     AttemptReport, Change, FailingScenario, GateScore, Retried, RunReport, RunStatus, StepReport, StepStatus,
+    Termination,
 };
 use crate::sandbox::Sandbox;
 use crate::secrets::Secrets;
@@ -176,6 +178,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, e.to_string())))?
         .with_secrets(Arc::clone(&secrets));
     let plugins = load_plugins(plan, &sandbox)?;
+    let verdicts =
+        open_results(options, &key).map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
     let backend = local::Local {
         sandbox,
         plugins,
@@ -183,6 +187,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         options: options.clone(),
         secrets: Arc::clone(&secrets),
         services: local::Services::default(),
+        verdicts,
     };
     run_on(plan, Arc::new(backend), secrets, key, options)
 }
@@ -228,12 +233,7 @@ pub fn run_on(
         .enable_all()
         .build()
         .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
-    let results = options.cache.then(crate::cache::default_dir).flatten().and_then(|root| {
-        ResultCache::open(&root)
-            .map(|cache| cache.with_key(key.clone()))
-            .map_err(|reason| tracing::warn!("{reason}; running without a result cache"))
-            .ok()
-    });
+    let results = open_results(options, &key);
     let services = Arc::new(Services {
         workspace: plan.workspace.clone(),
         holdout: feedback::Holdout::scan(&plan.holdout, &plan.workspace),
@@ -242,7 +242,17 @@ pub fn run_on(
         secrets,
     });
     let started = identity.started(journal.run_id());
-    let mut executor = Executor { plan, backend, services, options, journal, state, journal_failure: None, stop: None };
+    let mut executor = Executor {
+        plan,
+        backend,
+        services,
+        options,
+        journal,
+        state,
+        journal_failure: None,
+        stop: None,
+        started: Instant::now(),
+    };
     // The journal wrote `run_started` itself, first; live sinks hear it now.
     executor.tell(&started);
     let report = runtime.block_on(executor.execute());
@@ -251,6 +261,17 @@ pub fn run_on(
         return Err(journal_error(e));
     }
     Ok(report)
+}
+
+/// The result cache, when `options` allow one and it can be opened (a
+/// cache that cannot be is a warning: the run goes on without one).
+fn open_results(options: &RunOptions, key: &Key) -> Option<ResultCache> {
+    options.cache.then(crate::cache::default_dir).flatten().and_then(|root| {
+        ResultCache::open(&root)
+            .map(|cache| cache.with_key(key.clone()))
+            .map_err(|reason| tracing::warn!("{reason}; running without a result cache"))
+            .ok()
+    })
 }
 
 /// What the executor itself uses around every step, whatever the backend.
@@ -282,6 +303,9 @@ struct RunState {
     reusable: BTreeMap<usize, (BTreeMap<String, String>, StepReport)>,
     /// One entry per finished round.
     history: Vec<AttemptReport>,
+    /// Satisfaction per gate and round, and the feedback each stage got:
+    /// what plateau and repeating-failure stops look at.
+    progress: stopping::Progress,
 }
 
 impl RunState {
@@ -295,6 +319,7 @@ impl RunState {
             pending: (0..n).collect(),
             reusable: BTreeMap::new(),
             history: Vec::new(),
+            progress: stopping::Progress::default(),
         }
     }
 
@@ -321,6 +346,9 @@ impl RunState {
                     grow_history(&mut state.history, *round);
                     state.history[*round as usize - 1].failing_scenarios.extend(failing_scenarios(step, report));
                     if let Some(i) = index(step) {
+                        if let Some(evaluation) = &report.evaluation {
+                            state.progress.measured(i, *round, evaluation.satisfaction);
+                        }
                         state.reports[i] = Some((**report).clone());
                         if *status == StepStatus::Passed {
                             finished.insert(i, (*round, inputs.clone(), (**report).clone()));
@@ -336,6 +364,7 @@ impl RunState {
                 Event::RoundFinished { round, retries } => {
                     let mut stages = Vec::new();
                     for (stage, retrying) in retries {
+                        state.progress.count(stage, &stopping::signature(&retrying.feedback));
                         if let Some(i) = index(stage) {
                             state.attempts[i] = retrying.attempt;
                             state.feedback[i] = retrying.feedback.clone();
@@ -370,6 +399,9 @@ struct Executor<'p> {
     journal_failure: Option<std::io::Error>,
     /// Set when the run must launch nothing more.
     stop: Option<Stop>,
+    /// When this run (or this resumption of it) started: `max_duration`
+    /// counts from here.
+    started: Instant,
 }
 
 /// Why a run stopped early.
@@ -378,6 +410,8 @@ enum Stop {
     FailFast(String),
     /// Ctrl-C.
     Interrupted,
+    /// `[pipeline] max_duration` was reached (the limit as written).
+    OutOfTime(String),
 }
 
 impl Stop {
@@ -385,6 +419,7 @@ impl Stop {
         match self {
             Stop::FailFast(step) => format!("not run: --fail-fast stopped the run after `{step}` did not pass"),
             Stop::Interrupted => "not run: the run was interrupted (Ctrl-C)".to_string(),
+            Stop::OutOfTime(limit) => format!("not run: the run reached its `max_duration` of {limit}"),
         }
     }
 }
@@ -423,7 +458,7 @@ impl Executor<'_> {
     }
 
     async fn execute(&mut self) -> RunReport {
-        let started = Instant::now();
+        let started = self.started;
         let escalation = loop {
             self.run_round().await;
             for log in self.backend.round_finished().await {
@@ -436,10 +471,23 @@ impl Executor<'_> {
             }
             match self.judge_round() {
                 Verdict::Done => break None,
-                Verdict::Escalate(message) => break Some(message),
+                Verdict::Escalate(termination, message) => break Some((termination, message)),
                 Verdict::Retry => {}
             }
         };
+        let (mut termination, mut escalation) = match escalation {
+            Some((termination, message)) => (Some(termination), Some(message)),
+            None => (None, None),
+        };
+        if let Some(Stop::OutOfTime(limit)) = &self.stop {
+            let mut text = format!(
+                "escalate to a human: the run reached its `max_duration` of {limit}; the steps left did not start.\n"
+            );
+            self.push_still_failing(&mut text);
+            self.push_history(&mut text);
+            escalation = Some(text.trim_end().to_string());
+            termination = Some(Termination::Budget);
+        }
         let steps = self
             .state
             .reports
@@ -463,6 +511,15 @@ impl Executor<'_> {
         if escalation.is_some() {
             report.status = RunStatus::Failed;
         }
+        let interrupted = matches!(self.stop, Some(Stop::Interrupted));
+        report.termination = Some(match termination {
+            _ if interrupted => Termination::Interrupted,
+            Some(termination) => termination,
+            None if report.status == RunStatus::Passed => Termination::Passed,
+            None if report.steps.iter().any(|s| s.budget_exhausted.is_some()) => Termination::Budget,
+            None if report.steps.iter().any(|s| s.status == StepStatus::Error) => Termination::Error,
+            None => Termination::MaxIterations,
+        });
         if self.state.round > 1 {
             report.attempts = self.state.history.clone();
         }
@@ -475,7 +532,6 @@ impl Executor<'_> {
         for doer in report.plan.doers.values_mut() {
             self.services.secrets.scrub_in_place(doer);
         }
-        let interrupted = matches!(self.stop, Some(Stop::Interrupted));
         if interrupted {
             report.status = RunStatus::Interrupted;
         }
@@ -556,6 +612,15 @@ impl Executor<'_> {
                 if !ready || running.len() >= jobs || held_apart {
                     continue;
                 }
+                // `max_duration`, checked before the step starts: past it,
+                // nothing more starts (the loop's next pass skips the rest).
+                let time_left = plan.max_duration.map(|max| max.0.saturating_sub(self.started.elapsed()));
+                if time_left.is_some_and(|left| left.is_zero()) {
+                    let limit = plan.max_duration.map(|max| max.to_string()).unwrap_or_default();
+                    self.stop = Some(Stop::OutOfTime(limit));
+                    progress = true;
+                    continue;
+                }
                 launched[i] = true;
                 progress = true;
                 let inputs = input_digests(step, &self.services.digester);
@@ -578,7 +643,11 @@ impl Executor<'_> {
                     .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback).digest());
                 let services = Arc::clone(&self.services);
                 let backend = Arc::clone(&self.backend);
-                let step = step.clone();
+                let mut step = step.clone();
+                // No step runs past the run's `max_duration`.
+                if let Some(left) = time_left {
+                    step.grant.limits.timeout = step.grant.limits.timeout.min(left);
+                }
                 in_flight.insert(i);
                 running.spawn(async move {
                     let mut report = run_or_reuse(&*backend, &services, &step, attempt, feedback, key).await;
@@ -704,6 +773,11 @@ impl Executor<'_> {
         let plan = self.plan;
         let round = self.state.round;
         let ran: Vec<usize> = self.state.pending.iter().copied().collect();
+        for &i in &ran {
+            if let Some(evaluation) = self.state.reports[i].as_ref().and_then(|r| r.evaluation.as_ref()) {
+                self.state.progress.measured(i, round, evaluation.satisfaction);
+            }
+        }
         let report = |i: usize| self.state.reports[i].as_ref();
         let mut entry = AttemptReport::new(round);
         let mut decisions = Vec::new();
@@ -733,13 +807,43 @@ impl Executor<'_> {
             .copied()
             .filter(|&i| report(i).is_some_and(|r| r.status == StepStatus::Error && r.infrastructure))
             .collect();
+        // Steps that ran out of a budget: the run spends no more.
+        let spent: Vec<usize> =
+            ran.iter().copied().filter(|&i| report(i).is_some_and(|r| r.budget_exhausted.is_some())).collect();
+        let mut stop: Option<(Termination, String)> = None;
+        if let Some(&i) = spent.first() {
+            let r = report(i).expect("filtered on its report");
+            let budget = r.budget_exhausted.as_deref().unwrap_or("a budget");
+            stop = Some((Termination::Budget, format!("`{}` ran out of its budget (`{budget}`)", r.id)));
+        }
         let mut retries: BTreeMap<String, Retrying> = BTreeMap::new();
         let mut exhausted = Vec::new();
         for (&stage, gates) in failing.iter().filter(|_| broken.is_empty()) {
+            if stop.is_some() {
+                break;
+            }
             let attempt = self.state.attempts[stage];
             if attempt >= plan.steps[stage].attempts {
                 exhausted.push((stage, attempt));
                 continue;
+            }
+            let stage_id = &plan.steps[stage].id;
+            // A gate whose satisfaction stopped rising: more attempts would
+            // be spent on the same score.
+            let plateau = gates.iter().find_map(|&g| {
+                let patience = plan.steps[g].retry.as_ref()?.stop_on_plateau?;
+                self.state.progress.plateau(g, patience).map(|best| (g, patience, best))
+            });
+            if let Some((gate, patience, best)) = plateau {
+                stop = Some((
+                    Termination::Plateau,
+                    format!(
+                        "`{}`'s satisfaction has not risen above {best:.2} for {patience} round{} (`stop_on_plateau = {patience}`), so `{stage_id}` is not sent back again",
+                        plan.steps[gate].id,
+                        if patience == 1 { "" } else { "s" },
+                    ),
+                ));
+                break;
             }
             let downstream = plan.graph.downstream([stage]);
             // The gates' reports, and failures between the stage and its
@@ -755,8 +859,21 @@ impl Executor<'_> {
                 .map(|(i, report)| feedback::Source { report, reads_holdout: plan.steps[i].reads_holdout })
                 .collect();
             let built = feedback::build(&sources, plan.feedback, &self.services.holdout);
+            // The same failure, fed back again: the stage is not getting
+            // anywhere with it.
+            let seen = self.state.progress.seen(stage_id, &stopping::signature(&built.lines));
+            if seen + 1 >= stopping::REPEATS_BEFORE_STOP {
+                stop = Some((
+                    Termination::RepeatingFailure,
+                    format!(
+                        "`{stage_id}` failed the same way {} times (the same feedback, numbers aside), so it is not sent back again",
+                        seen + 1
+                    ),
+                ));
+                break;
+            }
             retries.insert(
-                plan.steps[stage].id.clone(),
+                stage_id.clone(),
                 Retrying {
                     attempt: attempt + 1,
                     feedback: built.lines,
@@ -764,6 +881,9 @@ impl Executor<'_> {
                     withheld: built.withheld,
                 },
             );
+        }
+        if stop.is_some() {
+            retries.clear();
         }
         for (gate, status, reason, stage) in decisions {
             let retry = stage.map(|s| plan.steps[s].id.clone()).filter(|stage| retries.contains_key(stage));
@@ -778,18 +898,25 @@ impl Executor<'_> {
         // the judgement just made covers all of it.
         self.state.history.truncate(round as usize - 1);
         self.state.history.push(entry);
+        if let Some((Termination::Budget, headline)) = stop.take_if(|(t, _)| *t == Termination::Budget) {
+            return Verdict::Escalate(Termination::Budget, self.escalation(&headline));
+        }
         if failing.is_empty() {
             return Verdict::Done;
         }
         if !broken.is_empty() {
-            return Verdict::Escalate(self.infrastructure_stop(&broken, &failing));
+            return Verdict::Escalate(Termination::Error, self.infrastructure_stop(&broken, &failing));
+        }
+        if let Some((termination, headline)) = stop {
+            return Verdict::Escalate(termination, self.escalation(&headline));
         }
         if retries.is_empty() {
-            return Verdict::Escalate(self.escalation(&failing, &exhausted));
+            return Verdict::Escalate(Termination::MaxIterations, self.retries_used_up(&failing, &exhausted));
         }
         self.emit(&Event::RoundFinished { round, retries: retries.clone() });
         let mut stages = Vec::new();
         for (stage, retrying) in retries {
+            self.state.progress.count(&stage, &stopping::signature(&retrying.feedback));
             let Some(i) = plan.graph.index(&stage) else { continue };
             self.state.attempts[i] = retrying.attempt;
             self.state.feedback[i] = retrying.feedback;
@@ -800,7 +927,9 @@ impl Executor<'_> {
         Verdict::Retry
     }
 
-    fn escalation(&self, failing: &BTreeMap<usize, Vec<usize>>, exhausted: &[(usize, u32)]) -> String {
+    /// The escalation summary when retries ran out: what each stage's
+    /// gates still say, and how each round scored.
+    fn retries_used_up(&self, failing: &BTreeMap<usize, Vec<usize>>, exhausted: &[(usize, u32)]) -> String {
         let mut text = String::from("escalate to a human: retries are used up.\n");
         for &(stage, attempts) in exhausted {
             let gates: Vec<String> = failing[&stage]
@@ -813,6 +942,42 @@ impl Executor<'_> {
         }
         self.push_history(&mut text);
         text.trim_end().to_string()
+    }
+
+    /// The escalation summary: why the loop stopped (`headline`), what
+    /// still fails, and how each round scored.
+    fn escalation(&self, headline: &str) -> String {
+        let mut text = format!("escalate to a human: {headline}.\n");
+        self.push_still_failing(&mut text);
+        self.push_history(&mut text);
+        text.trim_end().to_string()
+    }
+
+    /// `  still failing:` and every gate that did not pass in its latest
+    /// run, with its score and its failing scenarios.
+    fn push_still_failing(&self, text: &mut String) {
+        let gates: Vec<&StepReport> = self
+            .plan
+            .steps
+            .iter()
+            .zip(&self.state.reports)
+            .filter(|(step, _)| step.kind != StepKind::Stage)
+            .filter_map(|(_, report)| report.as_ref())
+            .filter(|r| matches!(r.status, StepStatus::Failed | StepStatus::Error))
+            .collect();
+        if gates.is_empty() {
+            return;
+        }
+        text.push_str("  still failing:\n");
+        for gate in gates {
+            text.push_str(&format!("    `{}` ({})\n", gate.id, gate_reason(gate)));
+            for scenario in gate.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)) {
+                text.push_str(&format!(
+                    "      scenario {}: {}/{} runs passed\n",
+                    scenario.name, scenario.passes, scenario.runs
+                ));
+            }
+        }
     }
 
     /// Why the loop stopped without retrying: the steps that could not run
@@ -900,7 +1065,7 @@ enum Sink {
 enum Verdict {
     Done,
     Retry,
-    Escalate(String),
+    Escalate(Termination, String),
 }
 
 /// A gate's score in a few words: `satisfaction 0.67 (4/6) < 0.90`, `2 findings`, or why it did not run.

@@ -45,6 +45,9 @@ const FORMAT: u32 = 3;
 /// Label of an entry's mac: no other tag of the runner verifies as one.
 const ENTRY_LABEL: &[u8] = b"cleanroom result entry v1";
 
+/// Label of a remembered verdict's mac.
+const VERDICT_LABEL: &[u8] = b"cleanroom verdict entry v1";
+
 /// The results and blobs directories under the cache root.
 #[derive(Debug, Clone)]
 pub struct ResultCache {
@@ -158,14 +161,44 @@ impl ResultCache {
         }
     }
 
-    /// Deletes every result and blob; returns how many files.
+    /// Deletes every result, verdict and blob; returns how many files.
     pub fn clean(&self) -> usize {
-        [&self.results, &self.blobs]
+        [&self.results, &self.results.join("verdicts"), &self.blobs]
             .iter()
             .filter_map(|dir| fs_err::read_dir(dir).ok())
             .flat_map(|entries| entries.flatten())
             .filter(|e| fs_err::remove_file(e.path()).is_ok())
             .count()
+    }
+}
+
+/// Evaluators' remembered verdicts (`judging.remember`), in `results/verdicts/`,
+/// sealed like step results: a verdict planted by anything but this
+/// runner never answers for a run.
+impl crate::sandbox::judging::VerdictCache for ResultCache {
+    fn get(&self, key: &str) -> Option<crate::sandbox::judging::StoredVerdict> {
+        let mac_key = self.key.as_ref()?;
+        let file = self.results.join("verdicts").join(format!("{key}.json"));
+        let bytes = read_private(&file)?;
+        let Some(json) = mac_key.unseal(VERDICT_LABEL, key, &bytes) else {
+            tracing::warn!("verdict cache: `{}` was not written by this runner; deleted", file.display());
+            let _ = fs_err::remove_file(&file);
+            return None;
+        };
+        serde_json::from_slice(json).ok()
+    }
+
+    fn put(&self, key: &str, verdict: &crate::sandbox::judging::StoredVerdict) {
+        let Some(mac_key) = &self.key else { return };
+        let dir = self.results.join("verdicts");
+        if let Err(e) = private_dir(&dir) {
+            tracing::debug!("verdict cache: {e}");
+            return;
+        }
+        let Ok(json) = serde_json::to_vec(verdict) else { return };
+        if let Err(e) = write_atomic(&dir.join(format!("{key}.json")), &mac_key.seal(VERDICT_LABEL, key, &json)) {
+            tracing::debug!("verdict cache: cannot store a verdict: {e}");
+        }
     }
 }
 

@@ -18,6 +18,20 @@ enum Act {
     Error,
     /// An error that is not the work's doing (stops the loop).
     Infra,
+    /// Failed with the same finding every time (a stage that is stuck).
+    Same,
+    /// An evaluation in which this many of 4 scenarios passed; the failing
+    /// ones are named after the attempt, so the feedback changes each round.
+    Score(u32),
+}
+
+/// A word for an attempt, so feedback can differ without digits (which
+/// the repeating-failure signature collapses).
+fn word(attempt: u32) -> &'static str {
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"]
+        .get(attempt as usize)
+        .copied()
+        .unwrap_or("many")
 }
 
 /// One call the backend received.
@@ -65,13 +79,36 @@ impl Backend for Scripted {
                     report.findings.push(FindingReport {
                         rule: "rule".into(),
                         severity: "error".into(),
-                        message: format!("{} is wrong at attempt {attempt}", step.id),
+                        message: format!("{} is wrong at attempt {}", step.id, word(attempt)),
                         path: None,
                         line: None,
                         column: None,
                         produced_from: None,
                         line_digest: None,
                     });
+                }
+                Act::Same => {
+                    report.status = StepStatus::Failed;
+                    report.reason = Some(format!("{} is stuck at attempt {attempt}", step.id));
+                }
+                Act::Score(passing) => {
+                    let scenarios: Vec<crate::report::ScenarioReport> = (0..4)
+                        .map(|n| crate::report::ScenarioReport {
+                            name: format!("case-{}-{n}", word(attempt)),
+                            runs: 1,
+                            passes: u32::from(n < passing),
+                            passed: n < passing,
+                            summary: "wrong".into(),
+                            detail: String::new(),
+                            run_disagreement: 0.0,
+                            judge_disagreement: None,
+                            cached_runs: 0,
+                        })
+                        .collect();
+                    let satisfaction = f64::from(passing) / 4.0;
+                    report.status = if passing == 4 { StepStatus::Passed } else { StepStatus::Failed };
+                    report.evaluation =
+                        Some(crate::report::EvaluationReport { satisfaction, threshold: 1.0, scenarios });
                 }
                 Act::Error => report = StepReport::error(&step.id, step.kind, "it crashed".into()),
                 Act::Infra => {
@@ -151,8 +188,9 @@ fn a_failing_gate_sends_its_stage_back_with_feedback_until_it_passes() {
     let code = calls_of(&backend, "code");
     assert_eq!(code.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1, 2]);
     assert!(code[0].feedback.is_empty());
-    assert_eq!(code[1].feedback, ["rule: lint is wrong at attempt 1"]);
+    assert_eq!(code[1].feedback, ["rule: lint is wrong at attempt one"]);
     assert_eq!(report.attempts.len(), 2, "one history entry per round");
+    assert_eq!(report.termination, Some(Termination::Passed));
 }
 
 #[test]
@@ -164,6 +202,107 @@ fn retries_stop_at_the_stage_s_budget_with_an_escalation() {
     assert_eq!(calls_of(&backend, "code").len(), 3);
     let escalation = report.escalation.unwrap();
     assert!(escalation.contains("after 3 attempts of `code`"), "{escalation}");
+    assert_eq!(report.termination, Some(Termination::MaxIterations));
+}
+
+/// `LOOP` with a larger budget, so that other stops come first.
+const LONG_LOOP: &str = "[stage.code]\n[check.lint]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 8\n";
+
+#[test]
+fn the_same_feedback_a_third_time_stops_the_loop() {
+    let f = fixture(LONG_LOOP);
+    let backend = scripted(|step, _| if step == "lint" { Act::Same } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.status, RunStatus::Failed);
+    // Rounds 1 and 2 send it back; round 3 fails the same way and stops.
+    assert_eq!(calls_of(&backend, "code").len(), 3);
+    assert_eq!(report.termination, Some(Termination::RepeatingFailure));
+    let escalation = report.escalation.unwrap();
+    assert!(escalation.contains("`code` failed the same way 3 times"), "{escalation}");
+    assert!(escalation.contains("still failing:\n    `lint`"), "{escalation}");
+    assert!(escalation.contains("how each round scored:\n    round 1:"), "{escalation}");
+}
+
+#[test]
+fn a_success_elsewhere_does_not_reset_the_repeat_count() {
+    // `lint` always fails the same way; `other` fails on odd attempts only,
+    // so the feedback alternates between two texts: the one `lint` alone
+    // gives is seen in rounds 2, 4 and 6 and stops the loop there.
+    let f = fixture(&format!("{LONG_LOOP}[check.other]\nneeds = [\"code\"]\nretry = \"code\"\n"));
+    let backend = scripted(|step, attempt| match step {
+        "lint" => Act::Same,
+        "other" if attempt % 2 == 1 => Act::Fail,
+        _ => Act::Pass,
+    });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.termination, Some(Termination::RepeatingFailure), "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 6);
+}
+
+#[test]
+fn feedback_that_changes_keeps_the_loop_going() {
+    let f = fixture(LONG_LOOP);
+    let backend = scripted(|step, attempt| if step == "lint" && attempt < 6 { Act::Fail } else { Act::Pass });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.termination, Some(Termination::Passed), "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 6);
+}
+
+/// An evaluator gate over `code`, plateau patience `patience`.
+fn plateau_fixture(patience: u32) -> Fixture {
+    let mut f = fixture("[stage.code]\n[evaluator.judge]\nneeds = [\"code\"]\nretry = \"code\"\nmax_iterations = 8\n");
+    let judge = f.plan.graph.index("judge").unwrap();
+    f.plan.steps[judge].retry.as_mut().unwrap().stop_on_plateau = Some(patience);
+    f
+}
+
+#[test]
+fn a_plateau_of_satisfaction_stops_the_loop_at_the_right_round() {
+    let f = plateau_fixture(2);
+    // Satisfaction by round: 0.25, 0.50, 0.50, 0.25: rounds 3 and 4 do not
+    // rise above 0.50, so the loop stops after round 4.
+    let backend = scripted(|step, attempt| match (step, attempt) {
+        ("judge", 1 | 4) => Act::Score(1),
+        ("judge", _) => Act::Score(2),
+        _ => Act::Pass,
+    });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.termination, Some(Termination::Plateau), "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 4);
+    let escalation = report.escalation.unwrap();
+    assert!(escalation.contains("`judge`'s satisfaction has not risen above 0.50 for 2 rounds"), "{escalation}");
+    assert!(escalation.contains("scenario case-four-3: 0/1 runs passed"), "{escalation}");
+    assert_eq!(report.attempts.len(), 4);
+    assert!(report.attempts[3].retried.is_empty(), "no retry is recorded for the round that stopped");
+}
+
+#[test]
+fn rising_satisfaction_is_not_a_plateau() {
+    let f = plateau_fixture(1);
+    let backend = scripted(|step, attempt| match step {
+        "judge" => Act::Score(attempt.min(4)),
+        _ => Act::Pass,
+    });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.termination, Some(Termination::Passed), "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 4);
+}
+
+#[test]
+fn max_duration_is_checked_before_each_step_starts() {
+    let mut f = fixture("[stage.a]\n[check.b]\nneeds = [\"a\"]\n[check.c]\nneeds = [\"b\"]\n");
+    f.plan.max_duration = Some(crate::manifest::DurationSpec(Duration::from_millis(300)));
+    let backend = slow(|_, _| Act::Pass, Duration::from_millis(200));
+    let report = run_with(&f, &backend, &options(1, false));
+    // `a` ran; `b` started with 100 ms left at most (its deadline cut to
+    // it); `c` found no time left and did not start.
+    assert!(calls_of(&backend, "c").is_empty());
+    let c = report.steps.iter().find(|s| s.id == "c").unwrap();
+    assert_eq!(c.status, StepStatus::Skipped);
+    assert!(c.reason.as_deref().unwrap().contains("reached its `max_duration` of 300ms"), "{:?}", c.reason);
+    assert_eq!(report.termination, Some(Termination::Budget));
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(report.escalation.unwrap().contains("max_duration"));
 }
 
 #[test]
@@ -188,6 +327,7 @@ fn an_infrastructure_error_stops_the_loop_at_once_and_says_why() {
     let report = run_with(&f, &backend, &options(2, false));
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(calls_of(&backend, "code").len(), 1, "no attempt was burnt");
+    assert_eq!(report.termination, Some(Termination::Error));
     let escalation = report.escalation.unwrap();
     assert!(escalation.contains("not the stage's work"), "{escalation}");
     assert!(escalation.contains("`lint`: `gate-tool` is not installed"), "{escalation}");

@@ -146,6 +146,12 @@ pub struct PipelineTable {
     /// pipeline file. Default: the pipeline file's directory.
     /// Example: `workspace = ".."`.
     pub workspace: Option<Spanned<String>>,
+    /// The longest the whole run may take. Checked before every step
+    /// starts (a step that would start after it does not start), and a
+    /// step's deadline is cut to the time left, so a run never overshoots
+    /// it; a run stopped by it ends with `termination: budget`.
+    /// Default: none. Example: `max_duration = "2h"`.
+    pub max_duration: Option<DurationSpec>,
 }
 
 /// Where a plugin's component comes from.
@@ -227,6 +233,19 @@ pub struct StepTable {
     pub retry: Option<Spanned<String>>,
     /// With `retry`: attempts of the stage at most, the first included. Default 3.
     pub max_iterations: Option<Spanned<u32>>,
+    /// Evaluators with `retry`: stop the loop (`termination: plateau`) when
+    /// the evaluator's satisfaction has not risen above its best for this
+    /// many rounds in a row, instead of spending the attempts left.
+    /// Default: off. Example: `stop_on_plateau = 2`.
+    pub stop_on_plateau: Option<Spanned<u32>>,
+    /// Plugin steps with `allow_hosts`: outgoing requests the step may make
+    /// in one run, all its invocations together (an evaluator's every
+    /// scenario run). Checked by the host before each request leaves; the
+    /// request past it is refused and the step is an `error` (never a pass),
+    /// and the run stops with `termination: budget`. May also be written in
+    /// the step's `config` (the first-party agent and judge document it
+    /// there); the step key wins. Example: `max_requests = 40`.
+    pub max_requests: Option<Spanned<u32>>,
     /// Evaluators: runs of each scenario, each in a fresh instance. Default 1.
     pub repeat: Option<Spanned<u32>>,
     /// Evaluators: passing runs a scenario needs. Default: all of `repeat`.

@@ -26,6 +26,9 @@ pub struct Retry {
     /// most, the first included); `None` when not written. The stage's one
     /// budget is [`super::Step::attempts`].
     pub max_iterations: Option<u32>,
+    /// `stop_on_plateau` (evaluators): rounds without a new best
+    /// satisfaction after which the loop stops instead of retrying.
+    pub stop_on_plateau: Option<u32>,
 }
 
 /// An evaluator's k-of-n settings and its subject.
@@ -82,11 +85,16 @@ pub(crate) fn resolve_retry(
 ) -> Option<Retry> {
     let id = d.id.get_ref();
     let Some(stage) = &d.table.retry else {
-        if let Some(max) = &d.table.max_iterations {
+        let without = [
+            ("max_iterations", d.table.max_iterations.as_ref()),
+            ("stop_on_plateau", d.table.stop_on_plateau.as_ref()),
+        ];
+        for (key, value) in without {
+            let Some(value) = value else { continue };
             diags.push(
-                Diagnostic::new(Code::CR020, format!("step `{id}` sets `max_iterations` without `retry`"))
-                    .at(here(max.span()))
-                    .hint("add `retry = \"<stage id>\"`, or remove `max_iterations`"),
+                Diagnostic::new(Code::CR020, format!("step `{id}` sets `{key}` without `retry`"))
+                    .at(here(value.span()))
+                    .hint(format!("add `retry = \"<stage id>\"`, or remove `{key}`")),
             );
         }
         return None;
@@ -134,7 +142,19 @@ pub(crate) fn resolve_retry(
         Some(max) => Some(*max.get_ref()),
         None => None,
     };
-    Some(Retry { stage: name.clone(), max_iterations })
+    let stop_on_plateau = match &d.table.stop_on_plateau {
+        Some(rounds) if *rounds.get_ref() == 0 => {
+            diags.push(
+                Diagnostic::new(Code::CR020, format!("step `{id}` sets `stop_on_plateau = 0`"))
+                    .at(here(rounds.span()))
+                    .hint("it counts rounds without a new best satisfaction: use 1 or more, or remove it"),
+            );
+            None
+        }
+        Some(rounds) => Some(*rounds.get_ref()),
+        None => None,
+    };
+    Some(Retry { stage: name.clone(), max_iterations, stop_on_plateau })
 }
 
 /// Reads an evaluator's `repeat`, `require`, `threshold` and subject keys,

@@ -115,6 +115,9 @@ pub struct HttpGrant {
     pub allow_private: bool,
     /// Headers the host sets from secrets, per allowed origin.
     pub headers: Vec<SecretHeader>,
+    /// Requests the step may make in one run, all its invocations
+    /// together; `None`: no budget beyond its deadline.
+    pub max_requests: Option<u32>,
 }
 
 /// A header the host adds to requests for one allowed origin.

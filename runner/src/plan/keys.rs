@@ -132,6 +132,12 @@ pub const RULES: &[Rule] = &[
         at: |t| span(t.secret_headers.first().map(|x| x.span())),
         needs: &[ONLY_PLUGINS_NET],
     },
+    Rule { key: "max_requests", at: |t| span(t.max_requests.as_ref().map(|m| m.span())), needs: &[ONLY_PLUGINS_NET] },
+    Rule {
+        key: "stop_on_plateau",
+        at: |t| span(t.stop_on_plateau.as_ref().map(|s| s.span())),
+        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
+    },
     Rule {
         key: "repeat",
         at: |t| span(t.repeat.as_ref().map(|r| r.span())),

@@ -107,6 +107,8 @@ pub struct Plan {
     pub feedback: crate::manifest::FeedbackLevel,
     /// `[secrets]`: where each named secret is read from when a run starts.
     pub secrets: BTreeMap<String, secrets::SecretSpec>,
+    /// `[pipeline] max_duration`: the longest the whole run may take.
+    pub max_duration: Option<crate::manifest::DurationSpec>,
     /// The steps' `needs` as indices, their dependents and ids: what the
     /// scheduler walks. Derived from `steps`; not part of the plan's digest.
     #[serde(skip)]
@@ -446,6 +448,7 @@ impl Plan {
             holdout,
             feedback,
             secrets,
+            max_duration: manifest.pipeline.max_duration,
         })
     }
 

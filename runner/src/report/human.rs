@@ -72,8 +72,12 @@ pub fn render(report: &RunReport, style: Style) -> String {
     }
     for step in &report.steps {
         let tail = if style.verbose { full_output(step) } else { output_tail(step) };
-        let failing_scenarios: Vec<_> =
-            step.evaluation.iter().flat_map(|e| e.scenarios.iter().filter(|s| !s.passed)).collect();
+        // Failing scenarios, and passing ones whose runs or judges disagreed.
+        let failing_scenarios: Vec<_> = step
+            .evaluation
+            .iter()
+            .flat_map(|e| e.scenarios.iter().filter(|s| !s.passed || !s.noise().is_empty()))
+            .collect();
         if step.findings.is_empty()
             && tail.is_empty()
             && step.changes.is_empty()
@@ -85,9 +89,11 @@ pub fn render(report: &RunReport, style: Style) -> String {
         let _ = writeln!(out, "\n{}:", step.id);
         let name_width = failing_scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for scenario in &failing_scenarios {
+            let noise = scenario.noise();
+            let noise = if noise.is_empty() { noise } else { format!("  [{noise}]") };
             let _ = writeln!(
                 out,
-                "  {:<name_width$}  {}/{} passed  {}",
+                "  {:<name_width$}  {}/{} passed  {}{noise}",
                 scenario.name, scenario.passes, scenario.runs, scenario.summary
             );
         }
@@ -140,6 +146,9 @@ pub fn render(report: &RunReport, style: Style) -> String {
     }
     if let Some(escalation) = &report.escalation {
         let _ = writeln!(out, "\n{escalation}");
+    }
+    if let Some(termination) = report.termination.filter(|t| *t != crate::report::Termination::Passed) {
+        let _ = writeln!(out, "\ntermination: {}", termination.as_str());
     }
     let summary = summary_line(report);
     let summary = match report.status {

@@ -39,7 +39,9 @@ pub fn render(report: &RunReport) -> String {
                 classname: classname.clone(),
                 time: Duration::ZERO,
                 outcome: (!s.passed).then(|| {
-                    let message = format!("{}/{} runs passed: {}", s.passes, s.runs, s.summary);
+                    let noise = s.noise();
+                    let noise = if noise.is_empty() { noise } else { format!(" [{noise}]") };
+                    let message = format!("{}/{} runs passed: {}{noise}", s.passes, s.runs, s.summary);
                     ("failure", message, s.detail.clone())
                 }),
                 stdout: "",
@@ -70,6 +72,13 @@ pub fn render(report: &RunReport) -> String {
             counts(&refs),
             time.as_secs_f64()
         );
+        if let Some(termination) = report.termination {
+            let _ = writeln!(
+                out,
+                "    <properties><property name=\"cleanroom.termination\" value=\"{}\"/></properties>",
+                termination.as_str()
+            );
+        }
         for case in cases {
             write_case(&mut out, case);
         }

@@ -77,6 +77,42 @@ impl RunStatus {
     }
 }
 
+/// Why a run ended: one word every report format carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Termination {
+    /// Every step passed.
+    Passed,
+    /// Gates still failed and their stages had no attempt left (a gate
+    /// without `retry` has one attempt).
+    MaxIterations,
+    /// An evaluator's satisfaction stopped rising (`stop_on_plateau`).
+    Plateau,
+    /// A stage was sent back with the same normalised feedback three times.
+    RepeatingFailure,
+    /// A budget ran out: `[pipeline] max_duration`, or a step's `max_requests`.
+    Budget,
+    /// A step could not run for a reason no attempt of a stage changes.
+    Error,
+    /// Ctrl-C; `run --resume` continues it.
+    Interrupted,
+}
+
+impl Termination {
+    /// The word shown in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Termination::Passed => "passed",
+            Termination::MaxIterations => "max-iterations",
+            Termination::Plateau => "plateau",
+            Termination::RepeatingFailure => "repeating-failure",
+            Termination::Budget => "budget",
+            Termination::Error => "error",
+            Termination::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// One workspace change a stage committed (or a link it made that was not
 /// applied). In JSON it is the line the human report shows: `+ path`
 /// written, `- path` removed, `! path (symlink, not applied)`.
@@ -212,6 +248,59 @@ pub struct ScenarioReport {
     pub summary: String,
     /// Longer text from that run, for humans only (never fed back to stages).
     pub detail: String,
+    /// How often two of its runs disagreed (one passed, the other failed),
+    /// over every pair of runs: 0 when all runs agree. The judge's own noise
+    /// when the subject is deterministic.
+    #[serde(default)]
+    pub run_disagreement: f64,
+    /// With a council of judges: the share of runs in which the judges did
+    /// not all vote alike. Absent when the evaluator reported no votes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_disagreement: Option<f64>,
+    /// Runs whose verdict the verdict cache answered (no judge was asked).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_runs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl ScenarioReport {
+    /// The share of its runs that passed.
+    pub fn pass_rate(&self) -> f64 {
+        if self.runs == 0 {
+            0.0
+        } else {
+            f64::from(self.passes) / f64::from(self.runs)
+        }
+    }
+
+    /// The judge's own noise in a few words (`runs disagree 67%, judges
+    /// disagree 33%`), or nothing when its runs and judges all agreed.
+    pub fn noise(&self) -> String {
+        let mut parts = Vec::new();
+        if self.run_disagreement > 0.0 {
+            parts.push(format!("runs disagree {:.0}%", self.run_disagreement * 100.0));
+        }
+        if let Some(judges) = self.judge_disagreement.filter(|j| *j > 0.0) {
+            parts.push(format!("judges disagree {:.0}%", judges * 100.0));
+        }
+        if self.cached_runs > 0 {
+            parts.push(format!("{} of {} runs from the verdict cache", self.cached_runs, self.runs));
+        }
+        parts.join(", ")
+    }
+
+    /// Over every pair of `runs` runs of which `passes` passed, the share
+    /// of pairs that disagree.
+    pub fn pairwise_disagreement(passes: u32, runs: u32) -> f64 {
+        if runs < 2 {
+            return 0.0;
+        }
+        let (p, n) = (f64::from(passes), f64::from(runs));
+        p * (n - p) / (n * (n - 1.0) / 2.0)
+    }
 }
 
 /// An evaluator's result: satisfaction against its threshold.
@@ -297,6 +386,11 @@ pub struct StepReport {
     /// running a scenario, and a retried stage is told this line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_failure: Option<String>,
+    /// Set when the step ran out of a budget, naming it (`max_requests =
+    /// 40`): the step is an `error` (never a pass) and the run stops with
+    /// `termination: budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_exhausted: Option<String>,
 }
 
 impl StepReport {
@@ -323,6 +417,7 @@ impl StepReport {
             reason_produced_from: None,
             line: 0,
             service_failure: None,
+            budget_exhausted: None,
         }
     }
 
@@ -631,6 +726,9 @@ pub struct RunReport {
     pub attempts: Vec<AttemptReport>,
     /// Set when retries ran out: what still fails and how each attempt scored.
     pub escalation: Option<String>,
+    /// Why the run ended. Absent only in reports written before runs said so.
+    #[serde(default)]
+    pub termination: Option<Termination>,
     /// `[barrier] feedback`: how much feedback could say about the holdout.
     pub feedback_level: crate::manifest::FeedbackLevel,
     /// An upper bound on the bits of holdout-dependent information all
@@ -654,6 +752,7 @@ impl RunReport {
             steps,
             attempts: Vec::new(),
             escalation: None,
+            termination: None,
             feedback_level: crate::manifest::FeedbackLevel::default(),
             feedback_bits: 0.0,
             plan: PlanFacts::default(),

@@ -174,6 +174,7 @@ pub fn render(report: &RunReport) -> String {
             "invocations": [{
                 "executionSuccessful": report.status != RunStatus::Interrupted,
                 "exitCode": if report.passed() { 0 } else { 1 },
+                "properties": { "termination": report.termination.map(crate::report::Termination::as_str) },
             }],
             "results": results,
         }],

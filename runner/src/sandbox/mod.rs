@@ -10,7 +10,9 @@
 //! * stdin closed; stdout and stderr captured up to the grant's cap ([`output`]);
 //! * no preopens but the grant's mounts, read-only unless writable ([`fs`]);
 //! * no TCP, no UDP, no name lookup; `wasi:http` only for plugins that import
-//!   it, and only to the step's `allow_hosts` ([`network`]);
+//!   it, only to the step's `allow_hosts`, and at most `max_requests` per
+//!   step run ([`network`]);
+//! * for evaluators, the run being judged ([`judging`]);
 //! * no environment variables but the secrets the step is granted;
 //! * a wall-clock deadline, a memory cap, a table cap and a cap on bytes per
 //!   host call ([`limits`]).
@@ -18,6 +20,7 @@
 pub mod cache;
 pub mod fs;
 pub mod jail;
+pub mod judging;
 pub mod limits;
 pub mod network;
 pub mod output;
@@ -180,6 +183,8 @@ pub struct StepState {
     /// When this invocation's deadline passes (requests end by then).
     deadline: Instant,
     http: network::HttpState,
+    /// For `evaluate` calls: the scenario run being judged.
+    judging: Option<Arc<judging::JudgingRun>>,
 }
 
 impl WasiView for StepState {
@@ -202,7 +207,16 @@ impl wasmtime_wasi_http::WasiHttpView for StepState {
 #[derive(Clone)]
 pub struct LoadedPlugin {
     name: String,
+    /// The component's sha256, lowercase hex.
+    sha256: String,
     world: Loaded,
+}
+
+impl LoadedPlugin {
+    /// The component's sha256, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
 }
 
 #[derive(Clone)]
@@ -255,6 +269,11 @@ impl Sandbox {
         )
         .map_err(engine_error)?;
         bindings::evaluator::cleanroom::plugin::service::add_to_linker::<StepState, HasSelf<StepState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_error)?;
+        bindings::evaluator::cleanroom::plugin::judging::add_to_linker::<StepState, HasSelf<StepState>>(
             &mut linker,
             |s| s,
         )
@@ -326,7 +345,7 @@ impl Sandbox {
                 })
             }
         };
-        Ok(LoadedPlugin { name: name.to_string(), world })
+        Ok(LoadedPlugin { name: name.to_string(), sha256: info.sha256.clone(), world })
     }
 
     /// Compiles a subject program (a `wasi:cli` command) for an evaluator,
@@ -369,12 +388,14 @@ impl Sandbox {
         Ok(service::ComponentServer::new(self.engine.clone(), proxy, grant.clone()))
     }
 
-    /// Runs a check plugin once in a fresh Store built from `grant`.
+    /// Runs a check plugin once in a fresh Store built from `grant`,
+    /// counting its requests against `budget` (its step's `max_requests`).
     pub async fn run_check(
         &self,
         plugin: &LoadedPlugin,
         grant: &Grant,
         invocation: &Invocation,
+        budget: Option<Arc<network::RequestBudget>>,
     ) -> Outcome<Vec<Finding>> {
         let Loaded::Check(pre) = &plugin.world else { return wrong_world(plugin, "check") };
         let (pre, invocation) = (pre.clone(), invocation.clone());
@@ -383,18 +404,27 @@ impl Sandbox {
                 async move { pre.instantiate_async(&mut *store).await?.call_check(&mut *store, &invocation).await },
             )
         });
-        plugin_result(invoke(&self.engine, grant, &self.secrets, Judged::default(), call).await)
+        let judged = Judged { requests: budget, ..Judged::default() };
+        plugin_result(invoke(&self.engine, grant, &self.secrets, judged, call).await)
     }
 
     /// Runs a stage plugin once; `grant`'s writable mounts must already point
-    /// at staged copies (the executor commits them on success).
-    pub async fn run_stage(&self, plugin: &LoadedPlugin, grant: &Grant, invocation: &Invocation) -> Outcome<String> {
+    /// at staged copies (the executor commits them on success). Its requests
+    /// count against `budget`.
+    pub async fn run_stage(
+        &self,
+        plugin: &LoadedPlugin,
+        grant: &Grant,
+        invocation: &Invocation,
+        budget: Option<Arc<network::RequestBudget>>,
+    ) -> Outcome<String> {
         let Loaded::Stage(pre) = &plugin.world else { return wrong_world(plugin, "stage") };
         let (pre, invocation) = (pre.clone(), invocation.clone());
         let call: Call<Result<String, String>> = Box::new(move |store| {
             Box::pin(async move { pre.instantiate_async(&mut *store).await?.call_run(&mut *store, &invocation).await })
         });
-        plugin_result(invoke(&self.engine, grant, &self.secrets, Judged::default(), call).await)
+        let judged = Judged { requests: budget, ..Judged::default() };
+        plugin_result(invoke(&self.engine, grant, &self.secrets, judged, call).await)
     }
 
     /// Asks an evaluator for its scenario names, in a fresh instance.
@@ -435,14 +465,19 @@ impl Sandbox {
     }
 }
 
-/// What an evaluator's invocation may run or reach: its subject and its
-/// service (both `None` for checks and stages).
+/// What an invocation is connected to beyond its grant, for the step run
+/// it belongs to: an evaluator's subject, service and scenario run, and any
+/// plugin step's request budget (all `None` when absent).
 #[derive(Clone, Default)]
 pub struct Judged {
     /// The program it runs through the `subject` interface.
     pub subject: Option<Arc<SubjectRunner>>,
     /// The service it sends requests to through the `service` interface.
     pub service: Option<Arc<service::RunningService>>,
+    /// The scenario run an `evaluate` call judges (the `judging` interface).
+    pub judging: Option<Arc<judging::JudgingRun>>,
+    /// The step run's `max_requests`, shared by all its invocations.
+    pub requests: Option<Arc<network::RequestBudget>>,
 }
 
 /// Runs `call` on a fresh Store built from `grant`, under its deadline, and
@@ -546,7 +581,8 @@ fn new_store(
         subject: judged.subject,
         service: judged.service,
         deadline: Instant::now() + grant.limits.timeout,
-        http: network::HttpState::new(grant.http(), secrets, denied),
+        http: network::HttpState::new(grant.http(), secrets, denied, judged.requests),
+        judging: judged.judging,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

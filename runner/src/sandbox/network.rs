@@ -14,12 +14,18 @@
 //!    for `https` (webpki roots), and adds the step's secret headers for
 //!    that origin, replacing any the guest set.
 //!
+//! A step with `max_requests` shares one [`RequestBudget`] between all its
+//! invocations (an evaluator's every scenario run): a request is counted
+//! before step 1, and the one past the budget is refused there, so the
+//! budget is never overshot, and the step is marked as having run out.
+//!
 //! Timeouts: [`CONNECT_TIMEOUT`] and [`FIRST_BYTE_TIMEOUT`] unless the
 //! guest asks for less; responses are cut at [`MAX_RESPONSE_BYTES`]. Raw
 //! sockets stay off (`wasi:sockets` denies every address).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,9 +51,62 @@ pub struct HttpState {
     pub hooks: Hooks,
 }
 
+/// The requests one run of a step may still make (`max_requests`), shared
+/// by all its invocations.
+#[derive(Debug)]
+pub struct RequestBudget {
+    limit: u32,
+    used: AtomicU32,
+    exhausted: AtomicBool,
+}
+
+impl RequestBudget {
+    /// A budget of `limit` requests.
+    pub fn new(limit: u32) -> RequestBudget {
+        RequestBudget { limit, used: AtomicU32::new(0), exhausted: AtomicBool::new(false) }
+    }
+
+    /// The budget of a step run with `grant`, if it has one.
+    pub fn of(grant: &crate::plan::Grant) -> Option<Arc<RequestBudget>> {
+        grant.http().and_then(|h| h.max_requests).map(|limit| Arc::new(RequestBudget::new(limit)))
+    }
+
+    /// Counts one request; false (and the budget marked as run out) when
+    /// none is left.
+    pub fn take(&self) -> bool {
+        let taken =
+            self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| (used < self.limit).then_some(used + 1));
+        if taken.is_err() {
+            self.exhausted.store(true, Ordering::SeqCst);
+        }
+        taken.is_ok()
+    }
+
+    /// Whether a request was refused for want of budget.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::SeqCst)
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Requests made so far.
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
 impl HttpState {
-    /// State for a step with `grant` (none: every request is refused).
-    pub fn new(grant: Option<&HttpGrant>, secrets: &Secrets, denied: Arc<Mutex<Vec<String>>>) -> HttpState {
+    /// State for a step with `grant` (none: every request is refused),
+    /// counting its requests against `budget` when it has one.
+    pub fn new(
+        grant: Option<&HttpGrant>,
+        secrets: &Secrets,
+        denied: Arc<Mutex<Vec<String>>>,
+        budget: Option<Arc<RequestBudget>>,
+    ) -> HttpState {
         let headers = grant
             .map(|g| {
                 g.headers
@@ -61,7 +120,7 @@ impl HttpState {
                     .collect()
             })
             .unwrap_or_default();
-        HttpState { ctx: WasiHttpCtx::new(), hooks: Hooks { grant: grant.cloned(), headers, denied } }
+        HttpState { ctx: WasiHttpCtx::new(), hooks: Hooks { grant: grant.cloned(), headers, denied, budget } }
     }
 }
 
@@ -72,6 +131,8 @@ pub struct Hooks {
     headers: Vec<(String, http::HeaderName, http::HeaderValue)>,
     /// Refusals, for the step's report and the journal.
     denied: Arc<Mutex<Vec<String>>>,
+    /// The step run's `max_requests`, if it has one.
+    budget: Option<Arc<RequestBudget>>,
 }
 
 type SendResult =
@@ -102,6 +163,9 @@ impl WasiHttpHooks for Hooks {
         let Some(rule) = grant.allow.iter().find(|r| r.matches(&scheme, &host, port)) else {
             return deny(format!("{origin}: not in `allow_hosts`"));
         };
+        if let Some(budget) = self.budget.as_ref().filter(|b| !b.take()) {
+            return deny(format!("{origin}: the step's `max_requests = {}` is used up", budget.limit()));
+        }
         for (for_host, name, value) in &self.headers {
             if *for_host == rule.written {
                 request.headers_mut().insert(name.clone(), value.clone());
