@@ -60,7 +60,7 @@ pub fn run(
     let tools = tools::definitions();
 
     for turn in 1..=config.max_turns {
-        let body = chat::request_body(&config.model, config.temperature, &messages, &tools);
+        let body = chat::request_body(&config.model, config.temperature, None, &messages, &tools);
         let response = transport.post(&url, &headers, &body).map_err(|e| format!("request to {url} failed: {e}"))?;
         let excerpt = || one_line(&String::from_utf8_lossy(&response.body), BODY_EXCERPT);
         if response.status >= 400 {

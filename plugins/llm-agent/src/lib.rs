@@ -25,6 +25,10 @@
 //! - `system` (optional): extra instructions appended to the system message.
 //! - `max_file_bytes` (default 262144): the most of one file a tool read or a
 //!   spec file puts in the conversation; longer files are cut, saying so.
+//! - `max_requests` (optional): requests the step may make in one run, all
+//!   turns together. The host enforces it before each request leaves (the
+//!   step's own `max_requests` key, if set, wins); past it the stage is an
+//!   error and the run stops with `termination: budget`.
 //!
 //! A run: the system message (role and rules) and a user message (the spec
 //! files, the files under the writable mounts and the other readable files,
@@ -42,13 +46,12 @@
 //! journal.
 
 pub mod agent;
-pub mod chat;
-pub mod http;
 pub mod patch;
 pub mod prompt;
 pub mod tools;
 
 use cleanroom_plugin_sdk::stage::{Guest, Invocation};
+pub use llm_chat::{chat, http};
 use serde::Deserialize;
 
 /// The step's `config`.
@@ -77,6 +80,11 @@ pub struct Config {
     /// The most bytes of one file put in the conversation.
     #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: usize,
+    /// Requests the step may make in one run. The host enforces it (it
+    /// reads it from here when the step sets no `max_requests` key) and
+    /// refuses the request past it; the agent then fails with that error.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
 }
 
 fn default_max_turns() -> u32 {

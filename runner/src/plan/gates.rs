@@ -231,7 +231,10 @@ pub fn describe(plan: &super::Plan, step: &super::Step) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(retry) = &step.retry {
         let budget = plan.graph.index(&retry.stage).map_or(1, |s| plan.steps[s].attempts);
-        lines.push(format!("on failure: retry `{}` (at most {budget} attempts)", retry.stage));
+        let plateau = retry
+            .stop_on_plateau
+            .map_or(String::new(), |n| format!("; stop when satisfaction has not risen for {n} rounds"));
+        lines.push(format!("on failure: retry `{}` (at most {budget} attempts{plateau})", retry.stage));
     }
     if let Some(e) = &step.evaluation {
         let subject = e.subject.as_ref().map_or(String::new(), |s| format!(" on {}", s.describe()));

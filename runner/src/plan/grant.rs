@@ -220,7 +220,12 @@ pub struct Mount {
     /// False when the path did not exist at planning time: a `write`
     /// directory (created when the step's writes are committed, and only
     /// then), or a `read` path that a step it needs writes (checked, and its
-    /// kind read, when the step runs).
+    /// kind read, when the step runs). Not serialized: it is a fact about
+    /// the disk when the plan was made, not a setting of the step, so keys
+    /// built from a grant (the result and verdict caches) do not change
+    /// when an upstream step has already written the path; what is there
+    /// is in the content digests.
+    #[serde(skip)]
     pub exists: bool,
 }
 

@@ -24,6 +24,9 @@ pub fn list(plan: &Plan) -> String {
 pub fn dry_run(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "pipeline `{}` (workspace {})", plan.name, plan.workspace.display());
+    if let Some(max) = plan.max_duration {
+        let _ = writeln!(out, "max duration: {max} (no step starts after it)");
+    }
     let _ = writeln!(out, "plugins:");
     for (name, info) in &plan.plugins {
         let _ = writeln!(out, "  {name}: {} sha256:{}", info.path.display(), info.sha256);

@@ -7,6 +7,7 @@ mod cache;
 mod cli;
 mod factory;
 mod http_server;
+mod judge;
 mod layout;
 mod mock_llm;
 mod native;

@@ -30,14 +30,18 @@ pub struct Reply {
     pub tool_calls: Vec<ToolCall>,
 }
 
-/// The JSON body of one chat-completions request.
-pub fn request_body(model: &str, temperature: f64, messages: &[Value], tools: &Value) -> Vec<u8> {
-    let body = json!({
+/// The JSON body of one chat-completions request; `seed` is sent when
+/// given (servers that support it sample reproducibly).
+pub fn request_body(model: &str, temperature: f64, seed: Option<i64>, messages: &[Value], tools: &Value) -> Vec<u8> {
+    let mut body = json!({
         "model": model,
         "messages": messages,
         "tools": tools,
         "temperature": temperature,
     });
+    if let Some(seed) = seed {
+        body["seed"] = json!(seed);
+    }
     body.to_string().into_bytes()
 }
 
@@ -199,12 +203,14 @@ mod tests {
 
     #[test]
     fn request_body_is_a_chat_completion_request() {
-        let body = request_body("gpt-x", 0.0, &[message("user", "hi")], &json!([]));
+        let body = request_body("gpt-x", 0.0, None, &[message("user", "hi")], &json!([]));
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             value,
             json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], "tools": [], "temperature": 0.0})
         );
+        let seeded: Value = serde_json::from_slice(&request_body("m", 0.5, Some(7), &[], &json!([]))).unwrap();
+        assert_eq!(seeded["seed"], 7);
     }
 
     #[test]
