@@ -32,4 +32,4 @@ pub mod writes;
 
 pub use exec::{run, RunOptions};
 pub use plan::Plan;
-pub use report::{RunReport, StepReport, StepStatus};
+pub use report::{RunReport, StepReport, StepStatus, Termination};

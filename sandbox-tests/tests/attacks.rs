@@ -26,6 +26,8 @@ use sandbox_tests::{cleanroom_binary, findings, step, Workspace, GUESTS};
 // exports `cases()`); they share the helpers below.
 #[path = "attacks/jail.rs"]
 mod jail;
+#[path = "attacks/judge.rs"]
+mod judge;
 #[path = "attacks/leaks.rs"]
 mod leaks;
 #[path = "attacks/services.rs"]
@@ -192,6 +194,7 @@ fn cases() -> Vec<Case> {
     all.extend(trust::cases());
     all.extend(subjects::cases());
     all.extend(services::cases());
+    all.extend(judge::cases());
     all
 }
 

@@ -136,10 +136,22 @@ impl Evidence {
 /// Why the run could not be judged (the endpoint failed, no verdict within
 /// `max_turns`): the caller gives up on the run, which is then an error of
 /// the step, never a verdict.
-pub fn judge(scenario: &Scenario, config: &Config, reach: &Reach, run: u32, tools: Tools<'_>) -> Result<Decision, String> {
+pub fn judge(
+    scenario: &Scenario,
+    config: &Config,
+    reach: &Reach,
+    run: u32,
+    tools: Tools<'_>,
+) -> Result<Decision, String> {
     let Tools { transport, program, nonce, log } = tools;
     let seed = config.seed.map(|seed| seed.wrapping_add(i64::from(run) - 1));
-    let mut endpoint = Endpoint { transport, url: http::completions_url(&config.base_url), temperature: config.temperature, seed, log };
+    let mut endpoint = Endpoint {
+        transport,
+        url: http::completions_url(&config.base_url),
+        temperature: config.temperature,
+        seed,
+        log,
+    };
     let mut talk = Conversation::new(vec![
         chat::message("system", &driver_system(config.rubric.as_deref())),
         chat::message("user", &driver_user(scenario, reach)),
@@ -202,7 +214,11 @@ pub fn judge(scenario: &Scenario, config: &Config, reach: &Reach, run: u32, tool
 }
 
 fn word(passed: bool) -> &'static str {
-    if passed { "passed" } else { "failed" }
+    if passed {
+        "passed"
+    } else {
+        "failed"
+    }
 }
 
 /// One council member's review of the evidence.
@@ -286,7 +302,8 @@ impl Endpoint<'_> {
 
 /// `{passed, summary, detail}` from a `verdict` call.
 fn parse_verdict(arguments: &str) -> Result<(bool, String, String), String> {
-    let value: Value = serde_json::from_str(arguments).map_err(|_| "the judge's `verdict` call is not JSON".to_string())?;
+    let value: Value =
+        serde_json::from_str(arguments).map_err(|_| "the judge's `verdict` call is not JSON".to_string())?;
     let passed = value["passed"].as_bool().ok_or("the judge's `verdict` call has no boolean `passed`")?;
     let summary = value["summary"].as_str().unwrap_or_default().to_string();
     let detail = value["detail"].as_str().unwrap_or_default().to_string();
@@ -321,7 +338,11 @@ fn run_tool(call: &ToolCall, reach: &Reach, program: &mut dyn Program, nonce: &m
             };
             let headers = arguments["headers"]
                 .as_object()
-                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                        .collect()
+                })
                 .unwrap_or_default();
             let request = Exchange {
                 method: arguments["method"].as_str().unwrap_or("GET").to_ascii_uppercase(),
@@ -385,9 +406,7 @@ pub fn wrap(nonce: &str, data: &Value) -> String {
 /// The tools offered: those `reach` allows, and `verdict` when `verdict`.
 fn tool_definitions(reach: &Reach, verdict: bool) -> Value {
     let mut tools = Vec::new();
-    let function = |name: &str, description: &str, parameters: Value| {
-        json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}})
-    };
+    let function = |name: &str, description: &str, parameters: Value| json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}});
     if reach.subject {
         tools.push(function(
             "run_subject",

@@ -392,7 +392,8 @@ mod tests {
         let other = scenarios::parse("/s.md", "## Scenario: a\nThen c\n").unwrap().remove(0);
         assert_ne!(cache_key(&base, &other), key, "the scenario's text is in the key");
         // Settings that do not change a verdict do not change the key.
-        let same = parse_config(r#"{"base_url": "http://h/v1", "model": "m", "cache": true, "max_requests": 9}"#).unwrap();
+        let same =
+            parse_config(r#"{"base_url": "http://h/v1", "model": "m", "cache": true, "max_requests": 9}"#).unwrap();
         assert_eq!(cache_key(&same, &scenario), key);
     }
 

@@ -102,7 +102,11 @@ pub fn collect(files: &[(String, String)]) -> Result<Vec<Scenario>, String> {
         }
     }
     if all.is_empty() {
-        let where_ = if files.is_empty() { "no Markdown (`.md`) file was found".to_string() } else { format!("{} Markdown files were read", files.len()) };
+        let where_ = if files.is_empty() {
+            "no Markdown (`.md`) file was found".to_string()
+        } else {
+            format!("{} Markdown files were read", files.len())
+        };
         return Err(format!(
             "no `## Scenario: <name>` section found ({where_}): put the scenarios in `.md` files under the step's `read` paths"
         ));

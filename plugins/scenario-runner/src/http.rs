@@ -262,9 +262,7 @@ fn request_step(
     let differing = step
         .headers
         .iter()
-        .filter(|(name, value)| {
-            !response.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case(name) && v == *value)
-        })
+        .filter(|(name, value)| !response.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case(name) && v == *value))
         .count();
     if differing > 0 {
         detail.push_str(&format!("expected headers: {}\n", clip(&format!("{:?}", step.headers))));
@@ -304,7 +302,12 @@ fn twin_step(
         .collect();
     detail.push_str(&format!("\n[{n}] calls to twin `{}`: {} ({} matching)\n", spec.twin, calls.len(), matching.len()));
     for call in &matching {
-        detail.push_str(&format!("  {} {}\n  {}\n", call.method, clip(&call.path), clip(&String::from_utf8_lossy(&call.body))));
+        detail.push_str(&format!(
+            "  {} {}\n  {}\n",
+            call.method,
+            clip(&call.path),
+            clip(&String::from_utf8_lossy(&call.body))
+        ));
     }
     if let Some(count) = spec.count {
         if matching.len() != count as usize {
@@ -313,7 +316,11 @@ fn twin_step(
     }
     for (name, pattern) in &step.capture {
         let body = matching.last().map(|c| String::from_utf8_lossy(&c.body).into_owned()).unwrap_or_default();
-        let value = Regex::new(pattern).ok().and_then(|r| r.captures(&body)).and_then(|c| c.get(1)).map(|m| m.as_str().to_string());
+        let value = Regex::new(pattern)
+            .ok()
+            .and_then(|r| r.captures(&body))
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str().to_string());
         match value {
             Some(value) => {
                 captures.insert(name.clone(), value);
@@ -340,7 +347,9 @@ mod tests {
         assert!(parse("[[requests]]\npath = '/a'\ntwin_calls = { twin = 'm' }\n").is_err());
         assert!(parse("[[requests]]\nstatus = 200\n").unwrap_err().contains("needs `path`"));
         assert!(parse("[[requests]]\npath = '/a'\njson = 1\nbody = 'x'\n").is_err());
-        assert!(parse("[[requests]]\ntwin_calls = { twin = 'm' }\ncapture = { t = 'x' }\n").unwrap_err().contains("group"));
+        assert!(parse("[[requests]]\ntwin_calls = { twin = 'm' }\ncapture = { t = 'x' }\n")
+            .unwrap_err()
+            .contains("group"));
         assert!(parse("[[requests]]\npath = '/a'\nstatuss = 200\n").is_err());
     }
 
@@ -358,10 +367,7 @@ mod tests {
 
     #[test]
     fn summaries_name_steps_never_values() {
-        for summary in [
-            send_failure("not reachable"),
-            send_failure("something the host never says"),
-        ] {
+        for summary in [send_failure("not reachable"), send_failure("something the host never says")] {
             assert!(!summary.contains("something"));
         }
     }

@@ -57,7 +57,11 @@ fn evaluate(name: &str, invocation: &Invocation) -> Result<Verdict, Verdict> {
             fail("the scenario file is invalid: fix it (details in the report)".into(), format!("`{path}`: {e}"))
         })?;
         let ran = http::run(&scenario);
-        return Ok(Verdict { passed: ran.passed, summary: one_line(&ran.summary, judge::SUMMARY_CHARS), detail: ran.detail });
+        return Ok(Verdict {
+            passed: ran.passed,
+            summary: one_line(&ran.summary, judge::SUMMARY_CHARS),
+            detail: ran.detail,
+        });
     }
     let scenario = scenario::parse(&text).map_err(|e| {
         fail("the scenario file is invalid: fix it (details in the report)".into(), format!("`{path}`: {e}"))

@@ -292,6 +292,33 @@ mod tests {
     }
 
     #[test]
+    fn remembered_verdicts_are_authenticated_and_bound_to_their_key() {
+        use crate::sandbox::judging::{StoredVerdict, VerdictCache};
+        let dir = tempfile::tempdir().unwrap();
+        let cache = cache(dir.path(), 1);
+        let failed = StoredVerdict { passed: false, summary: "no".into(), detail: String::new(), votes: vec![false] };
+        VerdictCache::put(&cache, "k1", &failed);
+        assert_eq!(VerdictCache::get(&cache, "k1"), Some(failed.clone()));
+        assert_eq!(VerdictCache::get(&cache, "k2"), None);
+        let file = |key: &str| dir.path().join("results/verdicts").join(format!("{key}.json"));
+        // Moved under another key, edited to pass, or planted in plain JSON:
+        // never believed, and deleted.
+        fs_err::copy(file("k1"), file("k2")).unwrap();
+        assert_eq!(VerdictCache::get(&cache, "k2"), None);
+        assert!(!file("k2").exists());
+        let text = fs_err::read_to_string(file("k1")).unwrap();
+        write_atomic(&file("k1"), text.replace("\"passed\":false", "\"passed\":true").as_bytes()).unwrap();
+        assert_eq!(VerdictCache::get(&cache, "k1"), None);
+        let planted = serde_json::to_vec(&StoredVerdict { passed: true, ..failed.clone() }).unwrap();
+        write_atomic(&file("k3"), &planted).unwrap();
+        assert_eq!(VerdictCache::get(&cache, "k3"), None);
+        // Another runner's key does not verify either.
+        VerdictCache::put(&cache, "k4", &failed);
+        let other = ResultCache::open(dir.path()).unwrap().with_key(Key::from_bytes([2; 32], dir.path()));
+        assert_eq!(VerdictCache::get(&other, "k4"), None);
+    }
+
+    #[test]
     fn entries_are_authenticated_and_bound_to_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let results = cache(dir.path(), 1);

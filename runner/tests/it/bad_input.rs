@@ -230,3 +230,46 @@ fn missing_pipeline_file_and_bad_flags_exit_2() {
     let ran = cleanroom(ws.path(), &["frobnicate"]);
     assert_eq!(ran.code, 2, "{ran:?}");
 }
+
+#[test]
+fn loop_control_keys_are_checked_where_they_are_written() {
+    let ws = Workspace::new();
+    let gate = "[stage.code]\nplugin = \"noop\"\n[evaluator.judge]\nplugin = \"noop\"\nneeds = [\"code\"]\n";
+    // pipeline.toml: the `[plugins]` table ends on line 5; the gate's
+    // extra keys start on line 12.
+    let without_retry = refused(&ws, &with_noop(&format!("{gate}stop_on_plateau = 2\n")));
+    assert_says(&without_retry, "CR020", "pipeline.toml:12:", "step `judge` sets `stop_on_plateau` without `retry`");
+    let zero = refused(&ws, &with_noop(&format!("{gate}retry = \"code\"\nstop_on_plateau = 0\n")));
+    assert_says(&zero, "CR020", "pipeline.toml:13:", "step `judge` sets `stop_on_plateau = 0`");
+    let on_a_check = refused(
+        &ws,
+        &with_noop("[stage.code]\nplugin = \"noop\"\n[check.lint]\nplugin = \"noop\"\nneeds = [\"code\"]\nretry = \"code\"\nstop_on_plateau = 2\n"),
+    );
+    assert_says(
+        &on_a_check,
+        "CR009",
+        "pipeline.toml:13:",
+        "check `lint` sets `stop_on_plateau`, which only evaluators have",
+    );
+    let budget_without_hosts = refused(&ws, &with_noop("[check.a]\nplugin = \"noop\"\nmax_requests = 3\n"));
+    assert_says(
+        &budget_without_hosts,
+        "CR009",
+        "pipeline.toml:9:",
+        "step `a` sets `max_requests` without `allow_hosts`",
+    );
+    let zero_budget = refused(
+        &ws,
+        &with_noop("[check.a]\nplugin = \"noop\"\nallow_hosts = [\"https://api.example.com\"]\nconfig = { max_requests = 0 }\n"),
+    );
+    assert_says(&zero_budget, "CR009", "pipeline.toml:10:", "step `a` sets `max_requests = 0`");
+    let on_a_program = refused(&ws, &with_noop("[check.a]\nrun = [\"true\"]\nmax_requests = 3\n"));
+    assert_says(
+        &on_a_program,
+        "CR009",
+        "pipeline.toml:9:",
+        "step `a` sets `max_requests`, which applies only to plugin steps",
+    );
+    let duration = refused(&ws, "[pipeline]\nname = \"t\"\nmax_duration = \"0s\"\n");
+    assert_says(&duration, "CR002", "pipeline.toml:3:16", "invalid duration `0s`: must be greater than zero");
+}

@@ -97,7 +97,10 @@ fn tester(request_: &Request) -> Reply {
         1 => mails(),
         _ => {
             let ok = results[0]["status"] == 200 && results[1].as_array().is_some_and(Vec::is_empty);
-            verdict(ok, if ok { "same answer, no mail" } else { "the answer or the mails differ for an unknown address" })
+            verdict(
+                ok,
+                if ok { "same answer, no mail" } else { "the answer or the mails differ for an unknown address" },
+            )
         }
     }
 }

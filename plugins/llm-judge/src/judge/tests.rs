@@ -105,7 +105,10 @@ fn the_driver_runs_the_subject_and_its_verdict_binds() {
     assert_eq!(offered, ["run_subject", "verdict"]);
     // The second request carries the output as data between nonce markers.
     let tool = &model.requests[1]["messages"].as_array().unwrap().last().unwrap()["content"];
-    assert_eq!(tool.as_str().unwrap(), "<data id=\"nonce1\">\n{\"exit_code\":0,\"stderr\":\"\",\"stdout\":\"Hello, Ada!\\n\"}\n</data id=\"nonce1\">");
+    assert_eq!(
+        tool.as_str().unwrap(),
+        "<data id=\"nonce1\">\n{\"exit_code\":0,\"stderr\":\"\",\"stdout\":\"Hello, Ada!\\n\"}\n</data id=\"nonce1\">"
+    );
 }
 
 #[test]
@@ -185,7 +188,13 @@ fn a_tool_the_step_cannot_reach_is_refused_in_words() {
         .iter()
         .map(|r| r["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(answers, ["error: there is no tool `http_request` for this scenario", "error: there is no tool `read_file` for this scenario"]);
+    assert_eq!(
+        answers,
+        [
+            "error: there is no tool `http_request` for this scenario",
+            "error: there is no tool `read_file` for this scenario"
+        ]
+    );
 }
 
 #[test]
