@@ -718,6 +718,7 @@ async fn run_scenario(
         passed,
         summary,
         detail,
+        pass_rate: ScenarioReport::share(passes, evaluation.repeat),
         run_disagreement: ScenarioReport::pairwise_disagreement(passes, evaluation.repeat),
         judge_disagreement: (voted > 0).then(|| f64::from(split) / f64::from(voted)),
         cached_runs,

@@ -100,6 +100,7 @@ impl Backend for Scripted {
                             passed: n < passing,
                             summary: "wrong".into(),
                             detail: String::new(),
+                            pass_rate: f64::from(u32::from(n < passing)),
                             run_disagreement: 0.0,
                             judge_disagreement: None,
                             cached_runs: 0,

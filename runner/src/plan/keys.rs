@@ -208,7 +208,8 @@ mod tests {
             "write = ['a']\nmax_write = '1MiB'\npids = 1\ntools = ['t']\nenv = { A = 'b' }\nnetwork = true\n\
              config = {}\nmemory = '1MiB'\nallow_hosts = ['https://a.b']\nallow_private = true\n\
              secret_headers = [{ secret = 's', host = 'h', header = 'x' }]\nrepeat = 1\nrequire = 1\nthreshold = 1.0\n\
-             subject = 's'\nsubject_read = ['r']\nsubject_timeout = '1s'\nservice = 'api'\nrun = ['x']\n",
+             subject = 's'\nsubject_read = ['r']\nsubject_timeout = '1s'\nservice = 'api'\nrun = ['x']\n\
+             max_requests = 1\nstop_on_plateau = 1\n",
         )
         .unwrap();
         for rule in RULES {

@@ -248,6 +248,9 @@ pub struct ScenarioReport {
     pub summary: String,
     /// Longer text from that run, for humans only (never fed back to stages).
     pub detail: String,
+    /// `passes / runs`: the share of its runs that passed.
+    #[serde(default)]
+    pub pass_rate: f64,
     /// How often two of its runs disagreed (one passed, the other failed),
     /// over every pair of runs: 0 when all runs agree. The judge's own noise
     /// when the subject is deterministic.
@@ -290,6 +293,15 @@ impl ScenarioReport {
             parts.push(format!("{} of {} runs from the verdict cache", self.cached_runs, self.runs));
         }
         parts.join(", ")
+    }
+
+    /// The share of `runs` runs of which `passes` passed.
+    pub fn share(passes: u32, runs: u32) -> f64 {
+        if runs == 0 {
+            0.0
+        } else {
+            f64::from(passes) / f64::from(runs)
+        }
     }
 
     /// Over every pair of `runs` runs of which `passes` passed, the share
