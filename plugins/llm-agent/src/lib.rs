@@ -117,24 +117,12 @@ pub fn parse_config(json: &str) -> Result<Config, String> {
     Ok(config)
 }
 
-/// The API key from the environment variable `name`, if one is configured.
-fn api_key(name: Option<&str>) -> Result<Option<String>, String> {
-    let Some(name) = name else { return Ok(None) };
-    match std::env::var(name) {
-        Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
-        _ => Err(format!(
-            "config `api_key_env` names `{name}`, but that environment variable is not set in the step: \
-             grant the secret to the step, or drop `api_key_env` to let the host add the key"
-        )),
-    }
-}
-
 struct LlmAgent;
 
 impl Guest for LlmAgent {
     fn run(invocation: Invocation) -> Result<String, String> {
         let config = parse_config(&invocation.config)?;
-        let key = api_key(config.api_key_env.as_deref())?;
+        let key = llm_chat::api_key(config.api_key_env.as_deref())?;
         #[cfg(target_arch = "wasm32")]
         {
             let mut transport = http::WasiHttp;
@@ -167,14 +155,5 @@ mod tests {
         assert!(parse_config(r#"{"base_url": "http://h", "model": "m", "max_turns": 0}"#).is_err());
         assert!(parse_config(r#"{"base_url": "http://h", "model": " "}"#).is_err());
         assert!(parse_config(r#"{"base_url": "http://h", "model": "m", "temperature": -1}"#).is_err());
-    }
-
-    #[test]
-    fn api_key_comes_from_the_named_variable() {
-        assert_eq!(api_key(None), Ok(None));
-        let unset = api_key(Some("LLM_AGENT_TEST_SURELY_UNSET")).unwrap_err();
-        assert!(unset.contains("`LLM_AGENT_TEST_SURELY_UNSET`"), "{unset}");
-        // PATH is set in any test environment; its value is returned trimmed.
-        assert_eq!(api_key(Some("PATH")).unwrap().as_deref(), std::env::var("PATH").ok().as_deref().map(str::trim));
     }
 }

@@ -170,23 +170,12 @@ pub fn load_scenarios(config: &Config, invocation: &Invocation) -> Result<Vec<sc
     scenarios::collect(&files)
 }
 
-/// The API key from the environment variable `name`, if one is configured.
-fn api_key(name: Option<&str>) -> Result<Option<String>, String> {
-    let Some(name) = name else { return Ok(None) };
-    match std::env::var(name) {
-        Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_string())),
-        _ => Err(format!(
-            "config `api_key_env` names `{name}`, but that environment variable is not set in the step: grant the secret to the step, or drop `api_key_env` to let the host add the key"
-        )),
-    }
-}
-
 struct LlmJudge;
 
 impl Guest for LlmJudge {
     fn scenarios(invocation: Invocation) -> Result<Vec<String>, String> {
         let config = parse_config(&invocation.config)?;
-        api_key(config.api_key_env.as_deref())?;
+        llm_chat::api_key(config.api_key_env.as_deref())?;
         Ok(load_scenarios(&config, &invocation)?.into_iter().map(|s| s.name).collect())
     }
 
@@ -205,7 +194,7 @@ impl Guest for LlmJudge {
 /// remembers one.
 fn run(name: &str, invocation: &Invocation) -> Result<Verdict, String> {
     let config = parse_config(&invocation.config)?;
-    let key = api_key(config.api_key_env.as_deref())?;
+    let key = llm_chat::api_key(config.api_key_env.as_deref())?;
     let scenario = load_scenarios(&config, invocation)?
         .into_iter()
         .find(|s| s.name == name)

@@ -656,6 +656,13 @@ async fn run_scenario(
                 }
             }
         }
+        // One scenario run at a time per shared service, from the twin
+        // reset to the verdict.
+        let shared = judged.service.clone().filter(|_| !fresh);
+        let _turn = match &shared {
+            Some(service) => Some(service.turn().await),
+            None => None,
+        };
         // Every scenario run starts with fresh twins and no recorded calls.
         if let Some(service) = judged.service.as_ref().filter(|s| s.has_twins() && !fresh) {
             if let Err(failure) = service.reset_twins().await {

@@ -172,6 +172,10 @@ pub struct RunningService {
     task: Option<tokio::task::JoinHandle<()>>,
     /// When it became ready, measured from the start of its jail.
     pub ready_after: Duration,
+    /// Held for a whole scenario run: evaluators sharing the service take
+    /// turns, so one's twin reset never wipes the calls another is about
+    /// to read.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl Drop for RunningService {
@@ -249,7 +253,16 @@ impl RunningService {
             ended: Arc::default(),
             task: None,
             ready_after: Duration::ZERO,
+            turn: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Waits for this evaluator's turn with the service, for one scenario
+    /// run: from its twin reset to its last request. Evaluators that share
+    /// a service (`restart = "on-change"`) run their scenarios one at a
+    /// time against it.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
     }
 
     /// Whether it calls twins.
@@ -329,6 +342,7 @@ impl RunningService {
             ended,
             task: Some(task),
             ready_after: Duration::ZERO,
+            turn: tokio::sync::Mutex::new(()),
         };
         service.wait_until_ready(&spec.ready, started).await?;
         service.ready_after = started.elapsed();

@@ -240,3 +240,48 @@ fn a_judge_that_gives_no_verdict_is_an_error_not_a_verdict() {
     assert!(step["reason"].as_str().unwrap().contains("gave no verdict in 2 turns"), "{step}");
     assert!(report["attempts"].as_array().is_none_or(Vec::is_empty), "no stage attempt was spent");
 }
+
+/// A judge that always fails `unknown address` the same way, whatever the
+/// program does; the others it judges as [`tester`] does.
+fn stubborn(request_: &Request) -> Reply {
+    let scenario = messages(request_).get(1).and_then(|m| m["content"].as_str()).unwrap_or("").to_string();
+    if scenario.contains("## Scenario: unknown address") {
+        return verdict(false, "the answer for an unknown address differs");
+    }
+    tester(request_)
+}
+
+/// The English loop with a stage that stops improving after attempt 2:
+/// satisfaction by round 0.33, 0.67, 0.67, 0.67. With `stop_on_plateau =
+/// 2` the loop stops after round 4 (`plateau`); without it, the same
+/// feedback reaches the stage a third time in round 4
+/// (`repeating-failure`). Either way attempts are left.
+#[test]
+fn plateau_and_repeating_failure_stop_the_english_loop_at_the_right_round() {
+    let patches = "patches = [\"/attempts/attempt-1.diff\", \"/attempts/attempt-2.diff\", \"/attempts/attempt-2.diff\", \"/attempts/attempt-2.diff\", \"/attempts/attempt-2.diff\", \"/attempts/attempt-2.diff\"]";
+    let more = |toml: String| {
+        toml.replace("max_iterations = 4", "max_iterations = 6")
+            .replace("patches = [\"/attempts/attempt-1.diff\", \"/attempts/attempt-2.diff\"]", patches)
+    };
+    for (plateau, termination) in [(true, "plateau"), (false, "repeating-failure")] {
+        let llm = MockLlm::start_with(stubborn);
+        let ws = english(&llm, 1, |toml| {
+            let toml = more(toml);
+            if plateau {
+                toml
+            } else {
+                toml.replace("stop_on_plateau = 2\n", "")
+            }
+        });
+        let ran = cleanroom(ws.path(), &["run", "--format", "json", "pipeline.toml"]);
+        assert_eq!(ran.code, 1, "{ran:?}");
+        let report = ran.json();
+        assert_eq!(report["termination"], termination, "{}", report["escalation"]);
+        assert_eq!(report["attempts"].as_array().unwrap().len(), 4, "{}", report["escalation"]);
+        let implement = report["steps"].as_array().unwrap().iter().find(|s| s["id"] == "implement").unwrap();
+        assert_eq!(implement["attempt"], 4);
+        let escalation = report["escalation"].as_str().unwrap();
+        assert!(escalation.contains("scenario unknown address: 0/1 runs passed"), "{escalation}");
+        assert!(escalation.contains("round 4: holdout: failed, satisfaction 0.67 (2/3) < 1.00"), "{escalation}");
+    }
+}

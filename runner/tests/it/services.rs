@@ -194,3 +194,43 @@ fn a_component_service_is_served_in_process() {
     );
     assert!(ran.code == 2 && ran.stderr.contains("is a component, which listens on no port"), "{ran:?}");
 }
+
+/// Two evaluators share one service (`restart = "on-change"`) with a twin
+/// and run at the same time: each scenario run resets the twins, so
+/// without turns one evaluator's reset would wipe the call the other is
+/// about to count. With turns every run sees exactly its own call.
+#[test]
+fn evaluators_sharing_a_service_take_turns_with_its_twins() {
+    let ws = Workspace::new();
+    ws.file(
+        "app/server.py",
+        "import http.server, os, time, urllib.request\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        time.sleep(0.05)\n        urllib.request.urlopen(os.environ['TWIN_URL'] + '/x', timeout=5).read()\n        self.send_response(200)\n        self.send_header('content-length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\n\
+         http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .file(
+        "twins/echo.py",
+        "import http.server, os\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n        self.send_header('content-length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\n\
+         http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .file("scenarios/one-call.toml", "[[requests]]\npath = '/'\nstatus = 200\n[[requests]]\ntwin_calls = { twin = 'echo', count = 1 }\n");
+    let evaluator = |id: &str| {
+        format!(
+            "[evaluator.{id}]\nplugin = \"runner\"\nread = [\"scenarios\"]\nservice = \"api\"\nrepeat = 6\ncache = false\nconfig = {{ scenarios = \"/scenarios\" }}\n"
+        )
+    };
+    let toml = format!(
+        "[pipeline]\nname = \"turns\"\n[plugins]\nrunner = {:?}\n[barrier]\nholdout = [\"scenarios\"]\n\
+         [twin.echo]\norigin = \"https://echo.example\"\nrun = [\"python3\", \"twins/echo.py\"]\nread = [\"twins\"]\nport = 9100\nurl_env = \"TWIN_URL\"\n\
+         [service.api]\nrun = [\"python3\", \"app/server.py\"]\nread = [\"app\"]\nport = 8080\ntwins = [\"echo\"]\nrestart = \"on-change\"\n\
+         {}{}",
+        scenario_runner(),
+        evaluator("first"),
+        evaluator("second")
+    );
+    let ran = ws.run(&toml, &["run", "--jobs", "2", "--format", "json"]);
+    assert_eq!(ran.code, 0, "a run saw another's twin reset: {ran:?}");
+    let steps = ran.json()["steps"].as_array().unwrap().clone();
+    assert!(steps.iter().all(|s| s["scenarios"][0]["passes"] == 6), "{steps:?}");
+}

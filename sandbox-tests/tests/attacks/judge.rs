@@ -11,11 +11,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use cleanroom::{RunOptions, RunReport, StepStatus, Termination};
-use sandbox_tests::{cleanroom_binary, guest, step, Workspace};
+use cleanroom::{RunReport, StepStatus, Termination};
+use sandbox_tests::{guest, step, Workspace};
 use serde_json::{json, Value};
 
-use super::leaks::{plugin, recorded};
+use super::leaks::{plugin, recorded, run_pipeline};
 use super::{case, Case};
 
 /// The port the service listens on inside its own namespace.
@@ -149,12 +149,7 @@ fn run(ws: &Workspace, model: &Model, answer: &str, config: &str) -> RunReport {
         model.origin,
         model.origin,
     );
-    let pipeline = ws.root().join("pipeline.toml");
-    fs_err::write(&pipeline, toml).unwrap();
-    let plan =
-        cleanroom::Plan::load(&pipeline).unwrap_or_else(|d| panic!("pipeline did not validate:\n{}", d.render()));
-    let options = RunOptions { jobs: 2, jail_helper: cleanroom_binary(), cache: false, ..RunOptions::default() };
-    cleanroom::run(&plan, &options).unwrap_or_else(|d| panic!("pipeline did not load:\n{}", d.render()))
+    run_pipeline(ws, &toml)
 }
 
 pub(super) fn cases() -> Vec<Case> {

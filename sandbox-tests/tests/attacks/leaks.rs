@@ -51,6 +51,12 @@ pub(super) fn run(ws: &Workspace, body: &str) -> RunReport {
         guest("noop").display().to_string(),
         guest("service_probe").display().to_string(),
     );
+    run_pipeline(ws, &toml)
+}
+
+/// Writes `toml` as the workspace's pipeline, validates and runs it (no
+/// result cache, the built jail helper).
+pub(super) fn run_pipeline(ws: &Workspace, toml: &str) -> RunReport {
     let pipeline = ws.root().join("pipeline.toml");
     fs_err::write(&pipeline, toml).unwrap();
     let plan =
