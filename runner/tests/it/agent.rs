@@ -98,3 +98,32 @@ fn the_agent_fails_then_passes_on_feedback_and_never_sees_the_holdout() {
     assert!(journal.contains("transcript "), "the journal keeps the transcript");
     assert!(!journal.contains(KEY));
 }
+
+/// `max_requests` in the agent's config is the host's budget: an agent
+/// that keeps calling tools is stopped at the request past it, which never
+/// leaves; the stage is an error (its writes are not committed, no gate
+/// runs) and the run ends with `termination: budget`.
+#[test]
+fn the_request_budget_stops_an_agent_that_never_finishes() {
+    let llm = MockLlm::start_with(|_| Reply::tool("write_file", json!({"path": "/work/main.rs", "content": WRONG})));
+    let (base_url, origin) = (llm.base_url(), llm.origin());
+    let ws = example_copy("agent", |toml| {
+        toml.replace("https://api.openai.com/v1", &base_url)
+            .replace("\"https://api.openai.com\"", &format!("\"{origin}\""))
+            .replace("allow_hosts = [", "allow_private = true\nallow_hosts = [")
+            .replace("max_turns = 20", "max_turns = 20\nmax_requests = 3")
+    });
+    let ran = cleanroom_with_env(
+        ws.path(),
+        &["run", "--format", "json", "pipeline.toml"],
+        &[("OPENAI_API_KEY", OsStr::new(KEY))],
+    );
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let report = ran.json();
+    assert_eq!(report["termination"], "budget", "{report}");
+    assert_eq!(llm.requests().len(), 3, "never one past the budget");
+    let implement = &report["steps"][0];
+    assert_eq!((implement["status"].as_str(), implement["budget_exhausted"].as_str()), (Some("error"), Some("max_requests = 3")));
+    assert!(implement["changes"].as_array().unwrap().is_empty(), "{implement}");
+    assert!(!ws.path().join("work/main.rs").exists(), "the stage's writes were committed");
+}
