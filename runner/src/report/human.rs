@@ -147,7 +147,7 @@ pub fn render(report: &RunReport, style: Style) -> String {
     if let Some(escalation) = &report.escalation {
         let _ = writeln!(out, "\n{escalation}");
     }
-    if let Some(termination) = report.termination.filter(|t| *t != crate::report::Termination::Passed) {
+    if let Some(termination) = report.termination {
         let _ = writeln!(out, "\ntermination: {}", termination.as_str());
     }
     let summary = summary_line(report);

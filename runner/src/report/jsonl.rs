@@ -39,8 +39,10 @@ pub fn line(event: &Event) -> Option<String> {
         Event::RunFinished { report: Some(report), .. } | Event::RunInterrupted { report: Some(report), .. } => {
             json!({ "event": "run_finished", "report": report })
         }
-        Event::GateDecision { .. }
-        | Event::ServiceOutput { .. }
+        Event::GateDecision { gate, round, status, reason, retry } => {
+            json!({ "event": "gate_decision", "gate": gate, "round": round, "status": status, "reason": reason, "retry": retry })
+        }
+        Event::ServiceOutput { .. }
         | Event::RunFinished { report: None, .. }
         | Event::RunInterrupted { report: None, .. } => return None,
     };

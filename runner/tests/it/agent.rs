@@ -123,7 +123,10 @@ fn the_request_budget_stops_an_agent_that_never_finishes() {
     assert_eq!(report["termination"], "budget", "{report}");
     assert_eq!(llm.requests().len(), 3, "never one past the budget");
     let implement = &report["steps"][0];
-    assert_eq!((implement["status"].as_str(), implement["budget_exhausted"].as_str()), (Some("error"), Some("max_requests = 3")));
+    assert_eq!(
+        (implement["status"].as_str(), implement["budget_exhausted"].as_str()),
+        (Some("error"), Some("max_requests = 3"))
+    );
     assert!(implement["changes"].as_array().unwrap().is_empty(), "{implement}");
     assert!(!ws.path().join("work/main.rs").exists(), "the stage's writes were committed");
 }

@@ -118,7 +118,11 @@ fn jsonl_streams_events_in_order_and_each_matches_the_schema() {
         events.iter().position(|e| e["event"] == kind && (e["step"] == step || e["report"]["id"] == step))
     };
     assert!(position("step_started", "no-todo") < position("step_finished", "no-todo"));
+    // The evaluator is a gate: its decision has a line, after its result.
+    let decision = events.iter().position(|e| e["event"] == "gate_decision" && e["gate"] == "judge");
+    assert!(decision.is_some() && decision > position("step_finished", "judge"), "{kinds:?}");
     assert_eq!(events.last().unwrap()["report"]["status"], "failed");
+    assert!(events.last().unwrap()["report"]["termination"].is_string());
 }
 
 #[test]
