@@ -304,10 +304,36 @@ impl Endpoint<'_> {
 fn parse_verdict(arguments: &str) -> Result<(bool, String, String), String> {
     let value: Value =
         serde_json::from_str(arguments).map_err(|_| "the judge's `verdict` call is not JSON".to_string())?;
-    let passed = value["passed"].as_bool().ok_or("the judge's `verdict` call has no boolean `passed`")?;
-    let summary = value["summary"].as_str().unwrap_or_default().to_string();
-    let detail = value["detail"].as_str().unwrap_or_default().to_string();
-    Ok((passed, summary, detail))
+    // Models write booleans as strings now and then; anything else is not
+    // a verdict.
+    let passed = match &value["passed"] {
+        Value::Bool(passed) => *passed,
+        Value::String(word) if ["true", "pass", "passed", "yes"].contains(&word.to_lowercase().as_str()) => true,
+        Value::String(word) if ["false", "fail", "failed", "no"].contains(&word.to_lowercase().as_str()) => false,
+        _ => return Err("the judge's `verdict` call has no boolean `passed`".to_string()),
+    };
+    Ok((passed, as_text(&value["summary"]), as_text(&value["detail"])))
+}
+
+/// A tool argument as text: a string as it is, nothing as empty, any other
+/// JSON value as JSON (a model may send a body as an object).
+fn as_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Header pairs from `{"name": "value"}` or `[["name", "value"], ...]`.
+fn header_pairs(value: &Value) -> Vec<(String, String)> {
+    match value {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), as_text(v))).collect(),
+        Value::Array(pairs) => {
+            pairs.iter().filter_map(|pair| Some((pair.get(0)?.as_str()?.to_string(), as_text(pair.get(1)?)))).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Runs one tool call and returns what the model is told.
@@ -318,11 +344,12 @@ fn run_tool(call: &ToolCall, reach: &Reach, program: &mut dyn Program, nonce: &m
     };
     let data = match (call.name.as_str(), reach) {
         ("run_subject", Reach { subject: true, .. }) => {
-            let args: Vec<String> = arguments["args"]
-                .as_array()
-                .map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect())
-                .unwrap_or_default();
-            let stdin = arguments["stdin"].as_str().unwrap_or_default();
+            let args: Vec<String> = match &arguments["args"] {
+                Value::Array(args) => args.iter().map(as_text).collect(),
+                Value::Null => Vec::new(),
+                one => vec![as_text(one)],
+            };
+            let stdin = as_text(&arguments["stdin"]);
             match program.run(&args, stdin.as_bytes()) {
                 Ok(out) => json!({
                     "exit_code": out.exit_code,
@@ -336,19 +363,17 @@ fn run_tool(call: &ToolCall, reach: &Reach, program: &mut dyn Program, nonce: &m
             let Some(path) = arguments["path"].as_str().filter(|p| p.starts_with('/')) else {
                 return "error: `path` must start with `/`".to_string();
             };
-            let headers = arguments["headers"]
-                .as_object()
-                .map(|h| {
-                    h.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut headers = header_pairs(&arguments["headers"]);
+            // A body given as JSON (not as a string) is sent as JSON.
+            let json_body = !matches!(arguments["body"], Value::String(_) | Value::Null);
+            if json_body && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                headers.push(("content-type".to_string(), "application/json".to_string()));
+            }
             let request = Exchange {
                 method: arguments["method"].as_str().unwrap_or("GET").to_ascii_uppercase(),
                 path: path.to_string(),
                 headers,
-                body: arguments["body"].as_str().unwrap_or_default().as_bytes().to_vec(),
+                body: as_text(&arguments["body"]).into_bytes(),
                 ..Exchange::default()
             };
             match program.send(request) {

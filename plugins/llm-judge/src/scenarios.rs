@@ -30,9 +30,6 @@ pub struct Scenario {
     pub line: usize,
 }
 
-/// The prefix of a scenario heading.
-const HEADING: &str = "## Scenario:";
-
 /// The scenarios in one file's `text` (named `file` in errors).
 ///
 /// # Errors
@@ -55,7 +52,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Scenario>, String> {
     };
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim_end();
-        if let Some(name) = trimmed.strip_prefix(HEADING) {
+        if let Some(name) = heading(trimmed) {
             finish(current.take(), &mut scenarios)?;
             let name = name.trim().to_string();
             if name.is_empty() || name.chars().any(char::is_control) {
@@ -71,6 +68,13 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Scenario>, String> {
     }
     finish(current.take(), &mut scenarios)?;
     Ok(scenarios)
+}
+
+/// The name after a `## Scenario:` heading (`scenario` in any case).
+fn heading(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("## ")?.trim_start();
+    let (word, name) = rest.split_once(':')?;
+    word.trim().eq_ignore_ascii_case("scenario").then_some(name)
 }
 
 /// The Given/When/Then/And/But keyword a line starts with (lowercase),

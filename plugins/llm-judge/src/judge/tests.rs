@@ -228,3 +228,50 @@ fn each_run_gets_its_own_seed() {
     }
     assert_eq!(seeds, [40, 41, 42]);
 }
+
+#[test]
+fn loose_tool_arguments_are_understood() {
+    /// A service that echoes what it was sent.
+    struct Mirror(Vec<Exchange>);
+    impl Program for Mirror {
+        fn run(&mut self, args: &[String], stdin: &[u8]) -> Result<RunOutput, String> {
+            Ok(RunOutput { exit_code: 0, stdout: format!("{args:?}").into_bytes(), stderr: stdin.to_vec() })
+        }
+        fn send(&mut self, request: Exchange) -> Result<Exchange, String> {
+            self.0.push(request);
+            Ok(Exchange { status: 200, ..Exchange::default() })
+        }
+        fn twin_calls(&mut self, _twin: &str) -> Result<Vec<Exchange>, String> {
+            Ok(Vec::new())
+        }
+    }
+    let reach = Reach { subject: true, service: true, twins: Vec::new() };
+    let mut mirror = Mirror(Vec::new());
+    let mut nonce = || "n".to_string();
+    // A body as a JSON object, headers as pairs.
+    let call = ToolCall {
+        id: "c".into(),
+        name: "http_request".into(),
+        arguments: json!({"method": "post", "path": "/x", "headers": [["x-a", "1"]], "body": {"email": "a@b"}})
+            .to_string(),
+    };
+    run_tool(&call, &reach, &mut mirror, &mut nonce);
+    let sent = &mirror.0[0];
+    assert_eq!((sent.method.as_str(), sent.body.as_slice()), ("POST", &br#"{"email":"a@b"}"#[..]));
+    assert_eq!(
+        sent.headers,
+        [("x-a".to_string(), "1".to_string()), ("content-type".to_string(), "application/json".to_string())]
+    );
+    // One argument as a string; a verdict's `passed` as a word.
+    let call =
+        ToolCall { id: "c".into(), name: "run_subject".into(), arguments: json!({"args": "--help"}).to_string() };
+    assert!(run_tool(&call, &reach, &mut mirror, &mut nonce).contains(r#"\"--help\""#));
+    assert_eq!(parse_verdict(r#"{"passed": "PASS", "summary": "ok"}"#).unwrap().0, true);
+    assert!(parse_verdict(r#"{"passed": "maybe"}"#).is_err());
+}
+
+#[test]
+fn headings_are_found_in_any_case() {
+    let scenarios = scenarios::parse("/s.md", "## scenario: lower\nThen x\n## SCENARIO:upper\nThen y\n").unwrap();
+    assert_eq!(scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["lower", "upper"]);
+}
