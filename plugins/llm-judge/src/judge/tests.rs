@@ -266,7 +266,7 @@ fn loose_tool_arguments_are_understood() {
     let call =
         ToolCall { id: "c".into(), name: "run_subject".into(), arguments: json!({"args": "--help"}).to_string() };
     assert!(run_tool(&call, &reach, &mut mirror, &mut nonce).contains(r#"\"--help\""#));
-    assert_eq!(parse_verdict(r#"{"passed": "PASS", "summary": "ok"}"#).unwrap().0, true);
+    assert!(parse_verdict(r#"{"passed": "PASS", "summary": "ok"}"#).unwrap().0);
     assert!(parse_verdict(r#"{"passed": "maybe"}"#).is_err());
 }
 
