@@ -346,8 +346,8 @@ impl RunState {
                     grow_history(&mut state.history, *round);
                     state.history[*round as usize - 1].failing_scenarios.extend(failing_scenarios(step, report));
                     if let Some(i) = index(step) {
-                        if let Some(evaluation) = &report.evaluation {
-                            state.progress.measured(i, *round, evaluation.satisfaction);
+                        if let Some(score) = stopping::score(report) {
+                            state.progress.measured(i, *round, score);
                         }
                         state.reports[i] = Some((**report).clone());
                         if *status == StepStatus::Passed {
@@ -774,8 +774,8 @@ impl Executor<'_> {
         let round = self.state.round;
         let ran: Vec<usize> = self.state.pending.iter().copied().collect();
         for &i in &ran {
-            if let Some(evaluation) = self.state.reports[i].as_ref().and_then(|r| r.evaluation.as_ref()) {
-                self.state.progress.measured(i, round, evaluation.satisfaction);
+            if let Some(score) = self.state.reports[i].as_ref().and_then(stopping::score) {
+                self.state.progress.measured(i, round, score);
             }
         }
         let report = |i: usize| self.state.reports[i].as_ref();
@@ -835,12 +835,17 @@ impl Executor<'_> {
                 self.state.progress.plateau(g, patience).map(|best| (g, patience, best))
             });
             if let Some((gate, patience, best)) = plateau {
+                let gate = &plan.steps[gate];
+                let what = match gate.kind {
+                    StepKind::Evaluator => format!("satisfaction has not risen above {best:.2}"),
+                    _ => format!("error findings have not dropped below {}", -best),
+                };
+                let rounds = if patience == 1 { "round" } else { "rounds" };
                 stop = Some((
                     Termination::Plateau,
                     format!(
-                        "`{}`'s satisfaction has not risen above {best:.2} for {patience} round{} (`stop_on_plateau = {patience}`), so `{stage_id}` is not sent back again",
-                        plan.steps[gate].id,
-                        if patience == 1 { "" } else { "s" },
+                        "`{}`'s {what} for {patience} {rounds} (`stop_on_plateau = {patience}`), so `{stage_id}` is not sent back again",
+                        gate.id
                     ),
                 ));
                 break;

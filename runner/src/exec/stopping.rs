@@ -1,8 +1,9 @@
 //! When the retry loop stops before its attempts run out: a plateau of an
 //! evaluator's satisfaction, or the same failure fed back again and again.
 //!
-//! Both look only at what the executor already has: the satisfaction each
-//! evaluator measured in each round, and the feedback lines each stage was
+//! Both look only at what the executor already has: the score each gate
+//! measured in each round (an evaluator's satisfaction, a check's error
+//! findings), and the feedback lines each stage was
 //! sent. [`Progress`] keeps both across rounds (and is rebuilt from the
 //! journal on resume); the executor asks it, before sending a stage back,
 //! whether it should stop instead. Budgets (`max_duration`,
@@ -15,17 +16,32 @@ use std::collections::BTreeMap;
 /// stops (`termination: repeating-failure`).
 pub const REPEATS_BEFORE_STOP: u32 = 3;
 
+/// What a gate's report says about progress, higher being better: an
+/// evaluator's satisfaction; for a check, minus its error findings (a
+/// passed check scores 0). `None` when it measured nothing: an error, a
+/// skip, an evaluator whose service did not start.
+pub fn score(report: &crate::report::StepReport) -> Option<f64> {
+    use crate::report::StepStatus;
+    match (&report.evaluation, report.kind, report.status) {
+        (Some(evaluation), _, _) => Some(evaluation.satisfaction),
+        (None, crate::plan::StepKind::Check, StepStatus::Passed | StepStatus::Failed) => {
+            Some(-(report.error_count() as f64))
+        }
+        _ => None,
+    }
+}
+
 /// What the loop remembers about its progress.
 #[derive(Debug, Default, Clone)]
 pub struct Progress {
-    /// Per gate (plan index): its satisfaction in each round it measured one.
+    /// Per gate (plan index): its [`score`] in each round it measured one.
     satisfaction: BTreeMap<usize, BTreeMap<u32, f64>>,
     /// Per (stage id, feedback signature): rounds that sent it back with it.
     signatures: BTreeMap<(String, String), u32>,
 }
 
 impl Progress {
-    /// Records gate `gate`'s satisfaction in `round` (a rerun of the same
+    /// Records gate `gate`'s [`score`] in `round` (a rerun of the same
     /// round replaces it).
     pub fn measured(&mut self, gate: usize, round: u32, satisfaction: f64) {
         self.satisfaction.entry(gate).or_default().insert(round, satisfaction);
@@ -34,7 +50,7 @@ impl Progress {
     /// Whether gate `gate` has plateaued: over its measured rounds, the
     /// last `patience` did not rise above the best of those before them.
     /// Rounds in which it measured nothing (it errored, was skipped) do not
-    /// count. Returns the best satisfaction it is stuck at.
+    /// count. Returns the best score it is stuck at.
     pub fn plateau(&self, gate: usize, patience: u32) -> Option<f64> {
         let measured: Vec<f64> = self.satisfaction.get(&gate)?.values().copied().collect();
         let patience = patience as usize;

@@ -20,9 +20,25 @@ enum Act {
     Infra,
     /// Failed with the same finding every time (a stage that is stuck).
     Same,
+    /// Failed with this many error findings, named after the attempt.
+    Errors(usize),
     /// An evaluation in which this many of 4 scenarios passed; the failing
     /// ones are named after the attempt, so the feedback changes each round.
     Score(u32),
+}
+
+/// An error finding of rule `rule` saying `message`.
+fn error_finding(message: String) -> FindingReport {
+    FindingReport {
+        rule: "rule".into(),
+        severity: "error".into(),
+        message,
+        path: None,
+        line: None,
+        column: None,
+        produced_from: None,
+        line_digest: None,
+    }
 }
 
 /// A word for an attempt, so feedback can differ without digits (which
@@ -76,16 +92,17 @@ impl Backend for Scripted {
                 Act::Pass => report.status = StepStatus::Passed,
                 Act::Fail => {
                     report.status = StepStatus::Failed;
-                    report.findings.push(FindingReport {
-                        rule: "rule".into(),
-                        severity: "error".into(),
-                        message: format!("{} is wrong at attempt {}", step.id, word(attempt)),
-                        path: None,
-                        line: None,
-                        column: None,
-                        produced_from: None,
-                        line_digest: None,
-                    });
+                    report.findings.push(error_finding(format!("{} is wrong at attempt {}", step.id, word(attempt))));
+                }
+                Act::Errors(n) => {
+                    report.status = StepStatus::Failed;
+                    for k in 0..n {
+                        report.findings.push(error_finding(format!(
+                            "finding {} of attempt {}",
+                            word(k as u32),
+                            word(attempt)
+                        )));
+                    }
                 }
                 Act::Same => {
                     report.status = StepStatus::Failed;
@@ -275,6 +292,26 @@ fn a_plateau_of_satisfaction_stops_the_loop_at_the_right_round() {
     assert!(escalation.contains("scenario case-four-3: 0/1 runs passed"), "{escalation}");
     assert_eq!(report.attempts.len(), 4);
     assert!(report.attempts[3].retried.is_empty(), "no retry is recorded for the round that stopped");
+}
+
+#[test]
+fn a_check_plateaus_when_its_error_findings_stop_dropping() {
+    // `lint` reports 3, 2, 2 error findings: with `stop_on_plateau = 1`,
+    // round 3 did not improve on round 2, so the loop stops there (before
+    // the same feedback could repeat a third time).
+    let mut f = fixture(LONG_LOOP);
+    let lint = f.plan.graph.index("lint").unwrap();
+    f.plan.steps[lint].retry.as_mut().unwrap().stop_on_plateau = Some(1);
+    let backend = scripted(|step, attempt| match (step, attempt) {
+        ("lint", 1) => Act::Errors(3),
+        ("lint", _) => Act::Errors(2),
+        _ => Act::Pass,
+    });
+    let report = run_with(&f, &backend, &options(2, false));
+    assert_eq!(report.termination, Some(Termination::Plateau), "{:?}", report.escalation);
+    assert_eq!(calls_of(&backend, "code").len(), 3);
+    let escalation = report.escalation.unwrap();
+    assert!(escalation.contains("`lint`'s error findings have not dropped below 2 for 1 round"), "{escalation}");
 }
 
 #[test]

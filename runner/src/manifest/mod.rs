@@ -233,10 +233,10 @@ pub struct StepTable {
     pub retry: Option<Spanned<String>>,
     /// With `retry`: attempts of the stage at most, the first included. Default 3.
     pub max_iterations: Option<Spanned<u32>>,
-    /// Evaluators with `retry`: stop the loop (`termination: plateau`) when
-    /// the evaluator's satisfaction has not risen above its best for this
-    /// many rounds in a row, instead of spending the attempts left.
-    /// Default: off. Example: `stop_on_plateau = 2`.
+    /// Gates with `retry`: stop the loop (`termination: plateau`) when the
+    /// gate's score (an evaluator's satisfaction, a check's error findings)
+    /// has not improved on its best for this many rounds in a row, instead
+    /// of spending the attempts left. Default: off. Example: `stop_on_plateau = 2`.
     pub stop_on_plateau: Option<Spanned<u32>>,
     /// Plugin steps with `allow_hosts`: outgoing requests the step may make
     /// in one run, all its invocations together (an evaluator's every

@@ -26,7 +26,7 @@ pub struct Retry {
     /// most, the first included); `None` when not written. The stage's one
     /// budget is [`super::Step::attempts`].
     pub max_iterations: Option<u32>,
-    /// `stop_on_plateau` (evaluators): rounds without a new best
+    /// `stop_on_plateau`: rounds without a new best
     /// satisfaction after which the loop stops instead of retrying.
     pub stop_on_plateau: Option<u32>,
 }
@@ -233,7 +233,7 @@ pub fn describe(plan: &super::Plan, step: &super::Step) -> Vec<String> {
         let budget = plan.graph.index(&retry.stage).map_or(1, |s| plan.steps[s].attempts);
         let plateau = retry
             .stop_on_plateau
-            .map_or(String::new(), |n| format!("; stop when satisfaction has not risen for {n} rounds"));
+            .map_or(String::new(), |n| format!("; stop when its score has not improved for {n} rounds"));
         lines.push(format!("on failure: retry `{}` (at most {budget} attempts{plateau})", retry.stage));
     }
     if let Some(e) = &step.evaluation {

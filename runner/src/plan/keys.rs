@@ -134,11 +134,6 @@ pub const RULES: &[Rule] = &[
     },
     Rule { key: "max_requests", at: |t| span(t.max_requests.as_ref().map(|m| m.span())), needs: &[ONLY_PLUGINS_NET] },
     Rule {
-        key: "stop_on_plateau",
-        at: |t| span(t.stop_on_plateau.as_ref().map(|s| s.span())),
-        needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],
-    },
-    Rule {
         key: "repeat",
         at: |t| span(t.repeat.as_ref().map(|r| r.span())),
         needs: &[ONLY_EVALUATORS, SCORING_NOT_NATIVE],

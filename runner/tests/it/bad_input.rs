@@ -241,16 +241,8 @@ fn loop_control_keys_are_checked_where_they_are_written() {
     assert_says(&without_retry, "CR020", "pipeline.toml:12:", "step `judge` sets `stop_on_plateau` without `retry`");
     let zero = refused(&ws, &with_noop(&format!("{gate}retry = \"code\"\nstop_on_plateau = 0\n")));
     assert_says(&zero, "CR020", "pipeline.toml:13:", "step `judge` sets `stop_on_plateau = 0`");
-    let on_a_check = refused(
-        &ws,
-        &with_noop("[stage.code]\nplugin = \"noop\"\n[check.lint]\nplugin = \"noop\"\nneeds = [\"code\"]\nretry = \"code\"\nstop_on_plateau = 2\n"),
-    );
-    assert_says(
-        &on_a_check,
-        "CR009",
-        "pipeline.toml:13:",
-        "check `lint` sets `stop_on_plateau`, which only evaluators have",
-    );
+    let on_a_stage = refused(&ws, &with_noop("[stage.code]\nplugin = \"noop\"\nstop_on_plateau = 2\n"));
+    assert_says(&on_a_stage, "CR020", "pipeline.toml:9:", "step `code` sets `stop_on_plateau` without `retry`");
     let budget_without_hosts = refused(&ws, &with_noop("[check.a]\nplugin = \"noop\"\nmax_requests = 3\n"));
     assert_says(
         &budget_without_hosts,
