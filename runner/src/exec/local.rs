@@ -20,7 +20,7 @@ use crate::plan::{Action, Grant, Step, StepKind};
 use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport, StepStatus};
 use crate::sandbox::jail;
 use crate::sandbox::jail::step::{NativeStep, StepJail};
-use crate::sandbox::judging::{JudgingRun, VerdictCache};
+use crate::sandbox::judging::{JudgingRun, Salt, VerdictCache, Verdicts};
 use crate::sandbox::network::RequestBudget;
 use crate::sandbox::output::Captured;
 use crate::sandbox::quota::Quota;
@@ -399,7 +399,7 @@ async fn evaluate_all(
     }
     let runs = Runs {
         target: judging_target(evaluation),
-        verdicts: local.verdicts.clone().map(|cache| (cache, judged_salt(local, plugin, step))),
+        verdicts: local.verdicts.clone().map(|cache| (cache, Arc::new(judged_salt(local, plugin, step)))),
     };
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
@@ -457,7 +457,7 @@ async fn evaluate_all(
 /// its keys are completed with.
 struct Runs {
     target: crate::sandbox::judging::Reach,
-    verdicts: Option<(Arc<dyn VerdictCache>, String)>,
+    verdicts: Option<Verdicts>,
 }
 
 /// Why a scenario stopped the whole evaluator step.
@@ -480,16 +480,23 @@ fn judging_target(evaluation: &Evaluation) -> crate::sandbox::judging::Reach {
 /// What the verdict cache completes an evaluator's keys with: the plugin's
 /// digest, the subject and service as planned, and the content of every
 /// path they read. A changed program, plugin or service setting never
-/// finds another's verdict.
-fn judged_salt(local: &Local, plugin: &LoadedPlugin, step: &Step) -> String {
-    let digester = crate::cache::digest::Digester::cold(&local.workspace);
+/// finds another's verdict. The contents are hashed only if a run asks
+/// the cache: evaluators that never do pay nothing.
+fn judged_salt(local: &Local, plugin: &LoadedPlugin, step: &Step) -> Salt {
     let planned =
         step.evaluation.as_ref().map(|e| serde_json::json!({"subject": e.subject, "service": e.service}).to_string());
-    let mut material = format!("plugin {}\nplanned {}\n", plugin.sha256(), planned.unwrap_or_default());
-    for (_, mount) in step.judged_paths() {
-        material.push_str(&format!("{}={}\n", mount.rel, digester.digest(&mount.host)));
-    }
-    crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(material.as_bytes()))
+    let material = format!("plugin {}\nplanned {}\n", plugin.sha256(), planned.unwrap_or_default());
+    let paths: Vec<(String, PathBuf)> =
+        step.judged_paths().into_iter().map(|(_, m)| (m.rel.clone(), m.host.clone())).collect();
+    let workspace = local.workspace.clone();
+    Salt::new(move || {
+        let digester = crate::cache::digest::Digester::cold(&workspace);
+        let mut material = material.clone();
+        for (rel, host) in &paths {
+            material.push_str(&format!("{rel}={}\n", digester.digest(host)));
+        }
+        crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(material.as_bytes()))
+    })
 }
 
 /// What starting `service` (a service, or a twin's program) needs: its

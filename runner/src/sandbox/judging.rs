@@ -10,7 +10,7 @@
 //! the call returns. Nothing here reaches a stage: the backend turns a
 //! give-up into an `error` of the step and votes into the report's figures.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,6 +42,29 @@ pub trait VerdictCache: Send + Sync {
     fn put(&self, key: &str, verdict: &StoredVerdict);
 }
 
+/// What completes every key of one evaluator step's verdicts: made the
+/// first time a run of the step asks the cache (hashing what the judged
+/// program reads costs a read of it), then kept for the step's other runs.
+pub struct Salt {
+    made: OnceLock<String>,
+    make: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Salt {
+    /// A salt `make` computes when first needed.
+    pub fn new(make: impl Fn() -> String + Send + Sync + 'static) -> Salt {
+        Salt { made: OnceLock::new(), make: Box::new(make) }
+    }
+
+    /// The salt, made now if it was not yet.
+    pub fn get(&self) -> &str {
+        self.made.get_or_init(|| (self.make)())
+    }
+}
+
+/// Where a step's verdicts are remembered, and the salt their keys get.
+pub type Verdicts = (Arc<dyn VerdictCache>, Arc<Salt>);
+
 /// What is known of one scenario run while the evaluator judges it.
 pub struct JudgingRun {
     /// 1 up to the step's `repeat`.
@@ -50,7 +73,7 @@ pub struct JudgingRun {
     target: Reach,
     /// The cache and the salt every key is completed with: the plugin's
     /// digest and the digest of what is judged.
-    cache: Option<(Arc<dyn VerdictCache>, String)>,
+    cache: Option<Verdicts>,
     notes: Mutex<RunNotes>,
 }
 
@@ -68,7 +91,7 @@ pub struct RunNotes {
 impl JudgingRun {
     /// Run `index` of a scenario of a step that reaches `target`, with
     /// verdicts cached in `cache` under keys salted with `salt`.
-    pub fn new(index: u32, target: Reach, cache: Option<(Arc<dyn VerdictCache>, String)>) -> JudgingRun {
+    pub fn new(index: u32, target: Reach, cache: Option<Verdicts>) -> JudgingRun {
         JudgingRun { index, target, cache, notes: Mutex::new(RunNotes::default()) }
     }
 
@@ -112,7 +135,7 @@ impl Host for StepState {
     async fn recall(&mut self, key: String) -> Option<Verdict> {
         let run = self.judging.as_ref()?;
         let (cache, salt) = run.cache.as_ref()?;
-        let stored = cache.get(&run.full_key(salt, &key))?;
+        let stored = cache.get(&run.full_key(salt.get(), &key))?;
         run.with_notes(|notes| {
             notes.votes = stored.votes.clone();
             notes.recalled = true;
@@ -133,7 +156,7 @@ impl Host for StepState {
             detail: verdict.detail,
             votes: notes.votes,
         };
-        cache.put(&run.full_key(salt, &key), &stored);
+        cache.put(&run.full_key(salt.get(), &key), &stored);
     }
 
     async fn votes(&mut self, votes: Vec<bool>) {
