@@ -130,30 +130,29 @@ pub(crate) fn resolve_retry(
         ));
         return None;
     }
-    let max_iterations = match &d.table.max_iterations {
-        Some(max) if *max.get_ref() == 0 => {
+    // Both count something that must happen at least once.
+    let positive = |key: &str, value: Option<&toml::Spanned<u32>>, hint: &str, diags: &mut Diagnostics| match value {
+        Some(v) if *v.get_ref() == 0 => {
             diags.push(
-                Diagnostic::new(Code::CR020, format!("step `{id}` sets `max_iterations = 0`"))
-                    .at(here(max.span()))
-                    .hint("it counts attempts including the first: use 1 for no retries"),
+                Diagnostic::new(Code::CR020, format!("step `{id}` sets `{key} = 0`")).at(here(v.span())).hint(hint),
             );
             None
         }
-        Some(max) => Some(*max.get_ref()),
+        Some(v) => Some(*v.get_ref()),
         None => None,
     };
-    let stop_on_plateau = match &d.table.stop_on_plateau {
-        Some(rounds) if *rounds.get_ref() == 0 => {
-            diags.push(
-                Diagnostic::new(Code::CR020, format!("step `{id}` sets `stop_on_plateau = 0`"))
-                    .at(here(rounds.span()))
-                    .hint("it counts rounds without a new best satisfaction: use 1 or more, or remove it"),
-            );
-            None
-        }
-        Some(rounds) => Some(*rounds.get_ref()),
-        None => None,
-    };
+    let max_iterations = positive(
+        "max_iterations",
+        d.table.max_iterations.as_ref(),
+        "it counts attempts including the first: use 1 for no retries",
+        diags,
+    );
+    let stop_on_plateau = positive(
+        "stop_on_plateau",
+        d.table.stop_on_plateau.as_ref(),
+        "it counts rounds without a better score: use 1 or more, or remove it",
+        diags,
+    );
     Some(Retry { stage: name.clone(), max_iterations, stop_on_plateau })
 }
 

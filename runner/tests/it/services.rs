@@ -37,6 +37,11 @@ fn password_reset_demo_fails_attempt_1_then_passes_attempt_2() {
     assert!(happy["detail"].as_str().unwrap().contains("calls to twin `mail`: 1"), "{happy}");
 }
 
+/// A twin that answers every GET with `ok`.
+const ECHO_TWIN: &str = "import http.server, os\n\
+class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n        self.send_header('content-length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\n\
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n";
+
 /// A twin's faults are deterministic by seed: the same seed fails the same
 /// requests in every scenario run; `error_rate = 1` fails all of them.
 #[test]
@@ -50,9 +55,7 @@ fn twin_faults_repeat_by_seed() {
     )
     .file(
         "twins/echo.py",
-        "import http.server, os\n\
-         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n        self.send_header('content-length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\n\
-         http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+        ECHO_TWIN,
     )
     .file("scenarios/codes.toml", "[[requests]]\npath = '/'\nstatus = 200\n[[requests]]\ntwin_calls = { twin = 'echo', count = 20 }\n");
     let toml = |rate: f64| {
@@ -210,9 +213,7 @@ fn evaluators_sharing_a_service_take_turns_with_its_twins() {
     )
     .file(
         "twins/echo.py",
-        "import http.server, os\n\
-         class H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n        self.send_header('content-length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\n\
-         http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+        ECHO_TWIN,
     )
     .file("scenarios/one-call.toml", "[[requests]]\npath = '/'\nstatus = 200\n[[requests]]\ntwin_calls = { twin = 'echo', count = 1 }\n");
     let evaluator = |id: &str| {
