@@ -644,14 +644,29 @@ impl Executor<'_> {
                 let services = Arc::clone(&self.services);
                 let backend = Arc::clone(&self.backend);
                 let mut step = step.clone();
-                // No step runs past the run's `max_duration`.
-                if let Some(left) = time_left {
-                    step.grant.limits.timeout = step.grant.limits.timeout.min(left);
+                // No step runs past the run's `max_duration`: its deadline
+                // is cut to the time left, and a step stopped by the cut
+                // deadline ran out of the run's budget, not of its own.
+                let cut = time_left.filter(|left| *left < step.grant.limits.timeout);
+                if let Some(left) = cut {
+                    step.grant.limits.timeout = left;
                 }
+                let max_duration = plan.max_duration;
                 in_flight.insert(i);
                 running.spawn(async move {
+                    let started = Instant::now();
                     let mut report = run_or_reuse(&*backend, &services, &step, attempt, feedback, key).await;
                     report.attempt = attempt;
+                    if let (Some(left), Some(max)) = (cut, max_duration) {
+                        if report.status == StepStatus::Error && started.elapsed() >= left {
+                            report.budget_exhausted = Some(format!("max_duration = {max}"));
+                            report.reason = Some(format!(
+                                "stopped when the run reached its `max_duration` of {max} (its deadline was cut to the {} left)",
+                                crate::manifest::DurationSpec(whole_millis(left))
+                            ));
+                            report.reason_produced_from = None;
+                        }
+                    }
                     (i, inputs, report)
                 });
             }

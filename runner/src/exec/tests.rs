@@ -83,6 +83,12 @@ impl Backend for Scripted {
                 running.push(me);
             }
             if !self.pause.is_zero() {
+                // As a real backend does: a step stops at its deadline.
+                if self.pause > step.grant.limits.timeout {
+                    tokio::time::sleep(step.grant.limits.timeout).await;
+                    self.running.lock().unwrap().retain(|(id, _, _)| *id != step.id);
+                    return StepReport::error(&step.id, step.kind, "timed out".into());
+                }
                 tokio::time::sleep(self.pause).await;
             }
             self.running.lock().unwrap().retain(|(id, _, _)| *id != step.id);
@@ -327,17 +333,33 @@ fn rising_satisfaction_is_not_a_plateau() {
 }
 
 #[test]
+fn a_step_cut_short_by_max_duration_ran_out_of_the_run_s_budget() {
+    let mut f = fixture("[stage.a]\n[check.b]\nneeds = [\"a\"]\n");
+    f.plan.max_duration = Some(crate::manifest::DurationSpec(Duration::from_millis(150)));
+    let backend = slow(|_, _| Act::Pass, Duration::from_millis(400));
+    let report = run_with(&f, &backend, &options(1, false));
+    let a = report.steps.iter().find(|s| s.id == "a").unwrap();
+    assert_eq!(a.status, StepStatus::Error);
+    assert_eq!(a.budget_exhausted.as_deref(), Some("max_duration = 150ms"));
+    assert!(a.reason.as_deref().unwrap().contains("reached its `max_duration` of 150ms"), "{:?}", a.reason);
+    assert_eq!(report.termination, Some(Termination::Budget), "{:?}", report.escalation);
+}
+
+#[test]
 fn max_duration_is_checked_before_each_step_starts() {
-    let mut f = fixture("[stage.a]\n[check.b]\nneeds = [\"a\"]\n[check.c]\nneeds = [\"b\"]\n");
+    let mut f = fixture("[check.a]\n[check.b]\n[check.c]\n");
     f.plan.max_duration = Some(crate::manifest::DurationSpec(Duration::from_millis(300)));
     let backend = slow(|_, _| Act::Pass, Duration::from_millis(200));
     let report = run_with(&f, &backend, &options(1, false));
-    // `a` ran; `b` started with 100 ms left at most (its deadline cut to
-    // it); `c` found no time left and did not start.
+    // One at a time: `a` ran; `b` started with 100 ms left and was stopped
+    // at the cut deadline; `c` found no time left and did not start.
+    let step = |id: &str| report.steps.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(step("a").status, StepStatus::Passed);
+    assert_eq!(step("b").budget_exhausted.as_deref(), Some("max_duration = 300ms"));
     assert!(calls_of(&backend, "c").is_empty());
-    let c = report.steps.iter().find(|s| s.id == "c").unwrap();
-    assert_eq!(c.status, StepStatus::Skipped);
-    assert!(c.reason.as_deref().unwrap().contains("reached its `max_duration` of 300ms"), "{:?}", c.reason);
+    assert_eq!(step("c").status, StepStatus::Skipped);
+    let reason = step("c").reason.clone().unwrap();
+    assert!(reason.contains("reached its `max_duration` of 300ms"), "{reason}");
     assert_eq!(report.termination, Some(Termination::Budget));
     assert_eq!(report.status, RunStatus::Failed);
     assert!(report.escalation.unwrap().contains("max_duration"));

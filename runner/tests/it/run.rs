@@ -158,3 +158,32 @@ fn a_runner_that_cannot_reserve_the_instance_pool_allocates_on_demand() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["status"], "passed");
 }
+
+/// `[pipeline] max_duration` cuts a native step's deadline to the time
+/// left: the step is stopped at the budget, its process tree with it, the
+/// step after it does not start, and the run ends with `termination:
+/// budget`, long before the step's own `timeout`.
+#[test]
+fn max_duration_stops_a_run_at_its_budget_not_later() {
+    let ws = Workspace::new();
+    ws.file("out/.keep", "");
+    let pipeline = "[pipeline]\nname = \"budget\"\nmax_duration = \"1500ms\"\n\n\
+                    [stage.slow]\nrun = [\"sleep\", \"30\"]\nwrite = [\"out\"]\ntimeout = \"60s\"\n\n\
+                    [check.after]\nrun = [\"true\"]\nneeds = [\"slow\"]\n";
+    let started = std::time::Instant::now();
+    let ran = ws.run(pipeline, &["run", "--format", "json"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the run overshot its budget: {ran:?}");
+    assert_eq!(ran.code, 1, "{ran:?}");
+    let report = ran.json();
+    assert_eq!(report["termination"], "budget", "{report}");
+    let slow = &report["steps"][0];
+    assert_eq!(
+        (slow["status"].as_str(), slow["budget_exhausted"].as_str()),
+        (Some("error"), Some("max_duration = 1500ms"))
+    );
+    assert_eq!(report["steps"][1]["status"], "skipped");
+    assert!(
+        report["escalation"].as_str().unwrap().contains("ran out of its budget (`max_duration = 1500ms`)"),
+        "{report}"
+    );
+}
