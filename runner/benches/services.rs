@@ -202,6 +202,7 @@ fn main() {
         let twin = TwinSpec {
             id: "twin".into(),
             origin: "https://twin.example".into(),
+            url_env: "TWIN_URL".into(),
             faults: Faults { error_rate: 0.0, latency: Duration::ZERO, seed: 0 },
             server: spec(9000, BTreeMap::new()),
         };

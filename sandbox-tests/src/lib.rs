@@ -30,6 +30,7 @@ pub const GUESTS: &[&str] = &[
     "socket_probe",
     "spin_forever",
     "stack_overflow",
+    "twin_caller",
     "write_probe",
     "write_then_fail",
 ];

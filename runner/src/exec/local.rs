@@ -97,6 +97,7 @@ impl Services {
             twins.push(crate::sandbox::service::TwinSpec {
                 id: twin.id.clone(),
                 origin: twin.origin.clone(),
+                url_env: twin.url_env.clone(),
                 faults: twin.faults,
                 server: server_spec(local, &twin.server, "twin")
                     .map_err(|reason| unusable(format!("twin `{}`: {reason}", twin.id)))?,
@@ -370,7 +371,8 @@ async fn evaluate_all(
         _ => None,
     };
     let budget = RequestBudget::of(&step.grant);
-    let judged = crate::sandbox::Judged { subject: subject.clone(), service, judging: None, requests: budget.clone() };
+    let judged =
+        crate::sandbox::Judged { subject: subject.clone(), service, requests: budget.clone(), ..Default::default() };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
     let Some(grant) = remaining(&step.grant, deadline) else {

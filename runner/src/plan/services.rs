@@ -453,13 +453,6 @@ fn resolve_table(
         ),
         _ => {}
     }
-    if let (true, Some(first)) = (is_component, t.twins.first()) {
-        diags.push(
-            Diagnostic::new(Code::CR021, format!("service `{id}` is a component, which cannot call twins yet"))
-                .at(here(first.span()))
-                .hint("run the service as a native program (`run = [...]`) to give it twins"),
-        );
-    }
     let mut twins: Vec<Twin> = Vec::new();
     for raw in &t.twins {
         let name = raw.get_ref();

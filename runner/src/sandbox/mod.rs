@@ -478,6 +478,9 @@ pub struct Judged {
     pub judging: Option<Arc<judging::JudgingRun>>,
     /// The step run's `max_requests`, shared by all its invocations.
     pub requests: Option<Arc<network::RequestBudget>>,
+    /// Origins its outgoing `wasi:http` requests reach in-process: a
+    /// component service's twins.
+    pub routes: network::LocalRoutes,
 }
 
 /// Runs `call` on a fresh Store built from `grant`, under its deadline, and
@@ -494,6 +497,7 @@ async fn invoke<T>(engine: &Engine, grant: &Grant, secrets: &Secrets, judged: Ju
         args: None,
         secrets,
         denied: Arc::clone(&denied),
+        env: Vec::new(),
     };
     let result = match new_store(engine, grant, io, judged) {
         Err(failure) => Err(failure),
@@ -546,6 +550,9 @@ pub(crate) struct StoreIo<'a> {
     pub(crate) secrets: &'a Secrets,
     /// Where the network policy records refused requests.
     pub(crate) denied: Arc<Mutex<Vec<String>>>,
+    /// Environment variables besides granted secrets (a component
+    /// service's twin URLs); plugins get none.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// A Store with exactly what `grant` allows; see the module docs for defaults.
@@ -555,7 +562,7 @@ fn new_store(
     io: StoreIo<'_>,
     judged: Judged,
 ) -> Result<(Store<StepState>, fs::Staging), Failure> {
-    let StoreIo { stdout, stderr, stdin, args, secrets, denied } = io;
+    let StoreIo { stdout, stderr, stdin, args, secrets, denied, env } = io;
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(stdout.clone())
@@ -569,6 +576,9 @@ fn new_store(
     if let Some(args) = args {
         builder.args(args).stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(stdin));
     }
+    for (name, value) in &env {
+        builder.env(name, value);
+    }
     for name in &grant.secret_env {
         let value = secrets.value(name).ok_or_else(|| Failure::Host(format!("secret `{name}` was not read")))?;
         builder.env(name, value);
@@ -581,7 +591,7 @@ fn new_store(
         subject: judged.subject,
         service: judged.service,
         deadline: Instant::now() + grant.limits.timeout,
-        http: network::HttpState::new(grant.http(), secrets, denied, judged.requests),
+        http: network::HttpState::new(grant.http(), secrets, denied, judged.requests, judged.routes),
         judging: judged.judging,
     };
     let mut store = Store::new(engine, state);

@@ -51,6 +51,34 @@ pub struct HttpState {
     pub hooks: Hooks,
 }
 
+/// One request the host answers itself instead of sending it out: a
+/// component service's call to one of its twins.
+#[derive(Debug, Clone)]
+pub struct LocalCall {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path and query, starting with `/`.
+    pub path: String,
+    /// Header names (lower case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// The answer to a [`LocalCall`]: status, headers and body.
+pub type LocalAnswer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Something that answers [`LocalCall`]s for one origin: a twin, through
+/// the same recording and faults as a program service's calls to it.
+pub trait LocalRoute: Send + Sync {
+    /// Answers `call`.
+    fn call(&self, call: LocalCall) -> std::pin::Pin<Box<dyn Future<Output = LocalAnswer> + Send + '_>>;
+}
+
+/// Origins (`host` or `host:port`, plain `http`) the host answers itself,
+/// each with what answers it.
+pub type LocalRoutes = Vec<(String, Arc<dyn LocalRoute>)>;
+
 /// The requests one run of a step may still make (`max_requests`), shared
 /// by all its invocations.
 #[derive(Debug)]
@@ -106,6 +134,7 @@ impl HttpState {
         secrets: &Secrets,
         denied: Arc<Mutex<Vec<String>>>,
         budget: Option<Arc<RequestBudget>>,
+        routes: LocalRoutes,
     ) -> HttpState {
         let headers = grant
             .map(|g| {
@@ -120,7 +149,7 @@ impl HttpState {
                     .collect()
             })
             .unwrap_or_default();
-        HttpState { ctx: WasiHttpCtx::new(), hooks: Hooks { grant: grant.cloned(), headers, denied, budget } }
+        HttpState { ctx: WasiHttpCtx::new(), hooks: Hooks { grant: grant.cloned(), headers, denied, budget, routes } }
     }
 }
 
@@ -133,6 +162,8 @@ pub struct Hooks {
     denied: Arc<Mutex<Vec<String>>>,
     /// The step run's `max_requests`, if it has one.
     budget: Option<Arc<RequestBudget>>,
+    /// Origins answered in-process (a component service's twins).
+    routes: LocalRoutes,
 }
 
 type SendResult =
@@ -157,6 +188,12 @@ impl WasiHttpHooks for Hooks {
             }
             Box::new(async { Err(Error::HttpRequestDenied) })
         };
+        if scheme == "http" {
+            let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+            if let Some((_, route)) = self.routes.iter().find(|(name, _)| *name == authority) {
+                return Box::new(answer_locally(Arc::clone(route), request));
+            }
+        }
         let Some(grant) = &self.grant else {
             return deny(format!("{origin}: the step has no `allow_hosts`"));
         };
@@ -187,6 +224,42 @@ impl WasiHttpHooks for Hooks {
             send(request, address, &scheme, &host, connect_timeout, first_byte).await
         })
     }
+}
+
+/// Hands `request` to `route` whole, and its answer back as a response.
+async fn answer_locally(route: Arc<dyn LocalRoute>, request: http::Request<WasiBody>) -> SendResult {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|_| Error::HttpRequestBodySize(Some(MAX_RESPONSE_BYTES as u64)))?
+        .to_bytes()
+        .to_vec();
+    let call = LocalCall {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+    };
+    let (status, headers, body) = route.call(call).await;
+    let mut response = http::Response::new(
+        http_body_util::Full::new(hyper::body::Bytes::from(body))
+            .map_err(|never: std::convert::Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    Ok((response, Box::new(async { Ok(()) })))
 }
 
 /// The first address `host` resolves to, refused when any of them is not

@@ -129,6 +129,8 @@ pub struct TwinSpec {
     pub id: String,
     /// What the service believes it calls (sent as `x-cleanroom-origin`).
     pub origin: String,
+    /// The variable that tells the service the twin's URL.
+    pub url_env: String,
     /// Faults on the way.
     pub faults: crate::plan::services::Faults,
     /// Its program, run like a service.
@@ -239,12 +241,13 @@ impl RunningService {
         Ok(twin.calls.lock().map(|c| c.clone()).unwrap_or_default())
     }
 
-    /// A component service (no twins), ready at once.
-    fn serve_component(name: String, server: ComponentServer) -> RunningService {
+    /// A component service, ready at once; its calls to `twins` are
+    /// answered in-process ([`ComponentServer::send`]).
+    fn serve_component(name: String, server: ComponentServer, twins: Vec<Arc<TwinState>>) -> RunningService {
         let output = server.grant.limits.output;
         RunningService {
             name,
-            twins: Vec::new(),
+            twins,
             twin_task: None,
             relay: None,
             component: Some(server),
@@ -274,7 +277,7 @@ impl RunningService {
     /// with none) and waits until it is ready.
     async fn start_one(spec: &ServiceSpec, twins: Vec<Arc<TwinState>>) -> Result<RunningService, ServiceFailure> {
         if let Some(component) = &spec.component {
-            return Ok(RunningService::serve_component(spec.name.clone(), component.clone()));
+            return Ok(RunningService::serve_component(spec.name.clone(), component.clone(), twins));
         }
         let host_failure = |reason: String| ServiceFailure {
             reason: format!("{} could not be started: {reason}", spec.name),
@@ -455,7 +458,7 @@ impl RunningService {
     pub async fn send(&self, request: Request, deadline: Instant) -> Result<Response, SendError> {
         let deadline = deadline.min(Instant::now() + REQUEST_TIMEOUT);
         if let Some(component) = &self.component {
-            return component.send(request, deadline, (&self.stdout, &self.stderr)).await;
+            return component.send(request, deadline, (&self.stdout, &self.stderr), &self.twins).await;
         }
         let stream = self.connect().await?;
         let http_request = build_request(request)?;
@@ -530,23 +533,44 @@ impl ComponentServer {
         ComponentServer { engine, pre, grant }
     }
 
+    /// Handles `request` in a fresh instance. The instance's outgoing
+    /// requests to `http://TWIN.twin` (its `url_env` for each of `twins`)
+    /// are answered by that twin, recorded and faulted as a program
+    /// service's calls are; any other request is refused.
     async fn send(
         &self,
         request: Request,
         deadline: Instant,
         (stdout, stderr): (&CappedPipe, &CappedPipe),
+        twins: &[Arc<TwinState>],
     ) -> Result<Response, SendError> {
         use wasmtime_wasi_http::WasiHttpView;
         let request = build_request(request)?.map(|body| {
             body.map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
         });
         let secrets = crate::secrets::Secrets::default();
-        let io =
-            super::StoreIo { stdout, stderr, stdin: Vec::new(), args: None, secrets: &secrets, denied: Arc::default() };
+        let env = twins
+            .iter()
+            .map(|t| (t.spec.url_env.clone(), format!("http://{}", component_twin_authority(&t.spec.id))))
+            .collect();
+        let io = super::StoreIo {
+            stdout,
+            stderr,
+            stdin: Vec::new(),
+            args: None,
+            secrets: &secrets,
+            denied: Arc::default(),
+            env,
+        };
         let mut grant = self.grant.clone();
         grant.limits.timeout = deadline.saturating_duration_since(Instant::now());
-        let (mut store, _staging) = super::new_store(&self.engine, &grant, io, super::Judged::default())
-            .map_err(|_| SendError::NotReachable)?;
+        let routes = twins
+            .iter()
+            .map(|t| (component_twin_authority(&t.spec.id), Arc::clone(t) as Arc<dyn super::network::LocalRoute>))
+            .collect();
+        let judged = super::Judged { routes, ..super::Judged::default() };
+        let (mut store, _staging) =
+            super::new_store(&self.engine, &grant, io, judged).map_err(|_| SendError::NotReachable)?;
         super::limits::arm_deadline(&mut store, deadline);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let scheme = wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http;
@@ -668,29 +692,64 @@ async fn serve_twin_connection(stream: std::net::TcpStream, twin: Arc<TwinState>
     let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, handler).await;
 }
 
-/// One call to a twin: recorded, then failed or delayed as its faults say,
-/// then forwarded.
+/// The host name a component service reaches twin `id` at:
+/// `$URL_ENV` is `http://ID.twin`.
+fn component_twin_authority(id: &str) -> String {
+    format!("{id}.twin")
+}
+
+impl super::network::LocalRoute for TwinState {
+    fn call(
+        &self,
+        call: super::network::LocalCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = super::network::LocalAnswer> + Send + '_>> {
+        Box::pin(twin_exchange(self, call))
+    }
+}
+
+/// One call to a twin over a connection from the relay, as hyper hands it.
 async fn twin_call(
     twin: &TwinState,
     request: http::Request<hyper::body::Incoming>,
 ) -> http::Response<http_body_util::Full<hyper::body::Bytes>> {
-    let respond = |status: u16, body: &str| {
-        let mut response = http::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string())));
-        *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        response
-    };
     let (parts, body) = request.into_parts();
-    let Ok(body) = http_body_util::Limited::new(body, MAX_CALL_BODY).collect().await else {
-        return respond(413, "request body over the twin's limit");
+    let (status, headers, body) = match http_body_util::Limited::new(body, MAX_CALL_BODY).collect().await {
+        Err(_) => (413, Vec::new(), b"request body over the twin's limit".to_vec()),
+        Ok(body) => {
+            let call = super::network::LocalCall {
+                method: parts.method.as_str().to_string(),
+                path: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+                body: body.to_bytes().to_vec(),
+            };
+            twin_exchange(twin, call).await
+        }
     };
-    let body = body.to_bytes().to_vec();
-    let method = parts.method.as_str().to_string();
-    let path = parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
+    let mut response = http::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// One call to a twin: recorded, then failed or delayed as its faults say,
+/// then forwarded to the twin's current program; its answer, without the
+/// headers that describe a connection.
+async fn twin_exchange(twin: &TwinState, call: super::network::LocalCall) -> super::network::LocalAnswer {
+    let respond = |status: u16, body: &str| (status, Vec::new(), body.as_bytes().to_vec());
+    let super::network::LocalCall { method, path, headers, body } = call;
+    if body.len() > MAX_CALL_BODY {
+        return respond(413, "request body over the twin's limit");
+    }
     let recorded = headers
         .iter()
         .map(|(name, value)| {
@@ -716,19 +775,14 @@ async fn twin_call(
     match server.send(request, Instant::now() + REQUEST_TIMEOUT).await {
         Err(e) => respond(502, e.as_str()),
         Ok(answer) => {
-            let mut response = respond(answer.status, "");
-            *response.body_mut() = http_body_util::Full::new(hyper::body::Bytes::from(answer.body));
-            for (name, value) in answer.headers {
-                if ["connection", "transfer-encoding", "content-length", "keep-alive"].contains(&name.as_str()) {
-                    continue;
-                }
-                if let (Ok(name), Ok(value)) =
-                    (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
-                {
-                    response.headers_mut().append(name, value);
-                }
-            }
-            response
+            let headers = answer
+                .headers
+                .into_iter()
+                .filter(|(name, _)| {
+                    !["connection", "transfer-encoding", "content-length", "keep-alive"].contains(&name.as_str())
+                })
+                .collect();
+            (answer.status, headers, answer.body)
         }
     }
 }

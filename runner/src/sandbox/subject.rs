@@ -240,6 +240,7 @@ impl SubjectRunner {
             args: Some(&argv),
             secrets: &secrets,
             denied: Arc::default(),
+            env: Vec::new(),
         };
         let (mut store, _staging) = new_store(engine, grant, io, super::Judged::default())
             .map_err(|f| (SubjectFailure::CouldNotStart, f.to_string()))?;

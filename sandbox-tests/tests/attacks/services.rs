@@ -74,8 +74,42 @@ fn scenario_detail(report: &cleanroom::RunReport) -> String {
     step(report, "judge").evaluation.as_ref().map(|e| e.scenarios[0].detail.clone()).unwrap_or_default()
 }
 
+/// A component service (`twin_caller`) with the twin `mail` (a program, or
+/// the first-party mail twin component), judged by scenario-runner with
+/// `scenario`.
+fn component_twin_pipeline(ws: &Workspace, twin: &str, scenario: &str) -> String {
+    ws.file("twins/mail.py", TWIN).file("scenarios/check.toml", scenario).dir("out").dir("app");
+    fs_err::copy(sandbox_tests::guest("twin_caller"), ws.root().join("app/api.wasm")).unwrap();
+    fs_err::copy(super::leaks::plugin("mail_twin"), ws.root().join("twins/mail.wasm")).unwrap();
+    format!(
+        "[barrier]\nholdout = [\"scenarios\"]\n\n[stage.code]\nplugin = \"recorder\"\nwrite = [\"out\"]\n\n\
+         [twin.mail]\norigin = \"https://api.mail.example\"\n{twin}\nurl_env = \"MAIL_URL\"\n\n\
+         [service.api]\ncomponent = \"app/api.wasm\"\ntwins = [\"mail\"]\n\n\
+         [evaluator.judge]\nplugin = \"runner\"\nneeds = [\"code\"]\nread = [\"scenarios\"]\nservice = \"api\"\n\
+         repeat = 2\nretry = \"code\"\nmax_iterations = 2\nconfig = {{ scenarios = \"/scenarios\" }}\n"
+    )
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        case("a component service reaches past its twins, and its calls to them are recorded", || {
+            let scenario =
+                "[[requests]]\npath = '/'\nstatus = 200\nbody_contains = ['twin: 202', 'outside: refused']\n\
+                            [[requests]]\ntwin_calls = { twin = 'mail', method = 'POST', path = '/send', count = 1 }\n";
+            let native = format!("run = [\"python3\", \"twins/mail.py\"]\nread = [\"twins\"]\nport = {TWIN_PORT}");
+            let component = format!("component = \"twins/mail.wasm\"\nport = {TWIN_PORT}");
+            for twin in [native, component] {
+                let ws = Workspace::new();
+                let report = run(&ws, &component_twin_pipeline(&ws, &twin, scenario));
+                let detail = scenario_detail(&report);
+                assert!(
+                    report.passed(),
+                    "with `{twin}`: the call did not reach the twin, or the outside did: {detail}"
+                );
+                // The twin's URL is the runner's, not a host the service could reach itself.
+                assert!(detail.contains("url: http://mail.twin"), "{detail}");
+            }
+        }),
         case("a service takes its twin's port to play the twin itself", || {
             // It binds the twin's port before calling it, answering itself
             // if it can; either way the call must reach the real twin and
