@@ -805,6 +805,15 @@ async fn run_command_step(
             let last = last_line(&report);
             if exit.success() {
                 committed = commit(staged, &local.workspace, &mut report, None);
+            } else if jail.out_of_memory() {
+                // Its memory cap: what its inputs made it take, so a
+                // failure of the work (a retried stage can use less).
+                let cap = step.grant.native().and_then(|n| n.memory).map(crate::manifest::ByteSize);
+                report.status = StepStatus::Failed;
+                report.reason = Some(match cap {
+                    Some(cap) => format!("`{display}` ran out of memory (its `memory` cap of {cap}) and was killed"),
+                    None => format!("`{display}` ran out of memory and was killed"),
+                });
             } else if let (None, Some(signal)) = (exit.code, exit.signal) {
                 // Killed from outside, or by itself: says nothing about its
                 // inputs, so an error (never cached), not a failure.

@@ -224,7 +224,9 @@ pub struct StepTable {
     pub needs: Vec<Spanned<String>>,
     /// Wall-clock deadline. Default 60s. Example: `timeout = "30s"`.
     pub timeout: Option<DurationSpec>,
-    /// Memory cap for the plugin. Default 512MiB. Example: `memory = "256MiB"`.
+    /// Memory cap: a plugin's linear memory (default 512MiB), or a `run`
+    /// program's whole process tree, as a memory cgroup (default none).
+    /// Example: `memory = "256MiB"`.
     pub memory: Option<ByteSize>,
     /// Free-form settings passed to the plugin as JSON.
     pub config: Option<Spanned<toml::Table>>,

@@ -116,15 +116,6 @@ pub const RULES: &[Rule] = &[
             "pass settings in `run` or `env`",
         )],
     },
-    Rule {
-        key: "memory",
-        at: |t| t.memory.is_some().then(|| t.run.as_ref().map(|r| r.span())),
-        needs: &[(
-            Needs::Plugin,
-            "step `{id}` sets `memory`, which this version enforces only for plugins",
-            "remove `memory`; native programs are bounded by `timeout` and the jail, not by a memory cap yet",
-        )],
-    },
     Rule { key: "allow_hosts", at: |t| span(t.allow_hosts.as_ref().map(|a| a.span())), needs: &[ONLY_PLUGINS_NET] },
     Rule { key: "allow_private", at: |t| span(t.allow_private.as_ref().map(|a| a.span())), needs: &[ONLY_PLUGINS_NET] },
     Rule {

@@ -65,9 +65,10 @@ pub fn resolve(table: &StepTable) -> Limits {
 /// What `--dry-run` says of a step's limits, network and caching, in one line.
 pub fn describe(step: &super::Step) -> String {
     let limits = &step.grant.limits;
-    let memory = match step.action {
-        super::Action::Plugin(_) => format!(", memory {}", ByteSize(limits.memory)),
-        super::Action::Command { .. } => String::new(),
+    let memory = match (&step.action, step.grant.native().and_then(|n| n.memory)) {
+        (super::Action::Plugin(_), _) => format!(", memory {}", ByteSize(limits.memory)),
+        (super::Action::Command { .. }, Some(cap)) => format!(", memory {} (cgroup)", ByteSize(cap)),
+        (super::Action::Command { .. }, None) => String::new(),
     };
     let network = if step.grant.network() { ", network ON" } else { "" };
     let cache = if step.cache { "" } else { ", not cached" };

@@ -461,8 +461,10 @@ impl Plan {
             .filter_map(|s| s.evaluation.as_ref()?.subject.as_ref())
             .filter(|s| matches!(s.program, subjects::SubjectProgram::Component(_)))
             .map(|s| &s.grant);
+        // Native programs' caps are cgroups, not the engine's business.
         self.steps
             .iter()
+            .filter(|s| matches!(s.action, Action::Plugin(_)))
             .map(|s| &s.grant)
             .chain(subjects)
             .map(|g| g.limits.memory)
@@ -652,6 +654,9 @@ fn resolve_command(
     }
     native.env = command::environment(&native.tools, &granted, home.as_deref());
     native.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    // A native program's `memory` caps its whole process tree (a memory
+    // cgroup); without it, only its deadline bounds what it takes.
+    native.memory = d.table.memory.map(|m| m.0);
     let path = native.env["PATH"].clone();
     grant.reach = Reach::Native(native);
     let Some(name) = run.get_ref().first() else {

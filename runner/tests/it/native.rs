@@ -231,3 +231,30 @@ fn jail_fails_closed_when_the_kernel_refuses_namespaces() {
     assert_eq!(step(&json, "peek")["status"], "failed");
     assert!(stderr.contains("warning: step `hello` ran WITHOUT the kernel jail"), "{stderr}");
 }
+
+/// `memory` on a native step caps its whole process tree: a child that
+/// grows past the cap is killed and the step fails saying so; the same
+/// program under the cap (the control) passes.
+#[test]
+fn a_native_step_s_memory_cap_covers_its_children() {
+    let ws = Workspace::new();
+    let hog =
+        |mib: u32| format!("[\"sh\", \"-c\", \"python3 -c 'x = bytearray({mib} * 1024 * 1024); print(len(x))'\"]");
+    let (ran, json) = run_json(
+        &ws,
+        &format!(
+            "[check.control]\nrun = {}\nmemory = \"256MiB\"\n\n[check.hog]\nrun = {}\nmemory = \"64MiB\"\n",
+            hog(16),
+            hog(512)
+        ),
+    );
+    assert_eq!(step(&json, "control")["status"], "passed", "{ran:?}");
+    let hog = step(&json, "hog");
+    assert_eq!(hog["status"], "failed", "{ran:?}");
+    assert!(hog["reason"].as_str().unwrap().contains("ran out of memory (its `memory` cap of 64MiB)"), "{hog}");
+    let dry = ws.run(
+        &format!("[pipeline]\nname = \"native\"\n\n[check.hog]\nrun = [\"true\"]\nmemory = \"64MiB\"\n"),
+        &["run", "--dry-run"],
+    );
+    assert!(dry.stdout.contains("memory 64MiB (cgroup)"), "{dry:?}");
+}
