@@ -253,7 +253,7 @@ fn a_native_step_s_memory_cap_covers_its_children() {
     assert_eq!(hog["status"], "failed", "{ran:?}");
     assert!(hog["reason"].as_str().unwrap().contains("ran out of memory (its `memory` cap of 64MiB)"), "{hog}");
     let dry = ws.run(
-        &format!("[pipeline]\nname = \"native\"\n\n[check.hog]\nrun = [\"true\"]\nmemory = \"64MiB\"\n"),
+        "[pipeline]\nname = \"native\"\n\n[check.hog]\nrun = [\"true\"]\nmemory = \"64MiB\"\n",
         &["run", "--dry-run"],
     );
     assert!(dry.stdout.contains("memory 64MiB (cgroup)"), "{dry:?}");
