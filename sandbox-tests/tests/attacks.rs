@@ -782,7 +782,10 @@ fn every_guest_is_attacked() {
     let source = [
         include_str!("attacks.rs"),
         include_str!("attacks/jail.rs"),
+        include_str!("attacks/judge.rs"),
         include_str!("attacks/leaks.rs"),
+        include_str!("attacks/services.rs"),
+        include_str!("attacks/subjects.rs"),
         include_str!("attacks/trust.rs"),
     ]
     .concat();
