@@ -65,6 +65,37 @@ pub struct LocalCall {
     pub body: Vec<u8>,
 }
 
+impl LocalCall {
+    /// The call an HTTP request's `parts` and whole `body` make.
+    pub fn from_parts(parts: &http::request::Parts, body: Vec<u8>) -> LocalCall {
+        LocalCall {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            body,
+        }
+    }
+}
+
+/// A response with `status`, `headers` (those that are not valid HTTP
+/// are left out) and `body`.
+pub fn local_response<B>(status: u16, headers: Vec<(String, String)>, body: B) -> http::Response<B> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
 /// The answer to a [`LocalCall`]: status, headers and body.
 pub type LocalAnswer = (u16, Vec<(String, String)>, Vec<u8>);
 
@@ -235,31 +266,11 @@ async fn answer_locally(route: Arc<dyn LocalRoute>, request: http::Request<WasiB
         .map_err(|_| Error::HttpRequestBodySize(Some(MAX_RESPONSE_BYTES as u64)))?
         .to_bytes()
         .to_vec();
-    let call = LocalCall {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
-        body,
-    };
-    let (status, headers, body) = route.call(call).await;
-    let mut response = http::Response::new(
-        http_body_util::Full::new(hyper::body::Bytes::from(body))
-            .map_err(|never: std::convert::Infallible| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
-        {
-            response.headers_mut().append(name, value);
-        }
-    }
-    Ok((response, Box::new(async { Ok(()) })))
+    let (status, headers, body) = route.call(LocalCall::from_parts(&parts, body)).await;
+    let body = http_body_util::Full::new(hyper::body::Bytes::from(body))
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync();
+    Ok((local_response(status, headers, body), Box::new(async { Ok(()) })))
 }
 
 /// The first address `host` resolves to, refused when any of them is not

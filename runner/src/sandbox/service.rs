@@ -715,30 +715,9 @@ async fn twin_call(
     let (parts, body) = request.into_parts();
     let (status, headers, body) = match http_body_util::Limited::new(body, MAX_CALL_BODY).collect().await {
         Err(_) => (413, Vec::new(), b"request body over the twin's limit".to_vec()),
-        Ok(body) => {
-            let call = super::network::LocalCall {
-                method: parts.method.as_str().to_string(),
-                path: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                    .collect(),
-                body: body.to_bytes().to_vec(),
-            };
-            twin_exchange(twin, call).await
-        }
+        Ok(body) => twin_exchange(twin, super::network::LocalCall::from_parts(&parts, body.to_bytes().to_vec())).await,
     };
-    let mut response = http::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(body)));
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) =
-            (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(&value))
-        {
-            response.headers_mut().append(name, value);
-        }
-    }
-    response
+    super::network::local_response(status, headers, http_body_util::Full::new(hyper::body::Bytes::from(body)))
 }
 
 /// One call to a twin: recorded, then failed or delayed as its faults say,
