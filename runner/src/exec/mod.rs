@@ -303,8 +303,8 @@ struct RunState {
     reusable: BTreeMap<usize, (BTreeMap<String, String>, StepReport)>,
     /// One entry per finished round.
     history: Vec<AttemptReport>,
-    /// Satisfaction per gate and round, and the feedback each stage got:
-    /// what plateau and repeating-failure stops look at.
+    /// Each gate's score per round, and the feedback each stage got: what
+    /// plateau and repeating-failure stops look at.
     progress: stopping::Progress,
 }
 
