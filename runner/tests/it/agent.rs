@@ -18,6 +18,24 @@ const FIX: &str = "--- a/work/main.rs\n+++ b/work/main.rs\n@@ -1,2 +1,9 @@\n fn 
 
 const KEY: &str = "sk-agent-test-4d2c9e71";
 
+/// The agent example pointed at `llm` (a loopback endpoint), with `edit`
+/// applied to its pipeline.
+fn agent_workspace(llm: &MockLlm, edit: impl Fn(String) -> String) -> crate::Workspace {
+    let (base_url, origin) = (llm.base_url(), llm.origin());
+    example_copy("agent", |toml| {
+        edit(
+            toml.replace("https://api.openai.com/v1", &base_url)
+                .replace("\"https://api.openai.com\"", &format!("\"{origin}\""))
+                .replace("allow_hosts = [", "allow_private = true\nallow_hosts = ["),
+        )
+    })
+}
+
+/// Runs the agent example's pipeline with the API key set.
+fn run_agent(ws: &crate::Workspace) -> crate::Ran {
+    cleanroom_with_env(ws.path(), &["run", "--format", "json", "pipeline.toml"], &[("OPENAI_API_KEY", OsStr::new(KEY))])
+}
+
 #[test]
 fn the_agent_fails_then_passes_on_feedback_and_never_sees_the_holdout() {
     // The model: on a first request of an attempt, write (attempt 1) or
@@ -36,17 +54,8 @@ fn the_agent_fails_then_passes_on_feedback_and_never_sees_the_holdout() {
             _ => Reply::text("Wrote /work/main.rs as the spec says."),
         }
     });
-    let (base_url, origin) = (llm.base_url(), llm.origin());
-    let ws = example_copy("agent", |toml| {
-        toml.replace("https://api.openai.com/v1", &base_url)
-            .replace("\"https://api.openai.com\"", &format!("\"{origin}\""))
-            .replace("allow_hosts = [", "allow_private = true\nallow_hosts = [")
-    });
-    let ran = cleanroom_with_env(
-        ws.path(),
-        &["run", "--format", "json", "pipeline.toml"],
-        &[("OPENAI_API_KEY", OsStr::new(KEY))],
-    );
+    let ws = agent_workspace(&llm, |toml| toml);
+    let ran = run_agent(&ws);
     assert_eq!(ran.code, 0, "{ran:?}");
     let report = ran.json();
     let implement = &report["steps"][0];
@@ -106,18 +115,8 @@ fn the_agent_fails_then_passes_on_feedback_and_never_sees_the_holdout() {
 #[test]
 fn the_request_budget_stops_an_agent_that_never_finishes() {
     let llm = MockLlm::start_with(|_| Reply::tool("write_file", json!({"path": "/work/main.rs", "content": WRONG})));
-    let (base_url, origin) = (llm.base_url(), llm.origin());
-    let ws = example_copy("agent", |toml| {
-        toml.replace("https://api.openai.com/v1", &base_url)
-            .replace("\"https://api.openai.com\"", &format!("\"{origin}\""))
-            .replace("allow_hosts = [", "allow_private = true\nallow_hosts = [")
-            .replace("max_turns = 20", "max_turns = 20\nmax_requests = 3")
-    });
-    let ran = cleanroom_with_env(
-        ws.path(),
-        &["run", "--format", "json", "pipeline.toml"],
-        &[("OPENAI_API_KEY", OsStr::new(KEY))],
-    );
+    let ws = agent_workspace(&llm, |toml| toml.replace("max_turns = 20", "max_turns = 20\nmax_requests = 3"));
+    let ran = run_agent(&ws);
     assert_eq!(ran.code, 1, "{ran:?}");
     let report = ran.json();
     assert_eq!(report["termination"], "budget", "{report}");
