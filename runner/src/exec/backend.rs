@@ -9,6 +9,7 @@
 //! backend, the executor scrubs secrets from the report, journals it and
 //! files it in the result cache, so no backend can skip those.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -28,8 +29,17 @@ pub trait Backend: Send + Sync {
     /// report: never an `Err`, a step that could not run is a report with
     /// status `error` (marked [`StepReport::infrastructure`] when the cause
     /// is not the work being judged). Dropping the future must stop the step
-    /// and commit nothing (Ctrl-C relies on it).
-    fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a>;
+    /// and commit nothing (Ctrl-C relies on it). `inputs` are the content
+    /// digests of the step's inputs by workspace path, as the executor
+    /// journals and caches them (its mounts, and what its subject, service
+    /// and twins read): a backend uses them instead of hashing again.
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        attempt: u32,
+        feedback: Vec<String>,
+        inputs: &'a BTreeMap<String, String>,
+    ) -> Running<'a>;
 
     /// Called when a round's steps have all finished, before the gates are
     /// judged: a backend stops what it kept up for the round (services) and

@@ -20,7 +20,7 @@ use crate::plan::{Action, Grant, Step, StepKind};
 use crate::report::{EvaluationReport, FindingReport, ScenarioReport, StepReport, StepStatus};
 use crate::sandbox::jail;
 use crate::sandbox::jail::step::{NativeStep, StepJail};
-use crate::sandbox::judging::{JudgingRun, Salt, VerdictCache, Verdicts};
+use crate::sandbox::judging::{JudgingRun, VerdictCache, Verdicts};
 use crate::sandbox::network::RequestBudget;
 use crate::sandbox::output::Captured;
 use crate::sandbox::quota::Quota;
@@ -61,12 +61,13 @@ pub struct Services {
 
 impl Services {
     /// The running `service`, started (and waited for) if it is not
-    /// running, if what it reads changed, or if `fresh`.
+    /// running or if what it reads changed since it started (`inputs`,
+    /// the evaluator's input digests); `None` asks for a fresh one.
     async fn get(
         &self,
         local: &Local,
         service: &crate::plan::services::Service,
-        fresh: bool,
+        inputs: Option<&BTreeMap<String, String>>,
     ) -> Result<Arc<crate::sandbox::service::RunningService>, crate::sandbox::service::ServiceFailure> {
         let unusable = |reason: String| crate::sandbox::service::ServiceFailure {
             reason: format!("service `{}`: {reason}", service.id),
@@ -74,17 +75,14 @@ impl Services {
             infrastructure: false,
         };
         let spec = server_spec(local, service, "service").map_err(unusable)?;
-        let digester = crate::cache::digest::Digester::cold(&local.workspace);
-        let digest: String = spec
-            .grant
-            .mounts
-            .iter()
-            .chain(&service.component)
-            .map(|m| format!("{}={};", m.rel, digester.digest(&m.host)))
-            .collect();
+        // A fresh service is never compared, so it needs no digest.
+        let digest = inputs.map(|inputs| {
+            let mounts = spec.grant.mounts.iter().chain(&service.component);
+            mounts.map(|m| format!("{}={};", m.rel, input_digest(local, inputs, m))).collect::<String>()
+        });
         let mut running = self.running.lock().await;
-        if let Some((started_with, service)) = running.get(&service.id) {
-            if !fresh && *started_with == digest {
+        if let (Some((started_with, service)), Some(digest)) = (running.get(&service.id), &digest) {
+            if started_with == digest {
                 return Ok(Arc::clone(service));
             }
         }
@@ -105,7 +103,7 @@ impl Services {
         }
         let started = crate::sandbox::service::RunningService::start(&spec, &twins).await?;
         tracing::info!("service `{}` ready after {:?}", service.id, started.ready_after);
-        running.insert(service.id.clone(), (digest, Arc::clone(&started)));
+        running.insert(service.id.clone(), (digest.unwrap_or_default(), Arc::clone(&started)));
         Ok(started)
     }
 
@@ -126,8 +124,14 @@ impl Services {
 }
 
 impl Backend for Local {
-    fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> Running<'a> {
-        Box::pin(run_step(self, step, attempt, feedback))
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        attempt: u32,
+        feedback: Vec<String>,
+        inputs: &'a BTreeMap<String, String>,
+    ) -> Running<'a> {
+        Box::pin(run_step(self, step, attempt, feedback, inputs))
     }
 
     fn round_finished(&self) -> super::backend::Finishing<'_> {
@@ -136,8 +140,14 @@ impl Backend for Local {
 }
 
 /// Runs one step (attempt `attempt`, with retry `feedback` for stages) and
-/// turns its outcome into a report.
-async fn run_step(local: &Local, step: &Step, attempt: u32, feedback: Vec<String>) -> StepReport {
+/// turns its outcome into a report; `inputs` are its input digests.
+async fn run_step(
+    local: &Local,
+    step: &Step,
+    attempt: u32,
+    feedback: Vec<String>,
+    inputs: &BTreeMap<String, String>,
+) -> StepReport {
     let step = match resolve_deferred_mounts(step, &local.workspace) {
         Ok(step) => step,
         Err(reason) => return error_report(step, reason),
@@ -154,7 +164,7 @@ async fn run_step(local: &Local, step: &Step, attempt: u32, feedback: Vec<String
             Ok(plugin) => match kind {
                 StepKind::Check => run_check_step(local, plugin, step, attempt).await,
                 StepKind::Stage => run_stage_step(local, plugin, step, attempt, feedback).await,
-                StepKind::Evaluator => run_evaluator_step(local, plugin, step, attempt).await,
+                StepKind::Evaluator => run_evaluator_step(local, plugin, (step, inputs), attempt).await,
             },
         },
     }
@@ -298,15 +308,29 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
 /// The step's `timeout` bounds all of it (listing, every run of every
 /// scenario, and the subject runs inside them): each invocation gets what
 /// is left, and the subject never runs past it.
-async fn run_evaluator_step(local: &Local, plugin: &LoadedPlugin, step: &Step, attempt: u32) -> StepReport {
+async fn run_evaluator_step(
+    local: &Local,
+    plugin: &LoadedPlugin,
+    (step, inputs): (&Step, &BTreeMap<String, String>),
+    attempt: u32,
+) -> StepReport {
     let started = Instant::now();
     let limit = step.grant.limits.timeout;
     let deadline = started + limit;
     // A backstop over the whole step: invocations already stop at the
     // deadline; this also covers time between them.
     let backstop = limit + Duration::from_secs(1);
-    match tokio::time::timeout(backstop, evaluate_all(local, plugin, step, attempt, started, deadline)).await {
-        Ok(report) => report,
+    let budget = RequestBudget::of(&step.grant);
+    let all = evaluate_all(local, plugin, (step, inputs), attempt, (started, deadline), budget.clone());
+    match tokio::time::timeout(backstop, all).await {
+        Ok(mut report) => {
+            // Whatever the evaluator made of a refused request, and however
+            // far it got: past its budget, a step has no verdict.
+            if out_of_budget(&mut report, budget.as_deref()) {
+                report.evaluation = None;
+            }
+            report
+        }
         Err(_) => StepReport { duration: started.elapsed(), ..error_report(step, step_timed_out(limit)) },
     }
 }
@@ -334,10 +358,10 @@ fn remaining(grant: &Grant, deadline: Instant) -> Option<Grant> {
 async fn evaluate_all(
     local: &Local,
     plugin: &LoadedPlugin,
-    step: &Step,
+    (step, inputs): (&Step, &BTreeMap<String, String>),
     attempt: u32,
-    started: Instant,
-    deadline: Instant,
+    (started, deadline): (Instant, Instant),
+    budget: Option<Arc<RequestBudget>>,
 ) -> StepReport {
     let limit = step.grant.limits.timeout;
     let Some(evaluation) = &step.evaluation else {
@@ -363,16 +387,14 @@ async fn evaluate_all(
     };
     let service = match &evaluation.service {
         Some(service) if service.restart == crate::manifest::RestartPolicy::OnChange => {
-            match local.services.get(local, service, false).await {
+            match local.services.get(local, service, Some(inputs)).await {
                 Ok(running) => Some(running),
                 Err(failure) => return service_failed(step, failure, started),
             }
         }
         _ => None,
     };
-    let budget = RequestBudget::of(&step.grant);
-    let judged =
-        crate::sandbox::Judged { subject: subject.clone(), service, requests: budget.clone(), ..Default::default() };
+    let judged = crate::sandbox::Judged { subject: subject.clone(), service, requests: budget, ..Default::default() };
     // Evaluators never get feedback: only stages do.
     let invocation = invocation(step, &step.grant, attempt, Vec::new());
     let Some(grant) = remaining(&step.grant, deadline) else {
@@ -392,7 +414,6 @@ async fn evaluate_all(
             report.infrastructure = true;
             report.attempt = attempt;
             report.denied_requests = denied;
-            out_of_budget(&mut report, budget.as_deref());
             return report;
         }
     };
@@ -401,7 +422,7 @@ async fn evaluate_all(
     }
     let runs = Runs {
         target: judging_target(evaluation),
-        verdicts: local.verdicts.clone().map(|cache| (cache, Arc::new(judged_salt(local, plugin, step)))),
+        verdicts: local.verdicts.clone().map(|cache| (cache, judged_salt(local, plugin, step, inputs))),
     };
     let mut scenarios = Vec::with_capacity(names.len());
     for name in names {
@@ -437,7 +458,6 @@ async fn evaluate_all(
         }
         append_subject_log(&mut report, subject.as_deref());
         report.denied_requests = denied;
-        out_of_budget(&mut report, budget.as_deref());
         return report;
     }
     let passed = scenarios.iter().filter(|s| s.passed).count();
@@ -448,9 +468,6 @@ async fn evaluate_all(
     report.evaluation = Some(EvaluationReport { satisfaction, threshold: evaluation.threshold, scenarios });
     report.denied_requests = denied;
     append_subject_log(&mut report, subject.as_deref());
-    if out_of_budget(&mut report, budget.as_deref()) {
-        report.evaluation = None;
-    }
     report
 }
 
@@ -480,25 +497,27 @@ fn judging_target(evaluation: &Evaluation) -> crate::sandbox::judging::Reach {
 }
 
 /// What the verdict cache completes an evaluator's keys with: the plugin's
-/// digest, the subject and service as planned, and the content of every
-/// path they read. A changed program, plugin or service setting never
-/// finds another's verdict. The contents are hashed only if a run asks
-/// the cache: evaluators that never do pay nothing.
-fn judged_salt(local: &Local, plugin: &LoadedPlugin, step: &Step) -> Salt {
+/// digest, the subject and service as planned, and the content digests of
+/// every path they read. A changed program, plugin or service setting never
+/// finds another's verdict.
+fn judged_salt(local: &Local, plugin: &LoadedPlugin, step: &Step, inputs: &BTreeMap<String, String>) -> String {
     let planned =
         step.evaluation.as_ref().map(|e| serde_json::json!({"subject": e.subject, "service": e.service}).to_string());
-    let material = format!("plugin {}\nplanned {}\n", plugin.sha256(), planned.unwrap_or_default());
-    let paths: Vec<(String, PathBuf)> =
-        step.judged_paths().into_iter().map(|(_, m)| (m.rel.clone(), m.host.clone())).collect();
-    let workspace = local.workspace.clone();
-    Salt::new(move || {
-        let digester = crate::cache::digest::Digester::cold(&workspace);
-        let mut material = material.clone();
-        for (rel, host) in &paths {
-            material.push_str(&format!("{rel}={}\n", digester.digest(host)));
-        }
-        crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(material.as_bytes()))
-    })
+    let mut material = format!("plugin {}\nplanned {}\n", plugin.sha256(), planned.unwrap_or_default());
+    for (_, mount) in step.judged_paths() {
+        material.push_str(&format!("{}={}\n", mount.rel, input_digest(local, inputs, mount)));
+    }
+    crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(material.as_bytes()))
+}
+
+/// `mount`'s content digest from the step's input digests, which the
+/// executor made for every mount and judged path; hashed here only if it
+/// is not among them.
+fn input_digest(local: &Local, inputs: &BTreeMap<String, String>, mount: &crate::plan::Mount) -> String {
+    inputs
+        .get(&mount.rel)
+        .cloned()
+        .unwrap_or_else(|| crate::cache::digest::Digester::cold(&local.workspace).digest(&mount.host))
 }
 
 /// What starting `service` (a service, or a twin's program) needs: its
@@ -650,7 +669,7 @@ async fn run_scenario(
         if let Some(service) =
             evaluation.service.as_ref().filter(|s| s.restart == crate::manifest::RestartPolicy::PerScenario)
         {
-            match local.services.get(local, service, true).await {
+            match local.services.get(local, service, None).await {
                 Ok(running) => {
                     judged.service = Some(running);
                     fresh = true;

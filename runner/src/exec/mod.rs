@@ -178,8 +178,10 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, e.to_string())))?
         .with_secrets(Arc::clone(&secrets));
     let plugins = load_plugins(plan, &sandbox)?;
-    let verdicts =
-        open_results(options, &key).map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
+    // One result cache for the executor's step results and the backend's
+    // remembered verdicts.
+    let results = open_results(options, &key);
+    let verdicts = results.clone().map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
     let backend = local::Local {
         sandbox,
         plugins,
@@ -189,7 +191,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         services: local::Services::default(),
         verdicts,
     };
-    run_on(plan, Arc::new(backend), secrets, key, options)
+    run_with_cache(plan, Arc::new(backend), (secrets, key), options, results)
 }
 
 /// Runs `plan` with `backend` running its steps: the scheduler, whatever
@@ -204,6 +206,18 @@ pub fn run_on(
     secrets: Arc<Secrets>,
     key: Key,
     options: &RunOptions,
+) -> Result<RunReport, Diagnostics> {
+    let results = open_results(options, &key);
+    run_with_cache(plan, backend, (secrets, key), options, results)
+}
+
+/// [`run_on`] with the result cache already opened (or off).
+fn run_with_cache(
+    plan: &Plan,
+    backend: Arc<dyn Backend>,
+    (secrets, key): (Arc<Secrets>, Key),
+    options: &RunOptions,
+    results: Option<ResultCache>,
 ) -> Result<RunReport, Diagnostics> {
     let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
     let identity = journal::RunIdentity::of(plan);
@@ -233,7 +247,6 @@ pub fn run_on(
         .enable_all()
         .build()
         .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
-    let results = open_results(options, &key);
     let services = Arc::new(Services {
         workspace: plan.workspace.clone(),
         holdout: feedback::Holdout::scan(&plan.holdout, &plan.workspace),
@@ -480,12 +493,8 @@ impl Executor<'_> {
             None => (None, None),
         };
         if let Some(Stop::OutOfTime(limit)) = &self.stop {
-            let mut text = format!(
-                "escalate to a human: the run reached its `max_duration` of {limit}; the steps left did not start.\n"
-            );
-            self.push_still_failing(&mut text);
-            self.push_history(&mut text);
-            escalation = Some(text.trim_end().to_string());
+            let headline = format!("the run reached its `max_duration` of {limit}; the steps left did not start");
+            escalation = Some(self.escalation(&headline));
             termination = Some(Termination::Budget);
         }
         let steps = self
@@ -655,7 +664,8 @@ impl Executor<'_> {
                 in_flight.insert(i);
                 running.spawn(async move {
                     let started = Instant::now();
-                    let mut report = run_or_reuse(&*backend, &services, &step, attempt, feedback, key).await;
+                    let mut report =
+                        run_or_reuse(&*backend, &services, (&step, &inputs), attempt, feedback, key).await;
                     report.attempt = attempt;
                     if let (Some(left), Some(max)) = (cut, max_duration) {
                         if report.status == StepStatus::Error && started.elapsed() >= left {
@@ -1036,13 +1046,13 @@ impl Executor<'_> {
 async fn run_or_reuse(
     backend: &dyn Backend,
     services: &Services,
-    step: &Step,
+    (step, inputs): (&Step, &BTreeMap<String, String>),
     attempt: u32,
     feedback: Vec<String>,
     key: Option<String>,
 ) -> StepReport {
     let run = |feedback| async move {
-        let mut report = backend.run(step, attempt, feedback).await;
+        let mut report = backend.run(step, attempt, feedback, inputs).await;
         report.for_each_text(&mut |text, _| services.secrets.scrub_in_place(text));
         report
     };

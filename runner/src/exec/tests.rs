@@ -71,7 +71,13 @@ struct Scripted {
 }
 
 impl Backend for Scripted {
-    fn run<'a>(&'a self, step: &'a Step, attempt: u32, feedback: Vec<String>) -> backend::Running<'a> {
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        attempt: u32,
+        feedback: Vec<String>,
+        _inputs: &'a BTreeMap<String, String>,
+    ) -> backend::Running<'a> {
         Box::pin(async move {
             self.calls.lock().unwrap().push(Call { step: step.id.clone(), attempt, feedback });
             {

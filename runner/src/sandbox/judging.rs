@@ -10,7 +10,7 @@
 //! the call returns. Nothing here reaches a stage: the backend turns a
 //! give-up into an `error` of the step and votes into the report's figures.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,28 +42,9 @@ pub trait VerdictCache: Send + Sync {
     fn put(&self, key: &str, verdict: &StoredVerdict);
 }
 
-/// What completes every key of one evaluator step's verdicts: made the
-/// first time a run of the step asks the cache (hashing what the judged
-/// program reads costs a read of it), then kept for the step's other runs.
-pub struct Salt {
-    made: OnceLock<String>,
-    make: Box<dyn Fn() -> String + Send + Sync>,
-}
-
-impl Salt {
-    /// A salt `make` computes when first needed.
-    pub fn new(make: impl Fn() -> String + Send + Sync + 'static) -> Salt {
-        Salt { made: OnceLock::new(), make: Box::new(make) }
-    }
-
-    /// The salt, made now if it was not yet.
-    pub fn get(&self) -> &str {
-        self.made.get_or_init(|| (self.make)())
-    }
-}
-
-/// Where a step's verdicts are remembered, and the salt their keys get.
-pub type Verdicts = (Arc<dyn VerdictCache>, Arc<Salt>);
+/// Where a step's verdicts are remembered, and the salt their keys get
+/// (the plugin's digest and the digest of what is judged).
+pub type Verdicts = (Arc<dyn VerdictCache>, String);
 
 /// What is known of one scenario run while the evaluator judges it.
 pub struct JudgingRun {
@@ -135,7 +116,7 @@ impl Host for StepState {
     async fn recall(&mut self, key: String) -> Option<Verdict> {
         let run = self.judging.as_ref()?;
         let (cache, salt) = run.cache.as_ref()?;
-        let stored = cache.get(&run.full_key(salt.get(), &key))?;
+        let stored = cache.get(&run.full_key(salt, &key))?;
         run.with_notes(|notes| {
             notes.votes = stored.votes.clone();
             notes.recalled = true;
@@ -156,7 +137,7 @@ impl Host for StepState {
             detail: verdict.detail,
             votes: notes.votes,
         };
-        cache.put(&run.full_key(salt.get(), &key), &stored);
+        cache.put(&run.full_key(salt, &key), &stored);
     }
 
     async fn votes(&mut self, votes: Vec<bool>) {
