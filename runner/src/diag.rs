@@ -95,6 +95,10 @@ pub enum Code {
     /// `cleanroom report`: the run does not exist, has no report yet, or its
     /// report or journal is not what the runner wrote.
     CR033,
+    /// `[remote]` or `--remote` is unusable: a malformed endpoint or cache
+    /// mode, a token naming no `[secrets]` entry, or a service that cannot
+    /// be reached when the run starts (`cleanroom worker` alike).
+    CR034,
 }
 
 impl fmt::Display for Code {

@@ -25,6 +25,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod plugin;
+pub mod remote;
 pub mod report;
 pub mod sandbox;
 pub mod secrets;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmparser::{ComponentTypeRef, Encoding, Parser, Payload};
 
 /// The contract a component implements, read from its exports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum World {
     /// `cleanroom:plugin/check`: exports `check`.
@@ -43,7 +43,7 @@ impl fmt::Display for World {
 }
 
 /// What [`inspect`] learnt about a plugin file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PluginInfo {
     /// The file, as resolved against the pipeline's directory.
     pub path: PathBuf,

@@ -103,6 +103,13 @@ impl Secrets {
         out
     }
 
+    /// Whether any secret value appears in `bytes` (as is: a value that
+    /// was encoded or split is not found, which is why outputs holding
+    /// none is a floor, not a proof).
+    pub fn appears_in(&self, bytes: &[u8]) -> bool {
+        self.values.values().any(|v| !v.is_empty() && bytes.windows(v.len()).any(|w| w == v.as_bytes()))
+    }
+
     /// Replaces every secret value in `text`, in place.
     pub fn scrub_in_place(&self, text: &mut String) {
         if !self.values.is_empty() && self.values.values().any(|v| text.contains(v.as_str())) {

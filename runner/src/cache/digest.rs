@@ -159,6 +159,13 @@ impl Digester {
         }
     }
 
+    /// The sha256 of the regular file `path` (not followed if a symlink),
+    /// from the memo when its identity is unchanged: what the remote
+    /// backend names each input file by.
+    pub fn file_sha256(&self, path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+        self.file_digest(path, meta)
+    }
+
     /// A regular file's sha256, from the memo when its identity is unchanged.
     fn file_digest(&self, path: &Path, meta: &std::fs::Metadata) -> Option<String> {
         let identity = Identity::of(meta);

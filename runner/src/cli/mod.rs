@@ -13,6 +13,7 @@ mod pipeline;
 mod plugin;
 mod report;
 mod run;
+mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -114,6 +115,54 @@ pub enum Command {
         /// whatever its gates' `max_iterations` say: for debugging a loop.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_iterations: Option<u32>,
+        /// An REAPI service (grpc://host:port, grpcs:// for TLS) whose
+        /// action cache the run shares, over the pipeline's `[remote]`.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+        /// The service's instance name [default: "", or `[remote] instance`].
+        #[arg(long, value_name = "NAME")]
+        remote_instance: Option<String>,
+        /// How the remote action cache is used: read-write (default), read
+        /// (look up only) or off.
+        #[arg(long, value_name = "MODE", value_parser = worker::cache_mode)]
+        remote_cache: Option<crate::remote::CacheMode>,
+        /// Run steps on the service's workers (`cleanroom worker`); steps
+        /// that judge a service or hold secrets stay on this machine.
+        #[arg(long)]
+        remote_exec: bool,
+    },
+    /// Serve an REAPI service's scheduler as a worker (Bots API): lease
+    /// Cleanroom actions, run each in the same sandbox and jail as `run`,
+    /// report the results. Stops cleanly on Ctrl-C or SIGTERM.
+    Worker {
+        /// The service, grpc://host:port (grpcs:// for TLS).
+        #[arg(long, value_name = "URL")]
+        remote: String,
+        /// The service's instance name.
+        #[arg(long, value_name = "NAME", default_value = "")]
+        instance: String,
+        /// Actions run at once (default 1).
+        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: u16,
+        /// A host tool path native steps may need (repeatable); offered to
+        /// the service, which leases this worker only actions whose tools it offers.
+        #[arg(long, value_name = "PATH")]
+        tool: Vec<PathBuf>,
+        /// The longest step deadline accepted; longer steps are refused.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = worker::duration)]
+        max_timeout: std::time::Duration,
+        /// The most memory a step may ask for; larger steps are refused.
+        #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = worker::size)]
+        max_memory: u64,
+        /// Where input roots are materialised [default: worker/ in the cache directory].
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+        /// An environment variable holding a bearer token for the service.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+        /// Run native steps even when the kernel cannot jail them (unsafe).
+        #[arg(long)]
+        allow_unjailed: bool,
     },
     /// Print the report of a past run again, from `.cleanroom/runs/`: the
     /// latest run by default, exactly as it printed then.
@@ -355,6 +404,10 @@ pub fn main() -> i32 {
             resume,
             no_cache,
             max_iterations,
+            remote,
+            remote_instance,
+            remote_cache,
+            remote_exec,
         } => {
             let mut options =
                 RunOptions { allow_unjailed, resume, cache: !no_cache, fail_fast, ..RunOptions::default() };
@@ -362,7 +415,13 @@ pub fn main() -> i32 {
                 options.jobs = usize::from(jobs);
             }
             let selection = Selection { only, skip, locked, max_iterations };
-            let run = run::RunCommand { pipeline: pipeline.path(), format, selection, dry_run };
+            let remote = worker::RemoteFlags {
+                endpoint: remote,
+                instance: remote_instance,
+                cache: remote_cache,
+                execute: remote_exec,
+            };
+            let run = run::RunCommand { pipeline: pipeline.path(), format, selection, dry_run, remote };
             run.execute(options, output)
         }
         Command::Report { run, format, workspace } => report::report(workspace, run.as_deref(), format, output),
@@ -377,6 +436,28 @@ pub fn main() -> i32 {
         Command::Plugin { action } => plugin::plugin(action, output),
         Command::Cache { action } => cache::cache(action),
         Command::Jail => crate::sandbox::jail::enter::main(),
+        Command::Worker {
+            remote,
+            instance,
+            jobs,
+            tool,
+            max_timeout,
+            max_memory,
+            work_dir,
+            token_env,
+            allow_unjailed,
+        } => worker::WorkerCommand {
+            endpoint: remote,
+            instance,
+            jobs: usize::from(jobs),
+            tools: tool,
+            max_timeout,
+            max_memory,
+            work_dir,
+            token_env,
+            allow_unjailed,
+        }
+        .execute(),
     }
 }
 

@@ -48,12 +48,17 @@ pub(super) struct RunCommand {
     pub(super) format: Format,
     pub(super) selection: Selection,
     pub(super) dry_run: bool,
+    pub(super) remote: super::worker::RemoteFlags,
 }
 
 impl RunCommand {
     pub(super) fn execute(self, mut options: RunOptions, output: Output) -> i32 {
-        let plan = match exec::prepare(&self.pipeline, &self.selection) {
+        let mut plan = match exec::prepare(&self.pipeline, &self.selection) {
             Ok(plan) => plan,
+            Err(diags) => return fail(&diags, output),
+        };
+        plan.remote = match self.remote.apply(plan.remote.take()) {
+            Ok(remote) => remote,
             Err(diags) => return fail(&diags, output),
         };
         if self.dry_run {

@@ -31,7 +31,7 @@ use crate::writes;
 /// running native programs needs.
 pub struct Local {
     /// The engine, its pool and the secrets it may hand out.
-    pub sandbox: Sandbox,
+    pub sandbox: Arc<Sandbox>,
     /// Every plugin a step uses, compiled and linked ([`super::load_plugins`]).
     pub plugins: BTreeMap<String, LoadedPlugin>,
     /// The canonical workspace.

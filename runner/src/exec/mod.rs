@@ -182,16 +182,62 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
     // remembered verdicts.
     let results = open_results(options, &key);
     let verdicts = results.clone().map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
-    let backend = local::Local {
-        sandbox,
+    let runtime = scheduler_runtime(options)?;
+    let remote = match &plan.remote {
+        Some(settings) if settings.execute || settings.cache != crate::remote::CacheMode::Off => {
+            Some(Arc::new(runtime.block_on(connect_remote(plan, settings, &secrets))?))
+        }
+        _ => None,
+    };
+    let local = Arc::new(local::Local {
+        sandbox: Arc::new(sandbox),
         plugins,
         workspace: plan.workspace.clone(),
         options: options.clone(),
         secrets: Arc::clone(&secrets),
         services: local::Services::default(),
         verdicts,
+    });
+    let backend: Arc<dyn Backend> = match &remote {
+        Some(remote) if remote.settings.execute => {
+            Arc::new(crate::remote::backend::RemoteBackend { local, remote: Arc::clone(remote) })
+        }
+        _ => local,
     };
-    run_with_cache(plan, Arc::new(backend), (secrets, key), options, results)
+    run_with_cache(plan, backend, (secrets, key), options, (results, remote), runtime)
+}
+
+/// Connects to the run's REAPI service before anything runs: a service
+/// that cannot be reached is bad input (`CR034`), not a slow run.
+async fn connect_remote(
+    plan: &Plan,
+    settings: &crate::remote::RemoteSettings,
+    secrets: &Arc<Secrets>,
+) -> Result<crate::remote::Remote, Diagnostics> {
+    let token = settings.token.as_deref().and_then(|name| secrets.value(name));
+    let client = crate::remote::Client::connect(&settings.endpoint, &settings.instance, token).await.map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::new(Code::CR034, format!("the remote service: {e}"))
+                .hint("start the service or correct [remote] endpoint (or --remote); without --remote the run stays on this machine"),
+        )
+    })?;
+    Ok(crate::remote::Remote {
+        client,
+        settings: settings.clone(),
+        plugins: plan.plugins.clone(),
+        workspace: plan.workspace.clone(),
+        digester: Digester::open(&plan.workspace),
+        secrets: Arc::clone(secrets),
+    })
+}
+
+/// The runtime the scheduler (and a remote service's connection) runs on.
+fn scheduler_runtime(options: &RunOptions) -> Result<tokio::runtime::Runtime, Diagnostics> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.jobs.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| Diagnostics::from(Diagnostic::new(Code::CR011, format!("cannot start the scheduler: {e}"))))
 }
 
 /// Runs `plan` with `backend` running its steps: the scheduler, whatever
@@ -208,7 +254,7 @@ pub fn run_on(
     options: &RunOptions,
 ) -> Result<RunReport, Diagnostics> {
     let results = open_results(options, &key);
-    run_with_cache(plan, backend, (secrets, key), options, results)
+    run_with_cache(plan, backend, (secrets, key), options, (results, None), scheduler_runtime(options)?)
 }
 
 /// [`run_on`] with the result cache already opened (or off).
@@ -217,9 +263,9 @@ fn run_with_cache(
     backend: Arc<dyn Backend>,
     (secrets, key): (Arc<Secrets>, Key),
     options: &RunOptions,
-    results: Option<ResultCache>,
+    (results, remote): (Option<ResultCache>, Option<Arc<crate::remote::Remote>>),
+    runtime: tokio::runtime::Runtime,
 ) -> Result<RunReport, Diagnostics> {
-    let fatal = |code: Code, message: String| Diagnostics::from(Diagnostic::new(code, message));
     let identity = journal::RunIdentity::of(plan);
     let journal_error = |e: std::io::Error| {
         Diagnostics::from(
@@ -242,16 +288,12 @@ fn run_with_cache(
     } else {
         (Journal::create(&plan.workspace, &key, &identity).map_err(journal_error)?, RunState::fresh(plan))
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(options.jobs.max(1))
-        .enable_all()
-        .build()
-        .map_err(|e| fatal(Code::CR011, format!("cannot start the scheduler: {e}")))?;
     let services = Arc::new(Services {
         workspace: plan.workspace.clone(),
         holdout: feedback::Holdout::scan(&plan.holdout, &plan.workspace),
         digester: Digester::open(&plan.workspace),
         results,
+        remote,
         secrets,
     });
     let started = identity.started(journal.run_id());
@@ -295,6 +337,8 @@ struct Services {
     /// Digests of step inputs (journal, cache keys, resume).
     digester: Digester,
     results: Option<ResultCache>,
+    /// The REAPI service's action cache, asked after the local one.
+    remote: Option<Arc<crate::remote::Remote>>,
     /// The run's secret values, scrubbed from every report.
     secrets: Arc<Secrets>,
 }
@@ -648,7 +692,7 @@ impl Executor<'_> {
                 });
                 tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
                 let feedback = self.state.feedback[i].clone();
-                let key = (step.cache && self.services.results.is_some())
+                let key = (step.cache && (self.services.results.is_some() || self.services.remote.is_some()))
                     .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback).digest());
                 let services = Arc::clone(&self.services);
                 let backend = Arc::clone(&self.backend);
@@ -1039,10 +1083,11 @@ impl Executor<'_> {
     }
 }
 
-/// Answers from the result cache when `key` has an entry (replaying a
-/// stage's writes first), else runs the step on `backend` and files its
-/// result. Every report is scrubbed of secret values before it is cached,
-/// journaled, fed back or shown.
+/// Answers from the result cache when `key` has an entry, else from the
+/// remote service's action cache (replaying a stage's writes first), else
+/// runs the step on `backend` and files its result in both. Every report
+/// is scrubbed of secret values before it is cached, journaled, fed back
+/// or shown.
 async fn run_or_reuse(
     backend: &dyn Backend,
     services: &Services,
@@ -1056,31 +1101,69 @@ async fn run_or_reuse(
         report.for_each_text(&mut |text, _| services.secrets.scrub_in_place(text));
         report
     };
-    let Some((cache, key)) = services.results.as_ref().zip(key) else {
+    let Some(key) = key else {
         return run(feedback).await;
     };
-    if let Some(hit) = cache.get(&key) {
-        let mut report = hit.report;
-        report.id = step.id.clone();
-        if hit.files.is_empty() && hit.removed.is_empty() {
-            return report;
-        }
-        let scratch = services.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
-        match crate::writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch) {
-            Ok(changes) => {
-                report.changes = changes.list();
+    let local = services.results.as_ref();
+    if let Some(report) = local.and_then(|cache| cache.get(&key)).and_then(|hit| reuse(step, services, hit)) {
+        return report;
+    }
+    let remote = services.remote.as_ref().filter(|r| r.settings.cache != crate::remote::CacheMode::Off);
+    let action = remote.and_then(|remote| {
+        remote
+            .action(step, attempt, &feedback)
+            .map_err(|e| tracing::warn!("step `{}`: not looked up remotely: {e}", step.id))
+            .ok()
+    });
+    if let (Some(remote), Some(action)) = (remote, &action) {
+        if let Some(hit) = remote.lookup(action).await {
+            let files = hit.files.clone();
+            if let Some(report) = reuse(step, services, hit) {
+                if let Some(cache) = local {
+                    cache.put(&key, &report, &files);
+                }
                 return report;
             }
-            Err(e) => tracing::warn!("step `{}`: the cached writes could not be replayed ({e}); running it", step.id),
         }
     }
     let report = run(feedback).await;
     let written: Vec<String> = report.changes.iter().filter_map(Change::written).map(str::to_string).collect();
-    match crate::writes::read_written(&step.grant.mounts, &written) {
-        Ok(files) => cache.put(&key, &report, &files),
-        Err(e) => tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id),
+    let files = match crate::writes::read_written(&step.grant.mounts, &written) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::debug!("step `{}`: not cached, its writes cannot be read back ({e})", step.id);
+            return report;
+        }
+    };
+    if let Some(cache) = local {
+        cache.put(&key, &report, &files);
+    }
+    // A worker's result is in the service's cache already.
+    if let (Some(remote), Some(action), None) = (remote, &action, &report.remote) {
+        remote.store(action, &report, &files).await;
     }
     report
+}
+
+/// A cached result for `step`, its writes replayed; `None` when they could
+/// not be (the step then runs).
+fn reuse(step: &Step, services: &Services, hit: results::Hit) -> Option<StepReport> {
+    let mut report = hit.report;
+    report.id = step.id.clone();
+    if hit.files.is_empty() && hit.removed.is_empty() {
+        return Some(report);
+    }
+    let scratch = services.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
+    match crate::writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch) {
+        Ok(changes) => {
+            report.changes = changes.list();
+            Some(report)
+        }
+        Err(e) => {
+            tracing::warn!("step `{}`: the cached writes could not be replayed ({e}); running it", step.id);
+            None
+        }
+    }
 }
 
 /// Where an event goes.
@@ -1158,7 +1241,7 @@ impl AttemptReport {
 /// result cache keys them: each mount (and an evaluator's subject and the
 /// subject's mounts) by workspace path. A write mount's digest is of what
 /// the step starts from.
-fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
+pub fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
     let judged = step.judged_paths().into_iter().map(|(_, m)| m);
     step.grant.mounts.iter().chain(judged).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }

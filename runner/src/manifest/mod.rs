@@ -62,6 +62,28 @@ pub struct Manifest {
     /// a step sees only those it is granted (`secrets`, `secret_headers`).
     #[serde(default)]
     pub secrets: BTreeMap<Spanned<Id>, Spanned<SecretSource>>,
+    /// `[remote]`: an REAPI service for a shared result cache and remote
+    /// execution.
+    pub remote: Option<RemoteTable>,
+}
+
+/// `[remote]`: which REAPI service, and what a run uses it for.
+/// Example: `endpoint = "grpc://127.0.0.1:50051"`, `cache = "read"`, `execute = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteTable {
+    /// `grpc://host:port`, or `grpcs://host:port` for TLS.
+    pub endpoint: Spanned<String>,
+    /// The service's instance name; `""` (the default) for its default one.
+    #[serde(default)]
+    pub instance: String,
+    /// `read-write` (default), `read` (look up only: untrusted clients) or `off`.
+    pub cache: Option<Spanned<String>>,
+    /// Run steps on the service's workers.
+    #[serde(default)]
+    pub execute: bool,
+    /// A `[secrets]` name holding a bearer token, when the service needs one.
+    pub token: Option<Spanned<String>>,
 }
 
 /// Where a secret's value comes from, read when a run starts.

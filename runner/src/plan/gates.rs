@@ -18,7 +18,7 @@ use crate::plan::{subjects, Declared, StepKind};
 pub const DEFAULT_MAX_ITERATIONS: u32 = 3;
 
 /// Where a failing gate sends work back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Retry {
     /// The stage re-run with feedback (always upstream of the gate).
     pub stage: String,
@@ -32,7 +32,7 @@ pub struct Retry {
 }
 
 /// An evaluator's k-of-n settings and its subject.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Runs per scenario, each in a fresh instance.
     pub repeat: u32,

@@ -16,7 +16,7 @@ pub use super::limits::{Limits, DEFAULT_MAX_WRITE, DEFAULT_MEMORY, DEFAULT_OUTPU
 /// Everything one step may touch. What both kinds of step share is here;
 /// what only a WebAssembly plugin or only a native program can be given is
 /// in [`Reach`], so neither can carry the other's capabilities.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Grant {
     /// Files and directories it sees, in the order the pipeline lists them.
     pub mounts: Vec<Mount>,
@@ -30,7 +30,7 @@ pub struct Grant {
 }
 
 /// The capabilities only one kind of step can have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reach {
     /// A WebAssembly plugin (or subject component).
@@ -40,7 +40,7 @@ pub enum Reach {
 }
 
 /// What only a WebAssembly plugin can be given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct WasmGrant {
     /// Outgoing `wasi:http`, only to these origins; `None` means the plugin
     /// gets no `wasi:http` at all.
@@ -48,7 +48,7 @@ pub struct WasmGrant {
 }
 
 /// What only a native program can be given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NativeGrant {
     /// Extra host paths it may read and execute (toolchains).
     pub tools: Vec<PathBuf>,
@@ -107,7 +107,7 @@ impl Grant {
 }
 
 /// Where a plugin's outgoing HTTP requests may go, and what the host adds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HttpGrant {
     /// `allow_hosts`, parsed.
     pub allow: Vec<HostRule>,
@@ -121,7 +121,7 @@ pub struct HttpGrant {
 }
 
 /// A header the host adds to requests for one allowed origin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SecretHeader {
     /// The `[secrets]` name whose value is sent.
     pub secret: String,
@@ -135,7 +135,7 @@ pub struct SecretHeader {
 
 /// One `allow_hosts` entry: `scheme://host[:port]`, where host may start
 /// with `*.` to match any subdomain (not the bare domain).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HostRule {
     /// As written, for messages and `secret_headers`.
     pub written: String,
@@ -205,7 +205,7 @@ impl HostRule {
 }
 
 /// One file or directory of the workspace made visible to a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Mount {
     /// Workspace-relative path, normalised (`src/lib`, or `.` for the root).
     pub rel: String,

@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_WRITE: u64 = 1 << 30;
 pub const DEFAULT_PIDS: u32 = 512;
 
 /// Finite resources for one invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Wall-clock deadline, enforced by interrupting the guest.
     pub timeout: Duration,

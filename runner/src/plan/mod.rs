@@ -109,6 +109,8 @@ pub struct Plan {
     pub secrets: BTreeMap<String, secrets::SecretSpec>,
     /// `[pipeline] max_duration`: the longest the whole run may take.
     pub max_duration: Option<crate::manifest::DurationSpec>,
+    /// `[remote]` (or `run --remote`): the REAPI service the run uses.
+    pub remote: Option<crate::remote::RemoteSettings>,
     /// The steps' `needs` as indices, their dependents and ids: what the
     /// scheduler walks. Derived from `steps`; not part of the plan's digest.
     #[serde(skip)]
@@ -116,7 +118,7 @@ pub struct Plan {
 }
 
 /// What a step executes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// A WebAssembly plugin: the key into [`Plan::plugins`].
@@ -133,7 +135,7 @@ pub enum Action {
 }
 
 /// One step, ready to run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Step {
     /// Unique id across all kinds.
     pub id: String,
@@ -204,6 +206,56 @@ impl Step {
             attempt
         }
     }
+}
+
+/// `[remote]` checked: a `grpc://` or `grpcs://` endpoint, a known cache
+/// mode, a token naming a `[secrets]` entry.
+fn resolve_remote(
+    table: &crate::manifest::RemoteTable,
+    secrets: &BTreeMap<String, secrets::SecretSpec>,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<crate::remote::RemoteSettings> {
+    let endpoint = table.endpoint.get_ref();
+    let mut ok = true;
+    if let Err(e) = crate::remote::check_endpoint(endpoint) {
+        diags.push(
+            Diagnostic::new(Code::CR034, format!("[remote] endpoint: {e}"))
+                .at(here(table.endpoint.span()))
+                .hint("write the service's address as grpc://host:port (grpcs:// for TLS)"),
+        );
+        ok = false;
+    }
+    let cache = match &table.cache {
+        Some(word) => match crate::remote::CacheMode::parse(word.get_ref()) {
+            Ok(mode) => mode,
+            Err(e) => {
+                diags.push(Diagnostic::new(Code::CR034, format!("[remote] cache: {e}")).at(here(word.span())).hint(
+                    "\"read-write\" files results (trusted clients), \"read\" only looks them up, \"off\" neither",
+                ));
+                ok = false;
+                crate::remote::CacheMode::Off
+            }
+        },
+        None => crate::remote::CacheMode::ReadWrite,
+    };
+    if let Some(token) = &table.token {
+        if !secrets.contains_key(token.get_ref()) {
+            diags.push(
+                Diagnostic::new(Code::CR034, format!("[remote] token `{}` is not a [secrets] entry", token.get_ref()))
+                    .at(here(token.span()))
+                    .hint("declare it under [secrets], e.g. REMOTE_TOKEN = { env = \"REMOTE_TOKEN\" }"),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| crate::remote::RemoteSettings {
+        endpoint: endpoint.clone(),
+        instance: table.instance.clone(),
+        cache,
+        execute: table.execute,
+        token: table.token.as_ref().map(|t| t.get_ref().clone()),
+    })
 }
 
 /// A step as declared, before resolution.
@@ -437,6 +489,7 @@ impl Plan {
         let mut steps: Vec<Step> = order.into_iter().filter_map(|i| slots[i].take()).collect();
         gates::resolve_budgets(&mut steps, None);
 
+        let remote = manifest.remote.as_ref().and_then(|table| resolve_remote(table, &secrets, &here, &mut diags));
         diags.into_result(Plan {
             graph: dag::Graph::of(&steps),
             name: manifest.pipeline.name.clone(),
@@ -449,6 +502,7 @@ impl Plan {
             feedback,
             secrets,
             max_duration: manifest.pipeline.max_duration,
+            remote,
         })
     }
 

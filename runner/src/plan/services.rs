@@ -27,7 +27,7 @@ use crate::plan::subjects::{self, NativeKeys};
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A service, ready to start.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Service {
     /// Its `[service.ID]`.
     pub id: String,
@@ -59,7 +59,7 @@ pub struct Service {
 /// A twin: a program standing in for an outside service, started fresh for
 /// every scenario run, reached by the service through the runner, which
 /// records every request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Twin {
     /// Its `[twin.ID]`.
     pub id: String,
@@ -75,7 +75,7 @@ pub struct Twin {
 }
 
 /// Faults a twin's traffic gets, deterministic by seed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Faults {
     /// Share of requests answered 503 without reaching the twin.
     pub error_rate: f64,
@@ -87,7 +87,7 @@ pub struct Faults {
 
 /// When a started service counts as ready: `stdout` when set, else `http`
 /// when set, else when its port accepts a connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Ready {
     /// A `GET` of this path answers 2xx or 3xx.
     pub http: Option<String>,

@@ -35,7 +35,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PIDS: u32 = 64;
 
 /// The program an evaluator judges, and what each call of it may touch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Subject {
     /// The `[subject.ID]` it was declared as; `None` for `subject = "<path>"`.
     pub id: Option<String>,
@@ -47,7 +47,7 @@ pub struct Subject {
 }
 
 /// What a subject runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectProgram {
     /// A `wasi:cli` command component (the file may not exist until an

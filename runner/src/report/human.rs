@@ -173,7 +173,11 @@ fn step_line(step: &StepReport, width: usize, style: Style) -> String {
     };
     let time = match step.status {
         StepStatus::Skipped => String::new(),
+        _ if step.remote.as_ref().is_some_and(|r| r.cached) => {
+            format!("(cached (remote), took {})", duration(step.duration))
+        }
         _ if step.cached => format!("(cached, took {})", duration(step.duration)),
+        _ if step.remote.is_some() => format!("(remote, {})", duration(step.duration)),
         _ => format!("({})", duration(step.duration)),
     };
     let word = format!("{:<7}", step.status.as_str());

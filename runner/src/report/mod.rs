@@ -403,6 +403,24 @@ pub struct StepReport {
     /// `termination: budget`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_exhausted: Option<String>,
+    /// Set when the result came from an REAPI service (its remote cache, or
+    /// one of its workers): the action's digest, and the worker that ran it
+    /// when the service says, so an audit can find who produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteOrigin>,
+}
+
+/// Where a remotely produced result came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteOrigin {
+    /// The REAPI action digest, `sha256/size`.
+    pub action: String,
+    /// The worker that ran it, as the service names it (empty if unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub worker: String,
+    /// Whether it was answered from the remote action cache (`cached
+    /// (remote)`) rather than run for this request.
+    pub cached: bool,
 }
 
 impl StepReport {
@@ -430,6 +448,7 @@ impl StepReport {
             line: 0,
             service_failure: None,
             budget_exhausted: None,
+            remote: None,
         }
     }
 

@@ -1,0 +1,133 @@
+//! `cleanroom worker` and the `run --remote*` flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{err, EXIT_BAD_INPUT, EXIT_OK};
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::manifest::{ByteSize, DurationSpec};
+use crate::remote::{CacheMode, RemoteSettings};
+
+/// `run --remote URL --remote-instance NAME --remote-cache MODE --remote-exec`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RemoteFlags {
+    pub(super) endpoint: Option<String>,
+    pub(super) instance: Option<String>,
+    pub(super) cache: Option<CacheMode>,
+    pub(super) execute: bool,
+}
+
+impl RemoteFlags {
+    /// The plan's `[remote]` with the flags applied over it.
+    ///
+    /// # Errors
+    /// A malformed `--remote`, or another flag without a service to use.
+    pub(super) fn apply(self, plan: Option<RemoteSettings>) -> Result<Option<RemoteSettings>, Diagnostics> {
+        let bad = |message: String, hint: &str| Diagnostics::from(Diagnostic::new(Code::CR034, message).hint(hint));
+        let mut settings = match (self.endpoint, plan) {
+            (Some(endpoint), plan) => {
+                crate::remote::check_endpoint(&endpoint)
+                    .map_err(|e| bad(format!("--remote: {e}"), "write the service's address as grpc://host:port"))?;
+                let token = plan.and_then(|p| p.token);
+                RemoteSettings { endpoint, instance: String::new(), cache: CacheMode::ReadWrite, execute: false, token }
+            }
+            (None, Some(plan)) => plan,
+            (None, None) => {
+                if self.instance.is_some() || self.cache.is_some() || self.execute {
+                    return Err(bad(
+                        "--remote-instance, --remote-cache and --remote-exec need a service".into(),
+                        "name it with --remote grpc://host:port, or with [remote] endpoint in the pipeline",
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(instance) = self.instance {
+            settings.instance = instance;
+        }
+        if let Some(cache) = self.cache {
+            settings.cache = cache;
+        }
+        settings.execute |= self.execute;
+        Ok(Some(settings))
+    }
+}
+
+/// Parses `--remote-cache`.
+pub(super) fn cache_mode(word: &str) -> Result<CacheMode, String> {
+    CacheMode::parse(word)
+}
+
+/// Parses a duration flag (`30s`, `10m`).
+pub(super) fn duration(word: &str) -> Result<Duration, String> {
+    DurationSpec::try_from(toml::Value::String(word.to_string())).map(|d| d.0)
+}
+
+/// Parses a size flag (`4GiB`).
+pub(super) fn size(word: &str) -> Result<u64, String> {
+    ByteSize::try_from(toml::Value::String(word.to_string())).map(|b| b.0)
+}
+
+/// `cleanroom worker`, once its flags are parsed.
+pub(super) struct WorkerCommand {
+    pub(super) endpoint: String,
+    pub(super) instance: String,
+    pub(super) jobs: usize,
+    pub(super) tools: Vec<PathBuf>,
+    pub(super) max_timeout: Duration,
+    pub(super) max_memory: u64,
+    pub(super) work_dir: Option<PathBuf>,
+    pub(super) token_env: Option<String>,
+    pub(super) allow_unjailed: bool,
+}
+
+impl WorkerCommand {
+    pub(super) fn execute(self) -> i32 {
+        if let Err(e) = crate::remote::check_endpoint(&self.endpoint) {
+            err(&format!("error[CR034]: --remote: {e}\n  = help: write the service's address as grpc://host:port\n"));
+            return EXIT_BAD_INPUT;
+        }
+        let token = match &self.token_env {
+            Some(var) => match std::env::var(var) {
+                Ok(token) => Some(token),
+                Err(_) => {
+                    err(&format!("error[CR034]: --token-env: `{var}` is not set\n  = help: export it, or drop --token-env\n"));
+                    return EXIT_BAD_INPUT;
+                }
+            },
+            None => None,
+        };
+        for tool in &self.tools {
+            if !tool.is_absolute() || !tool.exists() {
+                err(&format!(
+                    "error[CR034]: --tool `{}` is not an absolute path that exists here\n  = help: offer only tools this machine has\n",
+                    tool.display()
+                ));
+                return EXIT_BAD_INPUT;
+            }
+        }
+        let work_dir = self.work_dir.or_else(|| crate::cache::default_dir().map(|d| d.join("worker")));
+        let Some(work_dir) = work_dir else {
+            err("error[CR034]: no directory for actions: give --work-dir, or set CLEANROOM_CACHE_DIR or HOME\n");
+            return EXIT_BAD_INPUT;
+        };
+        let options = crate::remote::worker::WorkerOptions {
+            endpoint: self.endpoint,
+            instance: self.instance,
+            token,
+            jobs: self.jobs.max(1),
+            tools: self.tools,
+            max_timeout: self.max_timeout,
+            max_memory: self.max_memory,
+            work_dir,
+            run: crate::exec::RunOptions { allow_unjailed: self.allow_unjailed, ..Default::default() },
+        };
+        match crate::remote::worker::serve(options) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                err(&format!("error[CR034]: worker: {e}\n  = help: check that the service is up and --remote names it\n"));
+                EXIT_BAD_INPUT
+            }
+        }
+    }
+}

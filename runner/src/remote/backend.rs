@@ -1,0 +1,104 @@
+//! The remote backend: sends a ready step to the service's workers and
+//! brings its result back, or runs it on this machine when it must.
+//!
+//! The executor does not know the difference: it gets a [`StepReport`] as
+//! from the local backend, and a stage's writes are already in the
+//! workspace. A step runs here, not remotely, when it:
+//! - judges a running service (this machine starts the service once per
+//!   round and shares it between the evaluators naming it);
+//! - is granted secrets (secret values never leave this machine);
+//! - runs a program or tool that lies in the workspace outside its mounts
+//!   (a worker would not have it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::exec::backend::{Backend, Finishing, Running};
+use crate::plan::{Action, Step};
+use crate::report::StepReport;
+
+use super::{action_name, hit_of, Remote};
+
+/// Sends steps to the service's workers; `local` runs those that stay here.
+pub struct RemoteBackend {
+    /// Runs the steps that stay on this machine.
+    pub local: Arc<dyn Backend>,
+    /// The service.
+    pub remote: Arc<Remote>,
+}
+
+/// Why `step` must run on this machine, if it must.
+pub fn runs_here(step: &Step, workspace: &std::path::Path) -> Option<&'static str> {
+    if step.evaluation.as_ref().is_some_and(|e| e.service.is_some()) {
+        return Some("it judges a service, which this machine starts and shares");
+    }
+    let secret_headers = step.grant.http().is_some_and(|h| !h.headers.is_empty());
+    if !step.grant.secret_env.is_empty() || secret_headers {
+        return Some("it is granted secrets, whose values never leave this machine");
+    }
+    let mounted = |path: &std::path::Path| super::action::inputs_of(step).iter().any(|m| path.starts_with(&m.host));
+    let mut programs: Vec<&std::path::PathBuf> = step.grant.tools().iter().chain(step.judged_tools()).collect();
+    if let Action::Command { program, .. } = &step.action {
+        programs.push(program);
+    }
+    if programs.iter().any(|p| p.starts_with(workspace) && !mounted(p)) {
+        return Some("it runs a program of the workspace that is not among its mounts");
+    }
+    None
+}
+
+impl Backend for RemoteBackend {
+    fn run<'a>(
+        &'a self,
+        step: &'a Step,
+        attempt: u32,
+        feedback: Vec<String>,
+        inputs: &'a BTreeMap<String, String>,
+    ) -> Running<'a> {
+        Box::pin(async move {
+            if let Some(why) = runs_here(step, &self.remote.workspace) {
+                tracing::info!("step `{}` runs on this machine: {why}", step.id);
+                return self.local.run(step, attempt, feedback, inputs).await;
+            }
+            match self.run_remotely(step, attempt, &feedback).await {
+                Ok(report) => report,
+                Err(e) => StepReport::error(
+                    &step.id,
+                    step.kind,
+                    format!("remote execution on `{}` failed: {e}", self.remote.client.endpoint()),
+                )
+                .infrastructure(),
+            }
+        })
+    }
+
+    fn round_finished(&self) -> Finishing<'_> {
+        self.local.round_finished()
+    }
+}
+
+impl RemoteBackend {
+    async fn run_remotely(&self, step: &Step, attempt: u32, feedback: &[String]) -> Result<StepReport, String> {
+        let remote = &self.remote;
+        let action = remote.action(step, attempt, feedback)?;
+        let uploaded = remote.client.upload_missing(&action.blobs).await?;
+        tracing::debug!("step `{}`: {uploaded} blobs uploaded for {}", step.id, action_name(&action.digest));
+        // The executor asked the cache already (and refuses what it must
+        // not reuse): the service runs the action afresh.
+        let response = remote.client.execute(&action.digest, true).await?;
+        if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
+            return Err(format!("{} (code {})", status.message, status.code));
+        }
+        let result = response.result.ok_or("the service returned no result")?;
+        let hit = hit_of(&remote.client, &action.digest, result, false).await?;
+        let mut report = hit.report;
+        report.id = step.id.clone();
+        if !hit.files.is_empty() || !hit.removed.is_empty() {
+            let scratch = remote.workspace.join(crate::plan::mounts::RUN_DIR).join("tmp");
+            let changes = crate::writes::replay(&step.grant.mounts, &hit.files, &hit.removed, &scratch)
+                .map_err(|e| format!("the worker's writes could not be applied: {e}"))?;
+            report.changes = changes.list();
+        }
+        Ok(report)
+    }
+}

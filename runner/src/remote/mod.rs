@@ -1,0 +1,276 @@
+//! Beyond one machine: a shared result cache and a worker pool over the
+//! Remote Execution API (REAPI v2), the protocol Bazel, Buck2 and Pants
+//! speak to BuildGrid, Buildbarn, BuildBuddy or NativeLink.
+//!
+//! A planned step is a pure function of its plugin, its inputs and its
+//! settings, so it is an REAPI `Action` ([`action`]). The executor asks the
+//! service's action cache after its own ([`Remote::lookup`]) and files fresh
+//! results there ([`Remote::store`]); with `execute`, the remote backend
+//! ([`backend`]) sends ready steps to the service's workers, and
+//! `cleanroom worker` ([`worker`]) is such a worker, running each action in
+//! the same sandbox and jail as a local run. The orchestration — the graph,
+//! rounds, retries, feedback, the barrier, the journal — never leaves
+//! `cleanroom run`.
+//!
+//! What a result from the service may do is bounded here, in one place
+//! ([`Remote::result_of`] and [`hit_of`]): every blob is checked against its
+//! digest; a result whose report is not `passed` or `failed` is never used
+//! (errors are about a machine); a stage's files can only land in its own
+//! write mounts ([`crate::writes::replay`]); and a result whose outputs
+//! hold a secret value is never uploaded.
+
+pub mod action;
+pub mod backend;
+pub mod client;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::digest::Digester;
+use crate::exec::results::Hit;
+use crate::plan::Step;
+use crate::plugin::PluginInfo;
+use crate::report::{RemoteOrigin, StepReport, StepStatus};
+use crate::writes::WrittenFile;
+use action::{StepAction, REPORT_FILE, WRITTEN_DIR};
+pub use client::Client;
+
+/// How a run uses the remote action cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// Look results up and file fresh ones (trusted clients: CI, workers).
+    #[default]
+    ReadWrite,
+    /// Look results up only (a developer's machine, an untrusted client).
+    Read,
+    /// Neither.
+    Off,
+}
+
+impl CacheMode {
+    /// `read-write`, `read`, `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::ReadWrite => "read-write",
+            CacheMode::Read => "read",
+            CacheMode::Off => "off",
+        }
+    }
+
+    /// Parses `read-write`, `read` or `off`.
+    ///
+    /// # Errors
+    /// What the accepted words are.
+    pub fn parse(word: &str) -> Result<CacheMode, String> {
+        match word {
+            "read-write" => Ok(CacheMode::ReadWrite),
+            "read" => Ok(CacheMode::Read),
+            "off" => Ok(CacheMode::Off),
+            other => Err(format!("`{other}` is not a remote cache mode: write \"read-write\", \"read\" or \"off\"")),
+        }
+    }
+}
+
+/// `[remote]` (or `--remote`): which service, and what the run uses it for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteSettings {
+    /// `grpc://host:port`, or `grpcs://` for TLS.
+    pub endpoint: String,
+    /// The service's instance name (`""` for the default one).
+    pub instance: String,
+    /// How the action cache is used.
+    pub cache: CacheMode,
+    /// Whether steps run on the service's workers.
+    pub execute: bool,
+    /// The `[secrets]` entry holding a bearer token, when the service needs one.
+    pub token: Option<String>,
+}
+
+/// Checks that `endpoint` is `grpc://host:port` or `grpcs://host:port`.
+///
+/// # Errors
+/// What is wrong with it, in words.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("grpc://")
+        .or_else(|| endpoint.strip_prefix("grpcs://"))
+        .ok_or_else(|| format!("`{endpoint}` is not a grpc:// or grpcs:// address"))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("`{endpoint}` names no port"))?;
+    if host.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(format!("`{endpoint}`: give a host and port only"));
+    }
+    port.parse::<u16>().map_err(|_| format!("`{endpoint}`: `{port}` is not a port"))?;
+    Ok(())
+}
+
+/// A connected service and what the executor needs to turn steps into
+/// actions.
+pub struct Remote {
+    /// The connection.
+    pub client: Client,
+    /// What the run uses it for.
+    pub settings: RemoteSettings,
+    /// The plan's plugins (an action carries its step's).
+    pub plugins: BTreeMap<String, PluginInfo>,
+    /// The canonical workspace.
+    pub workspace: PathBuf,
+    /// Names every input file by its sha256 (shares the run's memo file).
+    pub digester: Digester,
+    /// The run's secret values: an output holding one is never uploaded.
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+}
+
+impl Remote {
+    /// The action for `step` as attempt `attempt` with `feedback`.
+    ///
+    /// # Errors
+    /// When an input cannot be read.
+    pub fn action(&self, step: &Step, attempt: u32, feedback: &[String]) -> Result<StepAction, String> {
+        StepAction::build(&self.plugins, step, &self.workspace, (attempt, feedback), &self.digester)
+    }
+
+    /// The remote action cache's result for `action`, when it has a usable
+    /// one: every blob present and what its digest says, the report
+    /// `passed` or `failed`. Anything else is a miss, logged.
+    pub async fn lookup(&self, action: &StepAction) -> Option<Hit> {
+        if self.settings.cache == CacheMode::Off {
+            return None;
+        }
+        let result = match self.client.get_action_result(&action.digest).await {
+            Ok(Some(result)) => result,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("remote cache: {e}; running the step");
+                return None;
+            }
+        };
+        match hit_of(&self.client, &action.digest, result, true).await {
+            Ok(hit) => Some(hit),
+            Err(e) => {
+                tracing::warn!("remote cache: the result for {} is not used: {e}", action_name(&action.digest));
+                None
+            }
+        }
+    }
+
+    /// Files `report` (and a stage's `written` files) under `action` when
+    /// the cache is writable, the result is worth keeping and no output
+    /// holds a secret value. Best effort: a result that cannot be filed
+    /// only costs time, and says so.
+    pub async fn store(&self, action: &StepAction, report: &StepReport, written: &[WrittenFile]) {
+        if self.settings.cache != CacheMode::ReadWrite || action.action.do_not_cache {
+            return;
+        }
+        let Some((result, blobs)) = result_of(report, written, &self.secrets, "") else { return };
+        // The action and its command go too, so an audit can see from the
+        // digest what produced the result.
+        let mut all: Vec<Vec<u8>> = blobs;
+        for (_, source) in action.blobs.values() {
+            if let action::Source::Bytes(bytes) = source {
+                all.push(bytes.clone());
+            }
+        }
+        let stored = async {
+            self.client.upload_bytes(all).await?;
+            self.client.update_action_result(&action.digest, result).await
+        };
+        if let Err(e) = stored.await {
+            tracing::warn!("remote cache: the result of `{}` was not stored: {e}", report.id);
+        }
+    }
+}
+
+/// `hash/size`, as reports and the journal name an action.
+pub fn action_name(digest: &re::Digest) -> String {
+    format!("{}/{}", digest.hash, digest.size_bytes)
+}
+
+/// The exit code an action result carries for a report's status.
+fn exit_code(status: StepStatus) -> i32 {
+    match status {
+        StepStatus::Passed => 0,
+        StepStatus::Failed => 1,
+        StepStatus::Error => 2,
+        StepStatus::Skipped => 3,
+    }
+}
+
+/// `report` and a stage's `written` files as an action result and the
+/// blobs it names; `None` when an output holds a secret value (then
+/// nothing of it may leave this machine) or it cannot be encoded. `worker`
+/// is named in the result's metadata.
+pub fn result_of(
+    report: &StepReport,
+    written: &[WrittenFile],
+    secrets: &crate::secrets::Secrets,
+    worker: &str,
+) -> Option<(re::ActionResult, Vec<Vec<u8>>)> {
+    let json = serde_json::to_vec(report).ok()?;
+    let mut blobs = Vec::with_capacity(written.len() + 1);
+    let mut output_files = Vec::with_capacity(written.len() + 1);
+    for (path, bytes, executable) in std::iter::once((REPORT_FILE.to_string(), json, false))
+        .chain(written.iter().map(|f| (format!("{WRITTEN_DIR}/{}", f.path), f.bytes.clone(), f.mode & 0o111 != 0)))
+    {
+        if secrets.appears_in(&bytes) {
+            tracing::warn!("remote cache: an output of `{}` holds a secret value; it is not uploaded", report.id);
+            return None;
+        }
+        output_files.push(re::OutputFile {
+            path,
+            digest: Some(action::digest_of(&bytes)),
+            is_executable: executable,
+            ..Default::default()
+        });
+        blobs.push(bytes);
+    }
+    let result = re::ActionResult {
+        output_files,
+        exit_code: exit_code(report.status),
+        execution_metadata: Some(re::ExecutedActionMetadata { worker: worker.to_string(), ..Default::default() }),
+        ..Default::default()
+    };
+    Some((result, blobs))
+}
+
+/// A result from the service as a hit: its blobs downloaded and checked,
+/// the report read, written files by workspace path. `cached` says whether
+/// it came from the action cache (shown `cached (remote)`), and then only
+/// a `passed` or `failed` report is accepted; a worker's fresh `error` is
+/// returned as it is (and never cached).
+///
+/// # Errors
+/// A blob missing or not what its digest says; no report; a cached report
+/// that is not `passed` or `failed`; an output outside `report.json` and
+/// `written/`.
+pub async fn hit_of(client: &Client, digest: &re::Digest, result: re::ActionResult, cached: bool) -> Result<Hit, String> {
+    let digests: Vec<re::Digest> = result.output_files.iter().filter_map(|f| f.digest.clone()).collect();
+    let blobs = client.download(&digests).await?;
+    let mut report: Option<StepReport> = None;
+    let mut files = Vec::new();
+    for file in &result.output_files {
+        let bytes = file.digest.as_ref().and_then(|d| blobs.get(&d.hash)).ok_or("an output has no digest")?;
+        if file.path == REPORT_FILE {
+            report = Some(serde_json::from_slice(bytes).map_err(|e| format!("its report cannot be read: {e}"))?);
+        } else if let Some(rel) = file.path.strip_prefix(WRITTEN_DIR).and_then(|p| p.strip_prefix('/')) {
+            let mode = if file.is_executable { 0o755 } else { 0o644 };
+            files.push(WrittenFile { path: rel.to_string(), bytes: bytes.clone(), mode });
+        } else {
+            return Err(format!("it has an output `{}` no step makes", file.path));
+        }
+    }
+    let mut report = report.ok_or("it has no report")?;
+    if cached && !matches!(report.status, StepStatus::Passed | StepStatus::Failed) {
+        return Err(format!("its report says `{}`, which is never reused", report.status.as_str()));
+    }
+    let worker = result.execution_metadata.map(|m| m.worker).unwrap_or_default();
+    report.cached = cached;
+    report.remote = Some(RemoteOrigin { action: action_name(digest), worker, cached });
+    let removed = report.changes.iter().filter_map(crate::report::Change::removed).map(str::to_string).collect();
+    Ok(Hit { report, files, removed })
+}
