@@ -151,7 +151,15 @@ impl Worker {
             if *stopping.borrow() {
                 return self.terminate(session).await;
             }
-            let pending = session.leases.iter().position(|l| l.state == bots::LeaseState::Pending as i32);
+            // A session runs one lease at a time, so any lease not finished
+            // here is new: BuildGrid hands leases over already ACTIVE.
+            let open = [bots::LeaseState::Pending as i32, bots::LeaseState::Active as i32];
+            let pending = session.leases.iter().position(|l| open.contains(&l.state));
+            tracing::debug!(
+                "worker: session {} has leases {:?}",
+                session.name,
+                session.leases.iter().map(|l| (&l.id, l.state)).collect::<Vec<_>>()
+            );
             if let Some(at) = pending {
                 session.leases[at].state = bots::LeaseState::Active as i32;
                 let lease_id = session.leases[at].id.clone();
