@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod reapi;
+
 use cleanroom::{RunOptions, RunReport, StepReport};
 
 /// Every guest in `guests/` (crates that build a component), each used by a test.

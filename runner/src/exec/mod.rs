@@ -183,7 +183,14 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
     let results = open_results(options, &key);
     let verdicts = results.clone().map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
     let runtime = scheduler_runtime(options)?;
-    let remote = match &plan.remote {
+    // `--no-cache` turns the remote action cache off too: every step runs.
+    let settings = plan.remote.clone().map(|mut settings| {
+        if !options.cache {
+            settings.cache = crate::remote::CacheMode::Off;
+        }
+        settings
+    });
+    let remote = match &settings {
         Some(settings) if settings.execute || settings.cache != crate::remote::CacheMode::Off => {
             Some(Arc::new(runtime.block_on(connect_remote(plan, settings, &secrets))?))
         }

@@ -61,7 +61,11 @@ impl Backend for RemoteBackend {
                 return self.local.run(step, attempt, feedback, inputs).await;
             }
             match self.run_remotely(step, attempt, &feedback).await {
-                Ok(report) => report,
+                Ok(Some(report)) => report,
+                Ok(None) => {
+                    tracing::info!("step `{}` runs on this machine: an input holds a secret value", step.id);
+                    self.local.run(step, attempt, feedback, inputs).await
+                }
                 Err(e) => StepReport::error(
                     &step.id,
                     step.kind,
@@ -78,10 +82,17 @@ impl Backend for RemoteBackend {
 }
 
 impl RemoteBackend {
-    async fn run_remotely(&self, step: &Step, attempt: u32, feedback: &[String]) -> Result<StepReport, String> {
+    /// The step's report from a worker; `None` when an input holds a secret
+    /// value of the run (a file a granted step wrote), which never leaves
+    /// this machine: the step then runs here.
+    async fn run_remotely(&self, step: &Step, attempt: u32, feedback: &[String]) -> Result<Option<StepReport>, String> {
         let remote = &self.remote;
         let action = remote.action(step, attempt, feedback)?;
-        let uploaded = remote.client.upload_missing(&action.blobs).await?;
+        let uploaded = match remote.client.upload_missing(&action.blobs, &remote.secrets).await {
+            Ok(uploaded) => uploaded,
+            Err(super::client::Upload::Secret) => return Ok(None),
+            Err(super::client::Upload::Failed(e)) => return Err(e),
+        };
         tracing::debug!("step `{}`: {uploaded} blobs uploaded for {}", step.id, action_name(&action.digest));
         // The executor asked the cache already (and refuses what it must
         // not reuse): the service runs the action afresh.
@@ -99,6 +110,6 @@ impl RemoteBackend {
                 .map_err(|e| format!("the worker's writes could not be applied: {e}"))?;
             report.changes = changes.list();
         }
-        Ok(report)
+        Ok(Some(report))
     }
 }

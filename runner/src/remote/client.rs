@@ -38,6 +38,16 @@ pub struct Client {
     endpoint: String,
 }
 
+/// Why blobs were not uploaded.
+#[derive(Debug)]
+pub enum Upload {
+    /// One holds a secret value of the run: nothing of the step may leave
+    /// this machine.
+    Secret,
+    /// The store or the disk failed, in words.
+    Failed(String),
+}
+
 /// A gRPC error in words, with the call it came from.
 fn failed(call: &str, status: &tonic::Status) -> String {
     format!("{call}: {} ({:?})", status.message(), status.code())
@@ -145,11 +155,17 @@ impl Client {
             .map_err(|status| failed("UpdateActionResult", &status))
     }
 
-    /// Uploads every blob of `blobs` the store does not have.
+    /// Uploads every blob of `blobs` the store does not have, unless one
+    /// holds a value of `secrets` (then nothing more is sent).
     ///
     /// # Errors
-    /// When a blob cannot be read or the store refuses one.
-    pub async fn upload_missing(&self, blobs: &BTreeMap<String, (re::Digest, Source)>) -> Result<usize, String> {
+    /// When a blob cannot be read, holds a secret value, or the store
+    /// refuses one.
+    pub async fn upload_missing(
+        &self,
+        blobs: &BTreeMap<String, (re::Digest, Source)>,
+        secrets: &crate::secrets::Secrets,
+    ) -> Result<usize, Upload> {
         let mut missing = Vec::new();
         let digests: Vec<re::Digest> = blobs.values().map(|(d, _)| d.clone()).collect();
         for group in digests.chunks(10_000) {
@@ -158,8 +174,11 @@ impl Client {
                 blob_digests: group.to_vec(),
                 ..Default::default()
             };
-            let response =
-                self.cas().find_missing_blobs(self.request(request)).await.map_err(|s| failed("FindMissingBlobs", &s))?;
+            let response = self
+                .cas()
+                .find_missing_blobs(self.request(request))
+                .await
+                .map_err(|s| Upload::Failed(failed("FindMissingBlobs", &s)))?;
             missing.extend(response.into_inner().missing_blob_digests);
         }
         let mut batch: Vec<(re::Digest, Vec<u8>)> = Vec::new();
@@ -168,28 +187,33 @@ impl Client {
             let Some((_, source)) = blobs.get(&digest.hash) else { continue };
             let bytes = match source {
                 Source::Bytes(bytes) => bytes.clone(),
-                Source::File(path) => {
-                    std::fs::read(path).map_err(|e| format!("cannot read `{}` to upload it: {e}", path.display()))?
-                }
+                Source::File(path) => std::fs::read(path)
+                    .map_err(|e| Upload::Failed(format!("cannot read `{}` to upload it: {e}", path.display())))?,
             };
             // A file that changed since it was hashed would be stored under
             // a digest it does not have: refuse rather than mislabel it.
             if digest_of(&bytes) != *digest {
-                return Err(format!("an input changed while it was being uploaded ({}); run again", digest.hash));
+                return Err(Upload::Failed(format!(
+                    "an input changed while it was being uploaded ({}); run again",
+                    digest.hash
+                )));
+            }
+            if secrets.appears_in(&bytes) {
+                return Err(Upload::Secret);
             }
             if bytes.len() > MAX_BATCH {
-                self.write_stream(digest, &bytes).await?;
+                self.write_stream(digest, &bytes).await.map_err(Upload::Failed)?;
                 continue;
             }
             if batch_size + bytes.len() > MAX_BATCH {
-                self.batch_update(std::mem::take(&mut batch)).await?;
+                self.batch_update(std::mem::take(&mut batch)).await.map_err(Upload::Failed)?;
                 batch_size = 0;
             }
             batch_size += bytes.len();
             batch.push((digest.clone(), bytes));
         }
         if !batch.is_empty() {
-            self.batch_update(batch).await?;
+            self.batch_update(batch).await.map_err(Upload::Failed)?;
         }
         Ok(missing.len())
     }
@@ -206,7 +230,11 @@ impl Client {
                 (digest.hash.clone(), (digest, Source::Bytes(bytes)))
             })
             .collect();
-        self.upload_missing(&map).await.map(|_| ())
+        match self.upload_missing(&map, &crate::secrets::Secrets::default()).await {
+            Ok(_) => Ok(()),
+            Err(Upload::Failed(e)) => Err(e),
+            Err(Upload::Secret) => Err("a blob holds a secret value".into()),
+        }
     }
 
     async fn batch_update(&self, blobs: Vec<(re::Digest, Vec<u8>)>) -> Result<(), String> {
