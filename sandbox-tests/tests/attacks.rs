@@ -30,6 +30,8 @@ mod jail;
 mod judge;
 #[path = "attacks/leaks.rs"]
 mod leaks;
+#[path = "attacks/remote.rs"]
+mod remote;
 #[path = "attacks/services.rs"]
 mod services;
 #[path = "attacks/subjects.rs"]
@@ -195,6 +197,7 @@ fn cases() -> Vec<Case> {
     all.extend(subjects::cases());
     all.extend(services::cases());
     all.extend(judge::cases());
+    all.extend(remote::cases());
     all
 }
 
