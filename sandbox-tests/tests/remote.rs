@@ -217,3 +217,27 @@ read = ["out"]
     }
     drop(workers);
 }
+
+#[test]
+fn a_worker_refuses_a_step_asking_for_more_than_it_allows_and_the_run_says_why() {
+    let endpoint = &service().endpoint;
+    let tool = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    ws.file("src/input.txt", &nonce());
+    ws.file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"greedy\"\n\n[check.greedy]\nrun = [\"/bin/sh\", \"-c\", \"cat src/input.txt\"]\nread = [\"src\"]\nmemory = \"64GiB\"\ntools = [{:?}]\n",
+            tool.path().display().to_string()
+        ),
+    );
+    let workers = [Worker::start(1, &[tool.path()])];
+    let caches = tempfile::tempdir().unwrap();
+    let ran = run_cli(&pipeline(&ws), &["--remote", endpoint, "--remote-exec"], caches.path(), &[]);
+    let report = ran.report.clone().unwrap_or_else(|| panic!("no report: {ran:?}"));
+    let greedy = &report.steps[0];
+    assert_eq!(greedy.status, StepStatus::Error, "{ran:?}");
+    let reason = greedy.reason.clone().unwrap_or_default();
+    assert!(reason.contains("this worker allows at most") && reason.contains("--max-memory"), "{reason}");
+    drop(workers);
+}

@@ -265,3 +265,39 @@ fn loop_control_keys_are_checked_where_they_are_written() {
     let duration = refused(&ws, "[pipeline]\nname = \"t\"\nmax_duration = \"0s\"\n");
     assert_says(&duration, "CR002", "pipeline.toml:3:16", "invalid duration `0s`: must be greater than zero");
 }
+
+#[test]
+fn a_malformed_remote_table_names_the_bad_value() {
+    let ws = Workspace::new();
+    let base = "[pipeline]\nname = \"t\"\n\n[check.a]\nrun = [\"true\"]\n\n[remote]\n";
+    let ran = refused(&ws, &format!("{base}endpoint = \"http://127.0.0.1:1\"\n"));
+    assert_says(&ran, "CR034", "pipeline.toml:8:12", "is not a grpc:// or grpcs:// address");
+    let ran = refused(&ws, &format!("{base}endpoint = \"grpc://127.0.0.1\"\n"));
+    assert_says(&ran, "CR034", "pipeline.toml:8:12", "names no port");
+    let ran = refused(&ws, &format!("{base}endpoint = \"grpc://127.0.0.1:1\"\ncache = \"write\"\n"));
+    assert_says(&ran, "CR034", "pipeline.toml:9:9", "is not a remote cache mode");
+    let ran = refused(&ws, &format!("{base}endpoint = \"grpc://127.0.0.1:1\"\ntoken = \"NOPE\"\n"));
+    assert_says(&ran, "CR034", "pipeline.toml:9:9", "[remote] token `NOPE` is not a [secrets] entry");
+    let ran = refused(&ws, &format!("{base}endpoint = \"grpc://127.0.0.1:1\"\nexecutes = true\n"));
+    assert_says(&ran, "CR002", "pipeline.toml:9:1", "unknown field `executes`");
+}
+
+#[test]
+fn remote_flags_without_a_service_or_an_unreachable_service_are_refused_before_anything_runs() {
+    let ws = Workspace::new();
+    let pipeline = "[pipeline]\nname = \"t\"\n\n[stage.s]\nrun = [\"/bin/sh\", \"-c\", \"echo x > out/x\"]\nwrite = [\"out\"]\n";
+    let ran = ws.run(pipeline, &["run", "--remote-exec"]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("error[CR034]: --remote-instance, --remote-cache and --remote-exec need a service"));
+    let ran = ws.run(pipeline, &["run", "--remote", "grpc://127.0.0.1"]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("names no port"), "{ran:?}");
+    // Nothing listens on port 1: refused when the run starts, nothing run.
+    let ran = ws.run(pipeline, &["run", "--remote", "grpc://127.0.0.1:1"]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("error[CR034]: the remote service: cannot reach `grpc://127.0.0.1:1`"), "{ran:?}");
+    assert!(!ws.path().join("out").exists(), "a step ran");
+    let ran = crate::cleanroom(ws.path(), &["worker", "--remote", "grpc://127.0.0.1:1", "--work-dir", "w"]);
+    assert_eq!(ran.code, 2, "{ran:?}");
+    assert!(ran.stderr.contains("error[CR034]: worker: cannot reach"), "{ran:?}");
+}
