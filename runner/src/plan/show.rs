@@ -27,6 +27,16 @@ pub fn dry_run(plan: &Plan) -> String {
     if let Some(max) = plan.max_duration {
         let _ = writeln!(out, "max duration: {max} (no step starts after it)");
     }
+    if let Some(remote) = &plan.remote {
+        let _ = writeln!(
+            out,
+            "remote: {} (instance {:?}), cache {}, {}",
+            remote.endpoint,
+            remote.instance,
+            remote.cache.as_str(),
+            if remote.execute { "steps run on its workers" } else { "steps run on this machine" }
+        );
+    }
     let _ = writeln!(out, "plugins:");
     for (name, info) in &plan.plugins {
         let _ = writeln!(out, "  {name}: {} sha256:{}", info.path.display(), info.sha256);
@@ -39,6 +49,11 @@ pub fn dry_run(plan: &Plan) -> String {
         }
         if !step.needs.is_empty() {
             let _ = writeln!(out, "       needs: {}", step.needs.join(", "));
+        }
+        if plan.remote.as_ref().is_some_and(|r| r.execute) {
+            if let Some(why) = crate::remote::backend::runs_here(step, &plan.workspace) {
+                let _ = writeln!(out, "       runs on this machine: {why}");
+            }
         }
         // Each capability says what it grants, in the order a reader checks them.
         let lines = super::mounts::describe(&step.grant)
