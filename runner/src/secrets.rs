@@ -33,7 +33,8 @@ impl std::fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// Reads every secret a step of `plan` is granted.
+    /// Reads every secret a step of `plan` is granted, and those its
+    /// `[remote]` uses (its token, its sealing key).
     ///
     /// # Errors
     /// A `CR027` diagnostic per secret whose variable is unset, whose file
@@ -51,6 +52,7 @@ impl Secrets {
                 let headers = step.grant.http().into_iter().flat_map(|h| h.headers.iter().map(|h| h.secret.as_str()));
                 step.grant.secret_env.iter().map(String::as_str).chain(headers)
             })
+            .chain(plan.remote.iter().flat_map(|r| r.token.iter().chain(&r.seal).map(String::as_str)))
             .collect();
         for (name, spec) in plan.secrets.iter().filter(|(name, _)| granted.contains(name.as_str())) {
             let value = match spec {

@@ -241,3 +241,106 @@ fn a_worker_refuses_a_step_asking_for_more_than_it_allows_and_the_run_says_why()
     assert!(reason.contains("this worker allows at most") && reason.contains("--max-memory"), "{reason}");
     drop(workers);
 }
+
+/// A copy of the example `pipelines/NAME/` workspace with its pipeline
+/// adapted to it (plugin paths absolute, generated directories left out).
+fn example(name: &str) -> Workspace {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ws = Workspace::new();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo.join("pipelines").join(name).join("."))
+        .arg(ws.root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for generated in ["work", "build", ".cleanroom"] {
+        let _ = std::fs::remove_dir_all(ws.root().join(generated));
+    }
+    let toml = std::fs::read_to_string(repo.join("pipelines").join(format!("{name}.toml"))).unwrap();
+    let dist = repo.join("plugins/dist").canonicalize().unwrap().display().to_string();
+    ws.file("pipeline.toml", &toml.replace(&format!("workspace = \"{name}\""), "").replace("../plugins/dist", &dist));
+    ws
+}
+
+#[test]
+fn the_factory_loop_on_the_pool_retries_and_judges_as_it_does_here() {
+    let endpoint = &service().endpoint;
+    let home = PathBuf::from(std::env::var("HOME").unwrap());
+    let (rustup, cargo) = (home.join(".rustup"), home.join(".cargo/bin"));
+    let local = example("factory");
+    let caches = tempfile::tempdir().unwrap();
+    let here = run_cli(&pipeline(&local), &["--no-cache"], &caches.path().join("local"), &[]);
+    let here_report = here.report.clone().unwrap_or_else(|| panic!("no report: {here:?}"));
+    assert!(here_report.attempts.len() > 1, "the example retries its stage: {here:?}");
+
+    let workers = [Worker::start(1, &[&rustup, &cargo]), Worker::start(1, &[&rustup, &cargo])];
+    let remote = example("factory");
+    let args = ["--remote", endpoint.as_str(), "--remote-exec", "--remote-cache", "off"];
+    let there = run_cli(&pipeline(&remote), &args, &caches.path().join("remote"), &[]);
+    let there_report = there.report.clone().unwrap_or_else(|| panic!("no report: {there:?}"));
+    assert_eq!(here.code, there.code, "{there:?}");
+    assert!(there_report.steps.iter().all(|s| s.remote.is_some()), "every step ran on the pool: {there:?}");
+    assert_eq!(comparable(&here_report), comparable(&there_report), "the same steps, rounds, retries and feedback");
+    drop(workers);
+}
+
+#[test]
+fn blobs_larger_than_a_batch_go_through_bytestream_both_ways() {
+    let endpoint = &service().endpoint;
+    let ws = Workspace::new();
+    // A 5 MB input (the client writes it with ByteStream) and a 6 MB output
+    // (the worker writes it, the client reads it back).
+    let line = format!("{}\n", nonce());
+    ws.file("src/big.txt", &line.repeat(5_000_000 / line.len()));
+    ws.file(
+        "pipeline.toml",
+        "[pipeline]\nname = \"big\"\n\n[stage.grow]\nrun = [\"/bin/sh\", \"-c\", \"cat src/big.txt src/big.txt | head -c 6000000 > out/bigger.txt\"]\nread = [\"src\"]\nwrite = [\"out\"]\n",
+    );
+    let workers = [Worker::start(1, &[])];
+    let caches = tempfile::tempdir().unwrap();
+    let ran = run_cli(&pipeline(&ws), &["--remote", endpoint, "--remote-exec"], &caches.path().join("a"), &[]);
+    let report = ran.report.clone().unwrap_or_else(|| panic!("no report: {ran:?}"));
+    assert_eq!(report.steps[0].status, StepStatus::Passed, "{ran:?}");
+    assert!(report.steps[0].remote.is_some(), "{ran:?}");
+    let bigger = ws.read("out/bigger.txt");
+    assert_eq!(bigger.len(), 6_000_000);
+    assert!(ws.read("src/big.txt").repeat(2).starts_with(&bigger));
+    // And from the cache, in another checkout.
+    let other = Workspace::new();
+    other.file("src/big.txt", &ws.read("src/big.txt")).file("pipeline.toml", &ws.read("pipeline.toml"));
+    let again = run_cli(&pipeline(&other), &["--remote", endpoint], &caches.path().join("b"), &[]);
+    let hit = again.report.unwrap_or_else(|| panic!("{}", again.stderr));
+    assert!(hit.steps[0].remote.as_ref().is_some_and(|r| r.cached), "{hit:?}");
+    assert_eq!(other.read("out/bigger.txt"), bigger);
+    drop(workers);
+}
+
+#[test]
+fn a_sealed_pool_is_believed_by_clients_holding_the_team_key() {
+    let endpoint = &service().endpoint;
+    let key = format!("team-key-{}", nonce());
+    let tool = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    ws.file("src/input.txt", &nonce());
+    ws.file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"sealed\"\n\n[secrets]\nTEAM = {{ env = \"TEAM_KEY\" }}\n\n[remote]\nendpoint = {endpoint:?}\nseal = \"TEAM\"\n\n[check.c]\nrun = [\"/bin/sh\", \"-c\", \"cat src/input.txt\"]\nread = [\"src\"]\ntools = [{:?}]\n",
+            tool.path().display().to_string()
+        ),
+    );
+    let workers = [Worker::start_sealed(1, &[tool.path()], Some(&key))];
+    let caches = tempfile::tempdir().unwrap();
+    let ran = run_cli(&pipeline(&ws), &["--remote-exec"], &caches.path().join("a"), &[("TEAM_KEY", &key)]);
+    let report = ran.report.clone().unwrap_or_else(|| panic!("no report: {ran:?}"));
+    assert_eq!(report.steps[0].status, StepStatus::Passed, "{ran:?}");
+    // The pool's sealed result answers another checkout from the cache.
+    let other = Workspace::new();
+    other.file("src/input.txt", &ws.read("src/input.txt")).file("pipeline.toml", &ws.read("pipeline.toml"));
+    let again = run_cli(&pipeline(&other), &[], &caches.path().join("b"), &[("TEAM_KEY", &key)]);
+    let hit = again.report.unwrap_or_else(|| panic!("{}", again.stderr));
+    assert!(hit.steps[0].remote.as_ref().is_some_and(|r| r.cached), "{hit:?}");
+    assert!(!again.stderr.contains(&key));
+    drop(workers);
+}

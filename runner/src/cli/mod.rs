@@ -160,6 +160,10 @@ pub enum Command {
         /// An environment variable holding a bearer token for the service.
         #[arg(long, value_name = "VAR")]
         token_env: Option<String>,
+        /// An environment variable holding the team's sealing key (as
+        /// `[remote] seal`): results are sealed with it.
+        #[arg(long, value_name = "VAR")]
+        seal_env: Option<String>,
         /// Run native steps even when the kernel cannot jail them (unsafe).
         #[arg(long)]
         allow_unjailed: bool,
@@ -445,6 +449,7 @@ pub fn main() -> i32 {
             max_memory,
             work_dir,
             token_env,
+            seal_env,
             allow_unjailed,
         } => worker::WorkerCommand {
             endpoint: remote,
@@ -455,6 +460,7 @@ pub fn main() -> i32 {
             max_memory,
             work_dir,
             token_env,
+            seal_env,
             allow_unjailed,
         }
         .execute(),

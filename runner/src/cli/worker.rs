@@ -28,8 +28,15 @@ impl RemoteFlags {
             (Some(endpoint), plan) => {
                 crate::remote::check_endpoint(&endpoint)
                     .map_err(|e| bad(format!("--remote: {e}"), "write the service's address as grpc://host:port"))?;
-                let token = plan.and_then(|p| p.token);
-                RemoteSettings { endpoint, instance: String::new(), cache: CacheMode::ReadWrite, execute: false, token }
+                let (token, seal) = plan.map(|p| (p.token, p.seal)).unwrap_or_default();
+                RemoteSettings {
+                    endpoint,
+                    instance: String::new(),
+                    cache: CacheMode::ReadWrite,
+                    execute: false,
+                    token,
+                    seal,
+                }
             }
             (None, Some(plan)) => plan,
             (None, None) => {
@@ -78,6 +85,7 @@ pub(super) struct WorkerCommand {
     pub(super) max_memory: u64,
     pub(super) work_dir: Option<PathBuf>,
     pub(super) token_env: Option<String>,
+    pub(super) seal_env: Option<String>,
     pub(super) allow_unjailed: bool,
 }
 
@@ -87,16 +95,24 @@ impl WorkerCommand {
             err(&format!("error[CR034]: --remote: {e}\n  = help: write the service's address as grpc://host:port\n"));
             return EXIT_BAD_INPUT;
         }
-        let token = match &self.token_env {
-            Some(var) => match std::env::var(var) {
-                Ok(token) => Some(token),
-                Err(_) => {
-                    err(&format!("error[CR034]: --token-env: `{var}` is not set\n  = help: export it, or drop --token-env\n"));
-                    return EXIT_BAD_INPUT;
-                }
-            },
-            None => None,
-        };
+        let mut values = Vec::new();
+        for (flag, var) in [("--token-env", &self.token_env), ("--seal-env", &self.seal_env)] {
+            values.push(match var {
+                Some(var) => match std::env::var(var) {
+                    Ok(value) if value.len() >= crate::secrets::MIN_SECRET_LEN => Some(value),
+                    _ => {
+                        err(&format!(
+                            "error[CR034]: {flag}: `{var}` is not set or shorter than {} characters\n  = help: export it, or drop {flag}\n",
+                            crate::secrets::MIN_SECRET_LEN
+                        ));
+                        return EXIT_BAD_INPUT;
+                    }
+                },
+                None => None,
+            });
+        }
+        let seal = values.pop().flatten().map(String::into_bytes);
+        let token = values.pop().flatten();
         for tool in &self.tools {
             if !tool.is_absolute() || !tool.exists() {
                 err(&format!(
@@ -115,6 +131,7 @@ impl WorkerCommand {
             endpoint: self.endpoint,
             instance: self.instance,
             token,
+            seal,
             jobs: self.jobs.max(1),
             tools: self.tools,
             max_timeout: self.max_timeout,

@@ -234,6 +234,7 @@ async fn connect_remote(
         plugins: plan.plugins.clone(),
         workspace: plan.workspace.clone(),
         digester: Digester::open(&plan.workspace),
+        seal: settings.seal.as_deref().and_then(|name| secrets.value(name)).map(|v| v.as_bytes().to_vec()),
         secrets: Arc::clone(secrets),
     })
 }

@@ -84,6 +84,9 @@ pub struct RemoteTable {
     pub execute: bool,
     /// A `[secrets]` name holding a bearer token, when the service needs one.
     pub token: Option<Spanned<String>>,
+    /// A `[secrets]` name holding the team's sealing key: results are
+    /// sealed with it when filed, and only sealed results are believed.
+    pub seal: Option<Spanned<String>>,
 }
 
 /// Where a secret's value comes from, read when a run starts.

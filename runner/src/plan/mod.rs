@@ -239,12 +239,13 @@ fn resolve_remote(
         },
         None => crate::remote::CacheMode::ReadWrite,
     };
-    if let Some(token) = &table.token {
-        if !secrets.contains_key(token.get_ref()) {
+    for (key, name) in [("token", &table.token), ("seal", &table.seal)] {
+        let Some(name) = name else { continue };
+        if !secrets.contains_key(name.get_ref()) {
             diags.push(
-                Diagnostic::new(Code::CR034, format!("[remote] token `{}` is not a [secrets] entry", token.get_ref()))
-                    .at(here(token.span()))
-                    .hint("declare it under [secrets], e.g. REMOTE_TOKEN = { env = \"REMOTE_TOKEN\" }"),
+                Diagnostic::new(Code::CR034, format!("[remote] {key} `{}` is not a [secrets] entry", name.get_ref()))
+                    .at(here(name.span()))
+                    .hint(format!("declare it under [secrets], e.g. {0} = {{ env = \"{0}\" }}", name.get_ref())),
             );
             ok = false;
         }
@@ -255,6 +256,7 @@ fn resolve_remote(
         cache,
         execute: table.execute,
         token: table.token.as_ref().map(|t| t.get_ref().clone()),
+        seal: table.seal.as_ref().map(|s| s.get_ref().clone()),
     })
 }
 

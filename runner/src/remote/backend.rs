@@ -101,7 +101,7 @@ impl RemoteBackend {
             return Err(format!("{} (code {})", status.message, status.code));
         }
         let result = response.result.ok_or("the service returned no result")?;
-        let hit = hit_of(&remote.client, &action.digest, result, false).await?;
+        let hit = hit_of(&remote.client, &action.digest, result, false, remote.seal.as_deref()).await?;
         let mut report = hit.report;
         report.id = step.id.clone();
         if !hit.files.is_empty() || !hit.removed.is_empty() {

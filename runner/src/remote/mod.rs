@@ -89,6 +89,8 @@ pub struct RemoteSettings {
     pub execute: bool,
     /// The `[secrets]` entry holding a bearer token, when the service needs one.
     pub token: Option<String>,
+    /// The `[secrets]` entry holding the team's sealing key ([`Sealing`]).
+    pub seal: Option<String>,
 }
 
 /// Checks that `endpoint` is `grpc://host:port` or `grpcs://host:port`.
@@ -124,6 +126,8 @@ pub struct Remote {
     pub digester: Digester,
     /// The run's secret values: an output holding one is never uploaded.
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+    /// The team's sealing key, when `[remote] seal` names one.
+    pub seal: Option<Vec<u8>>,
 }
 
 impl Remote {
@@ -150,7 +154,7 @@ impl Remote {
                 return None;
             }
         };
-        match hit_of(&self.client, &action.digest, result, true).await {
+        match hit_of(&self.client, &action.digest, result, true, self.seal.as_deref()).await {
             Ok(hit) => Some(hit),
             Err(e) => {
                 tracing::warn!("remote cache: the result for {} is not used: {e}", action_name(&action.digest));
@@ -167,7 +171,8 @@ impl Remote {
         if self.settings.cache != CacheMode::ReadWrite || action.action.do_not_cache {
             return;
         }
-        let Some((result, blobs)) = result_of(report, written, &self.secrets, "") else { return };
+        let sealing = Sealing { action: &action.digest, key: self.seal.as_deref() };
+        let Some((result, blobs)) = result_of(report, written, &self.secrets, "", &sealing) else { return };
         // The action and its command go too, so an audit can see from the
         // digest what produced the result.
         let mut all: Vec<Vec<u8>> = blobs;
@@ -201,15 +206,49 @@ fn exit_code(status: StepStatus) -> i32 {
     }
 }
 
+/// The output holding a sealed result's seal.
+pub const SEAL_FILE: &str = "seal";
+
+/// Label of a seal's mac: no other mac of the runner verifies as one.
+const SEAL_LABEL: &[u8] = b"cleanroom remote result v1";
+
+/// How a result is sealed: with the team's key (`[remote] seal`,
+/// `worker --seal-env`), over the action it answers and every output's
+/// path and digest. A client holding the key believes only sealed results,
+/// so a peer that may write the action cache (or connect as a worker) but
+/// does not hold the key — a stage with network access, say — cannot plant
+/// a verdict; the digests make the seal cover every byte.
+pub struct Sealing<'a> {
+    /// The action the result answers.
+    pub action: &'a re::Digest,
+    /// The key; `None` leaves results unsealed.
+    pub key: Option<&'a [u8]>,
+}
+
+impl Sealing<'_> {
+    /// The seal of `outputs` (the result's files but the seal itself), hex.
+    fn seal(&self, key: &[u8], outputs: &[re::OutputFile]) -> String {
+        let name = action_name(self.action);
+        let mut parts: Vec<&[u8]> = vec![SEAL_LABEL, name.as_bytes()];
+        for file in outputs.iter().filter(|f| f.path != SEAL_FILE) {
+            parts.push(file.path.as_bytes());
+            parts.push(file.digest.as_ref().map_or(&b""[..], |d| d.hash.as_bytes()));
+            parts.push(if file.is_executable { b"x" } else { b"-" });
+        }
+        crate::key::to_hex(&crate::key::hmac_sha256(key, &parts))
+    }
+}
+
 /// `report` and a stage's `written` files as an action result and the
-/// blobs it names; `None` when an output holds a secret value (then
-/// nothing of it may leave this machine) or it cannot be encoded. `worker`
-/// is named in the result's metadata.
+/// blobs it names, sealed when `sealing` has a key; `None` when an output
+/// holds a secret value (then nothing of it may leave this machine) or it
+/// cannot be encoded. `worker` is named in the result's metadata.
 pub fn result_of(
     report: &StepReport,
     written: &[WrittenFile],
     secrets: &crate::secrets::Secrets,
     worker: &str,
+    sealing: &Sealing<'_>,
 ) -> Option<(re::ActionResult, Vec<Vec<u8>>)> {
     let json = serde_json::to_vec(report).ok()?;
     let mut blobs = Vec::with_capacity(written.len() + 1);
@@ -229,6 +268,15 @@ pub fn result_of(
         });
         blobs.push(bytes);
     }
+    if let Some(key) = sealing.key {
+        let seal = sealing.seal(key, &output_files).into_bytes();
+        output_files.push(re::OutputFile {
+            path: SEAL_FILE.into(),
+            digest: Some(action::digest_of(&seal)),
+            ..Default::default()
+        });
+        blobs.push(seal);
+    }
     let result = re::ActionResult {
         output_files,
         exit_code: exit_code(report.status),
@@ -244,11 +292,29 @@ pub fn result_of(
 /// a `passed` or `failed` report is accepted; a worker's fresh `error` is
 /// returned as it is (and never cached).
 ///
+/// With `seal` (the team's key), only a result sealed with it is accepted.
+///
 /// # Errors
 /// A blob missing or not what its digest says; no report; a cached report
-/// that is not `passed` or `failed`; an output outside `report.json` and
-/// `written/`.
-pub async fn hit_of(client: &Client, digest: &re::Digest, result: re::ActionResult, cached: bool) -> Result<Hit, String> {
+/// that is not `passed` or `failed`; an output outside `report.json`,
+/// `written/` and `seal`; a missing or wrong seal when `seal` is given.
+pub async fn hit_of(
+    client: &Client,
+    digest: &re::Digest,
+    result: re::ActionResult,
+    cached: bool,
+    seal: Option<&[u8]>,
+) -> Result<Hit, String> {
+    if let Some(key) = seal {
+        let sealed = result.output_files.iter().find(|f| f.path == SEAL_FILE).and_then(|f| f.digest.clone());
+        let Some(sealed) = sealed else { return Err("it is not sealed with the team's key".into()) };
+        let found = client.download(std::slice::from_ref(&sealed)).await?;
+        let expected = Sealing { action: digest, key: Some(key) }.seal(key, &result.output_files);
+        let given = found.get(&sealed.hash).map(Vec::as_slice).unwrap_or_default();
+        if !crate::key::constant_time_eq(given, expected.as_bytes()) {
+            return Err("its seal does not verify with the team's key".into());
+        }
+    }
     let digests: Vec<re::Digest> = result.output_files.iter().filter_map(|f| f.digest.clone()).collect();
     let blobs = client.download(&digests).await?;
     let mut report: Option<StepReport> = None;
@@ -260,6 +326,8 @@ pub async fn hit_of(client: &Client, digest: &re::Digest, result: re::ActionResu
         } else if let Some(rel) = file.path.strip_prefix(WRITTEN_DIR).and_then(|p| p.strip_prefix('/')) {
             let mode = if file.is_executable { 0o755 } else { 0o644 };
             files.push(WrittenFile { path: rel.to_string(), bytes: bytes.clone(), mode });
+        } else if file.path == SEAL_FILE {
+            // Checked above when this client holds the key.
         } else {
             return Err(format!("it has an output `{}` no step makes", file.path));
         }

@@ -44,6 +44,8 @@ pub struct WorkerOptions {
     pub instance: String,
     /// A bearer token, when the service needs one.
     pub token: Option<String>,
+    /// The team's sealing key: results are sealed with it.
+    pub seal: Option<Vec<u8>>,
     /// Actions run at once (one bot session each).
     pub jobs: usize,
     /// Host tool paths this worker offers native steps (`--tool`).
@@ -93,7 +95,7 @@ pub fn serve(options: WorkerOptions) -> Result<(), String> {
         let mut sessions = tokio::task::JoinSet::new();
         for index in 0..worker.options.jobs.max(1) {
             let (worker, stopping) = (Arc::clone(&worker), stopping.clone());
-            sessions.spawn(async move { worker.session(index, stopping).await });
+            sessions.spawn(worker.session(index, stopping));
         }
         tracing::info!("worker: {} sessions on {}", worker.options.jobs.max(1), worker.client.endpoint());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -129,7 +131,7 @@ impl Worker {
     }
 
     /// One bot session: lease, run, report, until told to stop.
-    async fn session(&self, index: usize, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+    async fn session(self: Arc<Self>, index: usize, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host = host.trim();
         let bot_id = format!("cleanroom-{host}-{}-{index}", std::process::id());
@@ -164,11 +166,16 @@ impl Worker {
                 session.leases[at].state = bots::LeaseState::Active as i32;
                 let lease_id = session.leases[at].id.clone();
                 let payload = session.leases[at].payload.clone();
-                let job = self.run_lease(payload, &bot_id);
-                tokio::pin!(job);
+                // Its own task, so it runs while the session is kept alive.
+                let mut job = tokio::spawn({
+                    let (worker, bot_id) = (Arc::clone(&self), bot_id.clone());
+                    async move { worker.run_lease(payload, &bot_id).await }
+                });
                 let outcome = loop {
                     tokio::select! {
-                        outcome = &mut job => break Some(outcome),
+                        outcome = &mut job => break Some(outcome.unwrap_or_else(|e| {
+                            (Status { code: INTERNAL, message: format!("the action's task failed: {e}"), details: Vec::new() }, None)
+                        })),
                         // Keep the lease alive while the step runs.
                         () = tokio::time::sleep(Duration::from_secs(1)) => {
                             session = self.update(session).await?;
@@ -176,7 +183,11 @@ impl Worker {
                         _ = stopping.changed() => break None,
                     }
                 };
-                let Some((status, result)) = outcome else { return self.terminate(session).await };
+                let Some((status, result)) = outcome else {
+                    // Dropping the step stops it (its sandbox or process group).
+                    job.abort();
+                    return self.terminate(session).await;
+                };
                 match session.leases.iter_mut().find(|l| l.id == lease_id) {
                     Some(lease) => {
                         lease.state = bots::LeaseState::Completed as i32;
@@ -223,16 +234,20 @@ impl Worker {
     async fn run_lease(&self, payload: Option<prost_types::Any>, bot_id: &str) -> (Status, Option<prost_types::Any>) {
         let outcome = async {
             let payload = payload.ok_or((INVALID_ARGUMENT, "the lease has no payload".to_string()))?;
-            let action = if payload.type_url.ends_with("build.bazel.remote.execution.v2.Action") {
-                re::Action::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?
+            // The action's digest is of the bytes the client sent: a seal
+            // names the action it answers.
+            let (action, digest) = if payload.type_url.ends_with("build.bazel.remote.execution.v2.Action") {
+                let action =
+                    re::Action::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
+                (action, action::digest_of(&payload.value))
             } else if payload.type_url.ends_with("build.bazel.remote.execution.v2.Digest") {
                 let digest = re::Digest::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
                 let bytes = self.fetch(&digest).await?;
-                re::Action::decode(bytes.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?
+                (re::Action::decode(bytes.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?, digest)
             } else {
                 return Err((INVALID_ARGUMENT, format!("a payload of type `{}` is not an action", payload.type_url)));
             };
-            self.execute(&action, bot_id).await
+            self.execute(&action, &digest, bot_id).await
         }
         .await;
         match outcome {
@@ -256,7 +271,7 @@ impl Worker {
     }
 
     /// Checks, materialises and runs one action; its result.
-    async fn execute(&self, action: &re::Action, bot_id: &str) -> Result<re::ActionResult, Refusal> {
+    async fn execute(&self, action: &re::Action, digest: &re::Digest, bot_id: &str) -> Result<re::ActionResult, Refusal> {
         let command_digest = action.command_digest.clone().ok_or((INVALID_ARGUMENT, "no command".to_string()))?;
         let command = re::Command::decode(self.fetch(&command_digest).await?.as_slice())
             .map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
@@ -306,8 +321,10 @@ impl Worker {
             report.changes.iter().filter_map(crate::report::Change::written).map(str::to_string).collect();
         let files = crate::writes::read_written(&step.grant.mounts, &written)
             .map_err(|e| (INTERNAL, format!("the step's writes cannot be read back: {e}")))?;
-        let (result, blobs) = super::result_of(&report, &files, &crate::secrets::Secrets::default(), bot_id)
-            .ok_or((INTERNAL, "the result cannot be encoded".to_string()))?;
+        let sealing = super::Sealing { action: digest, key: self.options.seal.as_deref() };
+        let (result, blobs) =
+            super::result_of(&report, &files, &crate::secrets::Secrets::default(), bot_id, &sealing)
+                .ok_or((INTERNAL, "the result cannot be encoded".to_string()))?;
         self.client.upload_bytes(blobs).await.map_err(|e| (INTERNAL, e))?;
         Ok(result)
     }

@@ -21,6 +21,8 @@ pub(super) fn cases() -> Vec<Case> {
         case("a stage on a remote worker reads the holdout by path and by search", remote_stage_reads_holdout),
         case("a planted remote result writes outside the stage's write mount", planted_result_writes_outside),
         case("a tampered report blob in the CAS turns a failed check passed", tampered_report_blob),
+        case("a peer without the team's seal plants a passing verdict", unsealed_verdict_planted),
+        case("a worker without the team's seal reports a passing verdict", unsealed_worker),
     ]
 }
 
@@ -30,7 +32,14 @@ fn nonce() -> String {
 }
 
 fn settings(cache: CacheMode, execute: bool) -> RemoteSettings {
-    RemoteSettings { endpoint: service().endpoint.clone(), instance: String::new(), cache, execute, token: None }
+    RemoteSettings {
+        endpoint: service().endpoint.clone(),
+        instance: String::new(),
+        cache,
+        execute,
+        token: None,
+        seal: None,
+    }
 }
 
 /// Runs `steps` in `ws` against the service; `cache` turns the local and
@@ -160,4 +169,83 @@ fn tampered_report_blob() {
     let gate = step(&again, "tampered-gate");
     assert_eq!(gate.status, StepStatus::Failed, "the tampered blob was believed: {gate:?}");
     assert!(gate.remote.is_none(), "the tampered result was used");
+}
+
+/// A failing gate in a pipeline whose results are sealed with a team key
+/// read from `key_file`.
+fn sealed_gate(key_file: &std::path::Path) -> String {
+    let forbid = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/forbid_pattern.wasm");
+    format!(
+        "forbid = {:?}\n\n[secrets]\nTEAM = {{ file = {:?} }}\n\n[check.sealed-gate]\nplugin = \"forbid\"\nread = [\"src\"]\nconfig = {{ patterns = [\"TODO\"] }}\n",
+        forbid.display().to_string(),
+        key_file.display().to_string()
+    )
+}
+
+fn sealed(cache: CacheMode, execute: bool) -> RemoteSettings {
+    RemoteSettings { seal: Some("TEAM".into()), ..settings(cache, execute) }
+}
+
+/// A "passed" check result for `action`, filed by a peer that may write
+/// the action cache, sealed with `key` if given.
+fn plant_pass(action: &StepAction, key: Option<&[u8]>) {
+    let report = passed_stage("sealed-gate");
+    let sealing = cleanroom::remote::Sealing { action: &action.digest, key };
+    let secrets = cleanroom::secrets::Secrets::default();
+    let (result, blobs) = cleanroom::remote::result_of(&report, &[], &secrets, "planter", &sealing).unwrap();
+    block_on(async {
+        let client = Client::connect(&service().endpoint, "", None).await.unwrap();
+        client.upload_bytes(blobs).await.unwrap();
+        client.update_action_result(&action.digest, result).await.unwrap();
+    });
+}
+
+fn unsealed_verdict_planted() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("team.key");
+    std::fs::write(&key_file, format!("team-key-{}", nonce())).unwrap();
+    let steps = sealed_gate(&key_file);
+    // The mechanism is live: a sealed result filed by one checkout answers another.
+    let first = Workspace::new();
+    first.file("src/notes.txt", &format!("TODO {}\n", nonce()));
+    let report = run_remote(&first, &steps, sealed(CacheMode::ReadWrite, false), true);
+    assert_eq!(step(&report, "sealed-gate").status, StepStatus::Failed);
+    let second = Workspace::new();
+    second.file("src/notes.txt", &first.read("src/notes.txt"));
+    let report = run_remote(&second, &steps, sealed(CacheMode::Read, false), true);
+    assert!(step(&report, "sealed-gate").remote.as_ref().is_some_and(|r| r.cached), "a sealed result was not used");
+    // A peer plants a pass, unsealed and then sealed with another key.
+    for key in [None, Some(&b"not-the-team-key"[..])] {
+        let ws = Workspace::new();
+        ws.file("src/notes.txt", &format!("TODO {}\n", nonce()));
+        let plan = ws.plan(&[], &steps).unwrap();
+        let digester = cleanroom::cache::digest::Digester::cold(&plan.workspace);
+        let action = StepAction::build(&plan.plugins, &plan.steps[0], &plan.workspace, (1, &[]), &digester).unwrap();
+        plant_pass(&action, key);
+        let report = run_remote(&ws, &steps, sealed(CacheMode::Read, false), true);
+        let gate = step(&report, "sealed-gate");
+        assert_eq!(gate.status, StepStatus::Failed, "a planted verdict was believed: {gate:?}");
+        assert!(gate.remote.is_none());
+    }
+}
+
+fn unsealed_worker() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("team.key");
+    std::fs::write(&key_file, format!("team-key-{}", nonce())).unwrap();
+    // A tool only this worker offers, so the action goes to it: it holds
+    // no key, as a stage posing as a worker would not.
+    let tool = tempfile::tempdir().unwrap();
+    let steps = format!(
+        "[secrets]\nTEAM = {{ file = {:?} }}\n\n[check.sealed-gate]\nrun = [\"/bin/sh\", \"-c\", \"exit 0\"]\ntools = [{:?}]\n",
+        key_file.display().to_string(),
+        tool.path().display().to_string()
+    );
+    let worker = Worker::start(1, &[tool.path()]);
+    let ws = Workspace::new();
+    let report = run_remote(&ws, &steps, sealed(CacheMode::Off, true), false);
+    let gate = step(&report, "sealed-gate");
+    assert_eq!(gate.status, StepStatus::Error, "an unsealed worker's result was believed: {gate:?}");
+    assert!(gate.reason.as_deref().unwrap_or_default().contains("not sealed"), "{gate:?}");
+    drop(worker);
 }
