@@ -54,7 +54,9 @@ impl Service {
 pub fn service() -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
     SERVICE.get_or_init(|| {
-        if let (Ok(endpoint), Ok(dir)) = (std::env::var("CLEANROOM_TEST_REAPI"), std::env::var("CLEANROOM_TEST_REAPI_DIR")) {
+        if let (Ok(endpoint), Ok(dir)) =
+            (std::env::var("CLEANROOM_TEST_REAPI"), std::env::var("CLEANROOM_TEST_REAPI_DIR"))
+        {
             return Service { endpoint, dir: PathBuf::from(dir) };
         }
         let dir = std::env::temp_dir().join(format!("cleanroom-buildgrid-{}", std::process::id()));

@@ -74,6 +74,24 @@ fn checkout(ws: &Workspace) -> Workspace {
     other
 }
 
+/// A workspace with a fresh `src/input.txt` and one native check `id`
+/// running `script` that needs a tool only the returned directory is: only
+/// a worker offering it leases the action, so no other test's worker does.
+/// `head` goes before the step (e.g. `[secrets]`), `keys` into it.
+fn tool_workspace(head: &str, id: &str, script: &str, keys: &str) -> (Workspace, tempfile::TempDir) {
+    let tool = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    ws.file("src/input.txt", &nonce());
+    let tools = format!("tools = [{:?}]", tool.path().display().to_string());
+    ws.file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"{id}\"\n\n{head}[check.{id}]\nrun = [\"/bin/sh\", \"-c\", {script:?}]\nread = [\"src\"]\n{tools}\n{keys}"
+        ),
+    );
+    (ws, tool)
+}
+
 fn pipeline(ws: &Workspace) -> PathBuf {
     ws.root().join("pipeline.toml")
 }
@@ -142,17 +160,7 @@ fn remote_execution_on_two_workers_gives_the_same_reports_as_a_local_run() {
 #[test]
 fn a_worker_killed_mid_action_leaves_the_run_to_retry_it_on_another() {
     let endpoint = service().endpoint.clone();
-    // A tool only these workers offer: no other test's worker leases it.
-    let tool = tempfile::tempdir().unwrap();
-    let ws = Workspace::new();
-    ws.file("src/input.txt", &nonce());
-    ws.file(
-        "pipeline.toml",
-        &format!(
-            "[pipeline]\nname = \"killed\"\n\n[check.slow]\nrun = [\"/bin/sh\", \"-c\", \"sleep 2; cat src/input.txt\"]\nread = [\"src\"]\ntools = [{:?}]\n",
-            tool.path().display().to_string()
-        ),
-    );
+    let (ws, tool) = tool_workspace("", "slow", "sleep 2; cat src/input.txt", "");
     let mut first = Worker::start(1, &[tool.path()]);
     let caches = tempfile::tempdir().unwrap();
     let cache = caches.path().to_path_buf();
@@ -202,17 +210,16 @@ read = ["out"]
     );
     let workers = [Worker::start(1, &[])];
     let caches = tempfile::tempdir().unwrap();
-    for (n, args) in [vec!["--remote", endpoint.as_str()], vec!["--remote", endpoint, "--remote-exec"]]
-        .into_iter()
-        .enumerate()
+    for (n, args) in
+        [vec!["--remote", endpoint.as_str()], vec!["--remote", endpoint, "--remote-exec"]].into_iter().enumerate()
     {
-        let _ = std::fs::remove_dir_all(ws.root().join("out"));
+        let _ = fs_err::remove_dir_all(ws.root().join("out"));
         let ran = run_cli(&pipeline(&ws), &args, &caches.path().join(n.to_string()), &[("REMOTE_TEST_TOKEN", &secret)]);
         assert!(ran.report.is_some(), "{ran:?}");
         assert!(!ran.stderr.contains(&secret));
     }
     for file in service().blob_files() {
-        let bytes = std::fs::read(&file).unwrap_or_default();
+        let bytes = fs_err::read(&file).unwrap_or_default();
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the secret", file.display());
     }
     drop(workers);
@@ -221,16 +228,7 @@ read = ["out"]
 #[test]
 fn a_worker_refuses_a_step_asking_for_more_than_it_allows_and_the_run_says_why() {
     let endpoint = &service().endpoint;
-    let tool = tempfile::tempdir().unwrap();
-    let ws = Workspace::new();
-    ws.file("src/input.txt", &nonce());
-    ws.file(
-        "pipeline.toml",
-        &format!(
-            "[pipeline]\nname = \"greedy\"\n\n[check.greedy]\nrun = [\"/bin/sh\", \"-c\", \"cat src/input.txt\"]\nread = [\"src\"]\nmemory = \"64GiB\"\ntools = [{:?}]\n",
-            tool.path().display().to_string()
-        ),
-    );
+    let (ws, tool) = tool_workspace("", "greedy", "cat src/input.txt", "memory = \"64GiB\"\n");
     let workers = [Worker::start(1, &[tool.path()])];
     let caches = tempfile::tempdir().unwrap();
     let ran = run_cli(&pipeline(&ws), &["--remote", endpoint, "--remote-exec"], caches.path(), &[]);
@@ -255,9 +253,9 @@ fn example(name: &str) -> Workspace {
         .unwrap();
     assert!(status.success());
     for generated in ["work", "build", ".cleanroom"] {
-        let _ = std::fs::remove_dir_all(ws.root().join(generated));
+        let _ = fs_err::remove_dir_all(ws.root().join(generated));
     }
-    let toml = std::fs::read_to_string(repo.join("pipelines").join(format!("{name}.toml"))).unwrap();
+    let toml = fs_err::read_to_string(repo.join("pipelines").join(format!("{name}.toml"))).unwrap();
     let dist = repo.join("plugins/dist").canonicalize().unwrap().display().to_string();
     ws.file("pipeline.toml", &toml.replace(&format!("workspace = \"{name}\""), "").replace("../plugins/dist", &dist));
     ws
@@ -320,16 +318,9 @@ fn blobs_larger_than_a_batch_go_through_bytestream_both_ways() {
 fn a_sealed_pool_is_believed_by_clients_holding_the_team_key() {
     let endpoint = &service().endpoint;
     let key = format!("team-key-{}", nonce());
-    let tool = tempfile::tempdir().unwrap();
-    let ws = Workspace::new();
-    ws.file("src/input.txt", &nonce());
-    ws.file(
-        "pipeline.toml",
-        &format!(
-            "[pipeline]\nname = \"sealed\"\n\n[secrets]\nTEAM = {{ env = \"TEAM_KEY\" }}\n\n[remote]\nendpoint = {endpoint:?}\nseal = \"TEAM\"\n\n[check.c]\nrun = [\"/bin/sh\", \"-c\", \"cat src/input.txt\"]\nread = [\"src\"]\ntools = [{:?}]\n",
-            tool.path().display().to_string()
-        ),
-    );
+    let head =
+        format!("[secrets]\nTEAM = {{ env = \"TEAM_KEY\" }}\n\n[remote]\nendpoint = {endpoint:?}\nseal = \"TEAM\"\n\n");
+    let (ws, tool) = tool_workspace(&head, "c", "cat src/input.txt", "");
     let workers = [Worker::start_sealed(1, &[tool.path()], Some(&key))];
     let caches = tempfile::tempdir().unwrap();
     let ran = run_cli(&pipeline(&ws), &["--remote-exec"], &caches.path().join("a"), &[("TEAM_KEY", &key)]);

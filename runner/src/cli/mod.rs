@@ -134,40 +134,7 @@ pub enum Command {
     /// Serve an REAPI service's scheduler as a worker (Bots API): lease
     /// Cleanroom actions, run each in the same sandbox and jail as `run`,
     /// report the results. Stops cleanly on Ctrl-C or SIGTERM.
-    Worker {
-        /// The service, grpc://host:port (grpcs:// for TLS).
-        #[arg(long, value_name = "URL")]
-        remote: String,
-        /// The service's instance name.
-        #[arg(long, value_name = "NAME", default_value = "")]
-        instance: String,
-        /// Actions run at once (default 1).
-        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: u16,
-        /// A host tool path native steps may need (repeatable); offered to
-        /// the service, which leases this worker only actions whose tools it offers.
-        #[arg(long, value_name = "PATH")]
-        tool: Vec<PathBuf>,
-        /// The longest step deadline accepted; longer steps are refused.
-        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = worker::duration)]
-        max_timeout: std::time::Duration,
-        /// The most memory a step may ask for; larger steps are refused.
-        #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = worker::size)]
-        max_memory: u64,
-        /// Where input roots are materialised [default: worker/ in the cache directory].
-        #[arg(long, value_name = "DIR")]
-        work_dir: Option<PathBuf>,
-        /// An environment variable holding a bearer token for the service.
-        #[arg(long, value_name = "VAR")]
-        token_env: Option<String>,
-        /// An environment variable holding the team's sealing key (as
-        /// `[remote] seal`): results are sealed with it.
-        #[arg(long, value_name = "VAR")]
-        seal_env: Option<String>,
-        /// Run native steps even when the kernel cannot jail them (unsafe).
-        #[arg(long)]
-        allow_unjailed: bool,
-    },
+    Worker(worker::WorkerCommand),
     /// Print the report of a past run again, from `.cleanroom/runs/`: the
     /// latest run by default, exactly as it printed then.
     Report {
@@ -440,30 +407,7 @@ pub fn main() -> i32 {
         Command::Plugin { action } => plugin::plugin(action, output),
         Command::Cache { action } => cache::cache(action),
         Command::Jail => crate::sandbox::jail::enter::main(),
-        Command::Worker {
-            remote,
-            instance,
-            jobs,
-            tool,
-            max_timeout,
-            max_memory,
-            work_dir,
-            token_env,
-            seal_env,
-            allow_unjailed,
-        } => worker::WorkerCommand {
-            endpoint: remote,
-            instance,
-            jobs: usize::from(jobs),
-            tools: tool,
-            max_timeout,
-            max_memory,
-            work_dir,
-            token_env,
-            seal_env,
-            allow_unjailed,
-        }
-        .execute(),
+        Command::Worker(worker) => worker.execute(),
     }
 }
 

@@ -75,23 +75,46 @@ pub(super) fn size(word: &str) -> Result<u64, String> {
     ByteSize::try_from(toml::Value::String(word.to_string())).map(|b| b.0)
 }
 
-/// `cleanroom worker`, once its flags are parsed.
-pub(super) struct WorkerCommand {
-    pub(super) endpoint: String,
-    pub(super) instance: String,
-    pub(super) jobs: usize,
-    pub(super) tools: Vec<PathBuf>,
-    pub(super) max_timeout: Duration,
-    pub(super) max_memory: u64,
-    pub(super) work_dir: Option<PathBuf>,
-    pub(super) token_env: Option<String>,
-    pub(super) seal_env: Option<String>,
-    pub(super) allow_unjailed: bool,
+/// `cleanroom worker`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct WorkerCommand {
+    /// The service, grpc://host:port (grpcs:// for TLS).
+    #[arg(long, value_name = "URL")]
+    pub remote: String,
+    /// The service's instance name.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    pub instance: String,
+    /// Actions run at once (default 1).
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// A host tool path native steps may need (repeatable); offered to
+    /// the service, which leases this worker only actions whose tools it offers.
+    #[arg(long, value_name = "PATH")]
+    pub tool: Vec<PathBuf>,
+    /// The longest step deadline accepted; longer steps are refused.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub max_timeout: std::time::Duration,
+    /// The most memory a step may ask for; larger steps are refused.
+    #[arg(long, value_name = "SIZE", default_value = "8GiB", value_parser = size)]
+    pub max_memory: u64,
+    /// Where input roots are materialised [default: worker/ in the cache directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// An environment variable holding a bearer token for the service.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// An environment variable holding the team's sealing key (as
+    /// `[remote] seal`): results are sealed with it.
+    #[arg(long, value_name = "VAR")]
+    pub seal_env: Option<String>,
+    /// Run native steps even when the kernel cannot jail them (unsafe).
+    #[arg(long)]
+    pub allow_unjailed: bool,
 }
 
 impl WorkerCommand {
     pub(super) fn execute(self) -> i32 {
-        if let Err(e) = crate::remote::check_endpoint(&self.endpoint) {
+        if let Err(e) = crate::remote::check_endpoint(&self.remote) {
             err(&format!("error[CR034]: --remote: {e}\n  = help: write the service's address as grpc://host:port\n"));
             return EXIT_BAD_INPUT;
         }
@@ -113,7 +136,7 @@ impl WorkerCommand {
         }
         let seal = values.pop().flatten().map(String::into_bytes);
         let token = values.pop().flatten();
-        for tool in &self.tools {
+        for tool in &self.tool {
             if !tool.is_absolute() || !tool.exists() {
                 err(&format!(
                     "error[CR034]: --tool `{}` is not an absolute path that exists here\n  = help: offer only tools this machine has\n",
@@ -128,12 +151,12 @@ impl WorkerCommand {
             return EXIT_BAD_INPUT;
         };
         let options = crate::remote::worker::WorkerOptions {
-            endpoint: self.endpoint,
+            endpoint: self.remote,
             instance: self.instance,
             token,
             seal,
-            jobs: self.jobs.max(1),
-            tools: self.tools,
+            jobs: usize::from(self.jobs).max(1),
+            tools: self.tool,
             max_timeout: self.max_timeout,
             max_memory: self.max_memory,
             work_dir,
@@ -142,7 +165,9 @@ impl WorkerCommand {
         match crate::remote::worker::serve(options) {
             Ok(()) => EXIT_OK,
             Err(e) => {
-                err(&format!("error[CR034]: worker: {e}\n  = help: check that the service is up and --remote names it\n"));
+                err(&format!(
+                    "error[CR034]: worker: {e}\n  = help: check that the service is up and --remote names it\n"
+                ));
                 EXIT_BAD_INPUT
             }
         }

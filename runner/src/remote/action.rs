@@ -244,7 +244,9 @@ struct Tree {
 impl Tree {
     /// The directory at `rel` (`a/b`), created with its parents.
     fn dir(&mut self, rel: &str) -> &mut Tree {
-        rel.split('/').filter(|c| !c.is_empty() && *c != ".").fold(self, |tree, name| tree.dirs.entry(name.to_string()).or_default())
+        rel.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .fold(self, |tree, name| tree.dirs.entry(name.to_string()).or_default())
     }
 
     fn add_file(&mut self, rel: &str, digest: re::Digest, executable: bool) {
@@ -269,8 +271,11 @@ impl Tree {
                 ..Default::default()
             })
             .collect();
-        let symlinks =
-            self.links.into_iter().map(|(name, target)| re::SymlinkNode { name, target, ..Default::default() }).collect();
+        let symlinks = self
+            .links
+            .into_iter()
+            .map(|(name, target)| re::SymlinkNode { name, target, ..Default::default() })
+            .collect();
         let directory = re::Directory { files, directories, symlinks, ..Default::default() };
         add_blob(blobs, directory.encode_to_vec())
     }
@@ -290,7 +295,7 @@ fn add_mount(
     blobs: &mut BTreeMap<String, (re::Digest, Source)>,
 ) -> Result<(), String> {
     let rel = if mount.rel == "." { WORKSPACE_DIR.to_string() } else { format!("{WORKSPACE_DIR}/{}", mount.rel) };
-    let Ok(meta) = std::fs::symlink_metadata(&mount.host) else { return Ok(()) };
+    let Ok(meta) = fs_err::symlink_metadata(&mount.host) else { return Ok(()) };
     let run_dir = workspace.join(crate::manifest::RUN_DIR);
     let mut walk = vec![(mount.host.clone(), rel, meta)];
     while let Some((path, rel, meta)) = walk.pop() {
@@ -300,13 +305,13 @@ fn add_mount(
         let unreadable = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
         if meta.is_dir() {
             root.dir(&rel);
-            for entry in std::fs::read_dir(&path).map_err(unreadable)? {
+            for entry in fs_err::read_dir(&path).map_err(unreadable)? {
                 let entry = entry.map_err(unreadable)?;
                 let meta = entry.path().symlink_metadata().map_err(unreadable)?;
                 walk.push((entry.path(), format!("{rel}/{}", entry.file_name().to_string_lossy()), meta));
             }
         } else if meta.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(unreadable)?;
+            let target = fs_err::read_link(&path).map_err(unreadable)?;
             let (dir, name) = split(&rel);
             root.dir(dir).links.insert(name.to_string(), target.display().to_string());
         } else if meta.is_file() {

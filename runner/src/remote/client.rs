@@ -79,7 +79,9 @@ impl Client {
         let channel = channel.connect().await.map_err(|e| format!("cannot reach `{endpoint}`: {e}"))?;
         let token = match token {
             Some(token) => Some(
-                format!("Bearer {token}").parse().map_err(|_| "the remote token is not a valid header value".to_string())?,
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| "the remote token is not a valid header value".to_string())?,
             ),
             None => None,
         };
@@ -187,7 +189,7 @@ impl Client {
             let Some((_, source)) = blobs.get(&digest.hash) else { continue };
             let bytes = match source {
                 Source::Bytes(bytes) => bytes.clone(),
-                Source::File(path) => std::fs::read(path)
+                Source::File(path) => fs_err::read(path)
                     .map_err(|e| Upload::Failed(format!("cannot read `{}` to upload it: {e}", path.display())))?,
             };
             // A file that changed since it was hashed would be stored under
@@ -250,7 +252,8 @@ impl Client {
                 .collect(),
             ..Default::default()
         };
-        let response = self.cas().batch_update_blobs(self.request(request)).await.map_err(|s| failed("BatchUpdateBlobs", &s))?;
+        let response =
+            self.cas().batch_update_blobs(self.request(request)).await.map_err(|s| failed("BatchUpdateBlobs", &s))?;
         for answer in response.into_inner().responses {
             if let Some(status) = answer.status.filter(|s| s.code != 0) {
                 return Err(format!("the store refused a blob: {}", status.message));
@@ -309,11 +312,15 @@ impl Client {
 
     async fn batch_read(&self, digests: Vec<re::Digest>, found: &mut HashMap<String, Vec<u8>>) -> Result<(), String> {
         let request = re::BatchReadBlobsRequest { instance_name: self.instance.clone(), digests, ..Default::default() };
-        let response = self.cas().batch_read_blobs(self.request(request)).await.map_err(|s| failed("BatchReadBlobs", &s))?;
+        let response =
+            self.cas().batch_read_blobs(self.request(request)).await.map_err(|s| failed("BatchReadBlobs", &s))?;
         for answer in response.into_inner().responses {
             let digest = answer.digest.unwrap_or_default();
             if let Some(status) = answer.status.filter(|s| s.code != 0) {
-                return Err(format!("blob {}/{} is not in the store: {}", digest.hash, digest.size_bytes, status.message));
+                return Err(format!(
+                    "blob {}/{} is not in the store: {}",
+                    digest.hash, digest.size_bytes, status.message
+                ));
             }
             let bytes = checked(&digest, answer.data)?;
             found.insert(digest.hash, bytes);
@@ -328,8 +335,12 @@ impl Client {
             read_offset: 0,
             read_limit: 0,
         };
-        let mut stream =
-            self.bytestream().read(self.request(request)).await.map_err(|s| failed("ByteStream.Read", &s))?.into_inner();
+        let mut stream = self
+            .bytestream()
+            .read(self.request(request))
+            .await
+            .map_err(|s| failed("ByteStream.Read", &s))?
+            .into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await.map_err(|s| failed("ByteStream.Read", &s))? {
             bytes.extend_from_slice(&chunk.data);
@@ -354,7 +365,8 @@ impl Client {
             ..Default::default()
         };
         let mut execution = ExecutionClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
-        let mut stream = execution.execute(self.request(request)).await.map_err(|s| failed("Execute", &s))?.into_inner();
+        let mut stream =
+            execution.execute(self.request(request)).await.map_err(|s| failed("Execute", &s))?.into_inner();
         let mut name = String::new();
         loop {
             match stream.message().await {
@@ -396,9 +408,8 @@ fn checked(digest: &re::Digest, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 fn finished(operation: bazel_remote_apis::google::longrunning::Operation) -> Result<re::ExecuteResponse, String> {
     use bazel_remote_apis::google::longrunning::operation::Result as Outcome;
     match operation.result {
-        Some(Outcome::Response(any)) => {
-            re::ExecuteResponse::decode(any.value.as_slice()).map_err(|e| format!("Execute: an unreadable response: {e}"))
-        }
+        Some(Outcome::Response(any)) => re::ExecuteResponse::decode(any.value.as_slice())
+            .map_err(|e| format!("Execute: an unreadable response: {e}")),
         Some(Outcome::Error(status)) => Err(format!("Execute: {} (code {})", status.message, status.code)),
         None => Err("Execute: the operation finished without a result".into()),
     }

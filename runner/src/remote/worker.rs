@@ -23,7 +23,9 @@ use googleapis_tonic_google_devtools_remoteworkers_v1test2::google::devtools::re
 use googleapis_tonic_google_devtools_remoteworkers_v1test2::google::rpc::Status;
 use prost::Message;
 
-use super::action::{self, Descriptor, CONTRACT_PROPERTY, PLACEHOLDER, PLUGIN_FILE, STEP_FILE, TOOL_PROPERTY, WORKSPACE_DIR};
+use super::action::{
+    self, Descriptor, CONTRACT_PROPERTY, PLACEHOLDER, PLUGIN_FILE, STEP_FILE, TOOL_PROPERTY, WORKSPACE_DIR,
+};
 use super::Client;
 use crate::exec::local::{Local, Services};
 use crate::exec::RunOptions;
@@ -95,7 +97,20 @@ pub fn serve(options: WorkerOptions) -> Result<(), String> {
         let mut sessions = tokio::task::JoinSet::new();
         for index in 0..worker.options.jobs.max(1) {
             let (worker, stopping) = (Arc::clone(&worker), stopping.clone());
-            sessions.spawn(worker.session(index, stopping));
+            // A session the service drops (a restart, a network blip) is
+            // opened again; only a stop ends it.
+            sessions.spawn(async move {
+                loop {
+                    match Arc::clone(&worker).session(index, stopping.clone()).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) if *stopping.borrow() => return Err(e),
+                        Err(e) => {
+                            tracing::warn!("worker: session {index}: {e}; opening it again in 2 s");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                }
+            });
         }
         tracing::info!("worker: {} sessions on {}", worker.options.jobs.max(1), worker.client.endpoint());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -110,8 +125,8 @@ pub fn serve(options: WorkerOptions) -> Result<(), String> {
         };
         let _ = stop.send(true);
         // Each session says BOT_TERMINATING; do not wait on a stuck one for long.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async { while sessions.join_next().await.is_some() {} })
-            .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), async { while sessions.join_next().await.is_some() {} }).await;
         outcome
     })
 }
@@ -122,8 +137,10 @@ impl Worker {
     }
 
     fn worker_proto(&self) -> bots::Worker {
-        let properties =
-            self.properties.iter().map(|(key, value)| bots::device::Property { key: key.clone(), value: value.clone() });
+        let properties = self
+            .properties
+            .iter()
+            .map(|(key, value)| bots::device::Property { key: key.clone(), value: value.clone() });
         bots::Worker {
             devices: vec![bots::Device { handle: "cleanroom".into(), properties: properties.collect() }],
             ..Default::default()
@@ -131,8 +148,12 @@ impl Worker {
     }
 
     /// One bot session: lease, run, report, until told to stop.
-    async fn session(self: Arc<Self>, index: usize, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    async fn session(
+        self: Arc<Self>,
+        index: usize,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let host = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host = host.trim();
         let bot_id = format!("cleanroom-{host}-{}-{index}", std::process::id());
         let created = bots::BotSession {
@@ -206,11 +227,8 @@ impl Worker {
     }
 
     async fn update(&self, session: bots::BotSession) -> Result<bots::BotSession, String> {
-        let request = bots::UpdateBotSessionRequest {
-            name: session.name.clone(),
-            bot_session: Some(session),
-            update_mask: None,
-        };
+        let request =
+            bots::UpdateBotSessionRequest { name: session.name.clone(), bot_session: Some(session), update_mask: None };
         Ok(self
             .bots()
             .update_bot_session(self.client.request(request))
@@ -241,7 +259,8 @@ impl Worker {
                     re::Action::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
                 (action, action::digest_of(&payload.value))
             } else if payload.type_url.ends_with("build.bazel.remote.execution.v2.Digest") {
-                let digest = re::Digest::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
+                let digest =
+                    re::Digest::decode(payload.value.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
                 let bytes = self.fetch(&digest).await?;
                 (re::Action::decode(bytes.as_slice()).map_err(|e| (INVALID_ARGUMENT, e.to_string()))?, digest)
             } else {
@@ -271,7 +290,12 @@ impl Worker {
     }
 
     /// Checks, materialises and runs one action; its result.
-    async fn execute(&self, action: &re::Action, digest: &re::Digest, bot_id: &str) -> Result<re::ActionResult, Refusal> {
+    async fn execute(
+        &self,
+        action: &re::Action,
+        digest: &re::Digest,
+        bot_id: &str,
+    ) -> Result<re::ActionResult, Refusal> {
         let command_digest = action.command_digest.clone().ok_or((INVALID_ARGUMENT, "no command".to_string()))?;
         let command = re::Command::decode(self.fetch(&command_digest).await?.as_slice())
             .map_err(|e| (INVALID_ARGUMENT, e.to_string()))?;
@@ -283,17 +307,22 @@ impl Worker {
         let root = action.input_root_digest.clone().ok_or((INVALID_ARGUMENT, "no input root".to_string()))?;
         self.materialise(&root, dir.path()).await?;
         let descriptor: Descriptor = serde_json::from_slice(
-            &std::fs::read(dir.path().join(STEP_FILE)).map_err(|e| (INVALID_ARGUMENT, format!("no {STEP_FILE}: {e}")))?,
+            &fs_err::read(dir.path().join(STEP_FILE))
+                .map_err(|e| (INVALID_ARGUMENT, format!("no {STEP_FILE}: {e}")))?,
         )
         .map_err(|e| (INVALID_ARGUMENT, format!("{STEP_FILE} cannot be read: {e}")))?;
         if descriptor.contract != action::contract() {
             return Err((
                 FAILED_PRECONDITION,
-                format!("the step was made by contract {}, this worker runs {}", descriptor.contract, action::contract()),
+                format!(
+                    "the step was made by contract {}, this worker runs {}",
+                    descriptor.contract,
+                    action::contract()
+                ),
             ));
         }
         let workspace_dir = dir.path().join(WORKSPACE_DIR);
-        std::fs::create_dir_all(&workspace_dir).map_err(|e| (INTERNAL, e.to_string()))?;
+        fs_err::create_dir_all(&workspace_dir).map_err(|e| (INTERNAL, e.to_string()))?;
         let workspace = workspace_dir.canonicalize().map_err(|e| (INTERNAL, e.to_string()))?;
         let step = action::rebase_step(&descriptor.step, Path::new(PLACEHOLDER), &workspace)
             .map_err(|e| (INVALID_ARGUMENT, e))?;
@@ -322,9 +351,8 @@ impl Worker {
         let files = crate::writes::read_written(&step.grant.mounts, &written)
             .map_err(|e| (INTERNAL, format!("the step's writes cannot be read back: {e}")))?;
         let sealing = super::Sealing { action: digest, key: self.options.seal.as_deref() };
-        let (result, blobs) =
-            super::result_of(&report, &files, &crate::secrets::Secrets::default(), bot_id, &sealing)
-                .ok_or((INTERNAL, "the result cannot be encoded".to_string()))?;
+        let (result, blobs) = super::result_of(&report, &files, &crate::secrets::Secrets::default(), bot_id, &sealing)
+            .ok_or((INTERNAL, "the result cannot be encoded".to_string()))?;
         self.client.upload_bytes(blobs).await.map_err(|e| (INTERNAL, e))?;
         Ok(result)
     }
@@ -391,7 +419,7 @@ impl Worker {
         while let Some((digest, path)) = pending.pop() {
             let directory = re::Directory::decode(self.fetch(&digest).await?.as_slice())
                 .map_err(|e| (INVALID_ARGUMENT, format!("an input directory cannot be read: {e}")))?;
-            std::fs::create_dir_all(&path).map_err(|e| (INTERNAL, e.to_string()))?;
+            fs_err::create_dir_all(&path).map_err(|e| (INTERNAL, e.to_string()))?;
             for node in directory.directories {
                 let child = path.join(plain(&node.name)?);
                 pending.push((node.digest.unwrap_or_default(), child));

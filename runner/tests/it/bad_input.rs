@@ -285,7 +285,8 @@ fn a_malformed_remote_table_names_the_bad_value() {
 #[test]
 fn remote_flags_without_a_service_or_an_unreachable_service_are_refused_before_anything_runs() {
     let ws = Workspace::new();
-    let pipeline = "[pipeline]\nname = \"t\"\n\n[stage.s]\nrun = [\"/bin/sh\", \"-c\", \"echo x > out/x\"]\nwrite = [\"out\"]\n";
+    let pipeline =
+        "[pipeline]\nname = \"t\"\n\n[stage.s]\nrun = [\"/bin/sh\", \"-c\", \"echo x > out/x\"]\nwrite = [\"out\"]\n";
     let ran = ws.run(pipeline, &["run", "--remote-exec"]);
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("error[CR034]: --remote-instance, --remote-cache and --remote-exec need a service"));

@@ -112,7 +112,11 @@ write = ["out"]
     let action = StepAction::build(&plan.plugins, &plan.steps[0], &plan.workspace, (1, &[]), &digester).unwrap();
     let report = serde_json::to_vec(&passed_stage("make")).unwrap();
     let evil = b"planted".to_vec();
-    let outputs = [("report.json", report.clone()), ("written/src/a.txt", evil.clone()), ("written/../../planted.txt", evil.clone())];
+    let outputs = [
+        ("report.json", report.clone()),
+        ("written/src/a.txt", evil.clone()),
+        ("written/../../planted.txt", evil.clone()),
+    ];
     block_on(async {
         let client = Client::connect(&service().endpoint, "", None).await.unwrap();
         client.upload_bytes(vec![report.clone(), evil.clone()]).await.unwrap();
@@ -159,9 +163,9 @@ fn tampered_report_blob() {
     });
     let report = result.output_files.iter().find(|f| f.path == "report.json").unwrap();
     let file = service().blob_file(&report.digest.as_ref().unwrap().hash);
-    let text = std::fs::read_to_string(&file).unwrap();
+    let text = fs_err::read_to_string(&file).unwrap();
     assert!(text.contains("\"failed\""));
-    std::fs::write(&file, text.replacen("\"failed\"", "\"passed\"", 1)).unwrap();
+    fs_err::write(&file, text.replacen("\"failed\"", "\"passed\"", 1)).unwrap();
     // A fresh checkout (no local cache entry) asks the service.
     let other = Workspace::new();
     other.file("src/notes.txt", &ws.read("src/notes.txt"));
@@ -203,7 +207,7 @@ fn plant_pass(action: &StepAction, key: Option<&[u8]>) {
 fn unsealed_verdict_planted() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("team.key");
-    std::fs::write(&key_file, format!("team-key-{}", nonce())).unwrap();
+    fs_err::write(&key_file, format!("team-key-{}", nonce())).unwrap();
     let steps = sealed_gate(&key_file);
     // The mechanism is live: a sealed result filed by one checkout answers another.
     let first = Workspace::new();
@@ -232,7 +236,7 @@ fn unsealed_verdict_planted() {
 fn unsealed_worker() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("team.key");
-    std::fs::write(&key_file, format!("team-key-{}", nonce())).unwrap();
+    fs_err::write(&key_file, format!("team-key-{}", nonce())).unwrap();
     // A tool only this worker offers, so the action goes to it: it holds
     // no key, as a stage posing as a worker would not.
     let tool = tempfile::tempdir().unwrap();
