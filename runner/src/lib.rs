@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod writes;
 
-pub use exec::{run, RunOptions};
+pub use exec::RunOptions;
 pub use plan::Plan;
+pub use remote::run;
 pub use report::{RunReport, StepReport, StepStatus, Termination};

@@ -125,7 +125,7 @@ pub enum Command {
         /// How the remote action cache is used: read-write (default), read
         /// (look up only) or off.
         #[arg(long, value_name = "MODE", value_parser = worker::cache_mode)]
-        remote_cache: Option<crate::remote::CacheMode>,
+        remote_cache: Option<crate::plan::remote::CacheMode>,
         /// Run steps on the service's workers (`cleanroom worker`); steps
         /// that judge a service or hold secrets stay on this machine.
         #[arg(long)]

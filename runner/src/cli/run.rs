@@ -72,7 +72,7 @@ impl RunCommand {
             _ if std::io::stderr().is_terminal() && !output.quiet => Some(Arc::new(report::live::Progress::new())),
             _ => None,
         };
-        let report = match exec::run(&plan, &options) {
+        let report = match crate::remote::run(&plan, &options) {
             Ok(report) => report,
             Err(diags) => return fail(&diags, output),
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{err, EXIT_BAD_INPUT, EXIT_OK};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::manifest::{ByteSize, DurationSpec};
-use crate::remote::{CacheMode, RemoteSettings};
+use crate::plan::remote::{check_endpoint, CacheMode, RemoteSettings};
 
 /// `run --remote URL --remote-instance NAME --remote-cache MODE --remote-exec`.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +26,7 @@ impl RemoteFlags {
         let bad = |message: String, hint: &str| Diagnostics::from(Diagnostic::new(Code::CR034, message).hint(hint));
         let mut settings = match (self.endpoint, plan) {
             (Some(endpoint), plan) => {
-                crate::remote::check_endpoint(&endpoint)
+                check_endpoint(&endpoint)
                     .map_err(|e| bad(format!("--remote: {e}"), "write the service's address as grpc://host:port"))?;
                 let (token, seal) = plan.map(|p| (p.token, p.seal)).unwrap_or_default();
                 RemoteSettings {
@@ -114,7 +114,7 @@ pub struct WorkerCommand {
 
 impl WorkerCommand {
     pub(super) fn execute(self) -> i32 {
-        if let Err(e) = crate::remote::check_endpoint(&self.remote) {
+        if let Err(e) = check_endpoint(&self.remote) {
             err(&format!("error[CR034]: --remote: {e}\n  = help: write the service's address as grpc://host:port\n"));
             return EXIT_BAD_INPUT;
         }

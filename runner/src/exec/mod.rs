@@ -47,7 +47,7 @@ use crate::report::{
 use crate::sandbox::Sandbox;
 use crate::secrets::Secrets;
 pub use backend::Backend;
-use results::{CacheKey, ResultCache};
+use results::{CacheKey, ResultCache, SharedCache};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -168,6 +168,23 @@ pub fn load_plugins(
 /// run record cannot be written, or `resume` finds no unfinished run;
 /// nothing has run then. Step failures are not errors: they are in the report.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
+    run_with(plan, options, &|local, _, _| Ok((local, None)))
+}
+
+/// How a run gets its backend and shared cache from the local backend, the
+/// scheduler's runtime and the run's secrets: the seam [`crate::remote`]
+/// attaches to (connecting to its service before anything runs).
+pub type Attach<'a> = &'a dyn Fn(
+    Arc<local::Local>,
+    &tokio::runtime::Runtime,
+    &Arc<Secrets>,
+) -> Result<(Arc<dyn Backend>, Option<Arc<dyn SharedCache>>), Diagnostics>;
+
+/// [`run`], with the backend and shared cache `attach` makes.
+///
+/// # Errors
+/// As [`run`], and what `attach` refuses.
+pub fn run_with(plan: &Plan, options: &RunOptions, attach: Attach<'_>) -> Result<RunReport, Diagnostics> {
     // The key that authenticates the journal and the caches, and the
     // check that neither it nor the caches are within a step's reach.
     let key = crate::plan::taint::key_for_run(plan)?;
@@ -183,19 +200,6 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
     let results = open_results(options, &key);
     let verdicts = results.clone().map(|cache| Arc::new(cache) as Arc<dyn crate::sandbox::judging::VerdictCache>);
     let runtime = scheduler_runtime(options)?;
-    // `--no-cache` turns the remote action cache off too: every step runs.
-    let settings = plan.remote.clone().map(|mut settings| {
-        if !options.cache {
-            settings.cache = crate::remote::CacheMode::Off;
-        }
-        settings
-    });
-    let remote = match &settings {
-        Some(settings) if settings.execute || settings.cache != crate::remote::CacheMode::Off => {
-            Some(Arc::new(runtime.block_on(connect_remote(plan, settings, &secrets))?))
-        }
-        _ => None,
-    };
     let local = Arc::new(local::Local {
         sandbox: Arc::new(sandbox),
         plugins,
@@ -205,38 +209,10 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> 
         services: local::Services::default(),
         verdicts,
     });
-    let backend: Arc<dyn Backend> = match &remote {
-        Some(remote) if remote.settings.execute => {
-            Arc::new(crate::remote::backend::RemoteBackend { local, remote: Arc::clone(remote) })
-        }
-        _ => local,
-    };
-    run_with_cache(plan, backend, (secrets, key), options, (results, remote), runtime)
-}
-
-/// Connects to the run's REAPI service before anything runs: a service
-/// that cannot be reached is bad input (`CR034`), not a slow run.
-async fn connect_remote(
-    plan: &Plan,
-    settings: &crate::remote::RemoteSettings,
-    secrets: &Arc<Secrets>,
-) -> Result<crate::remote::Remote, Diagnostics> {
-    let token = settings.token.as_deref().and_then(|name| secrets.value(name));
-    let client = crate::remote::Client::connect(&settings.endpoint, &settings.instance, token).await.map_err(|e| {
-        Diagnostics::from(
-            Diagnostic::new(Code::CR034, format!("the remote service: {e}"))
-                .hint("start the service or correct [remote] endpoint (or --remote); without --remote the run stays on this machine"),
-        )
-    })?;
-    Ok(crate::remote::Remote {
-        client,
-        settings: settings.clone(),
-        plugins: plan.plugins.clone(),
-        workspace: plan.workspace.clone(),
-        digester: Digester::open(&plan.workspace),
-        seal: settings.seal.as_deref().and_then(|name| secrets.value(name)).map(|v| v.as_bytes().to_vec()),
-        secrets: Arc::clone(secrets),
-    })
+    let (backend, shared) = attach(local, &runtime, &secrets)?;
+    // `--no-cache`: no cache answers, the shared one neither.
+    let shared = shared.filter(|_| options.cache);
+    run_with_cache(plan, backend, (secrets, key), options, (results, shared), runtime)
 }
 
 /// The runtime the scheduler (and a remote service's connection) runs on.
@@ -271,7 +247,7 @@ fn run_with_cache(
     backend: Arc<dyn Backend>,
     (secrets, key): (Arc<Secrets>, Key),
     options: &RunOptions,
-    (results, remote): (Option<ResultCache>, Option<Arc<crate::remote::Remote>>),
+    (results, shared): (Option<ResultCache>, Option<Arc<dyn SharedCache>>),
     runtime: tokio::runtime::Runtime,
 ) -> Result<RunReport, Diagnostics> {
     let identity = journal::RunIdentity::of(plan);
@@ -301,7 +277,7 @@ fn run_with_cache(
         holdout: feedback::Holdout::scan(&plan.holdout, &plan.workspace),
         digester: Digester::open(&plan.workspace),
         results,
-        remote,
+        shared,
         secrets,
     });
     let started = identity.started(journal.run_id());
@@ -345,8 +321,8 @@ struct Services {
     /// Digests of step inputs (journal, cache keys, resume).
     digester: Digester,
     results: Option<ResultCache>,
-    /// The REAPI service's action cache, asked after the local one.
-    remote: Option<Arc<crate::remote::Remote>>,
+    /// A cache shared beyond this machine, asked after the local one.
+    shared: Option<Arc<dyn SharedCache>>,
     /// The run's secret values, scrubbed from every report.
     secrets: Arc<Secrets>,
 }
@@ -700,7 +676,7 @@ impl Executor<'_> {
                 });
                 tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
                 let feedback = self.state.feedback[i].clone();
-                let key = (step.cache && (self.services.results.is_some() || self.services.remote.is_some()))
+                let key = (step.cache && (self.services.results.is_some() || self.services.shared.is_some()))
                     .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback).digest());
                 let services = Arc::clone(&self.services);
                 let backend = Arc::clone(&self.backend);
@@ -1116,25 +1092,21 @@ async fn run_or_reuse(
     if let Some(report) = local.and_then(|cache| cache.get(&key)).and_then(|hit| reuse(step, services, hit)) {
         return report;
     }
-    let remote = services.remote.as_ref().filter(|r| r.settings.cache != crate::remote::CacheMode::Off);
-    let action = remote.and_then(|remote| {
-        remote
-            .action(step, attempt, &feedback)
-            .map_err(|e| tracing::warn!("step `{}`: not looked up remotely: {e}", step.id))
-            .ok()
-    });
-    if let (Some(remote), Some(action)) = (remote, &action) {
-        if let Some(hit) = remote.lookup(action).await {
-            let files = hit.files.clone();
-            if let Some(report) = reuse(step, services, hit) {
-                if let Some(cache) = local {
-                    cache.put(&key, &report, &files);
-                }
-                return report;
+    let entry = services.shared.as_ref().and_then(|shared| shared.entry(step, attempt, &feedback));
+    if let Some(hit) = match &entry {
+        Some(entry) => entry.lookup().await,
+        None => None,
+    } {
+        let files = hit.files.clone();
+        if let Some(report) = reuse(step, services, hit) {
+            if let Some(cache) = local {
+                cache.put(&key, &report, &files);
             }
+            return report;
         }
     }
-    let report = run(feedback).await;
+    // The entry keeps the feedback it was keyed with.
+    let report = run(feedback.clone()).await;
     let written: Vec<String> = report.changes.iter().filter_map(Change::written).map(str::to_string).collect();
     let files = match crate::writes::read_written(&step.grant.mounts, &written) {
         Ok(files) => files,
@@ -1147,8 +1119,8 @@ async fn run_or_reuse(
         cache.put(&key, &report, &files);
     }
     // A worker's result is in the service's cache already.
-    if let (Some(remote), Some(action), None) = (remote, &action, &report.remote) {
-        remote.store(action, &report, &files).await;
+    if let (Some(entry), None) = (&entry, &report.remote) {
+        entry.store(&report, &files).await;
     }
     report
 }

@@ -202,6 +202,31 @@ impl crate::sandbox::judging::VerdictCache for ResultCache {
     }
 }
 
+/// A result cache shared beyond this machine, asked after the local one
+/// ([`crate::remote`] is one, over REAPI). The executor hands it each step
+/// before running it and files what ran; what a shared result may do is
+/// the implementation's to bound, and it must answer only with `passed` or
+/// `failed` results whose files it has checked.
+pub trait SharedCache: Send + Sync {
+    /// The step's entry (its key, computed before it runs, since a stage
+    /// changes its own inputs); `None` when it cannot have one (an input
+    /// cannot be read: the step just runs).
+    fn entry<'a>(&'a self, step: &'a Step, attempt: u32, feedback: &'a [String]) -> Option<Box<dyn SharedEntry + 'a>>;
+}
+
+/// One step's place in a [`SharedCache`].
+pub trait SharedEntry: Send + Sync {
+    /// The result filed here, if there is a usable one.
+    fn lookup(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Hit>> + Send + '_>>;
+
+    /// Files `report` and a stage's `written` files here (best effort).
+    fn store<'a>(
+        &'a self,
+        report: &'a StepReport,
+        written: &'a [WrittenFile],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
 /// What a step's result is filed under: everything that can change what
 /// the step does, listed field by field, and nothing else. Not in it: the
 /// step's id (two steps doing the same work share a result), its `needs`

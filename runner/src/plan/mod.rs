@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod mounts;
 pub mod network;
+pub mod remote;
 pub mod secrets;
 pub mod select;
 pub mod services;
@@ -110,7 +111,7 @@ pub struct Plan {
     /// `[pipeline] max_duration`: the longest the whole run may take.
     pub max_duration: Option<crate::manifest::DurationSpec>,
     /// `[remote]` (or `run --remote`): the REAPI service the run uses.
-    pub remote: Option<crate::remote::RemoteSettings>,
+    pub remote: Option<remote::RemoteSettings>,
     /// The steps' `needs` as indices, their dependents and ids: what the
     /// scheduler walks. Derived from `steps`; not part of the plan's digest.
     #[serde(skip)]
@@ -186,6 +187,16 @@ impl Step {
         paths
     }
 
+    /// The mounts whose contents the step reads: its own and the program
+    /// under evaluation's, once each, by workspace path.
+    pub fn inputs(&self) -> Vec<&Mount> {
+        let judged = self.judged_paths().into_iter().map(|(_, m)| m);
+        let mut mounts: Vec<&Mount> = self.grant.mounts.iter().chain(judged).collect();
+        mounts.sort_by(|a, b| a.rel.cmp(&b.rel));
+        mounts.dedup_by(|a, b| a.rel == b.rel);
+        mounts
+    }
+
     /// The host tools of the program under evaluation (an evaluator's
     /// subject's and its service's).
     pub fn judged_tools(&self) -> Vec<&PathBuf> {
@@ -206,58 +217,6 @@ impl Step {
             attempt
         }
     }
-}
-
-/// `[remote]` checked: a `grpc://` or `grpcs://` endpoint, a known cache
-/// mode, a token naming a `[secrets]` entry.
-fn resolve_remote(
-    table: &crate::manifest::RemoteTable,
-    secrets: &BTreeMap<String, secrets::SecretSpec>,
-    here: &dyn Fn(std::ops::Range<usize>) -> Location,
-    diags: &mut Diagnostics,
-) -> Option<crate::remote::RemoteSettings> {
-    let endpoint = table.endpoint.get_ref();
-    let mut ok = true;
-    if let Err(e) = crate::remote::check_endpoint(endpoint) {
-        diags.push(
-            Diagnostic::new(Code::CR034, format!("[remote] endpoint: {e}"))
-                .at(here(table.endpoint.span()))
-                .hint("write the service's address as grpc://host:port (grpcs:// for TLS)"),
-        );
-        ok = false;
-    }
-    let cache = match &table.cache {
-        Some(word) => match crate::remote::CacheMode::parse(word.get_ref()) {
-            Ok(mode) => mode,
-            Err(e) => {
-                diags.push(Diagnostic::new(Code::CR034, format!("[remote] cache: {e}")).at(here(word.span())).hint(
-                    "\"read-write\" files results (trusted clients), \"read\" only looks them up, \"off\" neither",
-                ));
-                ok = false;
-                crate::remote::CacheMode::Off
-            }
-        },
-        None => crate::remote::CacheMode::ReadWrite,
-    };
-    for (key, name) in [("token", &table.token), ("seal", &table.seal)] {
-        let Some(name) = name else { continue };
-        if !secrets.contains_key(name.get_ref()) {
-            diags.push(
-                Diagnostic::new(Code::CR034, format!("[remote] {key} `{}` is not a [secrets] entry", name.get_ref()))
-                    .at(here(name.span()))
-                    .hint(format!("declare it under [secrets], e.g. {0} = {{ env = \"{0}\" }}", name.get_ref())),
-            );
-            ok = false;
-        }
-    }
-    ok.then(|| crate::remote::RemoteSettings {
-        endpoint: endpoint.clone(),
-        instance: table.instance.clone(),
-        cache,
-        execute: table.execute,
-        token: table.token.as_ref().map(|t| t.get_ref().clone()),
-        seal: table.seal.as_ref().map(|s| s.get_ref().clone()),
-    })
 }
 
 /// A step as declared, before resolution.
@@ -491,7 +450,7 @@ impl Plan {
         let mut steps: Vec<Step> = order.into_iter().filter_map(|i| slots[i].take()).collect();
         gates::resolve_budgets(&mut steps, None);
 
-        let remote = manifest.remote.as_ref().and_then(|table| resolve_remote(table, &secrets, &here, &mut diags));
+        let remote = manifest.remote.as_ref().and_then(|table| remote::resolve(table, &secrets, &here, &mut diags));
         diags.into_result(Plan {
             graph: dag::Graph::of(&steps),
             name: manifest.pipeline.name.clone(),

@@ -51,7 +51,7 @@ pub fn dry_run(plan: &Plan) -> String {
             let _ = writeln!(out, "       needs: {}", step.needs.join(", "));
         }
         if plan.remote.as_ref().is_some_and(|r| r.execute) {
-            if let Some(why) = crate::remote::backend::runs_here(step, &plan.workspace) {
+            if let Some(why) = super::remote::runs_here(step, &plan.workspace) {
                 let _ = writeln!(out, "       runs on this machine: {why}");
             }
         }

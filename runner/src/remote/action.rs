@@ -132,7 +132,7 @@ impl StepAction {
         let json = serde_json::to_vec(&descriptor).map_err(|e| format!("cannot describe the step: {e}"))?;
         root.add_file(STEP_FILE, digest_of(&json), false);
         add_blob(&mut blobs, json);
-        for mount in inputs_of(step) {
+        for mount in step.inputs() {
             add_mount(&mut root, mount, workspace, digester, &mut blobs)?;
         }
         let input_root = root.encode(&mut blobs);
@@ -160,16 +160,6 @@ impl StepAction {
         let digest = add_blob(&mut blobs, action.encode_to_vec());
         Ok(StepAction { digest, action, blobs })
     }
-}
-
-/// The mounts whose contents a step reads: its own and the program under
-/// evaluation's.
-pub fn inputs_of(step: &Step) -> Vec<&Mount> {
-    let judged = step.judged_paths().into_iter().map(|(_, m)| m);
-    let mut mounts: Vec<&Mount> = step.grant.mounts.iter().chain(judged).collect();
-    mounts.sort_by(|a, b| a.rel.cmp(&b.rel));
-    mounts.dedup_by(|a, b| a.rel == b.rel);
-    mounts
 }
 
 /// `cleanroom-contract`, and one `cleanroom-tool` per `tools` entry of a

@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::exec::backend::{Backend, Finishing, Running};
-use crate::plan::{Action, Step};
+use crate::plan::Step;
 use crate::report::StepReport;
 
 use super::{action_name, hit_of, Remote};
+use crate::plan::remote::runs_here;
 
 /// Sends steps to the service's workers; `local` runs those that stay here.
 pub struct RemoteBackend {
@@ -25,26 +26,6 @@ pub struct RemoteBackend {
     pub local: Arc<dyn Backend>,
     /// The service.
     pub remote: Arc<Remote>,
-}
-
-/// Why `step` must run on this machine, if it must.
-pub fn runs_here(step: &Step, workspace: &std::path::Path) -> Option<&'static str> {
-    if step.evaluation.as_ref().is_some_and(|e| e.service.is_some()) {
-        return Some("it judges a service, which this machine starts and shares");
-    }
-    let secret_headers = step.grant.http().is_some_and(|h| !h.headers.is_empty());
-    if !step.grant.secret_env.is_empty() || secret_headers {
-        return Some("it is granted secrets, whose values never leave this machine");
-    }
-    let mounted = |path: &std::path::Path| super::action::inputs_of(step).iter().any(|m| path.starts_with(&m.host));
-    let mut programs: Vec<&std::path::PathBuf> = step.grant.tools().iter().chain(step.judged_tools()).collect();
-    if let Action::Command { program, .. } = &step.action {
-        programs.push(program);
-    }
-    if programs.iter().any(|p| p.starts_with(workspace) && !mounted(p)) {
-        return Some("it runs a program of the workspace that is not among its mounts");
-    }
-    None
 }
 
 impl Backend for RemoteBackend {

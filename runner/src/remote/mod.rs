@@ -28,88 +28,24 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
-use serde::{Deserialize, Serialize};
 
 use crate::cache::digest::Digester;
-use crate::exec::results::Hit;
+use std::sync::Arc;
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::exec::backend::Backend;
+use crate::exec::results::{Hit, SharedCache, SharedEntry};
+use crate::exec::RunOptions;
+pub use crate::plan::remote::{CacheMode, RemoteSettings};
+use crate::plan::Plan;
 use crate::plan::Step;
 use crate::plugin::PluginInfo;
+use crate::report::RunReport;
 use crate::report::{RemoteOrigin, StepReport, StepStatus};
+use crate::secrets::Secrets;
 use crate::writes::WrittenFile;
 use action::{StepAction, REPORT_FILE, WRITTEN_DIR};
 pub use client::Client;
-
-/// How a run uses the remote action cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CacheMode {
-    /// Look results up and file fresh ones (trusted clients: CI, workers).
-    #[default]
-    ReadWrite,
-    /// Look results up only (a developer's machine, an untrusted client).
-    Read,
-    /// Neither.
-    Off,
-}
-
-impl CacheMode {
-    /// `read-write`, `read`, `off`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheMode::ReadWrite => "read-write",
-            CacheMode::Read => "read",
-            CacheMode::Off => "off",
-        }
-    }
-
-    /// Parses `read-write`, `read` or `off`.
-    ///
-    /// # Errors
-    /// What the accepted words are.
-    pub fn parse(word: &str) -> Result<CacheMode, String> {
-        match word {
-            "read-write" => Ok(CacheMode::ReadWrite),
-            "read" => Ok(CacheMode::Read),
-            "off" => Ok(CacheMode::Off),
-            other => Err(format!("`{other}` is not a remote cache mode: write \"read-write\", \"read\" or \"off\"")),
-        }
-    }
-}
-
-/// `[remote]` (or `--remote`): which service, and what the run uses it for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RemoteSettings {
-    /// `grpc://host:port`, or `grpcs://` for TLS.
-    pub endpoint: String,
-    /// The service's instance name (`""` for the default one).
-    pub instance: String,
-    /// How the action cache is used.
-    pub cache: CacheMode,
-    /// Whether steps run on the service's workers.
-    pub execute: bool,
-    /// The `[secrets]` entry holding a bearer token, when the service needs one.
-    pub token: Option<String>,
-    /// The `[secrets]` entry holding the team's sealing key ([`Sealing`]).
-    pub seal: Option<String>,
-}
-
-/// Checks that `endpoint` is `grpc://host:port` or `grpcs://host:port`.
-///
-/// # Errors
-/// What is wrong with it, in words.
-pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("grpc://")
-        .or_else(|| endpoint.strip_prefix("grpcs://"))
-        .ok_or_else(|| format!("`{endpoint}` is not a grpc:// or grpcs:// address"))?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("`{endpoint}` names no port"))?;
-    if host.is_empty() || rest.contains(['/', '?', '#', '@']) {
-        return Err(format!("`{endpoint}`: give a host and port only"));
-    }
-    port.parse::<u16>().map_err(|_| format!("`{endpoint}`: `{port}` is not a port"))?;
-    Ok(())
-}
 
 /// A connected service and what the executor needs to turn steps into
 /// actions.
@@ -122,7 +58,8 @@ pub struct Remote {
     pub plugins: BTreeMap<String, PluginInfo>,
     /// The canonical workspace.
     pub workspace: PathBuf,
-    /// Names every input file by its sha256 (shares the run's memo file).
+    /// Names every input file by its sha256 (reading the memo the run's
+    /// own digester keeps, so an unchanged file is not read again).
     pub digester: Digester,
     /// The run's secret values: an output holding one is never uploaded.
     pub secrets: std::sync::Arc<crate::secrets::Secrets>,
@@ -168,11 +105,15 @@ impl Remote {
     /// holds a secret value. Best effort: a result that cannot be filed
     /// only costs time, and says so.
     pub async fn store(&self, action: &StepAction, report: &StepReport, written: &[WrittenFile]) {
-        if self.settings.cache != CacheMode::ReadWrite || action.action.do_not_cache {
+        // As the local cache: only a verdict on the inputs is worth keeping.
+        let verdict = matches!(report.status, StepStatus::Passed | StepStatus::Failed);
+        if self.settings.cache != CacheMode::ReadWrite || action.action.do_not_cache || !verdict {
             return;
         }
         let sealing = Sealing { action: &action.digest, key: self.seal.as_deref() };
-        let Some((result, blobs)) = result_of(report, written, &self.secrets, "", &sealing) else { return };
+        // The result names who filed it, as a worker's names the worker.
+        let filer = format!("cleanroom-{}-client", host_name());
+        let Some((result, blobs)) = result_of(report, written, &self.secrets, &filer, &sealing) else { return };
         // The action and its command go too, so an audit can see from the
         // digest what produced the result.
         let mut all: Vec<Vec<u8>> = blobs;
@@ -188,6 +129,90 @@ impl Remote {
         if let Err(e) = stored.await {
             tracing::warn!("remote cache: the result of `{}` was not stored: {e}", report.id);
         }
+    }
+}
+
+/// This machine's name, for naming who produced a result.
+pub fn host_name() -> String {
+    fs_err::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Runs `plan`: on this machine, or with its `[remote]` service — its
+/// action cache asked after the local one, and with `execute` its workers
+/// running the steps ([`backend`]). The library's and the CLI's `run`.
+///
+/// # Errors
+/// As [`crate::exec::run`]; `CR034` when the service cannot be reached.
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunReport, Diagnostics> {
+    let Some(settings) = plan.remote.clone() else { return crate::exec::run(plan, options) };
+    // `--no-cache` turns the remote action cache off too: every step runs.
+    let cache = if options.cache { settings.cache } else { CacheMode::Off };
+    if !settings.execute && cache == CacheMode::Off {
+        return crate::exec::run(plan, options);
+    }
+    let settings = RemoteSettings { cache, ..settings };
+    crate::exec::run_with(plan, options, &|local, runtime, secrets| {
+        let remote = Arc::new(runtime.block_on(connect(plan, &settings, secrets))?);
+        let shared = (settings.cache != CacheMode::Off).then(|| Arc::clone(&remote) as Arc<dyn SharedCache>);
+        let backend: Arc<dyn Backend> = match settings.execute {
+            true => Arc::new(backend::RemoteBackend { local, remote }),
+            false => local,
+        };
+        Ok((backend, shared))
+    })
+}
+
+/// Connects to the run's REAPI service before anything runs: a service
+/// that cannot be reached is bad input (`CR034`), not a slow run.
+async fn connect(plan: &Plan, settings: &RemoteSettings, secrets: &Arc<Secrets>) -> Result<Remote, Diagnostics> {
+    let token = settings.token.as_deref().and_then(|name| secrets.value(name));
+    let client = Client::connect(&settings.endpoint, &settings.instance, token).await.map_err(|e| {
+        Diagnostics::from(
+            Diagnostic::new(Code::CR034, format!("the remote service: {e}"))
+                .hint("start the service or correct [remote] endpoint (or --remote); without --remote the run stays on this machine"),
+        )
+    })?;
+    Ok(Remote {
+        client,
+        settings: settings.clone(),
+        plugins: plan.plugins.clone(),
+        workspace: plan.workspace.clone(),
+        digester: Digester::open(&plan.workspace),
+        seal: settings.seal.as_deref().and_then(|name| secrets.value(name)).map(|v| v.as_bytes().to_vec()),
+        secrets: Arc::clone(secrets),
+    })
+}
+
+/// The remote action cache as the executor's shared cache.
+impl SharedCache for Remote {
+    fn entry<'a>(&'a self, step: &'a Step, attempt: u32, feedback: &'a [String]) -> Option<Box<dyn SharedEntry + 'a>> {
+        match self.action(step, attempt, feedback) {
+            Ok(action) => Some(Box::new(Entry { remote: self, action })),
+            Err(e) => {
+                tracing::warn!("step `{}`: not looked up remotely: {e}", step.id);
+                None
+            }
+        }
+    }
+}
+
+/// A step's action in the remote cache.
+struct Entry<'a> {
+    remote: &'a Remote,
+    action: StepAction,
+}
+
+impl SharedEntry for Entry<'_> {
+    fn lookup(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Hit>> + Send + '_>> {
+        Box::pin(self.remote.lookup(&self.action))
+    }
+
+    fn store<'a>(
+        &'a self,
+        report: &'a StepReport,
+        written: &'a [WrittenFile],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.remote.store(&self.action, report, written))
     }
 }
 

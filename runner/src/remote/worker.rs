@@ -153,9 +153,7 @@ impl Worker {
         index: usize,
         mut stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), String> {
-        let host = fs_err::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim();
-        let bot_id = format!("cleanroom-{host}-{}-{index}", std::process::id());
+        let bot_id = format!("cleanroom-{}-{}-{index}", super::host_name(), std::process::id());
         let created = bots::BotSession {
             bot_id: bot_id.clone(),
             status: bots::BotStatus::Ok as i32,
