@@ -335,3 +335,20 @@ fn a_sealed_pool_is_believed_by_clients_holding_the_team_key() {
     assert!(!again.stderr.contains(&key));
     drop(workers);
 }
+
+#[test]
+fn a_step_no_worker_can_take_is_an_error_naming_the_tools_not_a_hang() {
+    let endpoint = &service().endpoint;
+    // No worker offers this tool, so the service never leases the action.
+    let (ws, tool) = tool_workspace("", "orphan", "cat src/input.txt", "timeout = \"1s\"\n");
+    let caches = tempfile::tempdir().unwrap();
+    let ran = run_cli(&pipeline(&ws), &["--remote", endpoint, "--remote-exec"], caches.path(), &[]);
+    let report = ran.report.clone().unwrap_or_else(|| panic!("no report: {ran:?}"));
+    let orphan = &report.steps[0];
+    assert_eq!(orphan.status, StepStatus::Error, "{ran:?}");
+    let reason = orphan.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("no worker returned a result") && reason.contains(&tool.path().display().to_string()),
+        "{reason}"
+    );
+}

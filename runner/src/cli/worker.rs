@@ -162,6 +162,13 @@ impl WorkerCommand {
             work_dir,
             run: crate::exec::RunOptions { allow_unjailed: self.allow_unjailed, ..Default::default() },
         };
+        err(&format!(
+            "cleanroom worker: {} session{} on {} (instance {:?}); Ctrl-C or SIGTERM stops it\n",
+            options.jobs,
+            if options.jobs == 1 { "" } else { "s" },
+            options.endpoint,
+            options.instance
+        ));
         match crate::remote::worker::serve(options) {
             Ok(()) => EXIT_OK,
             Err(e) => {

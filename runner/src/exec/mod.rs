@@ -1068,8 +1068,8 @@ impl Executor<'_> {
 }
 
 /// Answers from the result cache when `key` has an entry, else from the
-/// remote service's action cache (replaying a stage's writes first), else
-/// runs the step on `backend` and files its result in both. Every report
+/// shared cache (an REAPI service's; replaying a stage's writes first),
+/// else runs the step on `backend` and files its result in both. Every report
 /// is scrubbed of secret values before it is cached, journaled, fed back
 /// or shown.
 async fn run_or_reuse(
@@ -1222,8 +1222,7 @@ impl AttemptReport {
 /// subject's mounts) by workspace path. A write mount's digest is of what
 /// the step starts from.
 pub fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
-    let judged = step.judged_paths().into_iter().map(|(_, m)| m);
-    step.grant.mounts.iter().chain(judged).map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
+    step.inputs().into_iter().map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
 }
 
 /// Whether `a` and `b` may not run at the same time: one is a stage and

@@ -8,7 +8,12 @@
 //!   round and shares it between the evaluators naming it);
 //! - is granted secrets (secret values never leave this machine);
 //! - runs a program or tool that lies in the workspace outside its mounts
-//!   (a worker would not have it).
+//!   (a worker would not have it);
+//! - has an input holding a secret value of the run (found when uploading).
+//!
+//! A step no worker takes within its deadline, twice over plus 10 s, is an
+//! error naming the tools a worker must offer: the run never hangs on an
+//! empty pool.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,6 +67,12 @@ impl Backend for RemoteBackend {
     }
 }
 
+/// How long the client waits for a remote step's result: its deadline for
+/// waiting in the queue, its deadline for running, and 10 s of slack.
+fn queue_wait(timeout: std::time::Duration) -> std::time::Duration {
+    timeout.saturating_mul(2) + std::time::Duration::from_secs(10)
+}
+
 impl RemoteBackend {
     /// The step's report from a worker; `None` when an input holds a secret
     /// value of the run (a file a granted step wrote), which never leaves
@@ -76,8 +87,19 @@ impl RemoteBackend {
         };
         tracing::debug!("step `{}`: {uploaded} blobs uploaded for {}", step.id, action_name(&action.digest));
         // The executor asked the cache already (and refuses what it must
-        // not reuse): the service runs the action afresh.
-        let response = remote.client.execute(&action.digest, true).await?;
+        // not reuse): the service runs the action afresh. A step no worker
+        // takes (none offers its tools, none is up) must not hang the run.
+        let wait = queue_wait(step.grant.limits.timeout);
+        let response = tokio::time::timeout(wait, remote.client.execute(&action.digest, true))
+            .await
+            .map_err(|_| {
+                let tools: Vec<String> = step.grant.tools().iter().map(|t| t.display().to_string()).collect();
+                format!(
+                    "no worker returned a result within {} s (its deadline, again, and 10 s to be leased); is a worker up{}?",
+                    wait.as_secs(),
+                    if tools.is_empty() { String::new() } else { format!(" and offering --tool {}", tools.join(" --tool ")) }
+                )
+            })??;
         if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
             return Err(format!("{} (code {})", status.message, status.code));
         }
