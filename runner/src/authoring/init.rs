@@ -62,7 +62,57 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
     let text = starter(dir, &pins);
     super::write_file(&pipeline, text.as_bytes(), false)?;
     written.push(pipeline);
+    written.extend(ignore_run_dir(dir)?);
     Ok(written)
+}
+
+/// Adds `.cleanroom/` (runs, journals, the digest memo) to `dir`'s
+/// `.gitignore`, creating it, unless a line already ignores it; the file
+/// when it was changed.
+///
+/// # Errors
+/// `CR026` when the file cannot be read or written.
+fn ignore_run_dir(dir: &Path) -> Result<Option<PathBuf>, Diagnostics> {
+    let file = dir.join(".gitignore");
+    let text = match fs_err::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(Diagnostic::new(Code::CR026, format!("cannot read `{}`: {e}", file.display()))
+                .at(Location::Path(file))
+                .hint("fix its permissions, or add `.cleanroom/` to it by hand")
+                .into())
+        }
+    };
+    let run_dir = crate::manifest::RUN_DIR;
+    let ignored = text.lines().map(str::trim).any(|line| {
+        let line = line.strip_prefix('/').unwrap_or(line);
+        line.strip_suffix('/').unwrap_or(line) == run_dir
+    });
+    if ignored {
+        return Ok(None);
+    }
+    let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    let updated = format!("{text}{separator}# Cleanroom's runs, journals and digest memo\n{run_dir}/\n");
+    super::write_file(&file, updated.as_bytes(), false)?;
+    Ok(Some(file))
+}
+
+/// The pipeline file a command reads when none is named: `cleanroom.toml`
+/// in `cwd` or the nearest directory above it, not past the repository
+/// root (the directory holding `.git`); `cleanroom.toml` (relative, for the
+/// error naming it) when there is none.
+pub fn find_pipeline(cwd: &Path) -> PathBuf {
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(PIPELINE_FILE);
+        if candidate.is_file() {
+            return if dir == cwd { PathBuf::from(PIPELINE_FILE) } else { candidate };
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    PathBuf::from(PIPELINE_FILE)
 }
 
 /// The starter pipeline's text: `pins` are (plugin name, file, sha256).

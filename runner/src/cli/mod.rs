@@ -61,8 +61,13 @@ pub struct PipelineArg {
 }
 
 impl PipelineArg {
+    /// The named file, else `cleanroom.toml` here or in the nearest
+    /// directory above, within the repository.
     fn path(&self) -> PathBuf {
-        self.pipeline.clone().unwrap_or_else(|| PathBuf::from(crate::authoring::init::PIPELINE_FILE))
+        self.pipeline.clone().unwrap_or_else(|| {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            crate::authoring::init::find_pipeline(&cwd)
+        })
     }
 }
 

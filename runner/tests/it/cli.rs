@@ -454,6 +454,48 @@ fn init_writes_a_starter_pipeline_that_runs_and_finds_conflict_markers() {
     let again = cleanroom(ws.path(), &["init"]);
     assert_eq!(again.code, 2, "{again:?}");
     assert!(again.stderr.contains("error[CR026]") && again.stderr.contains("already exists"), "{again:?}");
+    // `.cleanroom/` is ignored by git, once.
+    let ignore = fs_err::read_to_string(ws.path().join(".gitignore")).unwrap();
+    assert_eq!(ignore.matches(".cleanroom/").count(), 1, "{ignore}");
+}
+
+#[test]
+fn init_adds_the_run_directory_to_an_existing_gitignore_only_once() {
+    let ws = Workspace::new();
+    ws.file(
+        "README.md",
+        "# p
+",
+    )
+    .file(".gitignore", "target");
+    assert_eq!(cleanroom(ws.path(), &["init"]).code, 0);
+    assert_eq!(
+        fs_err::read_to_string(ws.path().join(".gitignore")).unwrap(),
+        "target\n# Cleanroom's runs, journals and digest memo\n.cleanroom/\n"
+    );
+    let other = Workspace::new();
+    other
+        .file(
+            "README.md",
+            "# p
+",
+        )
+        .file(".gitignore", "/.cleanroom\n");
+    assert_eq!(cleanroom(other.path(), &["init"]).code, 0);
+    assert_eq!(fs_err::read_to_string(other.path().join(".gitignore")).unwrap(), "/.cleanroom\n");
+}
+
+#[test]
+fn a_command_in_a_subdirectory_finds_the_pipeline_above_it_within_the_repository() {
+    let ws = Workspace::new();
+    ws.file("cleanroom.toml", "[pipeline]\nname = \"up\"\n\n[check.t]\nrun = [\"true\"]\n").file("src/deep/x.txt", "x");
+    let found = cleanroom(&ws.path().join("src/deep"), &["validate"]);
+    assert_eq!(found.code, 0, "{found:?}");
+    // A repository root stops the search: a pipeline above it is not this project's.
+    fs_err::create_dir_all(ws.path().join("src/.git")).unwrap();
+    let stopped = cleanroom(&ws.path().join("src/deep"), &["validate"]);
+    assert_eq!(stopped.code, 2, "{stopped:?}");
+    assert!(stopped.stderr.contains("cleanroom.toml"), "{stopped:?}");
 }
 
 #[test]
