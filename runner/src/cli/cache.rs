@@ -29,8 +29,8 @@ pub(super) fn cache(action: CacheAction) -> i32 {
             let (blobs, blob_bytes) = usage(&dir.join("blobs"));
             out(&format!(
                 "{plugins} precompiled plugins ({}), {result_files} step results and {blobs} stage files ({}) in {}\n",
-                crate::manifest::ByteSize(plugin_bytes),
-                crate::manifest::ByteSize(result_bytes + blob_bytes),
+                crate::manifest::units::human_size(plugin_bytes),
+                crate::manifest::units::human_size(result_bytes + blob_bytes),
                 dir.display()
             ));
         }

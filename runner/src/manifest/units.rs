@@ -122,6 +122,20 @@ impl fmt::Display for DurationSpec {
     }
 }
 
+/// `bytes` for people: `812 B`, `4.0 KiB`, `1.4 MiB`, `2.3 GiB` (one
+/// decimal, binary units), where [`ByteSize`] prints the exact value a
+/// pipeline would be written with.
+pub fn human_size(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 || unit == "GiB" {
+            return if unit == "B" { format!("{bytes} B") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1024.0;
+    }
+    unreachable!("GiB returns")
+}
+
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
@@ -148,6 +162,14 @@ impl From<ByteSize> for String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_for_people_have_one_decimal_and_binary_units() {
+        assert_eq!(super::human_size(812), "812 B");
+        assert_eq!(super::human_size(4096), "4.0 KiB");
+        assert_eq!(super::human_size(1_468_006), "1.4 MiB");
+        assert_eq!(super::human_size(5 << 40), "5120.0 GiB");
+    }
+
     use super::*;
 
     fn duration(text: &str) -> Result<Duration, String> {
