@@ -93,7 +93,7 @@ pub struct StepAction {
     pub digest: re::Digest,
     /// The action.
     pub action: re::Action,
-    /// Every blob the action refers to (the action itself first), by hash.
+    /// Every blob the action refers to, the action itself included, by hash.
     pub blobs: BTreeMap<String, (re::Digest, Source)>,
 }
 
@@ -195,17 +195,16 @@ fn add_blob(blobs: &mut BTreeMap<String, (re::Digest, Source)>, bytes: Vec<u8>) 
 /// program, a program in the workspace); nothing else of a plan starts
 /// with an absolute path.
 ///
+/// `Mount::exists` is not carried (it is not serialized): a worker sets it
+/// from the inputs it materialised.
+///
 /// # Errors
 /// When the step cannot be written or read back as JSON.
 pub fn rebase_step(step: &Step, from: &Path, to: &Path) -> Result<Step, String> {
     let mut value = serde_json::to_value(step).map_err(|e| format!("cannot describe the step: {e}"))?;
     let (from, to) = (from.display().to_string(), to.display().to_string());
     rebase(&mut value, &from, &to);
-    let mut step: Step = serde_json::from_value(value).map_err(|e| format!("cannot read the step back: {e}"))?;
-    for mount in &mut step.grant.mounts {
-        mount.exists = mount.host.exists();
-    }
-    Ok(step)
+    serde_json::from_value(value).map_err(|e| format!("cannot read the step back: {e}"))
 }
 
 fn rebase(value: &mut serde_json::Value, from: &str, to: &str) {

@@ -262,9 +262,24 @@ impl Client {
         Ok(())
     }
 
+    /// What ByteStream resource names start with: `INSTANCE/`, or nothing
+    /// for the default instance.
+    fn resource_prefix(&self) -> String {
+        if self.instance.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.instance)
+        }
+    }
+
     async fn write_stream(&self, digest: &re::Digest, bytes: &[u8]) -> Result<(), String> {
-        let prefix = if self.instance.is_empty() { String::new() } else { format!("{}/", self.instance) };
-        let name = format!("{prefix}uploads/{}/blobs/{}/{}", uuid::Uuid::new_v4(), digest.hash, digest.size_bytes);
+        let name = format!(
+            "{}uploads/{}/blobs/{}/{}",
+            self.resource_prefix(),
+            uuid::Uuid::new_v4(),
+            digest.hash,
+            digest.size_bytes
+        );
         let chunks: Vec<WriteRequest> = bytes
             .chunks(CHUNK)
             .enumerate()
@@ -329,9 +344,8 @@ impl Client {
     }
 
     async fn read_stream(&self, digest: &re::Digest) -> Result<Vec<u8>, String> {
-        let prefix = if self.instance.is_empty() { String::new() } else { format!("{}/", self.instance) };
         let request = ReadRequest {
-            resource_name: format!("{prefix}blobs/{}/{}", digest.hash, digest.size_bytes),
+            resource_name: format!("{}blobs/{}/{}", self.resource_prefix(), digest.hash, digest.size_bytes),
             read_offset: 0,
             read_limit: 0,
         };

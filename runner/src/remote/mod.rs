@@ -330,18 +330,17 @@ pub async fn hit_of(
     cached: bool,
     seal: Option<&[u8]>,
 ) -> Result<Hit, String> {
+    let digests: Vec<re::Digest> = result.output_files.iter().filter_map(|f| f.digest.clone()).collect();
+    let blobs = client.download(&digests).await?;
     if let Some(key) = seal {
-        let sealed = result.output_files.iter().find(|f| f.path == SEAL_FILE).and_then(|f| f.digest.clone());
+        let sealed = result.output_files.iter().find(|f| f.path == SEAL_FILE).and_then(|f| f.digest.as_ref());
         let Some(sealed) = sealed else { return Err("it is not sealed with the team's key".into()) };
-        let found = client.download(std::slice::from_ref(&sealed)).await?;
         let expected = Sealing { action: digest, key: Some(key) }.seal(key, &result.output_files);
-        let given = found.get(&sealed.hash).map(Vec::as_slice).unwrap_or_default();
+        let given = blobs.get(&sealed.hash).map(Vec::as_slice).unwrap_or_default();
         if !crate::key::constant_time_eq(given, expected.as_bytes()) {
             return Err("its seal does not verify with the team's key".into());
         }
     }
-    let digests: Vec<re::Digest> = result.output_files.iter().filter_map(|f| f.digest.clone()).collect();
-    let blobs = client.download(&digests).await?;
     let mut report: Option<StepReport> = None;
     let mut files = Vec::new();
     for file in &result.output_files {

@@ -322,8 +322,13 @@ impl Worker {
         let workspace_dir = dir.path().join(WORKSPACE_DIR);
         fs_err::create_dir_all(&workspace_dir).map_err(|e| (INTERNAL, e.to_string()))?;
         let workspace = workspace_dir.canonicalize().map_err(|e| (INTERNAL, e.to_string()))?;
-        let step = action::rebase_step(&descriptor.step, Path::new(PLACEHOLDER), &workspace)
+        let mut step = action::rebase_step(&descriptor.step, Path::new(PLACEHOLDER), &workspace)
             .map_err(|e| (INVALID_ARGUMENT, e))?;
+        // What was shipped is what exists (a write directory the step will
+        // create was not).
+        for mount in &mut step.grant.mounts {
+            mount.exists = mount.host.exists();
+        }
         self.check_limits(&step)?;
         let mut plugins = BTreeMap::new();
         if let (Action::Plugin(name), Some(info)) = (&step.action, &descriptor.plugin) {
