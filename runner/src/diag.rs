@@ -99,6 +99,10 @@ pub enum Code {
     /// mode, a token naming no `[secrets]` entry, or a service that cannot
     /// be reached when the run starts (`cleanroom worker` alike).
     CR034,
+    /// `run --staged` or `--from-ref`: git cannot say which files (not a
+    /// repository, an unknown ref); or `cleanroom install` cannot write a
+    /// hook (not a repository, another tool's hook in the way).
+    CR035,
 }
 
 impl fmt::Display for Code {

@@ -8,7 +8,8 @@
 //! [`sandbox`]) -> [`report`] (the run's [`report::events`], the report and
 //! its renderers) and [`journal`] (the durable, authenticated record).
 //! [`writes`] is the workspace transaction; [`diag`] carries every
-//! user-facing error; [`plugin`] inspects component files; [`cache`] holds
+//! user-facing error; [`findings`] parses native tools' output into
+//! findings; [`plugin`] inspects component files; [`cache`] holds
 //! the cache directories and input digests; [`key`] authenticates what the
 //! runner reads back; [`lock`] pins plugins in `cleanroom.lock`;
 //! [`authoring`] scaffolds and tests plugins and starter pipelines; [`cli`]
@@ -19,6 +20,8 @@ pub mod cache;
 pub mod cli;
 pub mod diag;
 pub mod exec;
+pub mod findings;
+pub mod git;
 pub mod journal;
 pub mod key;
 pub mod lock;

@@ -8,8 +8,8 @@
 //! [`Staged::commit`] applies the difference to the workspace in two
 //! passes: the first reads every changed file and checks every change, the
 //! second writes. Anything wrong (a FIFO, socket or device where a file
-//! should be, a change under the run directory `.cleanroom/`) is refused in
-//! the first pass, so the workspace is then unchanged. New or changed files
+//! should be, a change under the run directory `.cleanroom/` or to a `.git`
+//! the mount does not name) is refused in the first pass, so the workspace is then unchanged. New or changed files
 //! are written to a temporary name and renamed over their destination, so
 //! each file is either fully old or fully new even if the runner dies
 //! mid-commit; files and directories the step deleted are removed. Dropping
@@ -39,6 +39,7 @@ use cap_std::fs::{
 use nix::fcntl::OFlag;
 use sha2::{Digest, Sha256};
 
+use crate::manifest::GIT_DIR;
 use crate::plan::mounts::RUN_DIR;
 use crate::plan::Mount;
 
@@ -117,7 +118,7 @@ pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
         if mount.exists || mount.host.is_dir() {
             let source = open(&mount.host)?;
             let target = open(copy.path())?;
-            copy_tree(&source, &target, Path::new(""), &mut initial, mount.rel == ".")
+            copy_tree(&source, &target, Path::new(""), &mut initial, mount.rel == ".", names_git(mount))
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot stage `{}`: {e}", mount.rel)))?;
         }
         staged.mounts.push(StagedMount { mount: mount.clone(), copy, initial });
@@ -234,6 +235,7 @@ fn plan_mount(staged: &StagedMount, deadline: Instant, changes: &mut Changes) ->
         prefix: &prefix,
         is_root_mount: staged.mount.rel == ".",
         in_run_dir: staged.mount.rel.split('/').next() == Some(RUN_DIR),
+        names_git: names_git(&staged.mount),
         deadline,
         ops: Vec::new(),
     };
@@ -276,6 +278,8 @@ struct Walk<'a> {
     is_root_mount: bool,
     /// The mount itself is inside the run directory.
     in_run_dir: bool,
+    /// The mount is (or is inside) a `.git`, which it may then change.
+    names_git: bool,
     deadline: Instant,
     ops: Vec<Op>,
 }
@@ -302,6 +306,13 @@ impl Walk<'_> {
                 }
                 return Err(io::Error::other(format!(
                     "`{shown}` is in the run directory `{RUN_DIR}/`, which no step may change"
+                )));
+            }
+            if name == GIT_DIR && !self.names_git {
+                // Staging left it out, so the step made it: hooks or a
+                // config here would run code outside every jail.
+                return Err(io::Error::other(format!(
+                    "`{shown}` is git's directory, which no step may change unless its mount names it"
                 )));
             }
             if kind.is_dir() {
@@ -487,6 +498,12 @@ pub fn replay(mounts: &[Mount], files: &[WrittenFile], removed: &[String], scrat
     staged.commit(scratch)
 }
 
+/// Whether `mount` is a `.git` or inside one: the explicit way to let a step
+/// see or change git's files.
+fn names_git(mount: &Mount) -> bool {
+    mount.rel.split('/').any(|part| part == GIT_DIR)
+}
+
 fn open(path: &Path) -> io::Result<Dir> {
     Dir::open_ambient_dir(path, ambient_authority())
 }
@@ -540,7 +557,8 @@ fn create_dirs(dir: &Dir, path: &Path) -> io::Result<()> {
 }
 
 /// Copies `source` into `target`; at the workspace root (`is_root`) the run
-/// directory is left out. Only regular files (opened without following or
+/// directory is left out, and so is every `.git` unless the mount names one
+/// (`keep_git`). Only regular files (opened without following or
 /// blocking) and directories are copied; modes lose anything above
 /// [`MAX_MODE`].
 fn copy_tree(
@@ -549,12 +567,13 @@ fn copy_tree(
     rel: &Path,
     initial: &mut BTreeMap<PathBuf, Entry>,
     is_root: bool,
+    keep_git: bool,
 ) -> io::Result<()> {
     let far = Instant::now() + Duration::from_secs(24 * 3600);
     for entry in source.entries()? {
         let entry = entry?;
         let name = entry.file_name();
-        if is_root && rel.as_os_str().is_empty() && name == RUN_DIR {
+        if (is_root && rel.as_os_str().is_empty() && name == RUN_DIR) || (name == GIT_DIR && !keep_git) {
             continue;
         }
         let path = rel.join(&name);
@@ -562,7 +581,8 @@ fn copy_tree(
         if kind.is_dir() {
             target.create_dir(&name)?;
             initial.insert(path.clone(), Entry::Dir);
-            copy_tree(&open_subdir(source, Path::new(&name))?, &target.open_dir(&name)?, &path, initial, false)?;
+            let sub = open_subdir(source, Path::new(&name))?;
+            copy_tree(&sub, &target.open_dir(&name)?, &path, initial, false, keep_git)?;
         } else if kind.is_file() {
             let shown = path.display().to_string();
             let Ok((mut file, meta)) = open_regular(source, Path::new(&name), &shown) else {
@@ -795,5 +815,34 @@ mod tests {
         fs_err::write(staged.binds()[0].0.join("evil"), "evil").unwrap();
         assert!(staged.commit(&ws.path().join(".cleanroom/tmp")).is_err());
         assert!(!ws.path().join(".cleanroom/runs/evil").exists());
+    }
+
+    #[test]
+    fn a_write_mount_neither_stages_nor_commits_git_unless_it_names_it() {
+        let ws = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+        fs_err::create_dir_all(ws.path().join("sub")).unwrap();
+        fs_err::write(ws.path().join(".git/config"), "[core]").unwrap();
+        let root = Mount { rel: ".".into(), ..mount(ws.path(), true) };
+        let staged = stage(std::slice::from_ref(&root)).unwrap();
+        let (copy, _) = staged.binds()[0].clone();
+        assert!(!copy.join(".git").exists(), "the stage never sees git's directory");
+        // Writing it back is refused, at the root and deeper (a nested repository).
+        for planted in [".git/hooks/pre-commit", "sub/.git/hooks/pre-commit"] {
+            let staged = stage(std::slice::from_ref(&root)).unwrap();
+            let (copy, _) = staged.binds()[0].clone();
+            fs_err::create_dir_all(copy.join(planted).parent().unwrap()).unwrap();
+            fs_err::write(copy.join(planted), "#!/bin/sh\ncurl evil").unwrap();
+            fs_err::write(copy.join("ok.txt"), "ok").unwrap();
+            let error = staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap_err().to_string();
+            assert!(error.contains("git's directory") && error.contains("nothing was committed"), "{error}");
+            assert!(!ws.path().join(planted).exists() && !ws.path().join("ok.txt").exists());
+        }
+        assert_eq!(fs_err::read_to_string(ws.path().join(".git/config")).unwrap(), "[core]", "untouched");
+        // A mount naming it may change it.
+        let git = Mount { rel: ".git".into(), ..mount(&ws.path().join(".git"), true) };
+        let staged = stage(std::slice::from_ref(&git)).unwrap();
+        fs_err::write(staged.binds()[0].0.join("description"), "named").unwrap();
+        assert_eq!(staged.commit(&ws.path().join(".cleanroom/tmp")).unwrap().written, [".git/description"]);
     }
 }

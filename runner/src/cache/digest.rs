@@ -3,7 +3,8 @@
 //! A [`Digester`] hashes a workspace path (a file, or a directory tree) into
 //! one sha256 over every entry's relative path, type, executable bit and
 //! content (a symlink by its target text, never followed). The run directory
-//! `.cleanroom/` at the workspace root is left out. Directories are listed
+//! `.cleanroom/` at the workspace root and every `.git` below the path
+//! ([`crate::manifest::GIT_DIR`]) are left out. Directories are listed
 //! in one pass, then files are stat'ed and hashed on all cores (rayon).
 //!
 //! Hashing every byte on every run would make a no-change rerun cost as much
@@ -26,7 +27,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::RUN_DIR;
+use crate::manifest::{GIT_DIR, RUN_DIR};
 use crate::plugin::hex;
 
 /// The memo file, in the run directory.
@@ -143,10 +144,10 @@ impl Digester {
         let run_dir = self.workspace.join(RUN_DIR);
         for entry in read.flatten() {
             let path = entry.path();
-            if path == run_dir {
+            let name = entry.file_name();
+            if path == run_dir || name == GIT_DIR {
                 continue;
             }
-            let name = entry.file_name();
             let child = if rel.is_empty() {
                 name.to_string_lossy().into_owned()
             } else {
@@ -243,7 +244,7 @@ fn collect_metadata(root: &Path, rel: &Path, out: &mut Vec<String>) {
     } else if meta.is_dir() {
         let Ok(entries) = fs_err::read_dir(&path) else { return };
         for entry in entries.flatten() {
-            if rel.as_os_str().is_empty() && entry.file_name() == RUN_DIR {
+            if (rel.as_os_str().is_empty() && entry.file_name() == RUN_DIR) || entry.file_name() == GIT_DIR {
                 continue;
             }
             collect_metadata(root, &rel.join(entry.file_name()), out);
@@ -313,6 +314,19 @@ mod tests {
         fs_err::write(ws.path().join(RUN_DIR).join("x"), "journal").unwrap();
         assert_eq!(before, digester.digest(ws.path()));
         assert_eq!(digester.digest(&ws.path().join("nope")), "missing");
+    }
+
+    #[test]
+    fn a_commit_changes_no_digest_but_a_mount_naming_git_sees_it() {
+        let ws = tree();
+        let digester = Digester::cold(ws.path());
+        fs_err::create_dir_all(ws.path().join(".git/refs")).unwrap();
+        fs_err::write(ws.path().join("src/.git"), "gitdir: ../.git/modules/src").unwrap();
+        let before = (digester.digest(ws.path()), digester.digest(&ws.path().join(".git")));
+        fs_err::write(ws.path().join(".git/refs/main"), "0123abcd").unwrap();
+        fs_err::write(ws.path().join("src/.git"), "gitdir: elsewhere").unwrap();
+        assert_eq!(before.0, digester.digest(ws.path()), "the tree's digest ignores every .git");
+        assert_ne!(before.1, digester.digest(&ws.path().join(".git")), "a mount of .git itself is hashed");
     }
 
     #[test]

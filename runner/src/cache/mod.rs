@@ -3,13 +3,18 @@
 //! One private directory per user (`CLEANROOM_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/cleanroom`, else `~/.cache/cleanroom`), mode 0700, holds
 //! precompiled plugins ([`crate::sandbox::cache`], top level), step results
-//! ([`crate::exec::results`], `results/`) and the files cached stages wrote (`blobs/`).
-//! Everything in it is written to a temporary name and renamed into place,
-//! and only regular files owned by this user and writable by nobody else
-//! are ever read back. [`digest`] hashes step inputs for the result cache
-//! and the journal; its memo lives in the workspace, not here.
+//! ([`crate::exec::results`], `results/`), the files cached stages wrote
+//! (`blobs/`) and steps' persistent build directories (`dirs/<entry>/`,
+//! [`dirs_dir`]). Everything in it is written to a temporary name and
+//! renamed into place, and only regular files owned by this user and
+//! writable by nobody else are ever read back. An entry's mtime is its last
+//! use ([`touch`] on every hit): [`evict`] keeps the whole directory under
+//! its `max-size`, least recently used first. [`digest`] hashes step inputs
+//! for the result cache and the journal; its memo lives in the workspace,
+//! not here.
 
 pub mod digest;
+pub mod evict;
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -29,6 +34,68 @@ pub fn default_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(xdg).join("cleanroom"));
     }
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("cleanroom"))
+}
+
+/// Where steps' persistent build directories live (`cache_dirs`): one
+/// `dirs/<entry>/` per step and directory, evicted whole, whose own mtime is
+/// its last use. One name for every part of the runner that uses them.
+pub fn dirs_dir(cache: &Path) -> PathBuf {
+    cache.join("dirs")
+}
+
+/// Whether `name`, a file name in the cache directory's top level, is a
+/// precompiled plugin as [`crate::sandbox::cache::CompileCache`] names it:
+/// `<sha256>-<engine hash>.cwasm`. The one definition both the compile
+/// cache and [`evict`] use, so eviction deletes nothing else there.
+pub fn is_precompiled_name(name: &str) -> bool {
+    name.strip_suffix(".cwasm").is_some_and(is_precompiled_stem)
+}
+
+/// `<sha256>-<engine hash>`: two runs of hex digits joined by `-` (a
+/// precompiled plugin's name without `.cwasm`, as its temporary file keeps it).
+pub(crate) fn is_precompiled_stem(stem: &str) -> bool {
+    stem.split_once('-').is_some_and(|(sha256, engine)| {
+        [sha256, engine].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+/// Marks `file` as used now (sets its mtime), so that least-recently-used
+/// eviction ([`evict`]) keeps it longest; called on every cache hit. A
+/// symlink is never followed (only its own time would change). Best
+/// effort: a file that cannot be touched is only evicted sooner.
+pub fn touch(file: &Path) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let touched = utimensat(
+        nix::fcntl::AT_FDCWD,
+        file,
+        &TimeSpec::UTIME_OMIT,
+        &TimeSpec::UTIME_NOW,
+        UtimensatFlags::NoFollowSymlink,
+    );
+    if let Err(e) = touched {
+        tracing::debug!("cannot mark the cache entry `{}` as used: {e}", file.display());
+    }
+}
+
+/// Deletes every build directory (`dirs/<entry>`, with everything in it;
+/// a symlink there is removed itself, never followed); returns how many.
+/// For `cleanroom cache clean`; a directory that cannot be deleted is
+/// skipped and not counted.
+pub fn clean_dirs(cache: &Path) -> usize {
+    let dirs = dirs_dir(cache);
+    if !fs_err::symlink_metadata(&dirs).is_ok_and(|meta| meta.is_dir()) {
+        return 0;
+    }
+    let Ok(entries) = fs_err::read_dir(&dirs) else { return 0 };
+    entries
+        .flatten()
+        .filter(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs_err::remove_dir_all(entry.path()).is_ok(),
+            Ok(_) => fs_err::remove_file(entry.path()).is_ok(),
+            Err(_) => false,
+        })
+        .count()
 }
 
 /// Creates `dir` (and parents) with mode 0700 if missing, and checks that

@@ -135,6 +135,35 @@ pub enum Command {
         /// that judge a service or hold secrets stay on this machine.
         #[arg(long)]
         remote_exec: bool,
+        /// Run on these files: steps with `include` run only when one of
+        /// them matches, and see only those (steps without `include` run as usual).
+        #[arg(long, num_args = 1.., value_name = "FILE", conflicts_with_all = ["staged", "from_ref"])]
+        files: Vec<String>,
+        /// Run on the files staged for the next commit (what the pre-commit hook does).
+        #[arg(long, conflicts_with = "from_ref")]
+        staged: bool,
+        /// Run on the files changed since REF (`git diff REF...TO`), e.g. `origin/main`.
+        #[arg(long, value_name = "REF")]
+        from_ref: Option<String>,
+        /// With --from-ref: the newer end [default: HEAD].
+        #[arg(long, value_name = "REF", requires = "from_ref")]
+        to_ref: Option<String>,
+    },
+    /// Install git hooks that run the pipeline: before each commit on the
+    /// staged files (and with `--hook pre-push`, before each push on what
+    /// it sends). `git commit --no-verify` skips it once.
+    Install {
+        #[command(flatten)]
+        pipeline: PipelineArg,
+        /// Which hooks (repeatable) [default: pre-commit].
+        #[arg(long = "hook", value_enum)]
+        hooks: Vec<crate::git::Hook>,
+        /// Keep a hook another tool wrote as `NAME.legacy`, run before Cleanroom.
+        #[arg(long)]
+        force: bool,
+        /// Remove Cleanroom's hooks (restoring any `.legacy` one) instead.
+        #[arg(long)]
+        uninstall: bool,
     },
     /// Serve an REAPI service's scheduler as a worker (Bots API): lease
     /// Cleanroom actions, run each in the same sandbox and jail as `run`,
@@ -255,14 +284,24 @@ pub enum KindArg {
 }
 
 /// `cleanroom cache` actions.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CacheAction {
     /// Print the cache directory.
     Dir,
-    /// Print how many precompiled plugins and step results it holds, and their size.
+    /// Print how many precompiled plugins, step results, stage files and
+    /// build directories it holds, their sizes, and the cap (max-size).
     Size,
-    /// Delete every precompiled plugin and step result.
+    /// Delete every precompiled plugin, step result and stage file, and
+    /// clear the build directories too.
     Clean,
+    /// Print the cap on the cache's size, or set it (default 2 GiB). Over
+    /// it, the least recently used entries are deleted until the cache is
+    /// at 90% of it, after each run and at once when the cap is set.
+    MaxSize {
+        /// The new cap, as a pipeline's `memory` takes sizes (`5GiB`,
+        /// `500MB`), or `default` for 2 GiB; none prints the current one.
+        size: Option<String>,
+    },
 }
 
 /// Report formats.
@@ -384,13 +423,25 @@ pub fn main() -> i32 {
             remote_instance,
             remote_cache,
             remote_exec,
+            files,
+            staged,
+            from_ref,
+            to_ref,
         } => {
             let mut options =
                 RunOptions { allow_unjailed, resume, cache: !no_cache, fail_fast, ..RunOptions::default() };
             if let Some(jobs) = jobs {
                 options.jobs = usize::from(jobs);
             }
-            let selection = Selection { only, skip, locked, max_iterations };
+            let files = match (files.is_empty(), staged, from_ref) {
+                (false, _, _) => Some(crate::git::FileSelection::Files(files)),
+                (_, true, _) => Some(crate::git::FileSelection::Staged),
+                (_, _, Some(from)) => {
+                    Some(crate::git::FileSelection::Changed { from, to: to_ref.unwrap_or_else(|| "HEAD".to_string()) })
+                }
+                _ => None,
+            };
+            let selection = Selection { only, skip, locked, max_iterations, files };
             let remote = worker::RemoteFlags {
                 endpoint: remote,
                 instance: remote_instance,
@@ -408,6 +459,9 @@ pub fn main() -> i32 {
         }),
         Command::List { pipeline } => pipeline::with_plan(&pipeline.path(), output, crate::plan::show::list),
         Command::Init { dir } => pipeline::init(&dir, output),
+        Command::Install { pipeline, hooks, force, uninstall } => {
+            pipeline::install(&pipeline.path(), &hooks, force, uninstall, output)
+        }
         Command::Lock { pipeline } => pipeline::lock(&pipeline.path(), output),
         Command::Plugin { action } => plugin::plugin(action, output),
         Command::Cache { action } => cache::cache(action),

@@ -1,5 +1,6 @@
 //! The commands that read a pipeline without running it: `validate`,
-//! `graph`, `list`, `lock`, and `init`, which writes one.
+//! `graph`, `list`, `lock`, `init`, which writes one, and `install`, which
+//! writes the git hooks that run it.
 
 use std::path::Path;
 
@@ -48,7 +49,10 @@ pub(super) fn init(dir: &Path, output: Output) -> i32 {
                 out(&format!("wrote {}\n", path.display()));
             }
             let pipeline = dir.join(crate::authoring::init::PIPELINE_FILE);
-            out(&format!("next: cleanroom run {}\n", pipeline.display()));
+            out(&format!(
+                "next: cleanroom run {}   (then `cleanroom install` for a pre-commit hook)\n",
+                pipeline.display()
+            ));
             EXIT_OK
         }
         Err(diags) => fail(&diags, output),
@@ -72,4 +76,42 @@ pub(super) fn lock(pipeline: &Path, output: Output) -> i32 {
         }
         Err(diags) => fail(&diags, output),
     }
+}
+
+pub(super) fn install(
+    pipeline: &Path,
+    hooks: &[crate::git::Hook],
+    force: bool,
+    uninstall: bool,
+    output: Output,
+) -> i32 {
+    let hooks = if hooks.is_empty() { &[crate::git::Hook::PreCommit][..] } else { hooks };
+    if uninstall {
+        let dir = pipeline.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for &hook in hooks {
+            match crate::git::uninstall(dir, hook) {
+                Ok(Some(path)) => out(&format!("removed {}\n", path.display())),
+                Ok(None) => out(&format!("no Cleanroom {} hook to remove\n", hook.name())),
+                Err(diags) => return fail(&diags, output),
+            }
+        }
+        return EXIT_OK;
+    }
+    // The pipeline must be usable before git is told to run it on every commit.
+    if let Err(diags) = Plan::load(pipeline) {
+        return fail(&diags, output);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| "cleanroom".into());
+    for &hook in hooks {
+        match crate::git::install(pipeline, hook, &exe, force) {
+            Ok(installed) => {
+                out(&format!("installed {} ({})\n", installed.path.display(), hook.name()));
+                if let Some(kept) = installed.kept {
+                    out(&format!("  the hook that was there runs first, from {}\n", kept.display()));
+                }
+            }
+            Err(diags) => return fail(&diags, output),
+        }
+    }
+    EXIT_OK
 }

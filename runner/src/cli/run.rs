@@ -61,6 +61,15 @@ impl RunCommand {
             Ok(remote) => remote,
             Err(diags) => return fail(&diags, output),
         };
+        if self.selection.files == Some(crate::git::FileSelection::Staged) {
+            let staged = crate::git::FileSelection::Staged.files(&plan.workspace).unwrap_or_default();
+            for file in crate::git::unstaged_among(&plan.workspace, &staged) {
+                err(&format!("note: `{file}` also has unstaged changes; it is checked as it is in the working tree\n"));
+            }
+        }
+        if !plan.not_selected.is_empty() && !output.quiet {
+            err(&format!("not run (no selected file is one they are about): {}\n", plan.not_selected.join(", ")));
+        }
         if self.dry_run {
             out(&crate::plan::show::dry_run(&plan));
             return EXIT_OK;

@@ -103,11 +103,15 @@ pub struct Selection {
     pub locked: bool,
     /// `--max-iterations`: every stage gets at most this many attempts.
     pub max_iterations: Option<u32>,
+    /// `--files`, `--staged`, `--from-ref`: steps with `include` run on
+    /// these files only ([`crate::plan::files`]).
+    pub files: Option<crate::git::FileSelection>,
 }
 
 /// Loads the pipeline file `pipeline` and shapes the plan for a run: the
 /// lock is checked against the whole pipeline (so `--only` dropping a
-/// plugin is not drift), then `--only`/`--skip` select, then
+/// plugin is not drift), then `--only`/`--skip` select, then a file
+/// selection narrows the steps that say which files they are about, then
 /// `--max-iterations` caps every stage.
 ///
 /// # Errors
@@ -118,6 +122,10 @@ pub fn prepare(pipeline: &Path, selection: &Selection) -> Result<Plan, Diagnosti
         crate::lock::verify(&plan)?;
     }
     let mut plan = crate::plan::select::select(plan, &selection.only, &selection.skip)?;
+    if let Some(files) = &selection.files {
+        let selected = files.files(&plan.workspace)?;
+        plan = crate::plan::files::narrow(plan, &selected);
+    }
     if let Some(max) = selection.max_iterations {
         plan.cap_attempts(max);
     }
@@ -296,6 +304,9 @@ fn run_with_cache(
     executor.tell(&started);
     let report = runtime.block_on(executor.execute());
     executor.services.digester.save();
+    if let Some(results) = &executor.services.results {
+        results.enforce_limit();
+    }
     if let Some(e) = executor.journal_failure {
         return Err(journal_error(e));
     }

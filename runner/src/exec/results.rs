@@ -25,6 +25,11 @@
 //! authenticated entry lists and which is checked on every read: a blob
 //! that is not what the runner stored is never replayed. Without a key
 //! (`cleanroom cache size/clean`) nothing is read or stored.
+//!
+//! A hit sets the mtime of the entry and of its blobs ([`touch`]), and a
+//! blob stored again is touched too: that is their last use, by which
+//! [`crate::cache::evict`] keeps the cache under its `max-size`
+//! ([`ResultCache::enforce_limit`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +37,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cache::{private_dir, read_private, write_atomic};
+use crate::cache::{private_dir, read_private, touch, write_atomic};
 use crate::key::Key;
 use crate::plan::{Action, Plan, Step};
 use crate::plugin::hex;
@@ -51,6 +56,8 @@ const VERDICT_LABEL: &[u8] = b"cleanroom verdict entry v1";
 /// The results and blobs directories under the cache root.
 #[derive(Debug, Clone)]
 pub struct ResultCache {
+    /// The cache directory both live in.
+    root: PathBuf,
     results: PathBuf,
     blobs: PathBuf,
     /// Authenticates entries; without it the cache is never used.
@@ -91,7 +98,12 @@ impl ResultCache {
     /// When they cannot be created or are not this user's alone.
     pub fn open(root: &Path) -> Result<ResultCache, String> {
         private_dir(root)?;
-        let cache = ResultCache { results: root.join("results"), blobs: root.join("blobs"), key: None };
+        let cache = ResultCache {
+            root: root.to_path_buf(),
+            results: root.join("results"),
+            blobs: root.join("blobs"),
+            key: None,
+        };
         private_dir(&cache.results)?;
         private_dir(&cache.blobs)?;
         Ok(cache)
@@ -116,6 +128,7 @@ impl ResultCache {
         };
         let entry: Entry = serde_json::from_slice(json).ok()?;
         let mut files = Vec::with_capacity(entry.files.len());
+        let mut blobs = Vec::with_capacity(entry.files.len());
         for record in entry.files {
             let blob = self.blobs.join(&record.sha256);
             let bytes = read_private(&blob)?;
@@ -125,6 +138,11 @@ impl ResultCache {
                 return None;
             }
             files.push(WrittenFile { path: record.path, bytes, mode: record.mode });
+            blobs.push(blob);
+        }
+        // A hit: the entry and its blobs were used now, so they are evicted last.
+        for used in std::iter::once(&file).chain(&blobs) {
+            touch(used);
         }
         let mut report = entry.report;
         report.cached = true;
@@ -143,12 +161,13 @@ impl ResultCache {
         for file in written {
             let sha256 = hex(&Sha256::digest(&file.bytes));
             let blob = self.blobs.join(&sha256);
-            // A blob already there is kept only if it is what its name says.
-            if read_private(&blob).is_none_or(|bytes| hex(&Sha256::digest(&bytes)) != sha256) {
-                if let Err(e) = write_atomic(&blob, &file.bytes) {
-                    tracing::debug!("result cache: cannot store a blob: {e}");
-                    return;
-                }
+            // A blob already there is kept only if it is what its name says,
+            // and is then used again: it ages with this entry, not its first.
+            if read_private(&blob).is_some_and(|bytes| hex(&Sha256::digest(&bytes)) == sha256) {
+                touch(&blob);
+            } else if let Err(e) = write_atomic(&blob, &file.bytes) {
+                tracing::debug!("result cache: cannot store a blob: {e}");
+                return;
             }
             files.push(FileRecord { path: file.path.clone(), sha256, mode: file.mode });
         }
@@ -159,6 +178,24 @@ impl ResultCache {
         if let Err(e) = write_atomic(&self.results.join(format!("{key}.json")), &sealed) {
             tracing::debug!("result cache: cannot store a result: {e}");
         }
+    }
+
+    /// Keeps the whole cache directory under its `max-size`, deleting the
+    /// least recently used entries first ([`crate::cache::evict::enforce`]);
+    /// called once at the end of a run, after its results are stored, so
+    /// the cache cannot grow without bound. Says at info level what it
+    /// deleted.
+    pub fn enforce_limit(&self) -> crate::cache::evict::Evicted {
+        let evicted = crate::cache::evict::enforce(&self.root);
+        if evicted.files > 0 {
+            tracing::info!(
+                "the cache `{}` was over its max-size: deleted {} least recently used entries ({})",
+                self.root.display(),
+                evicted.files,
+                crate::manifest::units::human_size(evicted.bytes)
+            );
+        }
+        evicted
     }
 
     /// Deletes every result, verdict and blob; returns how many files.
@@ -185,7 +222,10 @@ impl crate::sandbox::judging::VerdictCache for ResultCache {
             let _ = fs_err::remove_file(&file);
             return None;
         };
-        serde_json::from_slice(json).ok()
+        let verdict: crate::sandbox::judging::StoredVerdict = serde_json::from_slice(json).ok()?;
+        // A hit: used now, so evicted last.
+        touch(&file);
+        Some(verdict)
     }
 
     fn put(&self, key: &str, verdict: &crate::sandbox::judging::StoredVerdict) {

@@ -20,6 +20,15 @@ pub use units::{ByteSize, DurationSpec};
 /// writes. Never mountable, never a step's to see or write.
 pub const RUN_DIR: &str = ".cleanroom";
 
+/// A git repository's own directory (or, in a submodule or worktree, the
+/// file pointing at it). A mount that holds one does not show it to the
+/// step, hash it, stage it or take writes to it: a commit must not
+/// invalidate every cached step, a check has no business reading history,
+/// and a stage that could write `.git/hooks` or `.git/config` would run code
+/// outside every jail the next time the user runs git. Only a mount that
+/// names it (`read = [".git"]`) sees it.
+pub const GIT_DIR: &str = ".git";
+
 /// The lock file beside a pipeline file (`cleanroom lock`).
 pub const LOCK_FILE: &str = "cleanroom.lock";
 
@@ -116,6 +125,35 @@ pub struct SecretHeader {
     /// Text before the secret in the header's value, e.g. `Bearer `.
     #[serde(default)]
     pub prefix: String,
+}
+
+/// A `run` step's `findings`: a format name, or a table.
+/// Example: `"cargo-json"`, `{ regex = '^(?P<path>[^:]+):(?P<line>\d+): (?P<message>.*)$' }`,
+/// `{ format = "junit", file = "report.xml" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a format name (\"sarif\", \"junit\", \"cargo-json\", \"checkstyle\") or a table { regex = \"...\" } / { format = \"...\", file = \"...\" }"
+)]
+pub enum FindingsSpec {
+    /// `"sarif"`, `"junit"`, `"cargo-json"` or `"checkstyle"`, from stdout.
+    Named(String),
+    /// A table.
+    Table(FindingsTable),
+}
+
+/// The table form of [`FindingsSpec`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsTable {
+    /// A format name, as in the string form.
+    pub format: Option<String>,
+    /// A regular expression applied to each output line (instead of `format`).
+    pub regex: Option<String>,
+    /// A file the program writes, relative to the workspace, read instead
+    /// of stdout (`pytest --junitxml=$TMPDIR/junit.xml` writes
+    /// `$TMPDIR/...`: write `file = "$TMPDIR/junit.xml"`).
+    pub file: Option<String>,
 }
 
 /// `[barrier]`: workspace paths no grant may cross.
@@ -237,6 +275,43 @@ pub struct StepTable {
     /// Whether a `run` program may use the network. Default `false`: it gets
     /// a network namespace of its own with only a loopback that is down.
     pub network: Option<Spanned<bool>>,
+    /// `run` steps: a language toolchain whose files, variables and cache
+    /// key the step gets without plumbing: `rust` (rustup and cargo homes
+    /// read-only, `CARGO_HOME`, `RUSTUP_HOME`, offline registry), `python`
+    /// (the workspace's virtualenv and its base interpreter, `VIRTUAL_ENV`)
+    /// or `node` (the node installation, the workspace's `node_modules`).
+    /// Example: `toolchain = "rust"`.
+    pub toolchain: Option<Spanned<String>>,
+    /// `run` steps: workspace-relative directories kept between runs in a
+    /// private per-step directory of the runner's cache, mounted writable
+    /// over their workspace path (never the workspace's own copy), so
+    /// incremental builds work in the jail. No other step sees them;
+    /// `cleanroom cache clean` removes them. Example: `cache_dirs = ["target"]`.
+    #[serde(default)]
+    pub cache_dirs: Vec<Spanned<String>>,
+    /// `run` steps: how the program's output becomes findings with path,
+    /// line, column, rule and severity: `"sarif"`, `"junit"`,
+    /// `"cargo-json"`, `"checkstyle"` or `{ regex = '...' }` (named groups
+    /// `path`, `line`, `column`, `rule`, `severity`, `message`), read from
+    /// stdout, or from a file the program writes with `{ format = "junit",
+    /// file = "report.xml" }`. Default: one `exit-status` finding when the
+    /// program fails.
+    pub findings: Option<Spanned<FindingsSpec>>,
+    /// The files the step is about, as globs over workspace-relative paths
+    /// (`*.rs` matches at any depth; a pattern with `/` matches from the
+    /// root: `src/**/*.py`). With `run --files`, `--staged` or `--from-ref`,
+    /// the step runs only when a selected file matches, and sees only the
+    /// matching files (unless `whole_tree = true`). Default: every file;
+    /// a step without `include` is never narrowed.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Globs of files `include` leaves out. Example: `exclude = ["vendor/**"]`.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    /// With `include`: the step still sees its whole mounts when it runs on
+    /// a selection (`cargo test` needs the crate, not the changed file);
+    /// the selection only decides whether it runs. Default `false`.
+    pub whole_tree: Option<Spanned<bool>>,
     /// Workspace-relative files or directories mounted read-only at
     /// `/<same path>`. Example: `read = ["src", "Cargo.toml"]`.
     #[serde(default)]

@@ -107,6 +107,17 @@ pub const RULES: &[Rule] = &[
     Rule { key: "tools", at: |t| span(t.tools.first().map(|x| x.span())), needs: &[ONLY_RUN] },
     Rule { key: "env", at: |t| span(t.env.as_ref().map(|e| e.span())), needs: &[ONLY_RUN] },
     Rule { key: "network", at: |t| span(t.network.as_ref().map(|n| n.span())), needs: &[ONLY_RUN] },
+    Rule { key: "toolchain", at: |t| span(t.toolchain.as_ref().map(|x| x.span())), needs: &[ONLY_RUN] },
+    Rule { key: "cache_dirs", at: |t| span(t.cache_dirs.first().map(|x| x.span())), needs: &[ONLY_RUN] },
+    Rule {
+        key: "findings",
+        at: |t| span(t.findings.as_ref().map(|x| x.span())),
+        needs: &[(
+            Needs::Run,
+            "step `{id}` sets `findings`, which applies only to `run` steps",
+            "a plugin reports its findings itself; remove the key",
+        )],
+    },
     Rule {
         key: "config",
         at: |t| span(t.config.as_ref().map(|c| c.span())),
@@ -195,7 +206,7 @@ mod tests {
              config = {}\nmemory = '1MiB'\nallow_hosts = ['https://a.b']\nallow_private = true\n\
              secret_headers = [{ secret = 's', host = 'h', header = 'x' }]\nrepeat = 1\nrequire = 1\nthreshold = 1.0\n\
              subject = 's'\nsubject_read = ['r']\nsubject_timeout = '1s'\nservice = 'api'\nrun = ['x']\n\
-             max_requests = 1\nstop_on_plateau = 1\n",
+             max_requests = 1\nstop_on_plateau = 1\ntoolchain = 'rust'\ncache_dirs = ['target']\nfindings = 'sarif'\n",
         )
         .unwrap();
         for rule in RULES {

@@ -10,6 +10,7 @@
 pub mod barrier;
 pub mod command;
 pub mod dag;
+pub mod files;
 pub mod gates;
 pub mod grant;
 pub mod keys;
@@ -116,6 +117,10 @@ pub struct Plan {
     /// scheduler walks. Derived from `steps`; not part of the plan's digest.
     #[serde(skip)]
     pub graph: dag::Graph,
+    /// Steps a file selection left out: none of the selected files is one
+    /// they are about, and no step left in needs them ([`files::narrow`]).
+    #[serde(skip)]
+    pub not_selected: Vec<String>,
 }
 
 /// What a step executes.
@@ -161,8 +166,13 @@ pub struct Step {
     /// pipeline file, for reports that point at the pipeline (SARIF).
     pub line: usize,
     /// Set when the run must report this step as skipped, with this reason,
-    /// without running it (`run --skip`; see [`select`]).
+    /// without running it (`run --skip`, see [`select`]; a selection of
+    /// files none of which it is about, see [`files`]).
     pub excluded: Option<String>,
+    /// `include`, `exclude` and `whole_tree`: the files the step is about,
+    /// when it says (see [`files`]).
+    #[serde(default)]
+    pub files: Option<files::FileFilter>,
     /// Whether a mount or tool path overlaps a `[barrier] holdout` path: such
     /// a step never runs while a stage runs, never reads what stages write,
     /// and its output reaches a stage only in bounded form.
@@ -411,6 +421,7 @@ impl Plan {
                     Location::Path(_) => 0,
                 },
                 excluded: None,
+                files: files::resolve(d, &here, &mut diags),
                 reads_holdout: false,
                 attempts: 1,
             });
@@ -464,6 +475,7 @@ impl Plan {
             secrets,
             max_duration: manifest.pipeline.max_duration,
             remote,
+            not_selected: Vec::new(),
         })
     }
 

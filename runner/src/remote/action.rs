@@ -275,7 +275,7 @@ fn split(rel: &str) -> (&str, &str) {
 }
 
 /// Adds `mount`'s files (a file, or a directory tree without the run
-/// directory) under `workspace/REL`.
+/// directory and `.git`, as the digest leaves them out) under `workspace/REL`.
 fn add_mount(
     root: &mut Tree,
     mount: &Mount,
@@ -296,6 +296,9 @@ fn add_mount(
             root.dir(&rel);
             for entry in fs_err::read_dir(&path).map_err(unreadable)? {
                 let entry = entry.map_err(unreadable)?;
+                if entry.file_name() == crate::manifest::GIT_DIR {
+                    continue;
+                }
                 let meta = entry.path().symlink_metadata().map_err(unreadable)?;
                 walk.push((entry.path(), format!("{rel}/{}", entry.file_name().to_string_lossy()), meta));
             }

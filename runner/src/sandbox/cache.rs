@@ -18,6 +18,8 @@
 //! version and every setting that affects code, so a cache written by
 //! another version or configuration is simply missed. The key is loaded on
 //! the first compile; without one, components are compiled every time.
+//! Each load that verifies sets the file's mtime ([`touch`]): its last use,
+//! by which [`crate::cache::evict`] deletes the least recently used first.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use crate::cache::{private_dir, read_private, write_atomic};
+use crate::cache::{is_precompiled_name, private_dir, read_private, touch, write_atomic};
 use crate::key::Key;
 use crate::plugin::hex;
 
@@ -120,7 +122,11 @@ impl CompileCache {
         // precompiler for this name; wasmtime also rejects blobs of another
         // version or configuration.
         match unsafe { Component::deserialize(engine, compiled) } {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                // A hit: used now, so evicted last.
+                touch(file);
+                Some(component)
+            }
             Err(_) => {
                 let _ = fs_err::remove_file(file);
                 None
@@ -142,7 +148,11 @@ impl CompileCache {
 
     fn entries(&self) -> Vec<PathBuf> {
         let Ok(entries) = fs_err::read_dir(&self.dir) else { return Vec::new() };
-        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect()
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(is_precompiled_name))
+            .map(|e| e.path())
+            .collect()
     }
 }
 

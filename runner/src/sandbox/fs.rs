@@ -9,8 +9,9 @@
 //! `..` and symlinks cannot leave it.
 //!
 //! A mount of the workspace root also gets an empty read-only preopen at
-//! `/.cleanroom`, so path lookups and directory walks never see the run
-//! directory. This hides it from well-behaved plugins; it is not a security
+//! `/.cleanroom`, and a mount holding a repository's `.git` one at
+//! `<mount>/.git`, so path lookups and directory walks never see the run
+//! directory or git's. This hides it from well-behaved plugins; it is not a security
 //! boundary (a plugin can still open it relative to the `/` preopen), which
 //! is why the barrier keeps every stage, subject and feedback-giving check
 //! away from the workspace root.
@@ -44,14 +45,12 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
             |e: &dyn std::fmt::Display| SandboxError::Mount { path: mount.rel.clone(), reason: e.to_string() };
         if mount.is_dir {
             let perms = if mount.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            // Registered before the root, so lookups under `/.cleanroom`
-            // resolve to it (wasi-libc does not prefer the longer prefix).
-            if mount.rel == "." {
+            // Registered before the mount, so lookups under the shadowed
+            // path resolve to it (wasi-libc does not prefer the longer prefix).
+            for shadowed in shadowed(mount) {
                 let empty =
                     tempfile::Builder::new().prefix("cleanroom-shadow-").tempdir().map_err(|e| mount_error(&e))?;
-                builder
-                    .preopened_dir(empty.path(), format!("/{}", crate::plan::mounts::RUN_DIR), FsPerms::ReadOnly)
-                    .map_err(|e| mount_error(&e))?;
+                builder.preopened_dir(empty.path(), shadowed, FsPerms::ReadOnly).map_err(|e| mount_error(&e))?;
                 staging._dirs.push(empty);
             }
             builder.preopened_dir(&mount.host, &mount.guest, perms).map_err(|e| mount_error(&e))?;
@@ -78,6 +77,21 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
         staging._dirs.push(dir);
     }
     Ok(staging)
+}
+
+/// The guest paths under a directory mount that an empty preopen covers:
+/// the run directory under the workspace root, and the repository's `.git`
+/// ([`crate::manifest::GIT_DIR`]) directly under the mount.
+fn shadowed(mount: &Mount) -> Vec<String> {
+    let under = |name: &str| if mount.guest == "/" { format!("/{name}") } else { format!("{}/{name}", mount.guest) };
+    let mut paths = Vec::new();
+    if mount.rel == "." {
+        paths.push(under(crate::plan::mounts::RUN_DIR));
+    }
+    if fs_err::symlink_metadata(mount.host.join(crate::manifest::GIT_DIR)).is_ok() {
+        paths.push(under(crate::manifest::GIT_DIR));
+    }
+    paths
 }
 
 /// `/a/b.txt` -> `/a`; `/b.txt` -> `/`.

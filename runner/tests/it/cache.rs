@@ -45,9 +45,23 @@ fn plugins_are_compiled_once_into_a_private_cache() {
     assert_eq!(entries(&cache), cached, "the second run compiled again");
 
     let size = cleanroom_with_cache(&cache, &["cache", "size"]);
-    assert!(size.stdout.starts_with("2 precompiled plugins ("), "{size:?}");
-    assert!(size.stdout.contains(", 2 step results and 0 stage files ("), "{size:?}");
-    assert!(size.stdout.contains(" MiB)") || size.stdout.contains(" KiB)"), "sizes are for people: {size:?}");
+    let row = |kind: &str| {
+        let line = size.stdout.lines().find(|l| l.starts_with(kind)).unwrap_or_else(|| panic!("{kind}: {size:?}"));
+        line.split_whitespace().skip(kind.split(' ').count()).collect::<Vec<_>>().join(" ")
+    };
+    assert!(row("precompiled plugins").starts_with("2 "), "{size:?}");
+    assert!(row("step results").starts_with("2 "), "{size:?}");
+    assert_eq!(row("stage files"), "0 0 B", "{size:?}");
+    assert!(row("precompiled plugins").ends_with(" MiB") || row("precompiled plugins").ends_with(" KiB"), "{size:?}");
+    assert!(size.stdout.contains("of 2.0 GiB (default max-size)"), "{size:?}");
+    let capped = cleanroom_with_cache(&cache, &["cache", "max-size", "1KiB"]);
+    assert_eq!(capped.code, 0, "{capped:?}");
+    assert!(capped.stdout.contains("least recently used"), "{capped:?}");
+    let bad = cleanroom_with_cache(&cache, &["cache", "max-size", "lots"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(cleanroom_with_cache(&cache, &["cache", "max-size", "default"]).stdout.contains("2GiB"));
+    let second = cleanroom_with_cache(&cache, &["run", "pipelines/failing-demo.toml"]);
+    assert_eq!(second.code, 1, "{second:?}");
     let dir = cleanroom_with_cache(&cache, &["cache", "dir"]);
     assert_eq!(dir.stdout.trim(), cache.display().to_string());
     let clean = cleanroom_with_cache(&cache, &["cache", "clean"]);

@@ -72,9 +72,9 @@ pub struct JailSpec {
     /// by the helper before it confines itself; `/dev/null` when `None`.
     #[serde(default)]
     pub stdin: Option<PathBuf>,
-    /// Credential files and directories (host paths, under granted tools)
-    /// to cover with an empty stand-in, so a granted tool directory does not
-    /// hand over the tokens kept in it.
+    /// Files and directories (host paths) to cover with an empty stand-in:
+    /// credential files under granted tools, so a granted tool directory
+    /// does not hand over the tokens kept in it, and a repository's `.git`.
     #[serde(default)]
     pub hide: Vec<PathBuf>,
     /// A directory holding the stand-ins for [`JailSpec::hide`]: an empty

@@ -5,7 +5,8 @@
 //! host resources the jail uses while the program runs: a private temporary
 //! directory (`TMPDIR`), read-only empty stand-ins mounted over what the
 //! program must not see (the run directory `.cleanroom/` under a mount of
-//! the workspace root, credential files under a granted tool directory), a
+//! the workspace root, a repository's `.git` under a read mount, credential
+//! files under a granted tool directory), a
 //! pids cgroup, and mount points for `write` directories that do not exist
 //! yet (removed again unless the writes are committed). The environment is
 //! exactly the grant's, plus `TMPDIR`, a stage's attempt and feedback, and
@@ -164,7 +165,7 @@ impl StepJail {
             cgroups: Vec::new(),
             stdin: None,
             relay: None,
-            hide: hidden_credentials(&native.tools),
+            hide: hidden_credentials(&native.tools).into_iter().chain(git_dirs(&grant.mounts)).collect(),
             empty: Some(views.to_path_buf()),
             // Chosen by `jail::run` for each run.
             nonce: String::new(),
@@ -235,6 +236,18 @@ fn empty_views() -> std::io::Result<tempfile::TempDir> {
     fs_err::set_permissions(views.path().join("file"), std::fs::Permissions::from_mode(0o444))?;
     fs_err::set_permissions(views.path().join("dir"), std::fs::Permissions::from_mode(0o555))?;
     Ok(views)
+}
+
+/// The repository's `.git` directly under each read directory mount, which
+/// the program does not see ([`crate::manifest::GIT_DIR`]); a write mount's
+/// staged copy leaves it out already.
+fn git_dirs(mounts: &[crate::plan::Mount]) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.is_dir && !m.writable)
+        .map(|m| m.host.join(crate::manifest::GIT_DIR))
+        .filter(|git| fs_err::symlink_metadata(git).is_ok_and(|m| !m.is_symlink()))
+        .collect()
 }
 
 /// The well-known credential files ([`crate::plan::command::HIDDEN_CREDENTIALS`],
