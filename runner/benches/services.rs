@@ -295,7 +295,7 @@ fn native_grant(mounts: Vec<Mount>, timeout: Duration) -> Grant {
     let mut grant = Grant::new(mounts, Limits { timeout, ..Limits::default() });
     let home = std::env::var_os("HOME").map(PathBuf::from);
     grant.reach = Reach::Native(NativeGrant {
-        env: cleanroom::plan::command::environment(&[], &BTreeMap::new(), home.as_deref()),
+        env: cleanroom::plan::command::environment(&[], &BTreeMap::new(), home.as_deref(), None),
         ..NativeGrant::default()
     });
     grant

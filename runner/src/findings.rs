@@ -514,11 +514,25 @@ fn checkstyle(text: &str, sink: &mut Sink) -> Result<(), String> {
 /// cargo's JSON lines: `compiler-message`s and libtest's failed tests;
 /// anything else (other reasons, cargo's plain text) is skipped.
 fn cargo_json(output: &[u8], sink: &mut Sink) {
-    for line in output.split(|&byte| byte == b'\n') {
+    let lines: Vec<&[u8]> = output.split(|&byte| byte == b'\n').collect();
+    for (i, line) in lines.iter().enumerate() {
         if sink.full {
             break;
         }
-        let Ok(value) = serde_json::from_slice::<Value>(line.trim_ascii()) else { continue };
+        let Ok(value) = serde_json::from_slice::<Value>(line.trim_ascii()) else {
+            // Stable `cargo test` prints its test binaries' text between
+            // the JSON: a failing test is a `thread 'NAME' panicked at` line.
+            let text = String::from_utf8_lossy(line);
+            if let Some(name) = text.trim().strip_prefix("thread '").and_then(|t| t.split_once("' panicked at ")) {
+                let rest = lines.get(i + 1..).unwrap_or_default().iter().take(4);
+                let stdout: Vec<String> = std::iter::once(text.to_string())
+                    .chain(rest.map(|l| String::from_utf8_lossy(l).into_owned()))
+                    .collect();
+                let event = serde_json::json!({ "name": name.0, "stdout": stdout.join("\n") });
+                failed_test(&event, sink);
+            }
+            continue;
+        };
         if value.get("reason").and_then(Value::as_str) == Some("compiler-message") {
             if let Some(message) = value.get("message") {
                 compiler_message(message, sink);
@@ -769,6 +783,12 @@ second]]></failure></testcase>
                 "error E0308 src/lib.rs:9:5 mismatched types",
                 "error test-failed src/lib.rs:12:9 test tests::adds failed: thread 'tests::adds' panicked at src/lib.rs:12:9: assertion `left == right` failed",
             ]
+        );
+        let plain = "running 1 test\ntest tests::it_works ... FAILED\n\nfailures:\n\n---- tests::it_works stdout ----\n\n\
+                     thread 'tests::it_works' panicked at src/lib.rs:11:9:\nassertion `left == right` failed\n  left: 5\n";
+        assert_eq!(
+            render(parse(&Format::CargoJson, plain.as_bytes(), ws())),
+            ["error test-failed src/lib.rs:11:9 test tests::it_works failed: thread 'tests::it_works' panicked at src/lib.rs:11:9: assertion `left == right` failed"]
         );
         let before_1_73 = "thread 'main' panicked at 'boom', src/main.rs:3:5";
         assert_eq!(panic_location(before_1_73), Some(("src/main.rs", Some(3), Some(5))));

@@ -24,6 +24,8 @@ use sandbox_tests::{cleanroom_binary, findings, step, Workspace, GUESTS};
 
 // Attacks on the clean room's newer promises, one file per area (each
 // exports `cases()`); they share the helpers below.
+#[path = "attacks/git.rs"]
+mod git;
 #[path = "attacks/jail.rs"]
 mod jail;
 #[path = "attacks/judge.rs"]
@@ -198,6 +200,7 @@ fn cases() -> Vec<Case> {
     all.extend(services::cases());
     all.extend(judge::cases());
     all.extend(remote::cases());
+    all.extend(git::cases());
     all
 }
 

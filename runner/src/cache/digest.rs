@@ -96,11 +96,19 @@ impl Digester {
 
     /// The digest of `path`: a file, a directory tree, or `missing`.
     pub fn digest(&self, path: &Path) -> String {
+        self.digest_except(path, &[])
+    }
+
+    /// [`Digester::digest`], leaving out the workspace-relative directories
+    /// `skip` (a step's `cache_dirs`, which it never sees the workspace's
+    /// copy of).
+    pub fn digest_except(&self, path: &Path, skip: &[String]) -> String {
+        let skip: Vec<PathBuf> = skip.iter().map(|rel| self.workspace.join(rel)).collect();
         let mut entries = Vec::new();
         let mut files = Vec::new();
         match fs_err::symlink_metadata(path) {
             Err(_) => return "missing".to_string(),
-            Ok(meta) if meta.is_dir() => self.list(path, "", &mut entries, &mut files),
+            Ok(meta) if meta.is_dir() => self.list(path, "", &skip, &mut entries, &mut files),
             Ok(_) => files.push((String::new(), path.to_path_buf())),
         }
         let hashed: Vec<(String, String)> = files
@@ -135,7 +143,14 @@ impl Digester {
 
     /// Lists `dir` recursively: directories into `entries`, everything else
     /// into `files` to be looked at in parallel.
-    fn list(&self, dir: &Path, rel: &str, entries: &mut Vec<(String, String)>, files: &mut Vec<(String, PathBuf)>) {
+    fn list(
+        &self,
+        dir: &Path,
+        rel: &str,
+        skip: &[PathBuf],
+        entries: &mut Vec<(String, String)>,
+        files: &mut Vec<(String, PathBuf)>,
+    ) {
         let Ok(read) = fs_err::read_dir(dir) else {
             entries.push((rel.to_string(), "unreadable directory".to_string()));
             return;
@@ -145,7 +160,7 @@ impl Digester {
         for entry in read.flatten() {
             let path = entry.path();
             let name = entry.file_name();
-            if path == run_dir || name == GIT_DIR {
+            if path == run_dir || name == GIT_DIR || skip.contains(&path) {
                 continue;
             }
             let child = if rel.is_empty() {
@@ -154,7 +169,7 @@ impl Digester {
                 format!("{rel}/{}", name.to_string_lossy())
             };
             match entry.file_type() {
-                Ok(t) if t.is_dir() => self.list(&path, &child, entries, files),
+                Ok(t) if t.is_dir() => self.list(&path, &child, skip, entries, files),
                 _ => files.push((child, path)),
             }
         }

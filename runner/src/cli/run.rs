@@ -68,7 +68,7 @@ impl RunCommand {
             }
         }
         if !plan.not_selected.is_empty() && !output.quiet {
-            err(&format!("not run (no selected file is one they are about): {}\n", plan.not_selected.join(", ")));
+            err(&format!("not run (no file matches their `include`): {}\n", plan.not_selected.join(", ")));
         }
         if self.dry_run {
             out(&crate::plan::show::dry_run(&plan));

@@ -789,6 +789,11 @@ async fn run_command_step(
         Ok(staged) => staged,
         Err(e) => return error_report(step, format!("could not stage its write mounts: {e}")).infrastructure(),
     };
+    let cache = crate::cache::default_dir();
+    let build_dirs = match crate::sandbox::build_dirs::prepare(step, &local.workspace, cache.as_deref()) {
+        Ok(dirs) => dirs,
+        Err(reason) => return error_report(step, reason).infrastructure(),
+    };
     let jail = StepJail::build(NativeStep {
         program,
         args,
@@ -799,6 +804,7 @@ async fn run_command_step(
         secrets: &local.secrets,
         allow_unjailed: local.options.allow_unjailed,
         stdin: None,
+        build_dirs: &build_dirs,
     });
     let jail = match jail {
         Ok(jail) => jail,
@@ -814,6 +820,11 @@ async fn run_command_step(
             return StepReport { duration: started.elapsed(), ..error_report(step, why) };
         }
     };
+    let parsed = step
+        .grant
+        .native()
+        .and_then(|n| n.findings.as_ref())
+        .map(|plan| read_findings(plan, &outcome.stdout.bytes, jail.temp_dir(), &local.workspace));
     let mut report =
         report_with_output(step, StepStatus::Error, None, outcome.stdout, outcome.stderr, outcome.duration);
     let mut committed = false;
@@ -822,7 +833,21 @@ async fn run_command_step(
         Ok(exit) => {
             report.unjailed = exit.unjailed.clone();
             let last = last_line(&report);
-            if exit.success() {
+            let parsed_error = match parsed {
+                Some(Ok(findings)) => {
+                    report.findings.extend(findings);
+                    None
+                }
+                Some(Err(why)) => Some(why),
+                None => None,
+            };
+            let error_findings = report.findings.iter().any(|f| f.severity == "error");
+            if exit.success() && parsed_error.is_some() {
+                // It said nothing readable: never a pass by default.
+                report.set_reason(&format!("`{display}` exited 0, but {}", parsed_error.unwrap_or_default()), "");
+            } else if exit.success() && error_findings {
+                report.status = StepStatus::Failed;
+            } else if exit.success() {
                 committed = commit(staged, &local.workspace, &mut report, None);
             } else if jail.out_of_memory() {
                 // Its memory cap: what its inputs made it take, so a
@@ -839,6 +864,18 @@ async fn run_command_step(
                 report.set_reason(&format!("`{display}` was killed by signal {signal}{}", last.0), &last.1);
             } else {
                 report.status = StepStatus::Failed;
+                if let Some(why) = &parsed_error {
+                    report.findings.push(FindingReport {
+                        rule: "findings-unreadable".into(),
+                        severity: "warning".into(),
+                        produced_from: Some(why.len()),
+                        message: why.clone(),
+                        path: None,
+                        line: None,
+                        column: None,
+                        line_digest: None,
+                    });
+                }
                 let words = format!("`{display}` exited with {}{}", exit.describe(), last.0);
                 report.findings.push(FindingReport {
                     rule: "exit-status".into(),
@@ -858,6 +895,60 @@ async fn run_command_step(
     }
     report
 }
+
+/// The findings a program's output holds, in its step's `findings` format:
+/// its stdout, or the file under its temporary directory `tmpdir` that it
+/// wrote (read before the directory goes). Every message is the program's
+/// text (`produced_from` 0), so feedback treats it as such.
+///
+/// # Errors
+/// Why there are none to read: no file, or output that is not the format.
+fn read_findings(
+    plan: &crate::plan::grant::FindingsPlan,
+    stdout: &[u8],
+    tmpdir: &Path,
+    workspace: &Path,
+) -> Result<Vec<FindingReport>, String> {
+    let what = format!("its `{}` findings", plan.format.as_str());
+    let from_file;
+    let output = match plan.file.as_deref().and_then(|f| f.strip_prefix("$TMPDIR/")) {
+        Some(rel) => {
+            // Through the directory, never following a link the program left.
+            let dir = cap_std::fs::Dir::open_ambient_dir(tmpdir, cap_std::ambient_authority())
+                .map_err(|e| format!("{what} could not be read: {e}"))?;
+            let mut options = cap_std::fs::OpenOptions::new();
+            options.read(true);
+            cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+            let mut file = dir
+                .open_with(rel, &options)
+                .map_err(|e| format!("{what} file `$TMPDIR/{rel}` could not be read: {e}"))?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, FINDINGS_FILE_CAP), &mut bytes)
+                .map_err(|e| format!("{what} file `$TMPDIR/{rel}` could not be read: {e}"))?;
+            from_file = bytes;
+            &from_file[..]
+        }
+        None => stdout,
+    };
+    let parsed = crate::findings::parse(&plan.format, output, workspace).map_err(|e| format!("{what}: {e}"))?;
+    Ok(parsed
+        .into_iter()
+        .map(|p| FindingReport {
+            rule: p.rule,
+            severity: p.severity.as_str().to_string(),
+            message: p.message,
+            path: p.path,
+            line: p.line,
+            column: p.column,
+            produced_from: Some(0),
+            line_digest: None,
+        })
+        .collect())
+}
+
+/// The most of a findings file read: a report larger than this is cut (and
+/// then most likely fails to parse, which is reported).
+const FINDINGS_FILE_CAP: u64 = 64 << 20;
 
 /// Read mounts that did not exist when the plan was made (a step this one
 /// needs writes them) must exist now; their host path is checked again and

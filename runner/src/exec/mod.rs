@@ -122,10 +122,11 @@ pub fn prepare(pipeline: &Path, selection: &Selection) -> Result<Plan, Diagnosti
         crate::lock::verify(&plan)?;
     }
     let mut plan = crate::plan::select::select(plan, &selection.only, &selection.skip)?;
-    if let Some(files) = &selection.files {
-        let selected = files.files(&plan.workspace)?;
-        plan = crate::plan::files::narrow(plan, &selected);
-    }
+    let selected = match &selection.files {
+        Some(files) => Some(files.files(&plan.workspace)?),
+        None => None,
+    };
+    plan = crate::plan::files::apply(plan, selected.as_deref());
     if let Some(max) = selection.max_iterations {
         plan.cap_attempts(max);
     }
@@ -688,7 +689,7 @@ impl Executor<'_> {
                 tracing::info!("round {round}: starting {} `{}` (attempt {attempt})", step.kind, step.id);
                 let feedback = self.state.feedback[i].clone();
                 let key = (step.cache && (self.services.results.is_some() || self.services.shared.is_some()))
-                    .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback).digest());
+                    .then(|| CacheKey::of(plan, step, &inputs, attempt, &feedback, &self.services.digester).digest());
                 let services = Arc::clone(&self.services);
                 let backend = Arc::clone(&self.backend);
                 let mut step = step.clone();
@@ -1233,7 +1234,8 @@ impl AttemptReport {
 /// subject's mounts) by workspace path. A write mount's digest is of what
 /// the step starts from.
 pub fn input_digests(step: &Step, digester: &Digester) -> BTreeMap<String, String> {
-    step.inputs().into_iter().map(|m| (m.rel.clone(), digester.digest(&m.host))).collect()
+    let skip = step.grant.native().map(|n| n.cache_dirs.as_slice()).unwrap_or_default();
+    step.inputs().into_iter().map(|m| (m.rel.clone(), digester.digest_except(&m.host, skip))).collect()
 }
 
 /// Whether `a` and `b` may not run at the same time: one is a stage and

@@ -293,8 +293,11 @@ pub struct CacheKey<'s> {
     grant: &'s crate::plan::Grant,
     /// An evaluator's k-of-n settings and subject.
     evaluation: Option<&'s crate::plan::gates::Evaluation>,
-    /// Metadata digests of a program's `tools`.
+    /// Metadata digests of a program's `tools` (a toolchain's left out).
     tools: Vec<String>,
+    /// Content digests of a toolchain's binaries: with its version (in the
+    /// grant), what stands for its files.
+    toolchain: Vec<String>,
     /// Content digests of every mount and the subject, by path.
     inputs: &'s BTreeMap<String, String>,
     /// The attempt the step is told ([`crate::plan::Step::told_attempt`]).
@@ -305,18 +308,25 @@ pub struct CacheKey<'s> {
 
 impl<'s> CacheKey<'s> {
     /// The key of `step` in `plan`, given its input digests (as the journal
-    /// records them) and the attempt and feedback it gets.
+    /// records them) and the attempt and feedback it gets; `digester`
+    /// remembers the digests of programs and toolchain binaries between runs.
     pub fn of(
         plan: &'s Plan,
         step: &'s Step,
         inputs: &'s BTreeMap<String, String>,
         attempt: u32,
         feedback: &'s [String],
+        digester: &crate::cache::digest::Digester,
     ) -> CacheKey<'s> {
+        let sha256 = |path: &Path| {
+            fs_err::metadata(path).ok().and_then(|meta| digester.file_sha256(path, &meta)).unwrap_or_default()
+        };
         let code = match &step.action {
             Action::Plugin(name) => plan.plugins.get(name).map(|info| info.sha256.clone()).unwrap_or_default(),
-            Action::Command { program, .. } => crate::cache::digest::sha256_file(program).unwrap_or_default(),
+            Action::Command { program, .. } => sha256(program),
         };
+        let toolchain = step.grant.native().and_then(|n| n.toolchain.as_ref());
+        let walked = |tool: &&std::path::PathBuf| !toolchain.is_some_and(|t| t.paths.contains(tool));
         CacheKey {
             format: FORMAT,
             runner: env!("CARGO_PKG_VERSION"),
@@ -327,7 +337,8 @@ impl<'s> CacheKey<'s> {
             config: &step.config,
             grant: &step.grant,
             evaluation: step.evaluation.as_ref(),
-            tools: step.grant.tools().iter().map(|t| crate::cache::digest::digest_metadata(t)).collect(),
+            tools: step.grant.tools().iter().filter(walked).map(|t| crate::cache::digest::digest_metadata(t)).collect(),
+            toolchain: toolchain.iter().flat_map(|t| t.binaries.iter()).map(|b| sha256(b)).collect(),
             inputs,
             attempt: step.told_attempt(attempt),
             feedback,
@@ -428,7 +439,8 @@ mod tests {
             let plan = Plan::load(&path).unwrap();
             let step = &plan.steps[0];
             assert!(step.line > 0);
-            CacheKey::of(&plan, step, &BTreeMap::new(), 1, &[]).digest()
+            CacheKey::of(&plan, step, &BTreeMap::new(), 1, &[], &crate::cache::digest::Digester::cold(dir.path()))
+                .digest()
         };
         let plain = key_of("[pipeline]\nname = \"c\"\n[check.t]\nrun = [\"true\"]\n");
         let commented = key_of("[pipeline]\nname = \"c\"\n# why this check exists\n\n[check.t]\nrun = [\"true\"]\n");

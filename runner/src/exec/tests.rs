@@ -468,13 +468,14 @@ fn a_check_is_told_attempt_one_and_keeps_its_cache_key_across_rounds() {
     assert_eq!(lint.told_attempt(3), 1);
     assert_eq!(code.told_attempt(3), 3);
     let inputs = BTreeMap::new();
+    let digester = crate::cache::digest::Digester::cold(&f.plan.workspace);
     assert_eq!(
-        CacheKey::of(&f.plan, lint, &inputs, 1, &[]).digest(),
-        CacheKey::of(&f.plan, lint, &inputs, 3, &[]).digest()
+        CacheKey::of(&f.plan, lint, &inputs, 1, &[], &digester).digest(),
+        CacheKey::of(&f.plan, lint, &inputs, 3, &[], &digester).digest()
     );
     assert_ne!(
-        CacheKey::of(&f.plan, code, &inputs, 1, &[]).digest(),
-        CacheKey::of(&f.plan, code, &inputs, 2, &[]).digest()
+        CacheKey::of(&f.plan, code, &inputs, 1, &[], &digester).digest(),
+        CacheKey::of(&f.plan, code, &inputs, 2, &[], &digester).digest()
     );
 }
 

@@ -14,6 +14,30 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Code;
 
+/// Read+execute paths every program gets: the system's programs, libraries
+/// and the few files of `/etc` that dynamic linking, users and time zones need.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+];
+
 /// The directories searched for programs after the `tools` bin directories.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -93,12 +117,17 @@ pub fn tool_path(raw: &str, home: Option<&Path>) -> Result<PathBuf, Refusal> {
     }
 }
 
-/// The complete environment of a command step (without `TMPDIR`).
+/// The complete environment of a command step (without `TMPDIR`): `PATH`
+/// (a toolchain's directories, then the `tools` bin directories, then
+/// [`DEFAULT_PATH`]), `HOME`, the toolchain's variables, then the step's
+/// own `env`, which wins.
 pub fn environment(
     tools: &[PathBuf],
     granted: &BTreeMap<String, String>,
     home: Option<&Path>,
+    toolchain: Option<&super::toolchain::Toolchain>,
 ) -> BTreeMap<String, String> {
+    let first = toolchain.iter().flat_map(|t| t.path_first.iter()).map(|dir| dir.display().to_string());
     let mut path: Vec<String> = tools
         .iter()
         .filter_map(|tool| {
@@ -110,14 +139,137 @@ pub fn environment(
         })
         .map(|dir| dir.display().to_string())
         .collect();
+    path.splice(0..0, first);
+    path.dedup();
     path.push(DEFAULT_PATH.to_string());
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), path.join(":"));
     if let Some(home) = home {
         env.insert("HOME".to_string(), home.display().to_string());
     }
+    if let Some(toolchain) = toolchain {
+        env.extend(toolchain.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     env.extend(granted.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
+}
+
+/// `value` with `$NAME`, `${NAME}` replaced by `lookup(NAME)` and `$$` by
+/// `$`: how a step's `env` values refer to `$TMPDIR`, `$HOME` and the
+/// step's other variables (never the runner's own environment).
+///
+/// # Errors
+/// The first name `lookup` does not know, or a `${` without its `}`.
+pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+            let end = braced.find('}').ok_or_else(|| format!("`${{` without `}}` in `{value}`"))?;
+            (&braced[..end], &braced[end + 1..])
+        } else {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        if name.is_empty() {
+            out.push('$');
+            continue;
+        }
+        out.push_str(&lookup(name).ok_or_else(|| format!("`${name}` is not a variable of the step"))?);
+        rest = after;
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Expands every value of `env` against `env` itself plus `TMPDIR`
+/// (`tmpdir`), values referring to the others as written: what the jail
+/// gives the program.
+///
+/// # Errors
+/// As [`expand`], naming the variable.
+pub fn expand_all(env: &BTreeMap<String, String>, tmpdir: &str) -> Result<BTreeMap<String, String>, String> {
+    let lookup = |name: &str| match name {
+        "TMPDIR" => Some(env.get("TMPDIR").cloned().unwrap_or_else(|| tmpdir.to_string())),
+        _ => env.get(name).cloned(),
+    };
+    env.iter().map(|(k, v)| Ok((k.clone(), expand(v, &lookup).map_err(|e| format!("`env.{k}`: {e}"))?))).collect()
+}
+
+/// The interpreter a script's `#!` line names, when `program` is a script:
+/// `(interpreter, via_env)`, where `via_env` is set for `#!/usr/bin/env NAME`
+/// (the interpreter is then `NAME`, searched on the step's `PATH`).
+fn interpreter(program: &Path) -> Option<(String, bool)> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = fs_err::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = String::from_utf8_lossy(line.split(|&b| b == b'\n').next()?).into_owned();
+    let mut words = line.split_whitespace();
+    let first = words.next()?.to_string();
+    if Path::new(&first).file_name().is_some_and(|n| n == "env") {
+        let name = words.find(|w| !w.starts_with('-'))?;
+        return Some((name.to_string(), true));
+    }
+    Some((first, false))
+}
+
+/// Whether `path` is readable in the jail: under a system path or a tool.
+fn readable_in_jail(path: &Path, tools: &[PathBuf]) -> bool {
+    let path = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    SYSTEM_READ.iter().map(Path::new).chain(tools.iter().map(PathBuf::as_path)).any(|root| path.starts_with(root))
+}
+
+/// Checks that the jail can run `program` (found on `path_var`): the program
+/// itself, and a script's interpreter, must be readable there.
+///
+/// # Errors
+/// `CR018` naming the program or interpreter and the `tools` entry to add.
+pub fn check_runnable(program: &Path, path_var: &str, tools: &[PathBuf], workspace: &Path) -> Result<(), Refusal> {
+    let add = |path: &Path| {
+        let dir = path.parent().unwrap_or(path);
+        let dir = if dir.ends_with("bin") { dir.parent().unwrap_or(dir) } else { dir };
+        format!("add `tools = [\"{}\"]` to the step (or `toolchain = ...`)", dir.display())
+    };
+    if !program.starts_with(workspace) && !readable_in_jail(program, tools) {
+        return Err((
+            Code::CR018,
+            format!("program `{}` is outside every path the jail lets the step read", program.display()),
+            add(program),
+        ));
+    }
+    let Some((interpreter, via_env)) = interpreter(program) else { return Ok(()) };
+    let found = if via_env { search(&interpreter, path_var) } else { Some(PathBuf::from(&interpreter)) };
+    let Some(found) = found.filter(|p| is_executable(p)) else {
+        let elsewhere = std::env::var("PATH").ok().and_then(|host| search(&interpreter, &host));
+        return Err((
+            Code::CR018,
+            format!("program `{}` is a script for `{interpreter}`, which the step cannot find", program.display()),
+            match elsewhere {
+                Some(host) => add(&host),
+                None => format!("install `{interpreter}`, or add its directory to `tools`"),
+            },
+        ));
+    };
+    if !found.starts_with(workspace) && !readable_in_jail(&found, tools) {
+        return Err((
+            Code::CR018,
+            format!(
+                "program `{}` is a script for `{}`, which the jail does not let the step read",
+                program.display(),
+                found.display()
+            ),
+            add(&fs_err::canonicalize(&found).unwrap_or(found)),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an environment variable name.
@@ -223,12 +375,50 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let tool = home.path().join("t");
         fs_err::create_dir_all(tool.join("bin")).unwrap();
-        let env = environment(std::slice::from_ref(&tool), &BTreeMap::new(), Some(home.path()));
+        let env = environment(std::slice::from_ref(&tool), &BTreeMap::new(), Some(home.path()), None);
         assert_eq!(env["PATH"], format!("{}:{DEFAULT_PATH}", tool.join("bin").display()));
         assert_eq!(env["HOME"], home.path().display().to_string());
         assert_eq!(env.len(), 2, "nothing else is passed on: {env:?}");
         let granted = BTreeMap::from([("PATH".to_string(), "/x".to_string())]);
-        assert_eq!(environment(&[], &granted, None)["PATH"], "/x");
+        assert_eq!(environment(&[], &granted, None, None)["PATH"], "/x");
+    }
+
+    #[test]
+    fn env_values_expand_the_steps_own_variables_only() {
+        let env = BTreeMap::from([
+            ("HOME".to_string(), "/home/u".to_string()),
+            ("CACHE".to_string(), "$TMPDIR/cache".to_string()),
+            ("CFG".to_string(), "${HOME}/cfg:$$5".to_string()),
+        ]);
+        let expanded = expand_all(&env, "/tmp/step").unwrap();
+        assert_eq!(expanded["CACHE"], "/tmp/step/cache");
+        assert_eq!(expanded["CFG"], "/home/u/cfg:$5");
+        let runner_var = BTreeMap::from([("X".to_string(), "$PATH:$USER".to_string())]);
+        assert!(expand_all(&runner_var, "/t").unwrap_err().contains("not a variable of the step"));
+        let open = BTreeMap::from([("X".to_string(), "${HOME".to_string())]);
+        assert!(expand_all(&open, "/t").is_err());
+    }
+
+    #[test]
+    fn a_script_whose_interpreter_the_jail_cannot_read_names_the_tools_entry() {
+        let ws = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let interp = outside.path().join("bin/mypython");
+        fs_err::create_dir_all(interp.parent().unwrap()).unwrap();
+        fs_err::write(&interp, "").unwrap();
+        fs_err::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = ws.path().join("check.py");
+        fs_err::write(&script, format!("#!{}\nprint(1)\n", interp.display())).unwrap();
+        let (code, message, hint) = check_runnable(&script, DEFAULT_PATH, &[], ws.path()).unwrap_err();
+        assert_eq!(code, Code::CR018);
+        assert!(message.contains("mypython"), "{message}");
+        assert!(hint.contains(&format!("tools = [\"{}\"]", outside.path().display())), "{hint}");
+        let granted = [fs_err::canonicalize(outside.path()).unwrap()];
+        assert!(check_runnable(&script, DEFAULT_PATH, &granted, ws.path()).is_ok());
+        let via_env = ws.path().join("check2.py");
+        fs_err::write(&via_env, "#!/usr/bin/env no-such-interpreter-here\n").unwrap();
+        let (_, message, _) = check_runnable(&via_env, DEFAULT_PATH, &[], ws.path()).unwrap_err();
+        assert!(message.contains("no-such-interpreter-here"), "{message}");
     }
 
     #[test]

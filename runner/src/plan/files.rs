@@ -109,22 +109,41 @@ pub(crate) fn resolve(
     })
 }
 
-/// Narrows `plan` to the `selected` workspace-relative files (see the
-/// module documentation). A step with `include` that none of them matches
-/// is left out of the plan ([`Plan::not_selected`]) unless a step left in
-/// needs it, in which case it runs as written: a selection never makes a
-/// step that something depends on pass by not running. Selected paths that
-/// are not files in the workspace (deleted, or outside it) are ignored.
-pub fn narrow(mut plan: Plan, selected: &[String]) -> Plan {
+/// Applies the steps' `include` to a run on `selected` workspace-relative
+/// files (`None`: every file under each step's read mounts).
+///
+/// - A step with `include` that no file matches is left out of the plan
+///   ([`Plan::not_selected`]) unless a step left in needs it, in which case
+///   it runs as written: a selection never makes a step that something
+///   depends on pass by not running.
+/// - On a selection, a step without `whole_tree` sees only the matching
+///   files (its read mounts are replaced by them).
+/// - A `run` step without `whole_tree` gets its matching files as
+///   arguments, after its own, as pre-commit passes file names: a program
+///   cannot list what it is not allowed to read.
+///
+/// Selected paths that are not files in the workspace (deleted, or outside
+/// it) are ignored, and so is anything inside `.git` or the run directory.
+pub fn apply(mut plan: Plan, selected: Option<&[String]>) -> Plan {
     let workspace = plan.workspace.clone();
     let mut unmatched = BTreeSet::new();
     for step in plan.steps.iter_mut() {
         let Some(filter) = &step.files else { continue };
-        let readable = |rel: &str| {
-            step.grant.mounts.iter().any(|m| !m.writable && mounts::is_within(rel, &m.rel))
-                && workspace.join(rel).is_file()
+        let reads: Vec<&crate::plan::Mount> = step.grant.mounts.iter().filter(|m| !m.writable).collect();
+        let candidates = match selected {
+            Some(selected) => selected.to_vec(),
+            None => reads.iter().flat_map(|m| files_under(&workspace, &m.rel)).collect(),
         };
-        let files: Vec<&String> = selected.iter().filter(|rel| filter.matches(rel) && readable(rel)).collect();
+        let mut files: Vec<String> = candidates
+            .into_iter()
+            .filter(|rel| {
+                filter.matches(rel)
+                    && reads.iter().any(|m| mounts::is_within(rel, &m.rel))
+                    && mounts::resolve(&workspace, rel, false).is_ok_and(|m| !m.is_dir)
+            })
+            .collect();
+        files.sort();
+        files.dedup();
         if files.is_empty() {
             unmatched.insert(step.id.clone());
             continue;
@@ -132,9 +151,16 @@ pub fn narrow(mut plan: Plan, selected: &[String]) -> Plan {
         if filter.whole_tree {
             continue;
         }
-        let narrowed: Vec<_> = files.iter().filter_map(|rel| mounts::resolve(&workspace, rel, false).ok()).collect();
-        step.grant.mounts.retain(|m| m.writable);
-        step.grant.mounts.splice(0..0, narrowed);
+        if let crate::plan::Action::Command { args, display, .. } = &mut step.action {
+            args.extend(files.iter().cloned());
+            display.push_str(&format!(" <{} files>", files.len()));
+        }
+        if selected.is_some() {
+            let narrowed = files.iter().filter_map(|rel| mounts::resolve(&workspace, rel, false).ok());
+            let narrowed: Vec<_> = narrowed.collect();
+            step.grant.mounts.retain(|m| m.writable);
+            step.grant.mounts.splice(0..0, narrowed);
+        }
     }
     // Plan order is topological: walking it backwards, a kept step keeps
     // its needs before they are visited.
@@ -150,6 +176,30 @@ pub fn narrow(mut plan: Plan, selected: &[String]) -> Plan {
         plan.retain_steps(|s| keep.contains(&s.id));
     }
     plan
+}
+
+/// Every file under workspace path `rel` (itself, if a file), workspace-
+/// relative, without `.git` or the run directory; symlinks not followed.
+fn files_under(workspace: &Path, rel: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut walk = vec![rel.to_string()];
+    while let Some(rel) = walk.pop() {
+        let path = if rel == "." { workspace.to_path_buf() } else { workspace.join(&rel) };
+        let Ok(meta) = fs_err::symlink_metadata(&path) else { continue };
+        if meta.is_file() {
+            found.push(rel);
+        } else if meta.is_dir() {
+            let Ok(entries) = fs_err::read_dir(&path) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name == crate::manifest::GIT_DIR || (rel == "." && name == mounts::RUN_DIR) {
+                    continue;
+                }
+                walk.push(if rel == "." { name } else { format!("{rel}/{name}") });
+            }
+        }
+    }
+    found
 }
 
 /// Turns paths as the user gave them (relative to `cwd`, or absolute) into

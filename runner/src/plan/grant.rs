@@ -60,6 +60,28 @@ pub struct NativeGrant {
     /// A cap on the memory of its whole process tree, in bytes (a memory
     /// cgroup); `None` for no cap beyond the machine's.
     pub memory: Option<u64>,
+    /// `toolchain`: the language toolchain found for it (its paths are in
+    /// `tools` too; see [`crate::plan::toolchain`]).
+    #[serde(default)]
+    pub toolchain: Option<Box<crate::plan::toolchain::Toolchain>>,
+    /// `cache_dirs`: workspace-relative directories kept between runs in a
+    /// private directory of the runner's cache and mounted writable over
+    /// their workspace path ([`crate::sandbox::jail::step`]).
+    #[serde(default)]
+    pub cache_dirs: Vec<String>,
+    /// `findings`: how its output becomes findings.
+    #[serde(default)]
+    pub findings: Option<FindingsPlan>,
+}
+
+/// A `run` step's `findings`, checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FindingsPlan {
+    /// The format.
+    pub format: crate::findings::Format,
+    /// A file under `$TMPDIR` the program writes, read instead of stdout
+    /// (as written, starting with `$TMPDIR/`).
+    pub file: Option<String>,
 }
 
 impl Grant {

@@ -24,6 +24,7 @@ pub mod services;
 pub mod show;
 pub mod subjects;
 pub mod taint;
+pub mod toolchain;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -668,19 +669,46 @@ fn resolve_command(
             }
         }
     }
+    native.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    if let Some(name) = &d.table.toolchain {
+        match toolchain::resolve(name.get_ref(), workspace, home.as_deref(), native.network) {
+            Ok(found) => {
+                for path in &found.paths {
+                    if !native.tools.contains(path) {
+                        native.tools.push(path.clone());
+                    }
+                }
+                native.toolchain = Some(Box::new(found));
+            }
+            Err((code, message, hint)) => {
+                diags.push(Diagnostic::new(code, format!("step `{id}`: {message}")).at(here(name.span())).hint(hint));
+                // Its program is most likely the toolchain's: one error says it.
+                grant.reach = Reach::Native(native);
+                return None;
+            }
+        }
+    }
     let granted = d.table.env.as_ref().map(|env| env.get_ref().clone()).unwrap_or_default();
+    let at_env = d.table.env.as_ref().map_or(at_run.clone(), |env| here(env.span()));
     for name in granted.keys() {
         if let Err(message) = command::check_env_name(name) {
-            let at = d.table.env.as_ref().map_or(at_run.clone(), |env| here(env.span()));
             diags.push(
                 Diagnostic::new(Code::CR002, format!("step `{id}`: {message}"))
-                    .at(at)
+                    .at(at_env.clone())
                     .hint("use letters, digits and `_`"),
             );
         }
     }
-    native.env = command::environment(&native.tools, &granted, home.as_deref());
-    native.network = d.table.network.as_ref().is_some_and(|n| *n.get_ref());
+    native.env = command::environment(&native.tools, &granted, home.as_deref(), native.toolchain.as_deref());
+    if let Err(message) = command::expand_all(&native.env, "/tmp") {
+        diags.push(
+            Diagnostic::new(Code::CR002, format!("step `{id}`: {message}"))
+                .at(at_env)
+                .hint("an `env` value may use `$TMPDIR`, `$HOME`, `$PATH` and the step's other `env` names (`$$` for a `$`); the runner's own environment is never passed"),
+        );
+    }
+    native.cache_dirs = resolve_cache_dirs(d, here, diags);
+    native.findings = resolve_findings(d, here, diags);
     // A native program's `memory` caps its whole process tree (a memory
     // cgroup); without it, only its deadline bounds what it takes.
     native.memory = d.table.memory.map(|m| m.0);
@@ -694,7 +722,10 @@ fn resolve_command(
         );
         return None;
     };
-    match command::find_program(name, &path, workspace) {
+    let tools = grant.tools().to_vec();
+    match command::find_program(name, &path, workspace)
+        .and_then(|program| command::check_runnable(&program, &path, &tools, workspace).map(|()| program))
+    {
         Ok(program) => {
             Some(Action::Command { program, args: run.get_ref()[1..].to_vec(), display: run.get_ref().join(" ") })
         }
@@ -703,6 +734,99 @@ fn resolve_command(
             None
         }
     }
+}
+
+/// A `run` step's `cache_dirs`, normalised: inside the workspace, not the
+/// workspace itself, the run directory or `.git`, and not one of its own
+/// `write` mounts (whose contents are the work, not a cache).
+fn resolve_cache_dirs(
+    d: &Declared,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let id = d.id.get_ref();
+    let mut dirs = Vec::new();
+    for raw in &d.table.cache_dirs {
+        let refuse = |message: String, hint: &str| {
+            Diagnostic::new(Code::CR007, format!("step `{id}`: {message}")).at(here(raw.span())).hint(hint)
+        };
+        let Some(rel) = mounts::normalize(raw.get_ref()).filter(|_| !raw.get_ref().starts_with('~')) else {
+            diags.push(refuse(
+                format!("cache directory `{}` is not inside the workspace", raw.get_ref()),
+                "write a workspace-relative directory such as `target`",
+            ));
+            continue;
+        };
+        let first = rel.split('/').next().unwrap_or_default();
+        if rel == "." || first == mounts::RUN_DIR || rel.split('/').any(|p| p == crate::manifest::GIT_DIR) {
+            diags.push(refuse(
+                format!("cache directory `{}` would hide the workspace, the run directory or git's", raw.get_ref()),
+                "name the build directory itself, e.g. `target` or `node_modules/.cache`",
+            ));
+            continue;
+        }
+        let overlaps_write = d
+            .table
+            .write
+            .iter()
+            .filter_map(|w| mounts::normalize(w.get_ref()))
+            .any(|w| mounts::is_within(&rel, &w) || mounts::is_within(&w, &rel));
+        if overlaps_write {
+            diags.push(refuse(
+                format!("cache directory `{}` overlaps one of the step's `write` mounts", raw.get_ref()),
+                "a stage's writes are its work and are committed; keep build caches apart from them",
+            ));
+            continue;
+        }
+        if !dirs.contains(&rel) {
+            dirs.push(rel);
+        }
+    }
+    dirs
+}
+
+/// A `run` step's `findings`, checked.
+fn resolve_findings(
+    d: &Declared,
+    here: &dyn Fn(std::ops::Range<usize>) -> Location,
+    diags: &mut Diagnostics,
+) -> Option<grant::FindingsPlan> {
+    use crate::manifest::FindingsSpec;
+    let spec = d.table.findings.as_ref()?;
+    let id = d.id.get_ref();
+    let at = here(spec.span());
+    let (format, file) = match spec.get_ref() {
+        FindingsSpec::Named(name) => (crate::findings::Format::named(name), None),
+        FindingsSpec::Table(table) => {
+            let format = match (&table.format, &table.regex) {
+                (Some(name), None) => crate::findings::Format::named(name),
+                (None, Some(pattern)) => crate::findings::Format::regex(pattern),
+                _ => Err("write exactly one of `format` and `regex`".to_string()),
+            };
+            (format, table.file.clone())
+        }
+    };
+    let format = match format {
+        Ok(format) => format,
+        Err(message) => {
+            diags.push(Diagnostic::new(Code::CR002, format!("step `{id}`: `findings`: {message}")).at(at).hint(
+                "e.g. `findings = \"cargo-json\"` or `findings = { format = \"junit\", file = \"$TMPDIR/junit.xml\" }`",
+            ));
+            return None;
+        }
+    };
+    if let Some(file) = &file {
+        let inside = file.strip_prefix("$TMPDIR/").and_then(mounts::normalize).is_some_and(|rel| rel != ".");
+        if !inside {
+            diags.push(
+                Diagnostic::new(Code::CR017, format!("step `{id}`: findings file `{file}` is not under `$TMPDIR/`"))
+                    .at(at)
+                    .hint("have the program write its report to its private temporary directory, e.g. `pytest --junitxml=$TMPDIR/junit.xml` with `file = \"$TMPDIR/junit.xml\"`"),
+            );
+            return None;
+        }
+    }
+    Some(grant::FindingsPlan { format, file })
 }
 
 fn resolve_step_plugin(

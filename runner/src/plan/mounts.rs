@@ -90,6 +90,15 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
             "remove it from the step",
         ));
     }
+    // Git's directory is seen only by a mount that names it: not through a
+    // symlink (`hooks -> .git/hooks`), nor a selected file linking into it.
+    let names_git = |path: &Path| path.components().any(|c| c.as_os_str() == crate::manifest::GIT_DIR);
+    if host.strip_prefix(workspace).is_ok_and(names_git) && !names_git(Path::new(&rel)) {
+        return Err(outside(
+            format!("mount `{raw}` resolves into git's directory `{}` through a symlink", host.display()),
+            "name `.git` itself in the mount if the step must see it",
+        ));
+    }
     let is_dir = fs_err::metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
     let guest = if rel == "." { "/".to_string() } else { format!("/{rel}") };
     Ok(Mount { rel, host, guest, writable, is_dir, exists: true })
@@ -233,6 +242,21 @@ mod tests {
         assert_eq!(mount.host, root.join("build/out"));
         assert!(!root.join("build").exists(), "planning must not create anything");
         assert_eq!(resolve(&root, "build/out", false).unwrap_err().code, Code::CR008);
+    }
+
+    #[test]
+    fn git_is_mountable_only_by_a_path_that_names_it() {
+        let (_dir, root) = workspace();
+        fs_err::create_dir_all(root.join(".git/hooks")).unwrap();
+        fs_err::write(root.join(".git/config"), "[core]").unwrap();
+        std::os::unix::fs::symlink(root.join(".git/hooks"), root.join("hooks")).unwrap();
+        std::os::unix::fs::symlink(root.join(".git/config"), root.join("innocent.txt")).unwrap();
+        for (raw, writable) in [("hooks", true), ("hooks", false), ("innocent.txt", false)] {
+            let err = resolve(&root, raw, writable).unwrap_err();
+            assert!(err.message.contains("git's directory"), "{raw}: {}", err.message);
+        }
+        assert!(resolve(&root, ".git/config", false).is_ok());
+        assert!(resolve(&root, ".git", true).is_ok());
     }
 
     #[test]

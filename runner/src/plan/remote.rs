@@ -143,6 +143,9 @@ pub fn runs_here(step: &Step, workspace: &std::path::Path) -> Option<&'static st
     if !step.grant.secret_env.is_empty() || secret_headers {
         return Some("it is granted secrets, whose values never leave this machine");
     }
+    if step.grant.native().is_some_and(|n| !n.cache_dirs.is_empty()) {
+        return Some("it keeps build directories (`cache_dirs`) on this machine");
+    }
     let mounted = |path: &std::path::Path| step.inputs().iter().any(|m| path.starts_with(&m.host));
     let mut programs: Vec<&std::path::PathBuf> = step.grant.tools().iter().chain(step.judged_tools()).collect();
     if let Action::Command { program, .. } = &step.action {

@@ -283,7 +283,7 @@ pub(crate) fn resolve_native(
             );
         }
     }
-    native.env = command::environment(&native.tools, &granted, home.as_deref());
+    native.env = command::environment(&native.tools, &granted, home.as_deref(), None);
     native.memory = keys.memory.map(|m| m.get_ref().0);
     let at = here(keys.run.span());
     let Some(name) = keys.run.get_ref().first() else {

@@ -17,6 +17,7 @@
 //! * a wall-clock deadline, a memory cap, a table cap and a cap on bytes per
 //!   host call ([`limits`]).
 
+pub mod build_dirs;
 pub mod cache;
 pub mod fs;
 pub mod jail;

@@ -308,6 +308,7 @@ impl RunningService {
             secrets: &secrets,
             allow_unjailed: false,
             stdin: None,
+            build_dirs: &[],
         })
         .map_err(host_failure)?;
         let mut jail_spec = jail.spec.clone();

@@ -182,6 +182,7 @@ impl SubjectRunner {
             secrets: &secrets,
             allow_unjailed: false,
             stdin: Some(&stdin),
+            build_dirs: &[],
         })
         .map_err(|reason| (SubjectFailure::CouldNotStart, reason))?;
         let now = Instant::now();

@@ -49,29 +49,7 @@ use nix::unistd::{getgid, getuid, Pid};
 
 use super::{Bind, JailSpec, JAIL_FAILED_EXIT, MARKER, RELAY_FD, TWIN_FD};
 
-/// Read+execute paths every program gets: the system's programs, libraries
-/// and the few files of `/etc` that dynamic linking, users and time zones need.
-pub const SYSTEM_READ: &[&str] = &[
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/nsswitch.conf",
-    "/etc/ssl/certs",
-    "/etc/ca-certificates",
-    "/dev/zero",
-    "/dev/urandom",
-    "/dev/random",
-];
+pub use crate::plan::command::SYSTEM_READ;
 
 /// Devices every program may also write.
 pub const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/full"];
@@ -234,7 +212,7 @@ fn init(spec: &JailSpec, status: OwnedFd) -> Ended {
     }
     let ended = match program_command(spec).spawn() {
         Err(e) => {
-            eprintln_marker(&format!("error: cannot execute `{}`: {e}", spec.program.display()));
+            eprintln_marker(&format!("error: {}", exec_error(spec, &e)));
             Ended::Code(JAIL_FAILED_EXIT)
         }
         Ok(child) => {
@@ -258,13 +236,27 @@ fn init(spec: &JailSpec, status: OwnedFd) -> Ended {
 /// Without a PID namespace (`--allow-unjailed` on a kernel without one):
 /// runs the program as a child of the helper and waits for it.
 fn supervise_program(spec: &JailSpec) -> Result<Ended, String> {
-    let status =
-        program_command(spec).status().map_err(|e| format!("cannot execute `{}`: {e}", spec.program.display()))?;
+    let status = program_command(spec).status().map_err(|e| exec_error(spec, &e))?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => Ended::Code(code),
         (None, Some(signal)) => Ended::Signal(signal),
         (None, None) => Ended::Code(JAIL_FAILED_EXIT),
     })
+}
+
+/// Why the program could not be started, with what to do when the jail
+/// is the reason (the program, its interpreter or a library it loads is
+/// outside what the step may read).
+fn exec_error(spec: &JailSpec, e: &std::io::Error) -> String {
+    let program = spec.program.display();
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::ENOENT) => format!(
+            "cannot execute `{program}`: {e}; the jail lets the step read only its mounts, its `tools` and the \
+             system's directories: add the directory holding the program, or the interpreter its `#!` line \
+             names, to the step's `tools` (or set `toolchain`)"
+        ),
+        _ => format!("cannot execute `{program}`: {e}"),
+    }
 }
 
 /// The program with exactly the granted environment, in its working

@@ -41,6 +41,9 @@ pub struct NativeStep<'a> {
     /// What the program reads on stdin (a subject's input); `None` for
     /// `/dev/null`.
     pub stdin: Option<&'a [u8]>,
+    /// Its persistent build directories, mounted writable over their
+    /// workspace paths ([`crate::sandbox::build_dirs`]).
+    pub build_dirs: &'a [crate::sandbox::build_dirs::BuildDir],
 }
 
 /// A built jail: its spec and the host resources that must live while the
@@ -55,6 +58,10 @@ pub struct StepJail {
     /// `write` directories created as mount points, to remove unless the
     /// writes are committed.
     mount_points: Vec<PathBuf>,
+    /// Its build directories' private host paths, which the write quota
+    /// leaves out: they hold a compiler's output, routinely gigabytes, and
+    /// the cache's size cap bounds them after the run.
+    build_dirs: Vec<PathBuf>,
 }
 
 impl StepJail {
@@ -106,13 +113,17 @@ impl StepJail {
         }
         let pids = Cgroup::pids(grant.limits.pids);
         spec.cgroups = pids.iter().chain(&memory).map(Cgroup::procs_file).collect();
-        Ok(StepJail { spec, temp, _views: views, _pids: pids, memory, mount_points })
+        let build_dirs = step.build_dirs.iter().map(|d| d.private.clone()).collect();
+        Ok(StepJail { spec, temp, _views: views, _pids: pids, memory, mount_points, build_dirs })
     }
 
     fn assemble(step: &NativeStep<'_>, temp: &Path, views: &Path) -> Result<JailSpec, String> {
         let grant = step.grant;
         let native = grant.native().ok_or("a plugin's grant was given to the jail (internal error)")?;
-        let mut env: Vec<(String, String)> = native.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // `$TMPDIR`, `$HOME` and the step's other variables in its `env`
+        // values, now that its temporary directory exists.
+        let expanded = crate::plan::command::expand_all(&native.env, &temp.display().to_string())?;
+        let mut env: Vec<(String, String)> = expanded.into_iter().collect();
         if !native.env.contains_key("TMPDIR") {
             env.push(("TMPDIR".into(), temp.display().to_string()));
         }
@@ -143,6 +154,11 @@ impl StepJail {
             }
             binds.push(Bind { staged: copy.clone(), target: target.clone(), read_only: false });
         }
+        binds.extend(step.build_dirs.iter().map(|dir| Bind {
+            staged: dir.private.clone(),
+            target: dir.target.clone(),
+            read_only: false,
+        }));
         binds.extend(shadow);
         let reads = grant.mounts.iter().filter(|m| !m.writable).map(|m| m.host.clone());
         Ok(JailSpec {
@@ -156,6 +172,7 @@ impl StepJail {
                 .iter()
                 .filter(|m| m.writable)
                 .map(|m| m.host.clone())
+                .chain(step.build_dirs.iter().map(|dir| dir.target.clone()))
                 .chain([temp.to_path_buf()])
                 .collect(),
             binds,
@@ -165,11 +182,21 @@ impl StepJail {
             cgroups: Vec::new(),
             stdin: None,
             relay: None,
-            hide: hidden_credentials(&native.tools).into_iter().chain(git_dirs(&grant.mounts)).collect(),
+            hide: hidden_credentials(&native.tools)
+                .into_iter()
+                .chain(git_dirs(&grant.mounts))
+                .chain(native.toolchain.iter().flat_map(|t| t.shadowed.iter().cloned()))
+                .collect(),
             empty: Some(views.to_path_buf()),
             // Chosen by `jail::run` for each run.
             nonce: String::new(),
         })
+    }
+
+    /// The program's private temporary directory (`TMPDIR`), alive as long
+    /// as the jail: where it may leave a findings report.
+    pub fn temp_dir(&self) -> &Path {
+        self.temp.path()
     }
 
     /// Every directory the program may write, which the write quota sums:
@@ -177,6 +204,7 @@ impl StepJail {
     pub fn quota_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> =
             self.spec.binds.iter().filter(|b| !b.read_only).map(|b| b.staged.clone()).collect();
+        dirs.retain(|d| !self.build_dirs.contains(d));
         dirs.push(self.temp.path().to_path_buf());
         dirs
     }
