@@ -473,10 +473,34 @@ fn junit(text: &str, sink: &mut Sink) -> Result<(), String> {
                 .find(|line| !line.is_empty())
         };
         let detail = attr(problem, "message").or_else(first_line).unwrap_or(fallback);
-        let line = attr(case, "line").and_then(count);
-        sink.add(rule, Severity::Error, &format!("{label}: {detail}"), attr(case, "file"), line, None);
+        let mut line = attr(case, "line").and_then(count);
+        let mut file = attr(case, "file").map(str::to_owned);
+        if file.is_none() {
+            // pytest's default report has no `file`: its classname is the
+            // module (`tests.test_calc`), and its traceback names the line
+            // (`tests/test_calc.py:5: AssertionError`).
+            file = attr(case, "classname").and_then(|class| python_module(class, sink.workspace));
+            let text: String = problem.descendants().filter_map(|n| n.text()).collect();
+            line = file.as_deref().and_then(|file| traceback_line(&text, file));
+        }
+        sink.add(rule, Severity::Error, &format!("{label}: {detail}"), file.as_deref(), line, None);
     }
     Ok(())
+}
+
+/// The workspace file of Python module `class` (`tests.test_calc` ->
+/// `tests/test_calc.py`; `tests.test_calc.TestAdd` too), if there is one.
+fn python_module(class: &str, workspace: &Path) -> Option<String> {
+    let parts: Vec<&str> = class.split('.').collect();
+    (1..=parts.len()).rev().map(|n| format!("{}.py", parts[..n].join("/"))).find(|rel| workspace.join(rel).is_file())
+}
+
+/// The last line number a traceback gives for `file` (`file:LINE: ...`).
+fn traceback_line(text: &str, file: &str) -> Option<u32> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix(file)?.strip_prefix(':')?.split(':').next()?.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .last()
 }
 
 /// Checkstyle XML: each `<file name>`'s `<error>` elements.
@@ -523,7 +547,9 @@ fn cargo_json(output: &[u8], sink: &mut Sink) {
             // Stable `cargo test` prints its test binaries' text between
             // the JSON: a failing test is a `thread 'NAME' panicked at` line.
             let text = String::from_utf8_lossy(line);
-            if let Some(name) = text.trim().strip_prefix("thread '").and_then(|t| t.split_once("' panicked at ")) {
+            // Newer toolchains put the thread's number between: `thread 'NAME' (5) panicked at`.
+            let thread = text.trim().strip_prefix("thread '").and_then(|t| t.split_once('\''));
+            if let Some(name) = thread.filter(|(_, rest)| rest.contains(" panicked at ")) {
                 let rest = lines.get(i + 1..).unwrap_or_default().iter().take(4);
                 let stdout: Vec<String> = std::iter::once(text.to_string())
                     .chain(rest.map(|l| String::from_utf8_lossy(l).into_owned()))
@@ -785,10 +811,10 @@ second]]></failure></testcase>
             ]
         );
         let plain = "running 1 test\ntest tests::it_works ... FAILED\n\nfailures:\n\n---- tests::it_works stdout ----\n\n\
-                     thread 'tests::it_works' panicked at src/lib.rs:11:9:\nassertion `left == right` failed\n  left: 5\n";
+                     thread 'tests::it_works' (5) panicked at src/lib.rs:11:9:\nassertion `left == right` failed\n  left: 5\n";
         assert_eq!(
             render(parse(&Format::CargoJson, plain.as_bytes(), ws())),
-            ["error test-failed src/lib.rs:11:9 test tests::it_works failed: thread 'tests::it_works' panicked at src/lib.rs:11:9: assertion `left == right` failed"]
+            ["error test-failed src/lib.rs:11:9 test tests::it_works failed: thread 'tests::it_works' (5) panicked at src/lib.rs:11:9: assertion `left == right` failed"]
         );
         let before_1_73 = "thread 'main' panicked at 'boom', src/main.rs:3:5";
         assert_eq!(panic_location(before_1_73), Some(("src/main.rs", Some(3), Some(5))));

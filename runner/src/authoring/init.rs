@@ -4,8 +4,16 @@
 //! merge-conflict markers, no private keys, no huge files, the project's
 //! README and licence stay present) and vendors the three first-party
 //! check plugins it uses into `DIR/cleanroom-plugins/`, pinned by sha256 in
-//! the pipeline. The result runs at once (`cleanroom run`) and is meant to
-//! be committed and edited. Nothing is overwritten.
+//! the pipeline. A Rust crate (`Cargo.toml`) also gets `cargo fmt`,
+//! `clippy` and `test` as jailed native checks with `toolchain = "rust"`
+//! and a persistent `target/`; a Python package (`pyproject.toml`,
+//! `setup.py` or `setup.cfg`) gets its tests (pytest when its virtualenv
+//! has it, else unittest) with `toolchain = "python"`. Every check says
+//! which files it is about (`include`), so the pre-commit hook `cleanroom
+//! install` writes runs only what a commit touches. A crate without
+//! `Cargo.lock` gets one (`cargo generate-lockfile --offline`): a check
+//! cannot write the workspace. The result runs at once (`cleanroom run`)
+//! and is meant to be committed and edited. Nothing else is overwritten.
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +70,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
     let text = starter(dir, &pins);
     super::write_file(&pipeline, text.as_bytes(), false)?;
     written.push(pipeline);
+    written.extend(lock_crate(dir));
     written.extend(ignore_run_dir(dir)?);
     Ok(written)
 }
@@ -96,6 +105,77 @@ fn ignore_run_dir(dir: &Path) -> Result<Option<PathBuf>, Diagnostics> {
     let updated = format!("{text}{separator}# Cleanroom's runs, journals and digest memo\n{run_dir}/\n");
     super::write_file(&file, updated.as_bytes(), false)?;
     Ok(Some(file))
+}
+
+/// Generates `Cargo.lock` for a crate without one (offline, from the local
+/// registry cache), so `cargo` can run read-only in the jail; the file
+/// when one was written. Best effort: without it the checks say why.
+fn lock_crate(dir: &Path) -> Option<PathBuf> {
+    if !dir.join("Cargo.toml").is_file() || dir.join("Cargo.lock").exists() {
+        return None;
+    }
+    let status = std::process::Command::new("cargo")
+        .args(["generate-lockfile", "--offline", "--quiet"])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then(|| dir.join("Cargo.lock"))
+}
+
+/// The Python interpreter of `dir`'s virtualenv, when it has one.
+fn project_python(dir: &Path) -> Option<PathBuf> {
+    [".venv", "venv"].iter().map(|v| dir.join(v).join("bin/python")).find(|p| p.is_file())
+}
+
+/// The native checks for the languages `dir` is written in.
+fn language_checks(dir: &Path) -> String {
+    let mut text = String::new();
+    if dir.join("Cargo.toml").is_file() {
+        text.push_str(
+            "\n# Rust: the toolchain `rustc` names here (rust-toolchain.toml honoured), read-only and offline\n\
+             # (`cargo fetch` once for dependencies); target/ persists per check, private to it.\n\
+             [check.cargo-fmt]\nrun = [\"cargo\", \"fmt\", \"--check\"]\ntoolchain = \"rust\"\nread = [\".\"]\n\
+             include = [\"*.rs\"]\nwhole_tree = true\n\n\
+             [check.cargo-clippy]\nrun = [\"cargo\", \"clippy\", \"--all-targets\", \"--message-format=json\", \"--\", \"-D\", \"warnings\"]\n\
+             toolchain = \"rust\"\nread = [\".\"]\ncache_dirs = [\"target\"]\nfindings = \"cargo-json\"\n\
+             include = [\"*.rs\", \"Cargo.toml\", \"Cargo.lock\"]\nwhole_tree = true\ntimeout = \"10m\"\n\n\
+             [check.cargo-test]\nrun = [\"cargo\", \"test\", \"--message-format=json\"]\n\
+             toolchain = \"rust\"\nread = [\".\"]\ncache_dirs = [\"target\"]\nfindings = \"cargo-json\"\n\
+             include = [\"*.rs\", \"Cargo.toml\", \"Cargo.lock\"]\nwhole_tree = true\ntimeout = \"10m\"\n",
+        );
+    }
+    let python = ["pyproject.toml", "setup.py", "setup.cfg"].iter().any(|f| dir.join(f).is_file());
+    if python {
+        let pytest = project_python(dir).is_some_and(|python| {
+            std::process::Command::new(python)
+                .args(["-c", "import pytest"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        text.push_str(
+            "\n# Python: the project's virtualenv (.venv or venv) and the interpreter it is based on, read-only.\n",
+        );
+        if pytest {
+            text.push_str(
+                "[check.pytest]\nrun = [\"python\", \"-m\", \"pytest\", \"-q\", \"-p\", \"no:cacheprovider\"]\n\
+                 toolchain = \"python\"\nread = [\".\"]\n\
+                 env = { PYTEST_ADDOPTS = \"--junitxml=$TMPDIR/junit.xml\" }\n\
+                 findings = { format = \"junit\", file = \"$TMPDIR/junit.xml\" }\n\
+                 include = [\"*.py\", \"pyproject.toml\", \"setup.cfg\", \"setup.py\"]\nwhole_tree = true\ntimeout = \"10m\"\n",
+            );
+        } else {
+            text.push_str(
+                "[check.unittest]\nrun = [\"python3\", \"-m\", \"unittest\", \"discover\", \"-q\"]\n\
+                 toolchain = \"python\"\nread = [\".\"]\n\
+                 include = [\"*.py\", \"pyproject.toml\", \"setup.cfg\", \"setup.py\"]\nwhole_tree = true\ntimeout = \"10m\"\n",
+            );
+        }
+    }
+    text
 }
 
 /// The pipeline file a command reads when none is named: `cleanroom.toml`
@@ -149,11 +229,12 @@ fn starter(dir: &Path, pins: &[(String, &str, String)]) -> String {
     }
     text.push_str(&format!(
         "\n# Every check reads the project read-only; none can write, see the environment or reach the network.\n\
-         [check.no-conflict-markers]\nplugin = \"forbid-pattern\"\nread = [\".\"]\n\
+         # `include`: what each check is about; `cleanroom install`'s pre-commit hook runs it on staged files only.\n\
+         [check.no-conflict-markers]\nplugin = \"forbid-pattern\"\nread = [\".\"]\ninclude = [\"*\"]\nexclude = {exclude}\n\
          config = {{ patterns = ['(?m)^(<<<<<<<|>>>>>>>) '], rule = \"conflict-marker\", message = \"merge conflict marker\", exclude = {exclude} }}\n\n\
-         [check.no-private-keys]\nplugin = \"forbid-pattern\"\nread = [\".\"]\n\
+         [check.no-private-keys]\nplugin = \"forbid-pattern\"\nread = [\".\"]\ninclude = [\"*\"]\nexclude = {exclude}\n\
          config = {{ patterns = ['-----BEGIN ([A-Z]+ )?PRIVATE KEY-----'], rule = \"private-key\", message = \"a private key is committed\", exclude = {exclude} }}\n\n\
-         [check.no-huge-files]\nplugin = \"max-file-size\"\nread = [\".\"]\n\
+         [check.no-huge-files]\nplugin = \"max-file-size\"\nread = [\".\"]\ninclude = [\"*\"]\nexclude = {exclude}\n\
          config = {{ max = \"5MiB\", exclude = {exclude} }}\n"
     ));
     if !present.is_empty() {
@@ -163,12 +244,6 @@ fn starter(dir: &Path, pins: &[(String, &str, String)]) -> String {
             paths.join(", ")
         ));
     }
-    if dir.join("Cargo.toml").is_file() {
-        text.push_str(
-            "\n# A native step runs a real program in the kernel jail (read-only project, no network).\n\
-             # [stage.build]\n# run = [\"cargo\", \"build\", \"--offline\"]\n# read = [\".\"]\n# write = [\"target\"]\n\
-             # tools = [\"~/.cargo/bin\", \"~/.rustup\"]\n# timeout = \"10m\"\n",
-        );
-    }
+    text.push_str(&language_checks(dir));
     text
 }
