@@ -498,9 +498,9 @@ fn python_module(class: &str, workspace: &Path) -> Option<String> {
 /// The last line number a traceback gives for `file` (`file:LINE: ...`).
 fn traceback_line(text: &str, file: &str) -> Option<u32> {
     text.lines()
+        .rev()
         .filter_map(|l| l.trim().strip_prefix(file)?.strip_prefix(':')?.split(':').next()?.parse::<u32>().ok())
-        .filter(|&n| n > 0)
-        .last()
+        .find(|&n| n > 0)
 }
 
 /// Checkstyle XML: each `<file name>`'s `<error>` elements.

@@ -34,6 +34,8 @@ mod judge;
 mod leaks;
 #[path = "attacks/remote.rs"]
 mod remote;
+#[path = "attacks/search.rs"]
+mod search;
 #[path = "attacks/services.rs"]
 mod services;
 #[path = "attacks/subjects.rs"]
@@ -201,6 +203,7 @@ fn cases() -> Vec<Case> {
     all.extend(judge::cases());
     all.extend(remote::cases());
     all.extend(git::cases());
+    all.extend(search::cases());
     all
 }
 

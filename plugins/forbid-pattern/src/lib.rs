@@ -3,16 +3,24 @@
 //! Config (the step's `config` table):
 //! - `patterns` (required): regexes (Rust `regex` syntax), e.g. `['todo!\(', 'unimplemented!\(']`.
 //! - `include` / `exclude`: globs over workspace-relative paths; default: every file in the mounts.
+//!   Written as a step's own `include`: `*.rs` matches at any depth, `src/**/*.py` from the
+//!   workspace root, and `*` does not cross a `/`.
 //! - `rule`: the rule id findings carry; default `forbid-pattern`.
 //! - `message`: what a match means, e.g. `stub left in code`; default: names the pattern.
 //! - `severity`: `error` (default), `warning` or `info`.
 //!
-//! One finding per match, with line and column. Files containing a NUL byte
-//! are treated as binary and skipped.
+//! One finding per match, with line and column. Each pattern is matched
+//! against a file's whole contents (`^` is the start of the file unless the
+//! pattern says `(?m)`). Files containing a NUL byte are treated as binary
+//! and skipped.
+//!
+//! The host does the searching (the contract's `search` interface, natively
+//! and in parallel, over exactly the files the step's mounts show); the
+//! plugin turns its matches into findings.
 
 use cleanroom_plugin_sdk::check::{Finding, Guest, Invocation, Severity};
-use cleanroom_plugin_sdk::{line_col, one_line, read_text, Files};
-use regex::bytes::RegexSet;
+use cleanroom_plugin_sdk::one_line;
+use cleanroom_plugin_sdk::search::Query;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -39,37 +47,27 @@ impl Guest for ForbidPattern {
         if config.patterns.is_empty() {
             return Err("config `patterns` is empty: list at least one regex".into());
         }
-        let set = RegexSet::new(&config.patterns).map_err(|e| format!("invalid pattern: {e}"))?;
-        let regexes: Vec<regex::bytes::Regex> =
-            set.patterns().iter().map(|p| regex::bytes::Regex::new(p).expect("compiled in the set already")).collect();
         let severity = config.severity.as_deref().map_or(Ok(Severity::Error), str::parse)?;
         let rule = config.rule.unwrap_or_else(|| "forbid-pattern".to_string());
-        let files = Files::new(&config.include, &config.exclude)?;
+        // A bad pattern comes back as `invalid pattern: <the regex error>`,
+        // a bad glob as `invalid glob ...`: returned as they are.
+        let matches = Query::new(config.patterns.iter().map(String::as_str))
+            .include(config.include)
+            .exclude(config.exclude)
+            .run()?;
 
-        let mut findings = Vec::new();
-        for file in files.walk(&invocation.mount_paths()) {
-            let Some(text) = read_text(&file.guest) else { continue };
-            if !set.is_match(&text) {
-                continue;
-            }
-            let mut hits = Vec::new();
-            for index in set.matches(&text).iter() {
-                for m in regexes[index].find_iter(&text) {
-                    hits.push((m.start(), index, m.as_bytes()));
-                }
-            }
-            hits.sort_by_key(|&(start, index, _)| (start, index));
-            for (start, index, matched) in hits {
-                let (line, column) = line_col(&text, start);
-                let matched = one_line(&String::from_utf8_lossy(matched), 60);
-                let pattern = &config.patterns[index];
+        let findings = matches
+            .into_iter()
+            .map(|m| {
+                let matched = one_line(&m.text, 60);
+                let pattern = config.patterns.get(m.pattern as usize).map_or("?", String::as_str);
                 let message = match &config.message {
                     Some(what) => format!("{what}: `{matched}` (pattern `{pattern}`)"),
                     None => format!("`{matched}` matches forbidden pattern `{pattern}`"),
                 };
-                findings.push(Finding::new(severity, &rule, message).at(&file.guest, line, column));
-            }
-        }
+                Finding::new(severity, &rule, message).at(m.path, m.line, m.column)
+            })
+            .collect();
         Ok(findings)
     }
 }

@@ -22,6 +22,8 @@
 //!   include/exclude globs written relative to the workspace root.
 //! * [`read_text`], [`line_col`], [`one_line`]: text files, positions in them,
 //!   and short messages.
+//! * [`search`] (checks only): have the host search the mounts for regexes,
+//!   natively and in parallel, instead of reading every file yourself.
 //! * [`Verdict::pass`] and [`Verdict::fail`] for evaluators.
 //!
 //! # A whole check
@@ -60,7 +62,7 @@
 //! # Where the contract comes from
 //!
 //! The bindings are generated from `wit/plugin.wit` beside this crate's
-//! `Cargo.toml` (package `cleanroom:plugin@0.1.2`). The shared
+//! `Cargo.toml` (package `cleanroom:plugin@0.1.3`). The shared
 //! `cleanroom:plugin/types` interface is generated once, in [`types`], and
 //! every world uses those same types, so a [`Finding`] or an [`Invocation`] is
 //! one Rust type whichever world you build.
@@ -68,6 +70,7 @@
 
 mod files;
 mod helpers;
+pub mod search;
 mod text;
 
 pub use files::{read_text, FileEntry, Files};
@@ -85,11 +88,11 @@ mod shared {
 
             /// Every type of the contract, for the worlds to share.
             world types {
-                import cleanroom:plugin/types@0.1.2;
+                import cleanroom:plugin/types@0.1.3;
             }
         ",
         world: "types",
-        with: { "cleanroom:plugin/types@0.1.2": generate },
+        with: { "cleanroom:plugin/types@0.1.3": generate },
         generate_unused_types: true,
         additional_derives: [PartialEq, Eq],
     });
@@ -119,7 +122,7 @@ pub mod check {
         wit_bindgen::generate!({
             path: "wit",
             world: "check",
-            with: { "cleanroom:plugin/types@0.1.2": crate::types },
+            with: { "cleanroom:plugin/types@0.1.3": crate::types },
             pub_export_macro: true,
             export_macro_name: "export_check",
             default_bindings_module: "cleanroom_plugin_sdk::check::bindings",
@@ -131,6 +134,12 @@ pub mod check {
     /// The trait a check implements; export the implementing type with
     /// [`export_check!`](crate::export_check).
     pub use bindings::Guest;
+
+    /// The host's regex search of the step's files: [`search::search`] a
+    /// [`search::Query`] for its [`search::Match`]es (the same module as
+    /// [`crate::search`], with its [`Query::new`](crate::search::Query::new)
+    /// builder).
+    pub use crate::search;
 }
 
 /// The `stage` world: change files in the writable mounts.
@@ -163,7 +172,7 @@ pub mod stage {
         wit_bindgen::generate!({
             path: "wit",
             world: "stage",
-            with: { "cleanroom:plugin/types@0.1.2": crate::types },
+            with: { "cleanroom:plugin/types@0.1.3": crate::types },
             pub_export_macro: true,
             export_macro_name: "export_stage",
             default_bindings_module: "cleanroom_plugin_sdk::stage::bindings",
@@ -214,7 +223,7 @@ pub mod evaluator {
         wit_bindgen::generate!({
             path: "wit",
             world: "evaluator",
-            with: { "cleanroom:plugin/types@0.1.2": crate::types },
+            with: { "cleanroom:plugin/types@0.1.3": crate::types },
             additional_derives: [PartialEq, Eq],
             pub_export_macro: true,
             export_macro_name: "export_evaluator",

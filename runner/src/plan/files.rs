@@ -59,7 +59,10 @@ fn anchored(pattern: &str) -> String {
     }
 }
 
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+/// One glob as a step's `include` and `exclude` (and the `search`
+/// interface's, [`crate::sandbox::search`]) read it: see [`anchored`], and
+/// `*` never crosses a `/`.
+pub(crate) fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     globset::GlobBuilder::new(&anchored(pattern)).literal_separator(true).build()
 }
 

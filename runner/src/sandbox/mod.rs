@@ -13,6 +13,7 @@
 //!   it, only to the step's `allow_hosts`, and at most `max_requests` per
 //!   step run ([`network`]);
 //! * for evaluators, the run being judged ([`judging`]);
+//! * for checks, a native regex search of the same mounts ([`search`]);
 //! * no environment variables but the secrets the step is granted;
 //! * a wall-clock deadline, a memory cap, a table cap and a cap on bytes per
 //!   host call ([`limits`]).
@@ -27,6 +28,7 @@ pub mod network;
 pub mod output;
 pub mod pool;
 pub mod quota;
+pub mod search;
 pub mod service;
 pub mod subject;
 
@@ -47,11 +49,12 @@ use output::{CappedPipe, Captured};
 /// Generated host bindings for the `cleanroom:plugin` worlds. The `types`
 /// interface is generated once (in `check`) and shared by the others.
 pub mod bindings {
-    /// The `check` world.
+    /// The `check` world, whose `search` import the host provides.
     pub mod check {
         wasmtime::component::bindgen!({
             path: "../wit",
             world: "check",
+            imports: { default: async },
             exports: { default: async },
         });
     }
@@ -178,6 +181,9 @@ pub struct StepState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: limits::StepLimiter,
+    /// The grant's mounts, which `search` searches (the same ones WASI
+    /// preopens).
+    mounts: Arc<[crate::plan::Mount]>,
     subject: Option<Arc<SubjectRunner>>,
     /// For evaluators: the service their requests go to.
     service: Option<Arc<service::RunningService>>,
@@ -237,7 +243,7 @@ type Call<T> = Box<
 pub struct Sandbox {
     engine: Engine,
     allocator: pool::Allocator,
-    /// WASI 0.2 and the subject interface.
+    /// WASI 0.2 and the host interfaces (`subject`, `service`, `judging`, `search`).
     linker: Linker<StepState>,
     /// The same plus outgoing `wasi:http`, for plugins that import it.
     http_linker: Linker<StepState>,
@@ -279,6 +285,8 @@ impl Sandbox {
             |s| s,
         )
         .map_err(engine_error)?;
+        bindings::check::cleanroom::plugin::search::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
         let mut http_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(engine_error)?;
         let weak = engine.weak();
@@ -589,6 +597,7 @@ fn new_store(
         wasi: builder.build(),
         table: ResourceTable::new(),
         limiter: limits::StepLimiter::new(grant.limits.memory),
+        mounts: grant.mounts.clone().into(),
         subject: judged.subject,
         service: judged.service,
         deadline: Instant::now() + grant.limits.timeout,

@@ -570,9 +570,9 @@ fn plugin_inspect_shows_world_contract_imports_and_sha256() {
     let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
     assert!(ran.stdout.contains(&format!("sha256    {hex}")), "{ran:?}");
     assert!(ran.stdout.contains("world     evaluator"), "{ran:?}");
-    assert!(ran.stdout.contains("contract  cleanroom:plugin@0.1.2"), "{ran:?}");
+    assert!(ran.stdout.contains("contract  cleanroom:plugin@0.1.3"), "{ran:?}");
     assert!(ran.stdout.contains("exports   scenarios, evaluate"), "{ran:?}");
-    assert!(ran.stdout.contains("  cleanroom:plugin/subject@0.1.2"), "{ran:?}");
+    assert!(ran.stdout.contains("  cleanroom:plugin/subject@0.1.3"), "{ran:?}");
     let json = cleanroom(&repo(), &["plugin", "inspect", "--format", "json", &component("guest:http_probe")]);
     let info: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert!(info["imports"].as_array().unwrap().iter().any(|i| i.as_str().unwrap().starts_with("wasi:http/")));

@@ -103,7 +103,7 @@ fn assert_scaffold_passes(lang: &str, kind: &str) {
     assert!(cases >= 2, "{lang}/{kind}: only {cases} cases");
     let inspect = cleanroom(&dir, &["plugin", "inspect", &format!("my-{lang}-{kind}.wasm")]);
     assert!(inspect.stdout.contains(&format!("world     {kind}")), "{inspect:?}");
-    assert!(inspect.stdout.contains("contract  cleanroom:plugin@0.1.2"), "{inspect:?}");
+    assert!(inspect.stdout.contains("contract  cleanroom:plugin@0.1.3"), "{inspect:?}");
 }
 
 #[test]

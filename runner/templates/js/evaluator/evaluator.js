@@ -26,7 +26,7 @@
 //   makes the component trap. Imported functions that return a `result`
 //   throw on `err`, with the error value in the exception's `payload`.
 
-import { run as runSubject } from 'cleanroom:plugin/subject@0.1.2';
+import { run as runSubject } from 'cleanroom:plugin/subject@0.1.3';
 
 const SCENARIOS = ['echo-hello', 'exit-zero'];
 

@@ -11,7 +11,7 @@ wit_bindgen::generate!({
 
         world foreign {
             import dial;
-            include cleanroom:plugin/check@0.1.2;
+            include cleanroom:plugin/check@0.1.3;
         }
     "#,
     path: "../../../wit",
