@@ -305,8 +305,10 @@ fn run_with_cache(
     executor.tell(&started);
     let report = runtime.block_on(executor.execute());
     executor.services.digester.save();
+    crate::sandbox::fs::release_staged();
     if let Some(results) = &executor.services.results {
-        results.enforce_limit();
+        let build_dirs = plan.steps.iter().any(|s| s.grant.native().is_some_and(|n| !n.cache_dirs.is_empty()));
+        results.enforce_limit(build_dirs);
     }
     if let Some(e) = executor.journal_failure {
         return Err(journal_error(e));

@@ -33,6 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -62,6 +63,9 @@ pub struct ResultCache {
     blobs: PathBuf,
     /// Authenticates entries; without it the cache is never used.
     key: Option<Key>,
+    /// Whether this process filed anything: a run that only read the cache
+    /// did not grow it, so it need not walk it for the size cap.
+    grew: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A file in a cached stage result, by content.
@@ -103,6 +107,7 @@ impl ResultCache {
             results: root.join("results"),
             blobs: root.join("blobs"),
             key: None,
+            grew: Default::default(),
         };
         private_dir(&cache.results)?;
         private_dir(&cache.blobs)?;
@@ -157,6 +162,7 @@ impl ResultCache {
         if !matches!(report.status, StepStatus::Passed | StepStatus::Failed) {
             return;
         }
+        self.grew.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut files = Vec::with_capacity(written.len());
         for file in written {
             let sha256 = hex(&Sha256::digest(&file.bytes));
@@ -185,7 +191,13 @@ impl ResultCache {
     /// called once at the end of a run, after its results are stored, so
     /// the cache cannot grow without bound. Says at info level what it
     /// deleted.
-    pub fn enforce_limit(&self) -> crate::cache::evict::Evicted {
+    ///
+    /// Skipped (nothing evicted) when this process filed nothing and
+    /// `build_dirs_used` is false: the cache did not grow.
+    pub fn enforce_limit(&self, build_dirs_used: bool) -> crate::cache::evict::Evicted {
+        if !build_dirs_used && !self.grew.load(std::sync::atomic::Ordering::Relaxed) {
+            return crate::cache::evict::Evicted::default();
+        }
         let evicted = crate::cache::evict::enforce(&self.root);
         if evicted.files > 0 {
             tracing::info!(

@@ -18,17 +18,75 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::plan::Mount;
 use crate::sandbox::SandboxError;
 
-/// Staging directories for single-file mounts; deleted when dropped, so keep
-/// it alive as long as the Store.
+/// Staging directories for single-file mounts and empty shadows; keep it
+/// alive as long as the Store.
 #[derive(Debug, Default)]
 pub struct Staging {
-    _dirs: Vec<tempfile::TempDir>,
+    _dirs: Vec<Arc<tempfile::TempDir>>,
+}
+
+/// Staged copies already made in this process, by what they hold: the same
+/// files with the same identity (device, inode, size, mtime, ctime) are
+/// served from one read-only directory to every step that is granted them,
+/// instead of a directory made, filled and deleted per invocation (which
+/// cost more than the check itself). A changed file has another identity,
+/// so it gets a fresh copy. Emptied by [`release_staged`] when a run ends.
+static STAGED: Mutex<BTreeMap<String, Arc<tempfile::TempDir>>> = Mutex::new(BTreeMap::new());
+
+/// More distinct staged directories than this are made per invocation, not
+/// remembered.
+const MAX_STAGED: usize = 256;
+
+/// Deletes the staged copies remembered so far (the end of a run).
+pub fn release_staged() {
+    STAGED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// The staged directory for `key`, made by `fill` when there is none yet
+/// (every time for `None`: what it holds cannot be identified).
+fn staged(
+    key: Option<String>,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<Arc<tempfile::TempDir>> {
+    if let Some(dir) = key.as_ref().and_then(|key| STAGED.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()) {
+        return Ok(dir);
+    }
+    let dir = tempfile::Builder::new().prefix("cleanroom-files-").tempdir()?;
+    fill(dir.path())?;
+    let dir = Arc::new(dir);
+    let mut memo = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(key) = key.filter(|_| memo.len() < MAX_STAGED) {
+        memo.entry(key).or_insert_with(|| Arc::clone(&dir));
+    }
+    Ok(dir)
+}
+
+/// What identifies the files of `files` without reading them.
+fn identity_key(parent: &str, files: &[&Mount]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut key = format!("files {parent}");
+    for file in files {
+        let meta = fs_err::metadata(&file.host).ok()?;
+        key.push_str(&format!(
+            "\0{}\0{} {} {} {}.{} {}.{}",
+            file.host.display(),
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        ));
+    }
+    Some(key)
 }
 
 /// Adds a preopen for every mount in `mounts` to `builder`.
@@ -48,8 +106,7 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
             // Registered before the mount, so lookups under the shadowed
             // path resolve to it (wasi-libc does not prefer the longer prefix).
             for shadowed in shadowed(mount) {
-                let empty =
-                    tempfile::Builder::new().prefix("cleanroom-shadow-").tempdir().map_err(|e| mount_error(&e))?;
+                let empty = staged(Some("empty".to_string()), |_| Ok(())).map_err(|e| mount_error(&e))?;
                 builder.preopened_dir(empty.path(), shadowed, FsPerms::ReadOnly).map_err(|e| mount_error(&e))?;
                 staging._dirs.push(empty);
             }
@@ -62,15 +119,19 @@ pub fn apply(builder: &mut WasiCtxBuilder, mounts: &[Mount]) -> Result<Staging, 
         }
     }
     for (parent, files) in files_by_parent {
-        let dir = tempfile::Builder::new().prefix("cleanroom-files-").tempdir().map_err(|e| SandboxError::Mount {
+        let fill = |dir: &Path| {
+            for file in &files {
+                let name = Path::new(&file.guest).file_name().unwrap_or_default();
+                fs_err::copy(&file.host, dir.join(name))
+                    .map_err(|e| std::io::Error::other(format!("`{}`: {e}", file.rel)))?;
+            }
+            Ok(())
+        };
+        // A file that cannot be stat'ed is copied (and fails) as before.
+        let dir = staged(identity_key(&parent, &files), fill).map_err(|e| SandboxError::Mount {
             path: parent.clone(),
-            reason: format!("cannot create a staging directory: {e}"),
+            reason: format!("cannot stage the granted files: {e}"),
         })?;
-        for file in files {
-            let name = Path::new(&file.guest).file_name().unwrap_or_default();
-            fs_err::copy(&file.host, dir.path().join(name))
-                .map_err(|e| SandboxError::Mount { path: file.rel.clone(), reason: e.to_string() })?;
-        }
         builder
             .preopened_dir(dir.path(), &parent, FsPerms::ReadOnly)
             .map_err(|e| SandboxError::Mount { path: parent.clone(), reason: e.to_string() })?;
