@@ -349,6 +349,9 @@ impl Worker {
         let inputs = crate::exec::input_digests(&step, &digester);
         use crate::exec::backend::Backend as _;
         let report = local.run(&step, descriptor.attempt, descriptor.feedback, &inputs).await;
+        // Each action has a workspace of its own: nothing staged for this
+        // one serves the next (a store still using a copy keeps it).
+        crate::sandbox::fs::release_staged();
         let written: Vec<String> =
             report.changes.iter().filter_map(crate::report::Change::written).map(str::to_string).collect();
         let files = crate::writes::read_written(&step.grant.mounts, &written)
