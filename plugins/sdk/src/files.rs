@@ -79,7 +79,15 @@ fn glob_set(globs: &[String]) -> Result<GlobSet, String> {
     builder.build().map_err(|e| format!("invalid globs: {e}"))
 }
 
+/// Visits every regular file under `dir`; a mount that is itself a file
+/// (a step narrowed to some files: `run --staged`) is visited as one.
 fn walk_dir(dir: &Path, visit: &mut dyn FnMut(&str)) {
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_file()) {
+        if let Some(path) = dir.to_str() {
+            visit(path);
+        }
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -175,6 +183,14 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|f| f.guest.rsplit('/').next().unwrap()).collect();
         assert_eq!(names, ["a.rs", "b.rs"]);
         assert_eq!(found[0].rel, found[0].guest.trim_start_matches('/'));
+    }
+
+    #[test]
+    fn a_mount_that_is_a_file_is_walked_as_that_file() {
+        let dir = TempDir::new("file-mount");
+        let file = dir.write("big.bin", b"x");
+        let found = Files::new(&[], &[]).unwrap().walk(&[file.clone()]);
+        assert_eq!(found.iter().map(|f| f.guest.as_str()).collect::<Vec<_>>(), [file.as_str()]);
     }
 
     #[test]

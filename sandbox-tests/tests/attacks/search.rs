@@ -13,6 +13,7 @@ pub(super) fn cases() -> Vec<Case> {
     vec![
         case("search the holdout through symlinks out of the mount (host search)", search_through_symlinks),
         case("search outside the mount with climbing include globs (host search)", search_with_climbing_globs),
+        case("slip a huge file past a size check narrowed to it (run --files)", narrowed_size_check),
     ]
 }
 
@@ -79,4 +80,37 @@ fn search_with_climbing_globs() {
     ws.file("src/mine.md", &format!("{marker}\n"));
     let found = search(&ws, &marker, "['**']");
     assert_eq!(found.len(), 1, "control: the marker in the mount was not found: {found:?}");
+}
+
+/// The attacker's goal: a check narrowed to the staged files (`run
+/// --files`, the pre-commit hook) gets one-file mounts; a plugin that walks
+/// only directories would see nothing and pass the huge file it is there
+/// to stop.
+fn narrowed_size_check() {
+    let ws = Workspace::new();
+    let plugin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/max_file_size.wasm");
+    assert!(plugin.is_file(), "{} is missing: run scripts/build-plugins first", plugin.display());
+    ws.file("small.txt", "ok\n").file("big.bin", &"x".repeat(8192));
+    ws.file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"size\"\n[plugins]\nsize = {:?}\n[check.size]\nplugin = \"size\"\nread = [\".\"]\n\
+             include = [\"*\"]\nconfig = {{ max = \"1KiB\" }}\n",
+            plugin.display().to_string()
+        ),
+    );
+    for files in [&["big.bin"][..], &["small.txt", "big.bin"][..]] {
+        let mut args = vec!["run", "--no-cache", "--format", "json", "pipeline.toml", "--files"];
+        args.extend(files);
+        let out = std::process::Command::new(cleanroom_binary())
+            .args(&args)
+            .current_dir(ws.root())
+            .output()
+            .expect("run cleanroom");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        let size = &report["steps"][0];
+        assert_eq!(size["status"], "failed", "the narrowed size check let big.bin through: {size}");
+        assert!(size.to_string().contains("big.bin"), "failed, but not for big.bin: {size}");
+    }
 }
