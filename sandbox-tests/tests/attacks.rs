@@ -91,14 +91,7 @@ fn attack(ws: &Workspace, guests: &[&str], steps: &str, attacker: &str, may_chan
     let mut guests = guests.to_vec();
     guests.push("noop");
     let report = ws.run(&guests, &format!("{steps}\n[check.bystander]\nplugin = \"noop\"\n"));
-    let attacking = step(&report, attacker);
-    assert!(
-        matches!(attacking.status, StepStatus::Failed | StepStatus::Error),
-        "the attacking step was reported {:?}",
-        attacking.status
-    );
-    assert!(attacking.reason.is_some() || !attacking.findings.is_empty(), "the attacking step has no reason");
-    assert_eq!(step(&report, "bystander").status, StepStatus::Passed, "the bystander did not finish");
+    assert_contained(&report, attacker);
     let mut after = ws.snapshot();
     let mut before = before;
     for allowed in may_change {
@@ -107,6 +100,29 @@ fn attack(ws: &Workspace, guests: &[&str], steps: &str, attacker: &str, may_chan
     }
     assert_eq!(before, after, "the workspace changed");
     report
+}
+
+/// The attacking step failed or errored, saying why, and the bystander
+/// beside it still passed.
+fn assert_contained(report: &RunReport, attacker: &str) {
+    let attacking = step(report, attacker);
+    assert!(
+        matches!(attacking.status, StepStatus::Failed | StepStatus::Error),
+        "the attacking step was reported {:?}",
+        attacking.status
+    );
+    assert!(attacking.reason.is_some() || !attacking.findings.is_empty(), "the attacking step has no reason");
+    assert_eq!(step(report, "bystander").status, StepStatus::Passed, "the bystander did not finish");
+}
+
+/// A finished process's exit code and output, for a failure message.
+fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// Every finding of `id` is ruled `denied`.

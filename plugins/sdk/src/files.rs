@@ -189,7 +189,7 @@ mod tests {
     fn a_mount_that_is_a_file_is_walked_as_that_file() {
         let dir = TempDir::new("file-mount");
         let file = dir.write("big.bin", b"x");
-        let found = Files::new(&[], &[]).unwrap().walk(&[file.clone()]);
+        let found = Files::new(&[], &[]).unwrap().walk(std::slice::from_ref(&file));
         assert_eq!(found.iter().map(|f| f.guest.as_str()).collect::<Vec<_>>(), [file.as_str()]);
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use cleanroom::{RunOptions, RunReport, StepStatus};
 use sandbox_tests::{cleanroom_binary, guest, step, Workspace};
 
-use super::{case, Case};
+use super::{case, output_text as text, Case};
 
 /// Sets environment variables for one case and restores them when dropped
 /// (also when the case panics): the cases share one process.
@@ -60,15 +60,6 @@ fn gated_workspace(delay: &str) -> Workspace {
 /// `cleanroom ARGS` in the workspace.
 fn cli(ws: &Workspace, args: &[&str]) -> Output {
     Command::new(cleanroom_binary()).args(args).current_dir(ws.root()).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// `run --resume` through the library: the report, or the rendered refusal.
