@@ -2,15 +2,15 @@
 //! half) and `run --files`, `--staged`, `--from-ref` (which files; the
 //! host half asks git, in [`crate::git`]).
 //!
-//! A step that declares `include` is about some files. Given a selection
-//! (workspace-relative paths), [`narrow`] marks such a step skipped when no
-//! selected file it can read matches, and otherwise replaces its read
-//! mounts with the matching files, so a linter sees what changed and
-//! nothing else. With `whole_tree = true` the selection decides only
-//! whether the step runs (`cargo test` needs the crate). A step without
-//! `include` is never narrowed: it runs as the pipeline says. Narrowing
-//! only ever removes what a step reads, so no grant the barrier checked
-//! grows.
+//! A step that declares `include` is about some files ([`apply`]): it is
+//! left out of a run in which no file it can read matches (unless a step
+//! left in needs it); on a selection (workspace-relative paths) it sees
+//! only the matching files, so a linter sees what changed and nothing
+//! else; a `run` step gets its files as arguments. With `whole_tree =
+//! true` the files decide only whether the step runs (`cargo test` needs
+//! the crate). A step without `include` is never narrowed: it runs as the
+//! pipeline says. Narrowing only ever removes what a step reads, so no
+//! grant the barrier checked grows.
 //!
 //! Globs follow `.gitignore` habits: a pattern without `/` matches a name
 //! at any depth (`*.rs`), one with `/` matches from the workspace root

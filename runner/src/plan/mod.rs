@@ -119,7 +119,7 @@ pub struct Plan {
     #[serde(skip)]
     pub graph: dag::Graph,
     /// Steps a file selection left out: none of the selected files is one
-    /// they are about, and no step left in needs them ([`files::narrow`]).
+    /// they are about, and no step left in needs them ([`files::apply`]).
     #[serde(skip)]
     pub not_selected: Vec<String>,
 }
