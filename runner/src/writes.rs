@@ -501,7 +501,7 @@ pub fn replay(mounts: &[Mount], files: &[WrittenFile], removed: &[String], scrat
 /// Whether `mount` is a `.git` or inside one: the explicit way to let a step
 /// see or change git's files.
 fn names_git(mount: &Mount) -> bool {
-    mount.rel.split('/').any(|part| part == GIT_DIR)
+    crate::plan::mounts::names_git(Path::new(&mount.rel))
 }
 
 fn open(path: &Path) -> io::Result<Dir> {

@@ -324,7 +324,9 @@ pub fn find_program(name: &str, path_var: &str, workspace: &Path) -> Result<Path
     Err((Code::CR018, format!("program `{name}` is not on the step's PATH ({path_var})"), hint))
 }
 
-fn search(name: &str, path_var: &str) -> Option<PathBuf> {
+/// The executable `name` in the first directory of `path_var` (a `PATH`
+/// value) that has one.
+pub(crate) fn search(name: &str, path_var: &str) -> Option<PathBuf> {
     path_var.split(':').filter(|dir| !dir.is_empty()).map(|dir| Path::new(dir).join(name)).find(|p| is_executable(p))
 }
 

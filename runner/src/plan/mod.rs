@@ -758,7 +758,7 @@ fn resolve_cache_dirs(
             continue;
         };
         let first = rel.split('/').next().unwrap_or_default();
-        if rel == "." || first == mounts::RUN_DIR || rel.split('/').any(|p| p == crate::manifest::GIT_DIR) {
+        if rel == "." || first == mounts::RUN_DIR || mounts::names_git(Path::new(&rel)) {
             diags.push(refuse(
                 format!("cache directory `{}` would hide the workspace, the run directory or git's", raw.get_ref()),
                 "name the build directory itself, e.g. `target` or `node_modules/.cache`",

@@ -92,7 +92,6 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
     }
     // Git's directory is seen only by a mount that names it: not through a
     // symlink (`hooks -> .git/hooks`), nor a selected file linking into it.
-    let names_git = |path: &Path| path.components().any(|c| c.as_os_str() == crate::manifest::GIT_DIR);
     if host.strip_prefix(workspace).is_ok_and(names_git) && !names_git(Path::new(&rel)) {
         return Err(outside(
             format!("mount `{raw}` resolves into git's directory `{}` through a symlink", host.display()),
@@ -102,6 +101,12 @@ pub fn resolve(workspace: &Path, raw: &str, writable: bool) -> Result<Mount, Mou
     let is_dir = fs_err::metadata(&host).map(|m| m.is_dir()).unwrap_or(false);
     let guest = if rel == "." { "/".to_string() } else { format!("/{rel}") };
     Ok(Mount { rel, host, guest, writable, is_dir, exists: true })
+}
+
+/// Whether `path` is a `.git` or lies inside one: only a mount that names
+/// git's directory this way may see or change it.
+pub fn names_git(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == crate::manifest::GIT_DIR)
 }
 
 /// `raw` normalised lexically (`./src/../docs` -> `docs`, `.` for the

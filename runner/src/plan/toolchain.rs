@@ -110,8 +110,7 @@ fn ask(program: &Path, args: &[&str], dir: &Path) -> Result<String, String> {
 /// `name` on the runner's `PATH`, as found there (a rustup proxy must
 /// keep its name to know what it stands for).
 fn on_runner_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").ok()?;
-    path.split(':').filter(|dir| !dir.is_empty()).map(|dir| Path::new(dir).join(name)).find(|p| p.is_file())
+    crate::plan::command::search(name, &std::env::var("PATH").ok()?)
 }
 
 fn missing(toolchain: &str, what: String, install: &str) -> Refusal {
