@@ -103,6 +103,15 @@ pub enum Code {
     /// repository, an unknown ref); or `cleanroom install` cannot write a
     /// hook (not a repository, another tool's hook in the way).
     CR035,
+    /// An `[approval.NAME]` gate is badly declared (no or unknown `needs`,
+    /// a name a step has, a `reason` other than `required`/`optional`), a
+    /// step `needs` an approval, or an `auto_merge_*` threshold is out of range.
+    CR036,
+    /// `cleanroom approve`/`reject`/`override`/`verdict` cannot record the
+    /// decision: no such run, approval or step; the run is not waiting for
+    /// it (or is running); the person is not an approver; no reason; the
+    /// approval expired.
+    CR037,
 }
 
 impl fmt::Display for Code {

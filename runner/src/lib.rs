@@ -22,6 +22,7 @@ pub mod diag;
 pub mod exec;
 pub mod findings;
 pub mod git;
+pub mod governance;
 pub mod journal;
 pub mod key;
 pub mod lock;

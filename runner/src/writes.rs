@@ -84,6 +84,9 @@ pub struct Changes {
     pub removed: Vec<String>,
     /// Symlinks the step created, which are not applied.
     pub ignored_links: Vec<String>,
+    /// The changes as a unified diff, for people reviewing them ([`diff`]);
+    /// empty when nothing changed.
+    pub diff: String,
 }
 
 impl Changes {
@@ -169,6 +172,7 @@ impl Staged {
                 .map_err(|e| io::Error::new(e.kind(), format!("{e}; nothing was committed")))?;
             plans.push(ops);
         }
+        changes.diff = diff(&self.mounts, &plans);
         // Second pass: write.
         fs_err::create_dir_all(scratch)?;
         let scratch = open(scratch)?;
@@ -249,6 +253,99 @@ fn plan_mount(staged: &StagedMount, deadline: Instant, changes: &mut Changes) ->
         walk.ops.push(Op::Remove { path: path.clone(), dir: *entry == Entry::Dir });
     }
     Ok(walk.ops)
+}
+
+/// Largest file shown in a diff; a larger one is named only.
+const DIFF_FILE_CAP: u64 = 256 * 1024;
+/// Largest diff kept for one commit; past it the rest is cut, saying so.
+const DIFF_CAP: usize = 512 * 1024;
+
+/// The planned changes as a unified diff: each file written or removed
+/// against what the workspace holds now (before the commit). Binary files
+/// (a NUL byte or not UTF-8) and files over [`DIFF_FILE_CAP`] are named, not
+/// shown. Reading goes through the same `Dir` handles as the commit; a file
+/// that cannot be read is named, and never stops the commit.
+fn diff(mounts: &[StagedMount], plans: &[Vec<Op>]) -> String {
+    let mut out = String::new();
+    for (staged, ops) in mounts.iter().zip(plans) {
+        let prefix = prefix_of(&staged.mount);
+        let workspace = open(&staged.mount.host).ok();
+        let copy = open(staged.copy.path()).ok();
+        for op in ops {
+            if out.len() > DIFF_CAP {
+                out.push_str("... (diff cut at 512 KiB)\n");
+                return out;
+            }
+            let (path, new) = match op {
+                Op::Write { path, .. } => (path, copy.as_ref().map(|c| text_of(c, path))),
+                Op::Remove { path, dir: false } => (path, Some(Text::Absent)),
+                _ => continue,
+            };
+            let shown = format!("{prefix}{}", path.display());
+            let old = workspace.as_ref().map_or(Text::Absent, |w| text_of(w, path));
+            push_file_diff(&mut out, &shown, &old, &new.unwrap_or(Text::Unreadable));
+        }
+    }
+    out
+}
+
+/// A file's contents as a diff shows them.
+enum Text {
+    Absent,
+    Lines(String),
+    Binary,
+    TooLarge(u64),
+    Unreadable,
+}
+
+fn text_of(dir: &Dir, path: &Path) -> Text {
+    let Ok(meta) = dir.symlink_metadata(path) else { return Text::Absent };
+    if !meta.is_file() {
+        return Text::Absent;
+    }
+    if meta.len() > DIFF_FILE_CAP {
+        return Text::TooLarge(meta.len());
+    }
+    match dir.read(path) {
+        Ok(bytes) if bytes.contains(&0) => Text::Binary,
+        Ok(bytes) => String::from_utf8(bytes).map_or(Text::Binary, Text::Lines),
+        Err(_) => Text::Unreadable,
+    }
+}
+
+fn push_file_diff(out: &mut String, shown: &str, old: &Text, new: &Text) {
+    use std::fmt::Write;
+    let (from, to) = match (old, new) {
+        (Text::Absent, _) => ("/dev/null".to_string(), format!("b/{shown}")),
+        (_, Text::Absent) => (format!("a/{shown}"), "/dev/null".to_string()),
+        _ => (format!("a/{shown}"), format!("b/{shown}")),
+    };
+    let lines = |t: &Text| match t {
+        Text::Absent => Some(String::new()),
+        Text::Lines(text) => Some(text.clone()),
+        _ => None,
+    };
+    match (lines(old), lines(new)) {
+        (Some(old), Some(new)) => {
+            let unified = similar::TextDiff::from_lines(&old, &new).unified_diff().context_radius(3).header(&from, &to).to_string();
+            out.push_str(&unified);
+            if !unified.ends_with('\n') && !unified.is_empty() {
+                out.push('\n');
+            }
+        }
+        _ => {
+            let why = [old, new]
+                .into_iter()
+                .find_map(|t| match t {
+                    Text::Binary => Some("binary".to_string()),
+                    Text::TooLarge(n) => Some(format!("{n} bytes, over the diff's 256 KiB per file")),
+                    Text::Unreadable => Some("unreadable".to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "--- {from}\n+++ {to}\n(file not shown: {why})");
+        }
+    }
 }
 
 /// A mount whose host directory lies in the workspace's run directory

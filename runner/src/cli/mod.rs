@@ -4,11 +4,13 @@
 //!
 //! This is the only place that writes to stdout and stderr and decides exit
 //! codes: 0 every step passed (or the pipeline is valid), 1 a step failed or
-//! errored, 2 the pipeline, a plugin or the command line could not be used,
-//! 130 the run was stopped by Ctrl-C (after a clean shutdown). Colour follows
+//! errored (or, with `--fail-on-override`, a person overrode one), 2 the
+//! pipeline, a plugin or the command line could not be used, 3 the run waits
+//! for an approval, 130 the run was stopped by Ctrl-C (after a clean shutdown). Colour follows
 //! `--color` and `NO_COLOR`; `-q`/`-v` decide how much is printed.
 
 mod cache;
+mod governance;
 mod pipeline;
 mod plugin;
 mod report;
@@ -148,6 +150,74 @@ pub enum Command {
         /// With --from-ref: the newer end [default: HEAD].
         #[arg(long, value_name = "REF", requires = "from_ref")]
         to_ref: Option<String>,
+        /// Exit 1 when a person overrode a failed gate, as when it failed
+        /// (for CI policies that do not accept overrides).
+        #[arg(long)]
+        fail_on_override: bool,
+    },
+    /// Approve an approval gate a run waits for (exit code 3), for the
+    /// results it was asked about; `run --resume` then continues.
+    #[command(name = "approve")]
+    Approve {
+        /// `[RUN] NAME`: the run id (default: the latest run waiting for
+        /// NAME) and the approval's name.
+        #[arg(num_args = 1..=2, value_names = ["RUN", "NAME"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        person: governance::Person,
+    },
+    /// Reject an approval gate a run waits for: `run --resume` then fails
+    /// the run.
+    Reject {
+        /// `[RUN] NAME`, as for `approve`.
+        #[arg(num_args = 1..=2, value_names = ["RUN", "NAME"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        person: governance::Person,
+    },
+    /// Accept a failed gate (a check or an evaluator): it is shown as
+    /// `overridden`, never `passed`; `run --resume` continues past it.
+    Override {
+        /// `[RUN] STEP`: the run id (default: the latest run in which STEP
+        /// failed) and the gate's id.
+        #[arg(num_args = 1..=2, value_names = ["RUN", "STEP"], required = true)]
+        args: Vec<String>,
+        #[command(flatten)]
+        person: governance::Person,
+    },
+    /// Record your judgement of a finished run's result (after reviewing
+    /// the change), independent of its gates: what `cleanroom stats`
+    /// compares evaluators with.
+    Verdict {
+        /// The run id (default: the latest finished run).
+        run: Option<String>,
+        /// The result is good.
+        #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
+        accept: bool,
+        /// The result is not good.
+        #[arg(long)]
+        reject: bool,
+        #[command(flatten)]
+        person: governance::Person,
+    },
+    /// Per evaluator, over every recorded run: runs, pass rate, mean
+    /// satisfaction, override rate, false-pass and false-fail rates, Cohen's
+    /// kappa against people, and whether it may merge on its own word.
+    Stats {
+        /// Only runs started on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// `human` or `json`.
+        #[arg(long, value_enum, default_value_t = InspectFormat::Human)]
+        format: InspectFormat,
+        /// The pipeline whose `auto_merge_*` thresholds apply [default:
+        /// cleanroom.toml, when there is one].
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// The workspace whose runs to read [default: the nearest one at or
+        /// above the current directory].
+        #[arg(long)]
+        workspace: Option<PathBuf>,
     },
     /// Install git hooks that run the pipeline: before each commit on the
     /// staged files (and with `--hook pre-push`, before each push on what
@@ -174,10 +244,18 @@ pub enum Command {
     Report {
         /// The run id (a directory name in `.cleanroom/runs/`); the latest
         /// run when not given.
+        #[arg(conflicts_with = "history")]
         run: Option<String>,
         /// Report format on stdout.
         #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
         format: ReportFormat,
+        /// Every recorded run and the evaluators' agreement with people, as
+        /// one page (`--format html` only).
+        #[arg(long)]
+        history: bool,
+        /// Exit 1 when a person overrode a failed gate.
+        #[arg(long)]
+        fail_on_override: bool,
         /// The workspace whose runs to read (the directory holding
         /// `.cleanroom/`) [default: the nearest one at or above the current
         /// directory].
@@ -317,6 +395,8 @@ pub enum Format {
     Junit,
     /// SARIF 2.1.0, for GitHub code scanning.
     Sarif,
+    /// One self-contained HTML page (no external assets; works offline).
+    Html,
 }
 
 /// `report --format`: every format of `run` except the live event stream.
@@ -330,6 +410,8 @@ pub enum ReportFormat {
     Junit,
     /// SARIF 2.1.0, for GitHub code scanning.
     Sarif,
+    /// One self-contained HTML page (no external assets; works offline).
+    Html,
 }
 
 impl From<ReportFormat> for Format {
@@ -339,6 +421,7 @@ impl From<ReportFormat> for Format {
             ReportFormat::Json => Format::Json,
             ReportFormat::Junit => Format::Junit,
             ReportFormat::Sarif => Format::Sarif,
+            ReportFormat::Html => Format::Html,
         }
     }
 }
@@ -367,6 +450,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code: bad input (pipeline, plugin, flags).
 pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: the run waits for a person's decision on an approval gate.
+pub const EXIT_AWAITING: i32 = 3;
 /// Exit code: stopped by Ctrl-C (128 + SIGINT), after a clean shutdown.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -427,6 +512,7 @@ pub fn main() -> i32 {
             staged,
             from_ref,
             to_ref,
+            fail_on_override,
         } => {
             let mut options =
                 RunOptions { allow_unjailed, resume, cache: !no_cache, fail_fast, ..RunOptions::default() };
@@ -448,10 +534,31 @@ pub fn main() -> i32 {
                 cache: remote_cache,
                 execute: remote_exec,
             };
-            let run = run::RunCommand { pipeline: pipeline.path(), format, selection, dry_run, remote };
+            let run =
+                run::RunCommand { pipeline: pipeline.path(), format, selection, dry_run, remote, fail_on_override };
             run.execute(options, output)
         }
-        Command::Report { run, format, workspace } => report::report(workspace, run.as_deref(), format, output),
+        Command::Report { run, format, workspace, history, fail_on_override } => {
+            report::report(report::ReportCommand { workspace, run, format, history, fail_on_override }, output)
+        }
+        Command::Approve { args, person } => {
+            let (run, target) = governance::run_and_target(&args);
+            governance::decide(crate::governance::DecisionKind::Approval, run, target, true, person, output)
+        }
+        Command::Reject { args, person } => {
+            let (run, target) = governance::run_and_target(&args);
+            governance::decide(crate::governance::DecisionKind::Approval, run, target, false, person, output)
+        }
+        Command::Override { args, person } => {
+            let (run, target) = governance::run_and_target(&args);
+            governance::decide(crate::governance::DecisionKind::Override, run, target, true, person, output)
+        }
+        Command::Verdict { run, accept, reject: _, person } => {
+            governance::decide(crate::governance::DecisionKind::Verdict, run, String::new(), accept, person, output)
+        }
+        Command::Stats { since, format, pipeline, workspace } => {
+            governance::stats(workspace, pipeline, since.as_deref(), format == InspectFormat::Json, output)
+        }
         Command::Validate { pipeline } => pipeline::validate(&pipeline.path(), output),
         Command::Graph { pipeline, format } => pipeline::with_plan(&pipeline.path(), output, |plan| match format {
             GraphFormat::Dot => crate::plan::show::dot(plan),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{err, fail, out, Format, Output, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
+use super::{err, fail, out, Format, Output, EXIT_AWAITING, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 use crate::exec::{self, RunOptions, Selection};
 use crate::report::{self, RunReport, RunStatus};
 
@@ -49,6 +49,7 @@ pub(super) struct RunCommand {
     pub(super) selection: Selection,
     pub(super) dry_run: bool,
     pub(super) remote: super::worker::RemoteFlags,
+    pub(super) fail_on_override: bool,
 }
 
 impl RunCommand {
@@ -85,14 +86,14 @@ impl RunCommand {
             Ok(report) => report,
             Err(diags) => return fail(&diags, output),
         };
-        print_report(&report, self.format, output)
+        print_report(&report, self.format, output, self.fail_on_override)
     }
 }
 
 /// Prints `report` in `format` (nothing for `jsonl`, which streamed it),
 /// warns about unjailed steps, and returns the exit code: what `run` and
 /// `report` both do, so a past run prints as it did live.
-pub(super) fn print_report(report: &RunReport, format: Format, output: Output) -> i32 {
+pub(super) fn print_report(report: &RunReport, format: Format, output: Output, fail_on_override: bool) -> i32 {
     let style = report::human::Style { color: output.color, quiet: output.quiet, verbose: output.verbose > 0 };
     let text = match format {
         Format::Human => report::human::render(report, style),
@@ -101,6 +102,7 @@ pub(super) fn print_report(report: &RunReport, format: Format, output: Output) -
         Format::Jsonl => String::new(),
         Format::Junit => report::junit::render(report),
         Format::Sarif => report::sarif::render(report),
+        Format::Html => report::html::render(report, &[]),
     };
     out(&text);
     for step in report.steps.iter().filter(|s| s.unjailed.is_some()) {
@@ -110,14 +112,40 @@ pub(super) fn print_report(report: &RunReport, format: Format, output: Output) -
             step.unjailed.as_deref().unwrap_or_default()
         ));
     }
+    if report.status == RunStatus::Interrupted && format != Format::Human {
+        err("interrupted (Ctrl-C): nothing half-written; `cleanroom run --resume` continues the run\n");
+    }
+    if report.status == RunStatus::AwaitingApproval {
+        err(&awaiting(report));
+    }
+    exit_code(report, fail_on_override)
+}
+
+/// What a run waiting for approvals waits for, and the commands to decide.
+fn awaiting(report: &RunReport) -> String {
+    let mut text = String::from("awaiting approval:\n");
+    for gate in report.approvals.iter().filter(|a| a.status == crate::governance::ApprovalStatus::Awaiting) {
+        let who = if gate.approvers.is_empty() { "anyone".to_string() } else { gate.approvers.join(", ") };
+        let deadline = gate.deadline.as_ref().map(|d| format!("; fails closed at {d}")).unwrap_or_default();
+        text.push_str(&format!("  `{}` on the results of {} (approvers: {who}{deadline})\n", gate.name, gate.needs.join(", ")));
+        text.push_str(&format!(
+            "  decide: cleanroom approve {run} {name} --as NAME --reason \"...\"   (or: cleanroom reject {run} {name} ...)\n",
+            run = report.run_id,
+            name = gate.name
+        ));
+    }
+    text.push_str("  then:   cleanroom run --resume\n");
+    text
+}
+
+/// The exit code a run's report stands for.
+pub(super) fn exit_code(report: &RunReport, fail_on_override: bool) -> i32 {
     match report.status {
         RunStatus::Passed => EXIT_OK,
-        RunStatus::Interrupted => {
-            if format != Format::Human {
-                err("interrupted (Ctrl-C): nothing half-written; `cleanroom run --resume` continues the run\n");
-            }
-            EXIT_INTERRUPTED
-        }
+        RunStatus::Overridden if fail_on_override => EXIT_FAILED,
+        RunStatus::Overridden => EXIT_OK,
+        RunStatus::AwaitingApproval => EXIT_AWAITING,
+        RunStatus::Interrupted => EXIT_INTERRUPTED,
         RunStatus::Failed => EXIT_FAILED,
     }
 }

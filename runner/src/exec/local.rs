@@ -291,6 +291,7 @@ fn commit(staged: writes::Staged, workspace: &Path, report: &mut StepReport, not
             report.status = StepStatus::Passed;
             report.note = note;
             report.changes = changes.list();
+            report.diff = Some(changes.diff).filter(|d| !d.is_empty());
             true
         }
         Err(e) => {

@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::cache::digest::Digester;
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
+use crate::governance::{Artifact, DecisionKind};
 use crate::journal::{self, Journal, Retrying};
 use crate::key::Key;
 use crate::plan::{Plan, Step, StepKind};
@@ -361,6 +362,13 @@ struct RunState {
     /// Each gate's score per round, and the feedback each stage got: what
     /// plateau and repeating-failure stops look at.
     progress: stopping::Progress,
+    /// The digests of the inputs each step's latest result was made from,
+    /// and the round it was made in: what human decisions name.
+    inputs: Vec<BTreeMap<String, String>>,
+    result_round: Vec<u32>,
+    /// The journal's `approval_requested` and `human_decision` events so
+    /// far: what the approval gates are judged against.
+    governance: Vec<Event>,
 }
 
 impl RunState {
@@ -375,6 +383,9 @@ impl RunState {
             reusable: BTreeMap::new(),
             history: Vec::new(),
             progress: stopping::Progress::default(),
+            inputs: vec![BTreeMap::new(); n],
+            result_round: vec![0; n],
+            governance: Vec::new(),
         }
     }
 
@@ -405,7 +416,9 @@ impl RunState {
                             state.progress.measured(i, *round, score);
                         }
                         state.reports[i] = Some((**report).clone());
-                        if *status == StepStatus::Passed {
+                        state.inputs[i] = inputs.clone();
+                        state.result_round[i] = *round;
+                        if status.satisfied() {
                             finished.insert(i, (*round, inputs.clone(), (**report).clone()));
                         } else {
                             finished.remove(&i);
@@ -415,6 +428,28 @@ impl RunState {
                 Event::GateDecision { round, .. } => {
                     grow_history(&mut state.history, *round);
                     state.history[*round as usize - 1].decisions.extend(gate_score(event));
+                }
+                Event::ApprovalRequested { .. } => state.governance.push(event.clone()),
+                Event::HumanDecision(decision) => {
+                    state.governance.push(event.clone());
+                    // A person accepted a failed gate: it holds for the very
+                    // result they saw (same round, same inputs), never for a
+                    // result the step produces later.
+                    let target = index(&decision.target).filter(|_| decision.kind == DecisionKind::Override);
+                    if let Some(i) = target {
+                        let seen = state.artifact(i);
+                        let report = state.reports[i].as_mut().filter(|r| r.status == StepStatus::Failed);
+                        if let (Some(report), Some(seen)) = (report, seen) {
+                            if decision.artifacts.get(&decision.target) == Some(&seen) {
+                                report.status = StepStatus::Overridden;
+                                report.note = Some(format!(
+                                    "failure accepted by {} on {}: {}",
+                                    decision.by, decision.at, decision.reason
+                                ));
+                                finished.insert(i, (seen.round, state.inputs[i].clone(), report.clone()));
+                            }
+                        }
+                    }
                 }
                 Event::RoundFinished { round, retries } => {
                     let mut stages = Vec::new();
@@ -441,6 +476,16 @@ impl RunState {
             }
         }
         state
+    }
+
+    /// Step `i`'s latest result as a human decision names it.
+    fn artifact(&self, i: usize) -> Option<Artifact> {
+        let report = self.reports[i].as_ref()?;
+        Some(Artifact {
+            status: report.status,
+            round: self.result_round[i],
+            inputs_sha256: crate::governance::inputs_digest(&self.inputs[i]),
+        })
     }
 }
 
@@ -583,6 +628,19 @@ impl Executor<'_> {
         for doer in report.plan.doers.values_mut() {
             self.services.secrets.scrub_in_place(doer);
         }
+        let mut waiting = Vec::new();
+        if !interrupted && !self.plan.approvals.is_empty() {
+            waiting = self.judge_approvals(&mut report);
+        }
+        report.decisions = self
+            .state
+            .governance
+            .iter()
+            .filter_map(|e| match e {
+                Event::HumanDecision(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
         if interrupted {
             report.status = RunStatus::Interrupted;
         }
@@ -595,6 +653,9 @@ impl Executor<'_> {
         if interrupted {
             // No `run_finished`: the run stays resumable.
             self.emit(&Event::RunInterrupted { report_sha256, report: whole });
+        } else if !waiting.is_empty() {
+            // No `run_finished`: `run --resume` continues after a decision.
+            self.emit(&Event::RunAwaiting { waiting, report_sha256, report: whole });
         } else {
             self.emit(&Event::RunFinished {
                 status: report.status.as_str().to_string(),
@@ -604,6 +665,42 @@ impl Executor<'_> {
             });
         }
         report
+    }
+
+    /// Judges the approval gates on the steps' latest results: journals the
+    /// gates that ask for the first time, puts them in `report`, and makes
+    /// the run fail (a gate rejected or expired) or wait (a gate undecided)
+    /// when every step is through. Returns the gates waited for.
+    fn judge_approvals(&mut self, report: &mut RunReport) -> Vec<String> {
+        let results: BTreeMap<String, Artifact> = self
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| self.state.artifact(i).map(|a| (step.id.clone(), a)))
+            .collect();
+        let now = crate::governance::time::now_ms();
+        let judged = crate::governance::approvals::judge(&self.plan.approvals, &results, &self.state.governance, now);
+        for request in &judged.requests {
+            self.emit(request);
+            self.state.governance.push(request.clone());
+        }
+        report.approvals = judged.reports.clone();
+        let through = matches!(report.status, RunStatus::Passed | RunStatus::Overridden);
+        if !through {
+            return Vec::new();
+        }
+        if judged.refused() {
+            report.status = RunStatus::Failed;
+            report.termination = Some(Termination::Rejected);
+            return Vec::new();
+        }
+        let waiting = judged.waiting();
+        if !waiting.is_empty() {
+            report.status = RunStatus::AwaitingApproval;
+            report.termination = Some(Termination::AwaitingApproval);
+        }
+        waiting
     }
 
     /// Runs every pending step of the current round as a DAG.
@@ -636,7 +733,7 @@ impl Executor<'_> {
                     continue;
                 }
                 let blocker = graph.needs(i).iter().find_map(|&n| {
-                    self.state.reports[n].as_ref().filter(|r| r.status != StepStatus::Passed).map(|r| (n, r.status))
+                    self.state.reports[n].as_ref().filter(|r| !r.status.satisfied()).map(|r| (n, r.status))
                 });
                 let skipped = match (&step.excluded, blocker) {
                     (Some(why), _) => Some(why.clone()),
@@ -677,6 +774,7 @@ impl Executor<'_> {
                 let inputs = input_digests(step, &self.services.digester);
                 if let Some(reused) = self.reuse(i, &inputs) {
                     // Live only: the journal holds it from before.
+                    self.state.inputs[i] = inputs;
                     self.finish(i, round, reused, BTreeMap::new(), Sink::Live);
                     continue;
                 }
@@ -798,8 +896,12 @@ impl Executor<'_> {
             Sink::All => self.emit(&event),
             Sink::Live => self.tell(&event),
         }
-        if let Event::StepFinished { report, .. } = event {
+        if let Event::StepFinished { report, inputs, .. } = event {
             self.state.reports[i] = Some(*report);
+            if !inputs.is_empty() {
+                self.state.inputs[i] = inputs;
+            }
+            self.state.result_round[i] = round;
         }
     }
 
@@ -856,7 +958,7 @@ impl Executor<'_> {
             if step.kind == StepKind::Stage {
                 continue;
             }
-            let passed = r.status == StepStatus::Passed;
+            let passed = r.status.satisfied();
             let reason = gate_reason(r);
             entry.failing_scenarios.extend(failing_scenarios(&step.id, r));
             if step.retry.is_some() || step.kind == StepKind::Evaluator {

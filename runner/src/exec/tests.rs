@@ -512,3 +512,130 @@ fn resume_rebuilds_attempts_feedback_and_pending_steps_from_the_journal() {
     let pending: Vec<&str> = state.pending.iter().map(|&i| f.plan.steps[i].id.as_str()).collect();
     assert_eq!(pending, ["code", "lint"], "the stage and what is downstream of it, not `unrelated`");
 }
+
+/// Records `kind` on `target` in the latest run of `f`, as `by` says why.
+fn decide(f: &Fixture, kind: DecisionKind, target: &str, accepted: bool, by: &str, reason: &str) -> Result<(), Diagnostic> {
+    let request = crate::governance::record::Request {
+        kind,
+        run: None,
+        target: target.into(),
+        accepted,
+        by: by.into(),
+        reason: reason.into(),
+    };
+    crate::governance::record::record(&f.plan.workspace, &f.key, &request).map(|_| ())
+}
+
+fn resumed(f: &Fixture, backend: &Arc<Scripted>) -> RunReport {
+    run_with(f, backend, &RunOptions { resume: true, ..options(2, false) })
+}
+
+const GATED: &str = "[stage.code]\n[evaluator.judge]\nneeds = [\"code\"]\n\
+    [approval.merge]\nneeds = [\"judge\"]\napprovers = [\"alice\", \"bob\"]\n";
+
+#[test]
+fn a_run_whose_steps_passed_waits_for_its_approval_and_resumes_after_it() {
+    let f = fixture(GATED);
+    let backend = scripted(|_, _| Act::Pass);
+    let waiting = run_with(&f, &backend, &options(2, false));
+    assert_eq!(waiting.status, RunStatus::AwaitingApproval);
+    assert_eq!(waiting.termination, Some(Termination::AwaitingApproval));
+    assert_eq!(waiting.approvals[0].status, crate::governance::ApprovalStatus::Awaiting);
+    let d = decide(&f, DecisionKind::Approval, "merge", true, "mallory", "looks fine").unwrap_err();
+    assert_eq!(d.code, Code::CR037);
+    assert!(d.hint.as_deref().is_some_and(|h| h.contains("alice, bob")), "{d:?}");
+    let d = decide(&f, DecisionKind::Approval, "merge", true, "alice", "  ").unwrap_err();
+    assert!(d.message.contains("must say why"), "{}", d.message);
+    decide(&f, DecisionKind::Approval, "merge", true, "alice", "read the diff").unwrap();
+    let d = decide(&f, DecisionKind::Approval, "merge", false, "bob", "no").unwrap_err();
+    assert!(d.message.contains("already decided"), "{}", d.message);
+    let calls = backend.calls.lock().unwrap().len();
+    let done = resumed(&f, &backend);
+    assert_eq!(done.status, RunStatus::Passed, "{:?}", done.approvals);
+    assert_eq!(backend.calls.lock().unwrap().len(), calls, "steps whose inputs did not change are reused");
+    let decision = done.approvals[0].decision.as_ref().expect("the decision that holds");
+    assert_eq!((decision.by.as_str(), decision.reason.as_str()), ("alice", "read the diff"));
+    assert_eq!(done.decisions.len(), 1);
+}
+
+#[test]
+fn a_rejected_approval_fails_the_run() {
+    let f = fixture(GATED);
+    let backend = scripted(|_, _| Act::Pass);
+    run_with(&f, &backend, &options(2, false));
+    decide(&f, DecisionKind::Approval, "merge", false, "bob", "the API changed without a note").unwrap();
+    let done = resumed(&f, &backend);
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.termination, Some(Termination::Rejected));
+}
+
+#[test]
+fn an_approval_whose_needs_failed_is_not_asked_and_cannot_be_decided() {
+    let f = fixture(GATED);
+    let backend = scripted(|step, _| if step == "judge" { Act::Fail } else { Act::Pass });
+    let done = run_with(&f, &backend, &options(2, false));
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.approvals[0].status, crate::governance::ApprovalStatus::Skipped);
+    let d = decide(&f, DecisionKind::Approval, "merge", true, "alice", "ok").unwrap_err();
+    assert_eq!(d.code, Code::CR037);
+}
+
+#[test]
+fn an_undecided_approval_fails_closed_after_its_timeout() {
+    let f = fixture(&format!("{GATED}timeout = \"1ms\"\n"));
+    let backend = scripted(|_, _| Act::Pass);
+    assert_eq!(run_with(&f, &backend, &options(2, false)).status, RunStatus::AwaitingApproval);
+    std::thread::sleep(Duration::from_millis(1100));
+    let d = decide(&f, DecisionKind::Approval, "merge", true, "alice", "late").unwrap_err();
+    assert!(d.message.contains("expired"), "{}", d.message);
+    let done = resumed(&f, &backend);
+    assert_eq!(done.status, RunStatus::Failed);
+    assert_eq!(done.approvals[0].status, crate::governance::ApprovalStatus::Expired);
+}
+
+const OVERRIDABLE: &str = "[stage.code]\n[check.lint]\nneeds = [\"code\"]\n[check.after]\nneeds = [\"lint\"]\n";
+
+#[test]
+fn an_override_shows_overridden_and_lets_a_resumed_run_go_past_the_gate() {
+    let f = fixture(OVERRIDABLE);
+    let backend = scripted(|step, _| if step == "lint" { Act::Fail } else { Act::Pass });
+    let failed = run_with(&f, &backend, &options(2, false));
+    assert_eq!(failed.status, RunStatus::Failed);
+    let d = decide(&f, DecisionKind::Override, "code", true, "alice", "fine").unwrap_err();
+    assert!(d.message.contains("is a stage"), "{}", d.message);
+    let d = decide(&f, DecisionKind::Override, "after", true, "alice", "fine").unwrap_err();
+    assert!(d.message.contains("did not fail"), "{}", d.message);
+    decide(&f, DecisionKind::Override, "lint", true, "alice", "the rule is wrong here").unwrap();
+    let done = resumed(&f, &backend);
+    let status = |id: &str| done.steps.iter().find(|s| s.id == id).unwrap().status;
+    assert_eq!(status("lint"), StepStatus::Overridden);
+    assert_eq!(status("after"), StepStatus::Passed);
+    assert_eq!(done.status, RunStatus::Overridden);
+    assert_eq!(calls_of(&backend, "lint").len(), 1, "the overridden result is reused, not rerun");
+    assert_eq!(calls_of(&backend, "after").len(), 1);
+}
+
+#[test]
+fn an_error_is_not_a_verdict_to_override() {
+    let f = fixture(OVERRIDABLE);
+    let backend = scripted(|step, _| if step == "lint" { Act::Error } else { Act::Pass });
+    run_with(&f, &backend, &options(2, false));
+    let d = decide(&f, DecisionKind::Override, "lint", true, "alice", "whatever").unwrap_err();
+    assert!(d.message.contains("error"), "{}", d.message);
+}
+
+#[test]
+fn a_verdict_is_recorded_only_on_a_finished_run() {
+    let f = fixture(GATED);
+    let backend = scripted(|_, _| Act::Pass);
+    run_with(&f, &backend, &options(2, false));
+    let d = decide(&f, DecisionKind::Verdict, "", true, "alice", "good").unwrap_err();
+    assert_eq!(d.code, Code::CR037);
+    decide(&f, DecisionKind::Approval, "merge", true, "alice", "ok").unwrap();
+    resumed(&f, &backend);
+    decide(&f, DecisionKind::Verdict, "", false, "carol", "misses the edge case").unwrap();
+    let (runs, unreadable) = crate::journal::recorded_runs(&f.plan.workspace, &f.key);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    let report = runs[0].report.as_ref().unwrap();
+    assert_eq!(report.decisions.iter().map(|d| d.word()).collect::<Vec<_>>(), ["approved", "rejected"]);
+}

@@ -205,6 +205,8 @@ pub struct Journal {
     last_mac: [u8; 32],
     /// Lines written.
     lines: u64,
+    /// Whether the run's events so far end it ([`finished`]).
+    finished: bool,
 }
 
 impl Journal {
@@ -232,7 +234,9 @@ impl Journal {
             pipeline_file: identity.pipeline_file.clone(),
             last_mac: [0; 32],
             lines: 0,
+            finished: false,
         };
+        lock(&journal.events, &journal.run_id).map_err(|d| io::Error::other(d.message))?;
         journal.append(&identity.started(&journal.run_id))?;
         Ok(journal)
     }
@@ -256,12 +260,240 @@ impl Journal {
             warn_about_unknown_runs(workspace, &heads);
             return Ok(None);
         };
-        let run_id = head.run_id.clone();
-        let refuse = |what: String| {
-            Diagnostic::new(Code::CR031, format!("cannot resume run `{run_id}`: {what}"))
-                .at(Location::Path(runs_dir(workspace).join(&run_id).join("events.jsonl")))
-                .hint("start a new run without --resume; the journal was changed by something other than the runner, inspect it")
+        let opened = Opened::verify(workspace, key, &heads, head)?;
+        let first = opened.verified.events.first().ok_or_else(|| opened.refuse("it is empty".into()))?;
+        let changes = identity.changes_since(first);
+        if !changes.is_empty() {
+            return Err(Diagnostic::new(
+                Code::CR032,
+                format!("cannot resume run `{}`: since it started, {}", opened.head.run_id, changes.join("; ")),
+            )
+            .at(Location::Path(PathBuf::from(&identity.pipeline_file)))
+            .hint("start a new run without --resume"));
+        }
+        if finished(&opened.verified.events) {
+            return Ok(None);
+        }
+        opened.into_journal().map(Some)
+    }
+
+    /// Run `run_id` of `workspace`, to append to: every line verified, the
+    /// run recorded by this runner, and no run going on in it (the journal
+    /// is locked while a run writes it). For recording a person's decision.
+    ///
+    /// # Errors
+    /// `CR031` when the journal fails verification or the runner has no
+    /// record of the run, `CR022` when it cannot be read or a run is going
+    /// on in it.
+    pub fn open_existing(workspace: &Path, key: &Key, run_id: &str) -> Result<(Journal, Vec<Event>), Diagnostic> {
+        let heads = heads_dir(key, workspace);
+        let head = read_head(&heads, run_id).ok_or_else(|| {
+            Diagnostic::new(Code::CR031, format!("the runner has no record of run `{run_id}` in this workspace"))
+                .at(Location::Path(runs_dir(workspace)))
+                .hint("name a run this user started here (`ls .cleanroom/runs/`)")
+        })?;
+        Opened::verify(workspace, key, &heads, head)?.into_journal()
+    }
+
+    /// This run's id.    /// This run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Appends `event` with its mac; waits until it is on disk, and records
+    /// the run's head, if it is a commit point.
+    ///
+    /// # Errors
+    /// When the write, the fsync or the head fails.
+    pub fn append(&mut self, event: &Event) -> io::Result<()> {
+        let body = serde_json::to_string(event).map_err(io::Error::other)?;
+        let mac = self.key.mac(&[LINE_LABEL, self.run_id.as_bytes(), &self.last_mac, body.as_bytes()]);
+        let Some(open) = body.strip_suffix('}') else {
+            return Err(io::Error::other("an event did not serialise to a JSON object"));
         };
+        let line = format!("{open}{MAC_PREFIX}{}\"}}\n", crate::key::to_hex(&mac));
+        self.events.write_all(line.as_bytes())?;
+        self.last_mac = mac;
+        self.lines += 1;
+        self.finished = finished(std::slice::from_ref(event)) || (self.finished && !reopens(event));
+        if event.is_commit_point() {
+            self.events.sync_data()?;
+            let head = Head {
+                run_id: self.run_id.clone(),
+                pipeline: self.pipeline.clone(),
+                pipeline_file: self.pipeline_file.clone(),
+                lines: self.lines,
+                mac: crate::key::to_hex(&mac),
+                finished: self.finished,
+            };
+            crate::cache::write_atomic(&self.head, &serde_json::to_vec(&head).map_err(io::Error::other)?)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces `report.json` atomically with `json`.
+    ///
+    /// # Errors
+    /// When writing, syncing or renaming fails.
+    pub fn write_report(&self, json: &str) -> io::Result<()> {
+        crate::cache::write_atomic_mode(&self.dir.join("report.json"), json.as_bytes(), 0o644)?;
+        fs_err::File::open(&self.dir)?.sync_all()
+    }
+}
+
+/// The report of a past run of `workspace` (`run_id`, else the latest run
+/// that wrote one), exactly as the run wrote it: its journal must verify
+/// under `key` and name the report's sha256, and `report.json` must match it.
+///
+/// # Errors
+/// `CR033` naming the run and what is wrong: no such run, no report yet,
+/// a journal that does not verify, or a report changed since.
+pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<crate::report::RunReport, Diagnostic> {
+    let run = past_run(workspace, key, run_id)?;
+    run.report.ok_or_else(|| {
+        Diagnostic::new(Code::CR033, format!("run `{}` has not written its report yet", run.run_id))
+            .at(Location::Path(runs_dir(workspace)))
+            .hint("wait for it to finish, or resume it")
+    })
+}
+
+/// A past run of `workspace` (`run_id`, else the latest run that wrote a
+/// report): its verified events and its report as it wrote it, with the
+/// decisions people recorded since applied ([`crate::governance::apply`]).
+///
+/// # Errors
+/// As [`past_report`]; a run without a report yet is an error only when
+/// none was named.
+pub fn past_run(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<RecordedRun, Diagnostic> {
+    let runs = runs_dir(workspace);
+    let refuse =
+        |what: String, hint: &str| Diagnostic::new(Code::CR033, what).at(Location::Path(runs.clone())).hint(hint);
+    let run_id = match run_id {
+        Some(id) => id.to_string(),
+        None => {
+            let mut ids: Vec<String> = fs_err::read_dir(&runs)
+                .map_err(|_| refuse(format!("no runs in `{}`", runs.display()), "run the pipeline first"))?
+                .flatten()
+                .filter(|e| e.path().join("report.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|id| id.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                .collect();
+            ids.sort();
+            ids.pop().ok_or_else(|| {
+                refuse(format!("no run in `{}` has a report", runs.display()), "run the pipeline first")
+            })?
+        }
+    };
+    read_run(workspace, key, &run_id).map_err(|(what, hint)| refuse(what, hint))
+}
+
+/// Every run of `workspace` the runner recorded (by its heads, never by
+/// the workspace's listing), oldest first, each verified; runs that do not
+/// verify are left out and named, with why.
+pub fn recorded_runs(workspace: &Path, key: &Key) -> (Vec<RecordedRun>, Vec<String>) {
+    let heads = heads_dir(key, workspace);
+    let mut ids: Vec<String> = fs_err::read_dir(&heads)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+                .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    let mut runs = Vec::new();
+    let mut unreadable = Vec::new();
+    for id in ids {
+        match read_run(workspace, key, &id) {
+            Ok(run) => runs.push(run),
+            Err((why, _)) => unreadable.push(why),
+        }
+    }
+    (runs, unreadable)
+}
+
+/// Run `run_id`'s verified events and report, or what is wrong and what to do.
+fn read_run(workspace: &Path, key: &Key, run_id: &str) -> Result<RecordedRun, (String, &'static str)> {
+    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Err((format!("`{run_id}` is not a run id"), "run ids are the directory names in `.cleanroom/runs/`"));
+    }
+    let dir = runs_dir(workspace).join(run_id);
+    let read = |name: &str| -> Result<Vec<u8>, (String, &'static str)> {
+        let path = dir.join(name);
+        let mut file = fs_err::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| {
+                (
+                    format!("run `{run_id}`: cannot read `{name}`: {e}"),
+                    "name a run id from `.cleanroom/runs/`, or none for the latest",
+                )
+            })?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err((format!("run `{run_id}`: `{name}` is not a regular file"), "rerun the pipeline"));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| (format!("run `{run_id}`: cannot read `{name}`: {e}"), "rerun the pipeline"))?;
+        Ok(bytes)
+    };
+    let events = read("events.jsonl")?;
+    let verified = verify(key, run_id, &events).map_err(|why| {
+        (
+            format!("run `{run_id}`: {why}"),
+            "the run record was changed by something other than the runner; rerun the pipeline",
+        )
+    })?;
+    let recorded = verified.events.iter().rev().find_map(|event| match event {
+        Event::RunFinished { report_sha256: Some(sha), .. }
+        | Event::RunInterrupted { report_sha256: sha, .. }
+        | Event::RunAwaiting { report_sha256: sha, .. } => Some(sha.clone()),
+        _ => None,
+    });
+    let report = match recorded {
+        None => None,
+        Some(recorded) => {
+            let bytes = read("report.json")?;
+            let actual = crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if actual != recorded {
+                return Err((
+                    format!("run `{run_id}`: `report.json` is not the report the run wrote (sha256 {actual}, the journal records {recorded})"),
+                    "the run record was changed by something other than the runner; rerun the pipeline",
+                ));
+            }
+            let mut report: crate::report::RunReport = serde_json::from_slice(&bytes).map_err(|e| {
+                (
+                    format!("run `{run_id}`: `report.json` cannot be read: {e}"),
+                    "it was written by another version of cleanroom; rerun the pipeline",
+                )
+            })?;
+            crate::governance::apply(&mut report, &verified.events);
+            Some(report)
+        }
+    };
+    Ok(RecordedRun { run_id: run_id.to_string(), events: verified.events, report })
+}
+
+/// A run's journal, opened and verified against its head.
+struct Opened {
+    dir: PathBuf,
+    file: fs_err::File,
+    bytes_len: usize,
+    verified: Verified,
+    head: Head,
+    heads: PathBuf,
+    key: Key,
+    workspace: PathBuf,
+}
+
+impl Opened {
+    /// Opens the journal of the run `head` records, locks it (refusing a
+    /// run that is going on), and verifies every line and the head.
+    fn verify(workspace: &Path, key: &Key, heads: &Path, head: Head) -> Result<Opened, Diagnostic> {
+        let run_id = head.run_id.clone();
+        let refuse = |what: String| refusal(workspace, &run_id, &what);
         let unreadable = |e: io::Error| {
             Diagnostic::new(Code::CR022, format!("cannot read the journal of run `{run_id}`: {e}"))
                 .hint("start a new run without --resume")
@@ -287,6 +519,7 @@ impl Journal {
         if !file.metadata().map_err(unreadable)?.is_file() {
             return Err(refuse("`events.jsonl` is not a regular file".into()));
         }
+        lock(&file, &run_id)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(unreadable)?;
         let verified = verify(key, &run_id, &bytes).map_err(refuse)?;
@@ -304,171 +537,99 @@ impl Journal {
         if !matches!(first, Event::RunStarted { run_id: id, .. } if *id == run_id) {
             return Err(refuse("line 1 is not this run's `run_started`".into()));
         }
-        let changes = identity.changes_since(first);
-        if !changes.is_empty() {
-            return Err(Diagnostic::new(
-                Code::CR032,
-                format!("cannot resume run `{run_id}`: since it started, {}", changes.join("; ")),
-            )
-            .at(Location::Path(PathBuf::from(&identity.pipeline_file)))
-            .hint("start a new run without --resume"));
-        }
-        if head.finished || verified.events.iter().any(|e| matches!(e, Event::RunFinished { .. })) {
-            return Ok(None);
-        }
-        // A crash may have cut the last line short: drop it, so the next
-        // line follows the last one that verified.
-        if verified.len < bytes.len() {
-            file.set_len(verified.len as u64).map_err(unreadable)?;
-        }
-        let lines = verified.macs.len() as u64;
-        let last_mac = verified.macs.last().copied().unwrap_or([0; 32]);
-        let journal = Journal {
+        Ok(Opened {
             dir,
-            events: file,
-            head: heads.join(format!("{run_id}.json")),
-            run_id,
+            file,
+            bytes_len: bytes.len(),
+            verified,
+            head,
+            heads: heads.to_path_buf(),
             key: key.clone(),
-            pipeline: head.pipeline,
-            pipeline_file: head.pipeline_file,
-            last_mac,
-            lines,
-        };
-        Ok(Some((journal, verified.events)))
+            workspace: workspace.to_path_buf(),
+        })
     }
 
-    /// This run's id.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
+    fn refuse(&self, what: String) -> Diagnostic {
+        refusal(&self.workspace, &self.head.run_id, &what)
     }
 
-    /// Appends `event` with its mac; waits until it is on disk, and records
-    /// the run's head, if it is a commit point.
-    ///
-    /// # Errors
-    /// When the write, the fsync or the head fails.
-    pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        let body = serde_json::to_string(event).map_err(io::Error::other)?;
-        let mac = self.key.mac(&[LINE_LABEL, self.run_id.as_bytes(), &self.last_mac, body.as_bytes()]);
-        let Some(open) = body.strip_suffix('}') else {
-            return Err(io::Error::other("an event did not serialise to a JSON object"));
-        };
-        let line = format!("{open}{MAC_PREFIX}{}\"}}\n", crate::key::to_hex(&mac));
-        self.events.write_all(line.as_bytes())?;
-        self.last_mac = mac;
-        self.lines += 1;
-        if event.is_commit_point() {
-            self.events.sync_data()?;
-            let head = Head {
-                run_id: self.run_id.clone(),
-                pipeline: self.pipeline.clone(),
-                pipeline_file: self.pipeline_file.clone(),
-                lines: self.lines,
-                mac: crate::key::to_hex(&mac),
-                finished: matches!(event, Event::RunFinished { .. }),
-            };
-            crate::cache::write_atomic(&self.head, &serde_json::to_vec(&head).map_err(io::Error::other)?)?;
+    /// The journal, ready to append to after its last verified line (a
+    /// line a crash cut short is dropped first), and its events.
+    fn into_journal(self) -> Result<(Journal, Vec<Event>), Diagnostic> {
+        let run_id = self.head.run_id.clone();
+        if self.verified.len < self.bytes_len {
+            self.file.set_len(self.verified.len as u64).map_err(|e| {
+                Diagnostic::new(Code::CR022, format!("cannot repair the journal of run `{run_id}`: {e}"))
+                    .hint("start a new run")
+            })?;
         }
-        Ok(())
-    }
-
-    /// Replaces `report.json` atomically with `json`.
-    ///
-    /// # Errors
-    /// When writing, syncing or renaming fails.
-    pub fn write_report(&self, json: &str) -> io::Result<()> {
-        crate::cache::write_atomic_mode(&self.dir.join("report.json"), json.as_bytes(), 0o644)?;
-        fs_err::File::open(&self.dir)?.sync_all()
+        let journal = Journal {
+            dir: self.dir,
+            events: self.file,
+            head: self.heads.join(format!("{run_id}.json")),
+            run_id,
+            key: self.key,
+            pipeline: self.head.pipeline,
+            pipeline_file: self.head.pipeline_file,
+            last_mac: self.verified.macs.last().copied().unwrap_or([0; 32]),
+            lines: self.verified.macs.len() as u64,
+            finished: finished(&self.verified.events),
+        };
+        Ok((journal, self.verified.events))
     }
 }
 
-/// The report of a past run of `workspace` (`run_id`, else the latest run
-/// that wrote one), exactly as the run wrote it: its journal must verify
-/// under `key` and name the report's sha256, and `report.json` must match it.
-///
-/// # Errors
-/// `CR033` naming the run and what is wrong: no such run, no report yet,
-/// a journal that does not verify, or a report changed since.
-pub fn past_report(workspace: &Path, key: &Key, run_id: Option<&str>) -> Result<crate::report::RunReport, Diagnostic> {
-    let runs = runs_dir(workspace);
-    let refuse =
-        |what: String, hint: &str| Diagnostic::new(Code::CR033, what).at(Location::Path(runs.clone())).hint(hint);
-    let run_id = match run_id {
-        Some(id) => id.to_string(),
-        None => {
-            let mut ids: Vec<String> = fs_err::read_dir(&runs)
-                .map_err(|_| refuse(format!("no runs in `{}`", runs.display()), "run the pipeline first"))?
-                .flatten()
-                .filter(|e| e.path().join("report.json").is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|id| id.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
-                .collect();
-            ids.sort();
-            ids.pop().ok_or_else(|| {
-                refuse(format!("no run in `{}` has a report", runs.display()), "run the pipeline first")
-            })?
-        }
-    };
-    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-        return Err(refuse(
-            format!("`{run_id}` is not a run id"),
-            "run ids are the directory names in `.cleanroom/runs/`",
-        ));
+/// `CR031` for run `run_id`: its journal is not what the runner wrote.
+fn refusal(workspace: &Path, run_id: &str, what: &str) -> Diagnostic {
+    Diagnostic::new(Code::CR031, format!("cannot use run `{run_id}`: {what}"))
+        .at(Location::Path(runs_dir(workspace).join(run_id).join("events.jsonl")))
+        .hint("start a new run; the journal was changed by something other than the runner, inspect it")
+}
+
+/// Takes the journal's lock: a run holds it while it writes, so a decision
+/// is never appended in the middle of a run, nor two runs resumed at once.
+fn lock(file: &fs_err::File, run_id: &str) -> Result<(), Diagnostic> {
+    // The lock lives as long as the open file description: until the run
+    // (or the command recording a decision) drops its journal.
+    if file.file().try_lock().is_ok() {
+        Ok(())
+    } else {
+        Err(Diagnostic::new(Code::CR022, format!("run `{run_id}` is going on (its journal is locked)"))
+            .hint("wait for it to stop, then try again"))
     }
-    let dir = runs.join(&run_id);
-    let read = |name: &str| -> Result<Vec<u8>, Diagnostic> {
-        let path = dir.join(name);
-        let mut file = fs_err::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| {
-                refuse(
-                    format!("run `{run_id}`: cannot read `{name}`: {e}"),
-                    "name a run id from `.cleanroom/runs/`, or none for the latest",
-                )
-            })?;
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(refuse(format!("run `{run_id}`: `{name}` is not a regular file"), "rerun the pipeline"));
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| refuse(format!("run `{run_id}`: cannot read `{name}`: {e}"), "rerun the pipeline"))?;
-        Ok(bytes)
-    };
-    let events = read("events.jsonl")?;
-    let verified = verify(key, &run_id, &events).map_err(|why| {
-        refuse(
-            format!("run `{run_id}`: {why}"),
-            "the run record was changed by something other than the runner; rerun the pipeline",
-        )
-    })?;
-    let recorded = verified.events.iter().rev().find_map(|event| match event {
-        Event::RunFinished { report_sha256: Some(sha), .. } | Event::RunInterrupted { report_sha256: sha, .. } => {
-            Some(sha.clone())
-        }
-        _ => None,
-    });
-    let Some(recorded) = recorded else {
-        return Err(refuse(
-            format!("run `{run_id}` has not written its report yet"),
-            "wait for it to finish, or resume it",
-        ));
-    };
-    let bytes = read("report.json")?;
-    let actual = crate::plugin::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    if actual != recorded {
-        return Err(refuse(
-            format!("run `{run_id}`: `report.json` is not the report the run wrote (sha256 {actual}, the journal records {recorded})"),
-            "the run record was changed by something other than the runner; rerun the pipeline",
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        refuse(
-            format!("run `{run_id}`: `report.json` cannot be read: {e}"),
-            "it was written by another version of cleanroom; rerun the pipeline",
-        )
+}
+
+/// Whether a run's events end it: a `run_finished` not followed by an
+/// override (a person accepting a failed gate reopens the run for
+/// `run --resume`).
+pub fn finished(events: &[Event]) -> bool {
+    events.iter().fold(false, |done, event| match event {
+        Event::RunFinished { .. } => true,
+        Event::HumanDecision(d) if d.kind == crate::governance::DecisionKind::Override => false,
+        _ => done,
     })
+}
+
+/// The head of run `run_id` among `heads`, if the runner recorded one.
+fn read_head(heads: &Path, run_id: &str) -> Option<Head> {
+    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    let bytes = crate::cache::read_private(&heads.join(format!("{run_id}.json")))?;
+    serde_json::from_slice::<Head>(&bytes).ok().filter(|head| head.run_id == run_id)
+}
+
+/// A past run as its journal tells it: every line verified under the
+/// runner's key, and the report it wrote if that is still the one its
+/// journal names.
+#[derive(Debug, Clone)]
+pub struct RecordedRun {
+    /// The run id (its directory in `.cleanroom/runs/`).
+    pub run_id: String,
+    /// Every event of its journal, in order.
+    pub events: Vec<Event>,
+    /// Its latest report, if it wrote one.
+    pub report: Option<crate::report::RunReport>,
 }
 
 /// A journal's lines that verified.
@@ -539,6 +700,11 @@ fn latest_head(heads: &Path, identity: &RunIdentity) -> Option<Head> {
         .max_by(|a, b| a.run_id.cmp(&b.run_id))
 }
 
+/// Whether `event` reopens a finished run (an override).
+fn reopens(event: &Event) -> bool {
+    matches!(event, Event::HumanDecision(d) if d.kind == crate::governance::DecisionKind::Override)
+}
+
 /// Says so when the workspace holds run directories the runner has no
 /// record of: they are never resumed.
 fn warn_about_unknown_runs(workspace: &Path, heads: &Path) {
@@ -604,6 +770,13 @@ mod tests {
         Event::GateDecision { gate: "g".into(), round: 1, status, reason: "r".into(), retry: None }
     }
 
+    /// Releases the journal's lock, as a run that stopped does, while the
+    /// test keeps writing through it.
+    fn unlocked(journal: Journal) -> Journal {
+        journal.events.file().unlock().unwrap();
+        journal
+    }
+
     fn events_file(journal: &Journal) -> PathBuf {
         journal.dir.join("events.jsonl")
     }
@@ -619,11 +792,12 @@ mod tests {
     #[test]
     fn events_round_trip_and_unfinished_runs_are_found() {
         let f = fixture();
-        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         journal.append(&gate(StepStatus::Failed)).unwrap();
         let (reopened, events) = resume(&f).unwrap().expect("unfinished");
         assert_eq!(reopened.run_id(), journal.run_id());
         assert_eq!(events.len(), 2);
+        drop(reopened);
         let text = fs_err::read_to_string(events_file(&journal)).unwrap();
         assert!(text.starts_with("{\"type\":\"run_started\",\"data\":{"), "{text}");
         assert!(text.lines().all(|l| l.contains(",\"mac\":\"")), "{text}");
@@ -641,11 +815,12 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_cut_and_the_chain_goes_on() {
         let f = fixture();
-        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         journal.events.write_all(b"{\"type\":\"step_sta").unwrap();
         let (mut reopened, events) = resume(&f).unwrap().unwrap();
         assert_eq!(events.len(), 1);
         reopened.append(&gate(StepStatus::Passed)).unwrap();
+        drop(reopened);
         let (_, events) = resume(&f).unwrap().unwrap();
         assert_eq!(events.len(), 2);
     }
@@ -653,7 +828,7 @@ mod tests {
     #[test]
     fn an_edited_line_is_refused_with_its_number() {
         let f = fixture();
-        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         journal.append(&gate(StepStatus::Failed)).unwrap();
         let path = events_file(&journal);
         let text = fs_err::read_to_string(&path).unwrap();
@@ -666,7 +841,7 @@ mod tests {
     #[test]
     fn removed_reordered_and_appended_lines_are_refused() {
         let f = fixture();
-        let mut journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         journal.append(&gate(StepStatus::Failed)).unwrap();
         journal.append(&gate(StepStatus::Error)).unwrap();
         let path = events_file(&journal);
@@ -705,7 +880,7 @@ mod tests {
     #[test]
     fn a_run_the_runner_did_not_record_is_never_resumed() {
         let f = fixture();
-        let journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         let fake = runs_dir(&f.ws).join("9999999999999-0000001");
         fs_err::create_dir(&fake).unwrap();
         fs_err::copy(events_file(&journal), fake.join("events.jsonl")).unwrap();
@@ -714,9 +889,50 @@ mod tests {
     }
 
     #[test]
-    fn a_run_directory_that_is_a_symlink_is_refused() {
+    fn a_run_going_on_is_neither_resumed_nor_written_by_another_process() {
         let f = fixture();
         let journal = Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        let d = refusal(&f);
+        assert!(d.message.contains("is going on"), "{}", d.message);
+        let d = Journal::open_existing(&f.ws, &f.key, journal.run_id()).unwrap_err();
+        assert!(d.message.contains("is going on"), "{}", d.message);
+        let id = journal.run_id().to_string();
+        drop(journal);
+        assert!(Journal::open_existing(&f.ws, &f.key, &id).is_ok());
+    }
+
+    #[test]
+    fn an_override_reopens_a_finished_run_and_a_verdict_does_not() {
+        use crate::governance::{Decision, DecisionKind};
+        let f = fixture();
+        let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
+        let finished = Event::RunFinished { status: "failed".into(), escalated: false, report_sha256: None, report: None };
+        journal.append(&finished).unwrap();
+        let decision = |kind| {
+            Event::HumanDecision(Decision {
+                kind,
+                target: "a".into(),
+                accepted: true,
+                by: "alice".into(),
+                reason: "r".into(),
+                at: "2026-11-27T00:00:00Z".into(),
+                user: "u".into(),
+                artifacts: BTreeMap::new(),
+                report_sha256: None,
+            })
+        };
+        journal.append(&decision(DecisionKind::Verdict)).unwrap();
+        assert!(resume(&f).unwrap().is_none(), "a verdict reopened the run");
+        journal.append(&decision(DecisionKind::Override)).unwrap();
+        let (reopened, events) = resume(&f).unwrap().expect("the override reopens it");
+        assert_eq!(events.len(), 4);
+        drop(reopened);
+    }
+
+    #[test]
+    fn a_run_directory_that_is_a_symlink_is_refused() {
+        let f = fixture();
+        let journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         let moved = f.ws.join("elsewhere");
         fs_err::rename(&journal.dir, &moved).unwrap();
         std::os::unix::fs::symlink(&moved, &journal.dir).unwrap();
@@ -726,7 +942,7 @@ mod tests {
     #[test]
     fn runs_of_another_pipeline_are_not_considered_and_changes_are_named() {
         let f = fixture();
-        Journal::create(&f.ws, &f.key, &f.identity).unwrap();
+        unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
         let other = RunIdentity { pipeline: "q".into(), ..f.identity.clone() };
         assert!(Journal::open_unfinished(&f.ws, &f.key, &other).unwrap().is_none());
         let changed = RunIdentity {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diag::{suggest, Code, Diagnostic, SourceMap};
-pub use units::{ByteSize, DurationSpec};
+pub use units::{ByteSize, DurationSpec, WaitSpec};
 
 /// The run directory inside a workspace: journals, run reports and staged
 /// writes. Never mountable, never a step's to see or write.
@@ -74,6 +74,28 @@ pub struct Manifest {
     /// `[remote]`: an REAPI service for a shared result cache and remote
     /// execution.
     pub remote: Option<RemoteTable>,
+    /// `[approval.NAME]` tables: gates a person decides (`cleanroom approve`).
+    #[serde(default)]
+    pub approval: BTreeMap<Spanned<Id>, ApprovalTable>,
+}
+
+/// `[approval.NAME]`: the run stops when the steps it needs have passed,
+/// until a permitted person approves or rejects their results.
+/// Example: `needs = ["holdout"]`, `approvers = ["alice"]`, `timeout = "72h"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalTable {
+    /// The steps whose results are decided on (at least one).
+    pub needs: Vec<Spanned<String>>,
+    /// Who may decide, as they name themselves with `--as`; empty: anyone.
+    #[serde(default)]
+    pub approvers: Vec<Spanned<String>>,
+    /// `required` (the default: a decision without a reason is refused)
+    /// or `optional`.
+    pub reason: Option<Spanned<String>>,
+    /// How long the run waits for a decision once it asks; past it the
+    /// gate fails closed (up to `366d`). Default: no limit.
+    pub timeout: Option<WaitSpec>,
 }
 
 /// `[remote]`: which REAPI service, and what a run uses it for.
@@ -215,6 +237,15 @@ pub struct PipelineTable {
     /// it; a run stopped by it ends with `termination: budget`.
     /// Default: none. Example: `max_duration = "2h"`.
     pub max_duration: Option<DurationSpec>,
+    /// `cleanroom stats`: an evaluator may merge on its own word only while
+    /// its false-pass rate (of the runs it passed that a person judged,
+    /// the share the person rejected) is below this. Default 0.05.
+    pub auto_merge_max_false_pass: Option<Spanned<f64>>,
+    /// ... and the share of its verdicts people overrode is below this.
+    /// Default 0.10.
+    pub auto_merge_max_override_rate: Option<Spanned<f64>>,
+    /// A rate over fewer decisions than this is "not yet known". Default 10.
+    pub auto_merge_min_decisions: Option<Spanned<u32>>,
 }
 
 /// Where a plugin's component comes from.

@@ -43,6 +43,45 @@ impl TryFrom<toml::Value> for DurationSpec {
     }
 }
 
+/// How long a person may take to decide (`[approval.NAME] timeout`):
+/// a duration as [`DurationSpec`] writes it, also in days (`3d`, `72h`),
+/// up to a year. Example: `timeout = "72h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "toml::Value", into = "String")]
+pub struct WaitSpec(pub Duration);
+
+/// The longest an approval may wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+impl TryFrom<toml::Value> for WaitSpec {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let toml::Value::String(text) = value else {
+            return Err("invalid duration: expected a string such as \"72h\" or \"3d\"".into());
+        };
+        let duration = parse_duration(&text)?;
+        if duration.is_zero() {
+            return Err(format!("invalid duration `{text}`: must be greater than zero"));
+        }
+        if duration > MAX_WAIT {
+            return Err(format!("invalid duration `{text}`: at most 366d"));
+        }
+        Ok(WaitSpec(duration))
+    }
+}
+
+impl fmt::Display for WaitSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&DurationSpec(self.0), f)
+    }
+}
+
+impl From<WaitSpec> for String {
+    fn from(w: WaitSpec) -> String {
+        w.to_string()
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad =
         || format!("invalid duration `{text}`: write a number and a unit (ms, s, m, h), e.g. \"30s\" or \"1m30s\"");
@@ -64,6 +103,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number.saturating_mul(60)),
             "h" => Duration::from_secs(number.saturating_mul(3600)),
+            "d" => Duration::from_secs(number.saturating_mul(86_400)),
             _ => return Err(bad()),
         };
         total = total.saturating_add(part);

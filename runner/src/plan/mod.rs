@@ -7,6 +7,7 @@
 //! problems are collected before returning. The executor only ever sees a
 //! `Plan`; it never reads TOML.
 
+pub mod approvals;
 pub mod barrier;
 pub mod command;
 pub mod dag;
@@ -122,6 +123,12 @@ pub struct Plan {
     /// they are about, and no step left in needs them ([`files::apply`]).
     #[serde(skip)]
     pub not_selected: Vec<String>,
+    /// `[approval.*]` gates, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<approvals::ApprovalGate>,
+    /// `[pipeline] auto_merge_*`: what `cleanroom stats` holds evaluators to.
+    #[serde(skip)]
+    pub thresholds: crate::governance::stats::Thresholds,
 }
 
 /// What a step executes.
@@ -256,6 +263,8 @@ impl Plan {
     pub fn retain_steps(&mut self, keep: impl Fn(&Step) -> bool) {
         self.steps.retain(|s| keep(s));
         let steps = &self.steps;
+        // An approval decides on results; without all of them it has nothing to decide.
+        self.approvals.retain(|a| a.needs.iter().all(|n| steps.iter().any(|s| s.id == *n)));
         self.plugins.retain(|name, _| steps.iter().any(|s| matches!(&s.action, Action::Plugin(p) if p == name)));
         gates::resolve_budgets(&mut self.steps, None);
         self.graph = dag::Graph::of(&self.steps);
@@ -330,6 +339,14 @@ impl Plan {
                         }
                     }
                     None => {
+                        if manifest.approval.keys().any(|a| a.get_ref().0 == name) {
+                            diags.push(
+                                Diagnostic::new(Code::CR036, format!("step `{id}` needs approval `{name}`"))
+                                    .at(here(need.span()))
+                                    .hint("approvals come last: nothing can wait for one (the run stops there); act on the run's exit code instead, e.g. merge in CI when it exits 0"),
+                            );
+                            continue;
+                        }
                         let hint = match suggest(name, index_of.keys().copied()) {
                             Some(best) => format!("did you mean `{best}`?"),
                             None => format!(
@@ -463,7 +480,12 @@ impl Plan {
         gates::resolve_budgets(&mut steps, None);
 
         let remote = manifest.remote.as_ref().and_then(|table| remote::resolve(table, &secrets, &here, &mut diags));
+        let step_ids: BTreeSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        let approvals = approvals::resolve(manifest, &step_ids, &here, &mut diags);
+        let thresholds = approvals::thresholds(manifest, &here, &mut diags);
         diags.into_result(Plan {
+            approvals,
+            thresholds,
             graph: dag::Graph::of(&steps),
             name: manifest.pipeline.name.clone(),
             pipeline_file: source.path().to_path_buf(),

@@ -228,6 +228,7 @@ fn exit_code(status: StepStatus) -> i32 {
         StepStatus::Failed => 1,
         StepStatus::Error => 2,
         StepStatus::Skipped => 3,
+        StepStatus::Overridden => 4,
     }
 }
 

@@ -115,6 +115,44 @@ pub enum Event {
         #[serde(skip)]
         report: Option<Box<RunReport>>,
     },
+    /// An approval gate's needs passed and no decision holds for their
+    /// results: the run asks for one (once per set of results; its `at` is
+    /// when the gate's `timeout` starts).
+    ApprovalRequested {
+        /// `[approval.NAME]`.
+        approval: String,
+        /// The steps decided on.
+        needs: Vec<String>,
+        /// Who may decide (empty: anyone).
+        approvers: Vec<String>,
+        /// Whether a decision must give a reason.
+        reason_required: bool,
+        /// The gate's `timeout` as written, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
+        /// When it fails closed (RFC 3339 UTC), if it has a timeout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<String>,
+        /// When it was asked for (RFC 3339 UTC).
+        at: String,
+        /// The needed steps' results, by step id.
+        artifacts: BTreeMap<String, crate::governance::Artifact>,
+    },
+    /// A person decided: an approval, an override or a verdict, appended by
+    /// `cleanroom approve`/`reject`/`override`/`verdict`, possibly long
+    /// after the run stopped.
+    HumanDecision(crate::governance::Decision),
+    /// The run stopped to wait for approvals; it stays resumable
+    /// (`run --resume` after a decision).
+    RunAwaiting {
+        /// The approvals waited for.
+        waiting: Vec<String>,
+        /// sha256 of the `report.json` written when it stopped.
+        report_sha256: String,
+        /// The whole report, for live sinks; never journaled.
+        #[serde(skip)]
+        report: Option<Box<RunReport>>,
+    },
     /// Ctrl-C stopped the run; it stays resumable.
     RunInterrupted {
         /// sha256 of the `report.json` written when it stopped.

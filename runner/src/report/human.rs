@@ -36,6 +36,7 @@ impl Style {
             StepStatus::Failed => "31",
             StepStatus::Error => "1;31",
             StepStatus::Skipped => "33",
+            StepStatus::Overridden => "35",
         };
         self.paint(code, text)
     }
@@ -147,6 +148,7 @@ pub fn render(report: &RunReport, style: Style) -> String {
     if let Some(escalation) = &report.escalation {
         let _ = writeln!(out, "\n{escalation}");
     }
+    push_governance(&mut out, report);
     if let Some(termination) = report.termination {
         let _ = writeln!(out, "\ntermination: {}", termination.as_str());
     }
@@ -157,6 +159,32 @@ pub fn render(report: &RunReport, style: Style) -> String {
     };
     let _ = writeln!(out, "\n{summary}");
     out
+}
+
+/// Approval gates and the decisions people recorded, one line each.
+fn push_governance(out: &mut String, report: &RunReport) {
+    if !report.approvals.is_empty() {
+        let _ = writeln!(out, "\napprovals:");
+        for gate in &report.approvals {
+            let mut line = format!("  {} {}", gate.name, gate.status.as_str());
+            if let Some(d) = &gate.decision {
+                let _ = write!(line, " by {} on {}: {}", d.by, d.at, d.reason);
+            } else if let Some(deadline) = &gate.deadline {
+                let _ = write!(line, " (fails closed at {deadline})");
+            }
+            if let Some(note) = &gate.note {
+                let _ = write!(line, "  {note}");
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if !report.decisions.is_empty() {
+        let _ = writeln!(out, "\ndecisions:");
+        for d in &report.decisions {
+            let what = if d.kind == crate::governance::DecisionKind::Verdict { "result".to_string() } else { format!("`{}`", d.target) };
+            let _ = writeln!(out, "  {} {what} {} by {} ({}) on {}: {}", d.kind.as_str(), d.word(), d.by, d.user, d.at, d.reason);
+        }
+    }
 }
 
 fn step_line(step: &StepReport, width: usize, style: Style) -> String {
@@ -170,6 +198,7 @@ fn step_line(step: &StepReport, width: usize, style: Style) -> String {
         StepStatus::Passed if step.note.is_some() => step.note.clone().unwrap_or_default(),
         StepStatus::Passed => String::new(),
         StepStatus::Error | StepStatus::Skipped => step.reason.clone().unwrap_or_default(),
+        StepStatus::Overridden => step.note.clone().unwrap_or_default(),
     };
     let time = match step.status {
         StepStatus::Skipped => String::new(),
@@ -225,7 +254,8 @@ fn full_output(step: &StepReport) -> Vec<&str> {
 }
 
 fn summary_line(report: &RunReport) -> String {
-    let counts: Vec<String> = [StepStatus::Passed, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
+    let counts: Vec<String> =
+        [StepStatus::Passed, StepStatus::Overridden, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
         .into_iter()
         .filter_map(|status| match report.count(status) {
             0 => None,

@@ -5,7 +5,8 @@
 //! `step_finished` (with the step's report, exactly as in `--format json`),
 //! `round_finished` (the stages sent back and their feedback) and
 //! `run_finished` (the whole `--format json` document, also when Ctrl-C
-//! stopped the run). The schema is `schemas/events.schema.json`. Fields are
+//! stopped the run), or instead `run_awaiting` when approval gates wait
+//! (after their `approval_requested` lines). The schema is `schemas/events.schema.json`. Fields are
 //! only ever added. Each line is one [`Event`] of the run's one vocabulary;
 //! gate decisions are in the `round_finished` that follows them and in the
 //! final report, so they have no line of their own.
@@ -42,9 +43,18 @@ pub fn line(event: &Event) -> Option<String> {
         Event::GateDecision { gate, round, status, reason, retry } => {
             json!({ "event": "gate_decision", "gate": gate, "round": round, "status": status, "reason": reason, "retry": retry })
         }
+        Event::ApprovalRequested { approval, needs, approvers, reason_required, timeout, deadline, at, .. } => {
+            json!({ "event": "approval_requested", "approval": approval, "needs": needs, "approvers": approvers,
+                    "reason_required": reason_required, "timeout": timeout, "deadline": deadline, "at": at })
+        }
+        Event::HumanDecision(decision) => json!({ "event": "human_decision", "decision": decision }),
+        Event::RunAwaiting { waiting, report: Some(report), .. } => {
+            json!({ "event": "run_awaiting", "waiting": waiting, "report": report })
+        }
         Event::ServiceOutput { .. }
         | Event::RunFinished { report: None, .. }
-        | Event::RunInterrupted { report: None, .. } => return None,
+        | Event::RunInterrupted { report: None, .. }
+        | Event::RunAwaiting { report: None, .. } => return None,
     };
     let mut text = value.to_string();
     text.push('\n');

@@ -79,7 +79,11 @@ impl Observer for Progress {
     fn event(&self, event: &Event) {
         let Ok(mut state) = self.state.lock() else { return };
         match event {
-            Event::RunStarted { .. } | Event::GateDecision { .. } | Event::ServiceOutput { .. } => {}
+            Event::RunStarted { .. }
+            | Event::GateDecision { .. }
+            | Event::ServiceOutput { .. }
+            | Event::ApprovalRequested { .. }
+            | Event::HumanDecision(_) => {}
             Event::StepStarted { step, .. } => {
                 state.running.insert(step.clone());
             }
@@ -88,7 +92,7 @@ impl Observer for Progress {
                 self.bar.inc(1);
             }
             Event::RoundFinished { round, .. } => state.round = round + 1,
-            Event::RunFinished { .. } | Event::RunInterrupted { .. } => {
+            Event::RunFinished { .. } | Event::RunInterrupted { .. } | Event::RunAwaiting { .. } => {
                 state.finished = true;
                 self.bar.finish_and_clear();
                 return;

@@ -7,6 +7,7 @@
 
 pub mod events;
 pub mod facts;
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod jsonl;
@@ -33,6 +34,10 @@ pub enum StepStatus {
     /// Could not finish: timed out, ran out of memory, crashed, or the plugin
     /// reported an error.
     Error,
+    /// Failed, and a human accepted the failure (`cleanroom override`):
+    /// steps that need it run as if it had passed, but it is never shown as
+    /// `passed`, and the run's status says a human decided.
+    Overridden,
 }
 
 impl StepStatus {
@@ -43,7 +48,14 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
             StepStatus::Error => "error",
+            StepStatus::Overridden => "overridden",
         }
+    }
+
+    /// Whether steps that need this one may run: it passed, or a human
+    /// accepted its failure.
+    pub fn satisfied(self) -> bool {
+        matches!(self, StepStatus::Passed | StepStatus::Overridden)
     }
 }
 
@@ -57,6 +69,14 @@ pub enum RunStatus {
     Failed,
     /// Ctrl-C stopped it; `run --resume` continues it.
     Interrupted,
+    /// Every step passed or was overridden, and a human accepted at least
+    /// one failure (`cleanroom override`); `--fail-on-override` makes it
+    /// exit 1.
+    Overridden,
+    /// Every step passed, and an approval gate waits for a human
+    /// (`cleanroom approve`/`reject`); `run --resume` continues it.
+    #[serde(rename = "awaiting-approval")]
+    AwaitingApproval,
 }
 
 impl PartialEq<&str> for RunStatus {
@@ -73,6 +93,8 @@ impl RunStatus {
             RunStatus::Passed => "passed",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Overridden => "overridden",
+            RunStatus::AwaitingApproval => "awaiting-approval",
         }
     }
 }
@@ -96,6 +118,11 @@ pub enum Termination {
     Error,
     /// Ctrl-C; `run --resume` continues it.
     Interrupted,
+    /// An approval gate waits for a human decision.
+    AwaitingApproval,
+    /// A human rejected an approval gate, or it was not decided before its
+    /// `timeout` (it fails closed).
+    Rejected,
 }
 
 impl Termination {
@@ -109,6 +136,8 @@ impl Termination {
             Termination::Budget => "budget",
             Termination::Error => "error",
             Termination::Interrupted => "interrupted",
+            Termination::AwaitingApproval => "awaiting-approval",
+            Termination::Rejected => "rejected",
         }
     }
 }
@@ -408,6 +437,10 @@ pub struct StepReport {
     /// when the service says, so an audit can find who produced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteOrigin>,
+    /// Stages: the committed changes as a unified diff (text files, each
+    /// capped; binary files named only), for humans reviewing the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// Where a remotely produced result came from.
@@ -449,6 +482,7 @@ impl StepReport {
             service_failure: None,
             budget_exhausted: None,
             remote: None,
+            diff: None,
         }
     }
 
@@ -492,6 +526,9 @@ impl StepReport {
         }
         for text in &mut self.denied_requests {
             f(text, false);
+        }
+        if let Some(diff) = &mut self.diff {
+            f(diff, true);
         }
         for finding in &mut self.findings {
             f(&mut finding.rule, false);
@@ -768,13 +805,29 @@ pub struct RunReport {
     /// What renderers need to know about the plan.
     #[serde(default)]
     pub plan: PlanFacts,
+    /// Every `[approval.*]` gate and where it stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::governance::ApprovalReport>,
+    /// Every human decision recorded for the run (approvals, overrides,
+    /// verdicts), in the order they were made, including those made after
+    /// the run wrote this report (`cleanroom report` adds them from the
+    /// journal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<crate::governance::Decision>,
 }
 
 impl RunReport {
-    /// Builds the report; the status follows from the steps.
+    /// Builds the report; the status follows from the steps: `passed`
+    /// when every step passed, `overridden` when every step passed or was
+    /// overridden, else `failed`.
     pub fn new(pipeline: String, run_id: String, duration: Duration, steps: Vec<StepReport>) -> Self {
-        let passed = steps.iter().all(|s| s.status == StepStatus::Passed);
-        let status = if passed { RunStatus::Passed } else { RunStatus::Failed };
+        let status = if steps.iter().all(|s| s.status == StepStatus::Passed) {
+            RunStatus::Passed
+        } else if steps.iter().all(|s| s.status.satisfied()) {
+            RunStatus::Overridden
+        } else {
+            RunStatus::Failed
+        };
         RunReport {
             pipeline,
             run_id,
@@ -787,6 +840,8 @@ impl RunReport {
             feedback_level: crate::manifest::FeedbackLevel::default(),
             feedback_bits: 0.0,
             plan: PlanFacts::default(),
+            approvals: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
