@@ -6,6 +6,7 @@ mod bad_input;
 mod cache;
 mod cli;
 mod factory;
+mod governance;
 mod http_server;
 mod judge;
 mod layout;
