@@ -52,6 +52,7 @@ const PALETTE: [&str; 8] = ["#0969da", "#bf3989", "#1a7f37", "#bc4c00", "#8250df
 const STYLE: &str = "
 :root{--ok:#1a7f37;--bad:#cf222e;--skip:#6e7781;--warn:#9a6700;--wait:#0969da;--line:#d0d7de;--soft:#f6f8fa;--ink:#1f2328}
 *{box-sizing:border-box}
+section{content-visibility:auto;contain-intrinsic-size:auto 1200px}
 body{font:14px/1.45 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;color:var(--ink);background:#fff;margin:0 auto;max-width:1280px;padding:1rem 1.5rem 3rem}
 h1{font-size:1.45rem;margin:.3rem 0 .6rem}
 h2{font-size:1.15rem;margin:2rem 0 .6rem;padding-bottom:.25rem;border-bottom:1px solid var(--line)}
@@ -462,9 +463,15 @@ fn step_row(out: &mut String, step: &StepReport) {
 }
 
 /// The row under a step with its findings (at most
-/// [`MAX_FINDINGS_SHOWN`]), refused requests and output, when it has any.
+/// [`MAX_FINDINGS_SHOWN`]), refused requests and, for a step that did not
+/// pass, its output, when it has any.
 fn step_more(out: &mut String, step: &StepReport) {
-    let has_output = !step.stdout.trim().is_empty() || !step.stderr.trim().is_empty() || step.output_dropped_bytes > 0;
+    // As the terminal report: the output of a step that did not pass (a
+    // passing step's is in `--format json`), so a large run stays a page a
+    // browser lays out in well under a second.
+    let failing = matches!(step.status, StepStatus::Failed | StepStatus::Error | StepStatus::Overridden);
+    let has_output = failing
+        && (!step.stdout.trim().is_empty() || !step.stderr.trim().is_empty() || step.output_dropped_bytes > 0);
     if step.findings.is_empty() && step.denied_requests.is_empty() && step.unjailed.is_none() && !has_output {
         return;
     }
@@ -860,6 +867,15 @@ fn chart_series(out: &mut String, frame: &Frame, line: &Line, colour: &str) {
         let _ = write!(out, "{:.1},{:.1} ", frame.x(point.x), Frame::y(point.y));
     }
     out.push_str("\"/>\n");
+    // A long series is a line: a marker per point would crowd the chart
+    // and cost the browser more than the rest of the page.
+    if line.points.len() > MARKED_POINTS {
+        if let Some(last) = line.points.last() {
+            let _ = writeln!(out, "<title>{label}: {} points, last {}</title>", line.points.len(), escape(&last.title));
+        }
+        out.push_str("</g>\n");
+        return;
+    }
     for point in &line.points {
         let _ = writeln!(
             out,
@@ -873,6 +889,9 @@ fn chart_series(out: &mut String, frame: &Frame, line: &Line, colour: &str) {
     }
     out.push_str("</g>\n");
 }
+
+/// Series longer than this are drawn without a marker per point.
+const MARKED_POINTS: usize = 25;
 
 /// Each evaluator's satisfaction per round, as a chart.
 fn satisfaction_chart(out: &mut String, report: &RunReport, index: &Index<'_>) {
@@ -966,6 +985,13 @@ fn scenario_table(out: &mut String, evaluator: &str, rounds: &[(u32, &Evaluation
         "<div class=\"scroll\"><table class=\"scenario-rates\" data-evaluator=\"{id}\">\n<caption><code>{id}</code></caption>\n\
          <thead><tr><th>scenario</th>"
     );
+    // Past SCENARIO_ROUNDS rounds, the earlier ones share one column (the
+    // total still counts them): a table a person can read, and a page a
+    // browser lays out quickly.
+    let (folded, rounds) = rounds.split_at(rounds.len().saturating_sub(SCENARIO_ROUNDS));
+    if let (Some((first, _)), Some((last, _))) = (folded.first(), folded.last()) {
+        let _ = write!(out, "<th class=\"num\" data-rounds=\"{first}-{last}\">rounds {first}–{last}</th>");
+    }
     for (round, _) in rounds {
         let _ = write!(out, "<th class=\"num\" data-round=\"{round}\">round {round}</th>");
     }
@@ -986,17 +1012,20 @@ fn scenario_table(out: &mut String, evaluator: &str, rounds: &[(u32, &Evaluation
             out,
             "<tr data-scenario=\"{name}\" data-passes=\"{passes}\" data-runs=\"{runs}\"><td><code>{name}</code></td>"
         );
+        if !folded.is_empty() {
+            let (mut p, mut r) = (0u32, 0u32);
+            for (round, _) in folded {
+                if let Some(&(fp, fr)) = row.cells.get(round) {
+                    p = p.saturating_add(fp);
+                    r = r.saturating_add(fr);
+                }
+            }
+            let _ = write!(out, "<td class=\"num {}\">{p}/{r}</td>", pass_class(p, r));
+        }
         for (round, _) in rounds {
             match row.cells.get(round) {
                 Some(&(p, r)) => {
-                    let class = if p == r {
-                        "all"
-                    } else if p == 0 {
-                        "none"
-                    } else {
-                        "some"
-                    };
-                    let _ = write!(out, "<td class=\"num {class}\" data-round=\"{round}\">{p}/{r}</td>");
+                    let _ = write!(out, "<td class=\"num {}\" data-round=\"{round}\">{p}/{r}</td>", pass_class(p, r));
                 }
                 None => {
                     let _ = write!(out, "<td class=\"num note\" data-round=\"{round}\">–</td>");
@@ -1020,11 +1049,28 @@ fn scenario_table(out: &mut String, evaluator: &str, rounds: &[(u32, &Evaluation
             out,
             "<tr class=\"unnamed\" data-unnamed=\"{unnamed}\"><td colspan=\"{}\" class=\"note\">{} passed in every round \
              they ran, their runs agreeing (not named, as in the terminal report)</td></tr>",
-            rounds.len() + 3,
+            rounds.len() + 3 + usize::from(!folded.is_empty()),
             plural(unnamed, "more scenario")
         );
     }
     out.push_str("</tbody>\n</table></div>\n");
+}
+
+/// Rounds a scenario table shows one by one; earlier rounds share a column.
+const SCENARIO_ROUNDS: usize = 12;
+/// A stage's latest attempts whose diffs are shown; earlier attempts list
+/// their changes only.
+const DIFFED_ATTEMPTS: usize = 10;
+
+/// `all`, `none` or `some`: how many of `runs` runs passed, as a class.
+fn pass_class(passes: u32, runs: u32) -> &'static str {
+    if passes == runs {
+        "all"
+    } else if passes == 0 {
+        "none"
+    } else {
+        "some"
+    }
 }
 
 /// Each stage's changes and diff, per round when events tell them.
@@ -1041,9 +1087,10 @@ fn changes(out: &mut String, report: &RunReport, index: &Index<'_>) {
              <h3><code>{id}</code> <span class=\"badge status-{status}\">{status}</span></h3>"
         );
         let reports = index.reports(step);
-        let last = reports.len().saturating_sub(1);
-        for (i, (round, stage)) in reports.iter().enumerate() {
-            stage_attempt(out, *round, stage, i == last);
+        let (earlier, latest) = reports.split_at(reports.len().saturating_sub(DIFFED_ATTEMPTS));
+        earlier_attempts(out, earlier);
+        for (i, (round, stage)) in latest.iter().enumerate() {
+            stage_attempt(out, *round, stage, i + 1 == latest.len());
         }
         out.push_str("</div>\n");
     }
@@ -1051,6 +1098,34 @@ fn changes(out: &mut String, report: &RunReport, index: &Index<'_>) {
         out.push_str("<p class=\"empty\">No stage in this run.</p>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// A stage's attempts before its latest [`DIFFED_ATTEMPTS`], one line each
+/// (round, attempt, status, changes), folded: the run's journal keeps their diffs.
+fn earlier_attempts(out: &mut String, earlier: &[(Option<u32>, &StepReport)]) {
+    if earlier.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<details class=\"earlier\" data-attempts=\"{}\"><summary>{} before these (their diffs are in the run's journal)</summary><pre class=\"earlier\">",
+        earlier.len(),
+        plural(earlier.len(), "attempt")
+    );
+    for (round, stage) in earlier {
+        if let Some(round) = round {
+            let _ = write!(out, "round {round}, ");
+        }
+        let changes: Vec<String> = stage.changes.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "attempt {}: {}  {}",
+            stage.attempt,
+            stage.status.as_str(),
+            escape(&if changes.is_empty() { "no changes".to_string() } else { changes.join(", ") })
+        );
+    }
+    out.push_str("</pre></details>\n");
 }
 
 /// One attempt of a stage: its changes and its diff, collapsed unless it
@@ -1752,7 +1827,9 @@ mod tests {
         }
         let page = render(&report, &events);
         assert_eq!(page.matches("<tr data-step=\"").count(), 500);
-        assert_eq!(page.matches("<circle").count(), 166 * 50);
+        // 166 evaluators of 50 rounds each: lines, no marker per point.
+        assert_eq!(page.matches("<polyline").count(), 166);
+        assert_eq!(page.matches("<circle").count(), 0);
         assert_self_contained(&page);
     }
 
