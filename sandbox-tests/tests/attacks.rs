@@ -26,6 +26,8 @@ use sandbox_tests::{cleanroom_binary, findings, step, Workspace, GUESTS};
 // exports `cases()`); they share the helpers below.
 #[path = "attacks/git.rs"]
 mod git;
+#[path = "attacks/governance.rs"]
+mod governance;
 #[path = "attacks/jail.rs"]
 mod jail;
 #[path = "attacks/judge.rs"]
@@ -220,6 +222,7 @@ fn cases() -> Vec<Case> {
     all.extend(remote::cases());
     all.extend(git::cases());
     all.extend(search::cases());
+    all.extend(governance::cases());
     all
 }
 
