@@ -26,7 +26,8 @@ fn step(i: usize, round: u32) -> StepReport {
     };
     let mut report = StepReport::skipped(&format!("step-{i:03}"), kind, String::new());
     report.reason = None;
-    report.status = if (i + round as usize) % 7 == 0 && round < ROUNDS { StepStatus::Failed } else { StepStatus::Passed };
+    report.status =
+        if (i + round as usize).is_multiple_of(7) && round < ROUNDS { StepStatus::Failed } else { StepStatus::Passed };
     report.attempt = round;
     report.duration = Duration::from_millis(10 + i as u64);
     report.stdout = format!("output of step {i} in round {round}\n").repeat(5);
@@ -98,5 +99,9 @@ fn main() {
     }
     println!("| render {STEPS} steps x {ROUNDS} rounds | median of {runs} | page size |");
     println!("|---|---|---|");
-    println!("| `report::html::render` | {:.1} ms | {:.1} MiB |", times[runs / 2].as_secs_f64() * 1e3, page.len() as f64 / 1048576.0);
+    println!(
+        "| `report::html::render` | {:.1} ms | {:.1} MiB |",
+        times[runs / 2].as_secs_f64() * 1e3,
+        page.len() as f64 / 1048576.0
+    );
 }

@@ -327,7 +327,11 @@ fn push_file_diff(out: &mut String, shown: &str, old: &Text, new: &Text) {
     };
     match (lines(old), lines(new)) {
         (Some(old), Some(new)) => {
-            let unified = similar::TextDiff::from_lines(&old, &new).unified_diff().context_radius(3).header(&from, &to).to_string();
+            let unified = similar::TextDiff::from_lines(&old, &new)
+                .unified_diff()
+                .context_radius(3)
+                .header(&from, &to)
+                .to_string();
             out.push_str(&unified);
             if !unified.ends_with('\n') && !unified.is_empty() {
                 out.push('\n');

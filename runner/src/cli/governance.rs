@@ -53,7 +53,14 @@ pub(super) fn run_and_target(args: &[String]) -> (Option<String>, String) {
 }
 
 /// Records one decision and says what to do next.
-pub(super) fn decide(kind: DecisionKind, run: Option<String>, target: String, accepted: bool, person: Person, output: Output) -> i32 {
+pub(super) fn decide(
+    kind: DecisionKind,
+    run: Option<String>,
+    target: String,
+    accepted: bool,
+    person: Person,
+    output: Output,
+) -> i32 {
     let workspace = workspace(person.workspace);
     let key = match key(output) {
         Ok(key) => key,
@@ -111,7 +118,11 @@ pub(super) fn stats(
     };
     let (runs, unreadable) = crate::journal::recorded_runs(&workspace, &key);
     let stats = crate::governance::stats::compute(&runs, unreadable, since_ms, thresholds);
-    out(&if json { crate::governance::stats::render_json(&stats) } else { crate::governance::stats::render_human(&stats) });
+    out(&if json {
+        crate::governance::stats::render_json(&stats)
+    } else {
+        crate::governance::stats::render_human(&stats)
+    });
     EXIT_OK
 }
 

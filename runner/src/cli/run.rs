@@ -127,7 +127,11 @@ fn awaiting(report: &RunReport) -> String {
     for gate in report.approvals.iter().filter(|a| a.status == crate::governance::ApprovalStatus::Awaiting) {
         let who = if gate.approvers.is_empty() { "anyone".to_string() } else { gate.approvers.join(", ") };
         let deadline = gate.deadline.as_ref().map(|d| format!("; fails closed at {d}")).unwrap_or_default();
-        text.push_str(&format!("  `{}` on the results of {} (approvers: {who}{deadline})\n", gate.name, gate.needs.join(", ")));
+        text.push_str(&format!(
+            "  `{}` on the results of {} (approvers: {who}{deadline})\n",
+            gate.name,
+            gate.needs.join(", ")
+        ));
         text.push_str(&format!(
             "  decide: cleanroom approve {run} {name} --as NAME --reason \"...\"   (or: cleanroom reject {run} {name} ...)\n",
             run = report.run_id,

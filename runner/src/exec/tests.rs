@@ -514,7 +514,14 @@ fn resume_rebuilds_attempts_feedback_and_pending_steps_from_the_journal() {
 }
 
 /// Records `kind` on `target` in the latest run of `f`, as `by` says why.
-fn decide(f: &Fixture, kind: DecisionKind, target: &str, accepted: bool, by: &str, reason: &str) -> Result<(), Diagnostic> {
+fn decide(
+    f: &Fixture,
+    kind: DecisionKind,
+    target: &str,
+    accepted: bool,
+    by: &str,
+    reason: &str,
+) -> Result<(), Diagnostic> {
     let request = crate::governance::record::Request {
         kind,
         run: None,

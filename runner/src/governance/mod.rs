@@ -187,7 +187,10 @@ pub fn latest_artifacts(events: &[crate::report::events::Event]) -> BTreeMap<Str
     let mut latest = BTreeMap::new();
     for event in events {
         if let crate::report::events::Event::StepFinished { step, round, status, inputs, .. } = event {
-            latest.insert(step.clone(), Artifact { status: *status, round: *round, inputs_sha256: inputs_digest(inputs) });
+            latest.insert(
+                step.clone(),
+                Artifact { status: *status, round: *round, inputs_sha256: inputs_digest(inputs) },
+            );
         }
     }
     latest
@@ -213,11 +216,11 @@ pub fn apply(report: &mut crate::report::RunReport, events: &[crate::report::eve
         let seen = latest.get(&decision.target);
         if step.status == StepStatus::Failed && seen.is_some() && decision.artifacts.get(&decision.target) == seen {
             step.status = StepStatus::Overridden;
-            step.note =
-                Some(format!("failure accepted by {} on {}: {}", decision.by, decision.at, decision.reason));
+            step.note = Some(format!("failure accepted by {} on {}: {}", decision.by, decision.at, decision.reason));
         }
     }
-    let refused = report.approvals.iter().any(|a| matches!(a.status, ApprovalStatus::Rejected | ApprovalStatus::Expired));
+    let refused =
+        report.approvals.iter().any(|a| matches!(a.status, ApprovalStatus::Rejected | ApprovalStatus::Expired));
     if report.status == crate::report::RunStatus::Failed
         && !refused
         && report.steps.iter().all(|s| s.status.satisfied())

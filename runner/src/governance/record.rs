@@ -150,7 +150,10 @@ fn check(run_id: &str, events: &[Event], request: &Request) -> Result<Decision, 
                 return Err((format!("run `{run_id}` did not ask for approval `{}`", request.target), hint));
             };
             if journal::finished(events) {
-                return Err((format!("run `{run_id}` has finished; its approvals are closed"), "start a new run".into()));
+                return Err((
+                    format!("run `{run_id}` has finished; its approvals are closed"),
+                    "start a new run".into(),
+                ));
             }
             let decided = events.iter().any(|e| {
                 matches!(e, Event::HumanDecision(d) if d.kind == DecisionKind::Approval
@@ -162,7 +165,7 @@ fn check(run_id: &str, events: &[Event], request: &Request) -> Result<Decision, 
                     "`cleanroom run --resume` continues the run; a decision is never replaced".into(),
                 ));
             }
-            if !approvers.is_empty() && !approvers.iter().any(|a| *a == decision.by) {
+            if !approvers.is_empty() && !approvers.contains(&decision.by) {
                 return Err((
                     format!("`{}` may not decide approval `{}`", decision.by, request.target),
                     format!("its approvers are: {}", approvers.join(", ")),
@@ -171,7 +174,10 @@ fn check(run_id: &str, events: &[Event], request: &Request) -> Result<Decision, 
             if let Some(deadline) = deadline {
                 if time::parse_ms(deadline).is_some_and(|d| time::now_ms() > d) {
                     return Err((
-                        format!("approval `{}` of run `{run_id}` expired at {deadline}; it fails closed", request.target),
+                        format!(
+                            "approval `{}` of run `{run_id}` expired at {deadline}; it fails closed",
+                            request.target
+                        ),
                         "`cleanroom run --resume` records the failure; start a new run to ask again".into(),
                     ));
                 }
@@ -192,7 +198,10 @@ fn check(run_id: &str, events: &[Event], request: &Request) -> Result<Decision, 
             };
             if report.kind == StepKind::Stage {
                 return Err((
-                    format!("`{}` is a stage; only a failed gate (a check or an evaluator) can be overridden", request.target),
+                    format!(
+                        "`{}` is a stage; only a failed gate (a check or an evaluator) can be overridden",
+                        request.target
+                    ),
                     "rerun the stage, or override the gate that judged its work".into(),
                 ));
             }

@@ -44,11 +44,7 @@ pub fn parse_ms(text: &str) -> Option<u64> {
     let mut secs = u64::try_from(days_from_civil(i64::try_from(y).ok()?, m, d)).ok()? * 86_400;
     let mut extra_ms = 0;
     if let Some(time) = time {
-        let time = time
-            .strip_suffix(['Z', 'z'])
-            .or_else(|| time.strip_suffix("+00:00"))
-            .ok_or(())
-            .ok()?;
+        let time = time.strip_suffix(['Z', 'z']).or_else(|| time.strip_suffix("+00:00")).ok_or(()).ok()?;
         let (time, millis) = match time.split_once('.') {
             Some((whole, fraction)) => {
                 let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
@@ -69,7 +65,7 @@ pub fn parse_ms(text: &str) -> Option<u64> {
 
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

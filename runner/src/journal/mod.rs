@@ -906,7 +906,8 @@ mod tests {
         use crate::governance::{Decision, DecisionKind};
         let f = fixture();
         let mut journal = unlocked(Journal::create(&f.ws, &f.key, &f.identity).unwrap());
-        let finished = Event::RunFinished { status: "failed".into(), escalated: false, report_sha256: None, report: None };
+        let finished =
+            Event::RunFinished { status: "failed".into(), escalated: false, report_sha256: None, report: None };
         journal.append(&finished).unwrap();
         let decision = |kind| {
             Event::HumanDecision(Decision {

@@ -470,8 +470,8 @@ fn step_more(out: &mut String, step: &StepReport) {
     // passing step's is in `--format json`), so a large run stays a page a
     // browser lays out in well under a second.
     let failing = matches!(step.status, StepStatus::Failed | StepStatus::Error | StepStatus::Overridden);
-    let has_output = failing
-        && (!step.stdout.trim().is_empty() || !step.stderr.trim().is_empty() || step.output_dropped_bytes > 0);
+    let has_output =
+        failing && (!step.stdout.trim().is_empty() || !step.stderr.trim().is_empty() || step.output_dropped_bytes > 0);
     if step.findings.is_empty() && step.denied_requests.is_empty() && step.unjailed.is_none() && !has_output {
         return;
     }

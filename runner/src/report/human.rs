@@ -181,8 +181,21 @@ fn push_governance(out: &mut String, report: &RunReport) {
     if !report.decisions.is_empty() {
         let _ = writeln!(out, "\ndecisions:");
         for d in &report.decisions {
-            let what = if d.kind == crate::governance::DecisionKind::Verdict { "result".to_string() } else { format!("`{}`", d.target) };
-            let _ = writeln!(out, "  {} {what} {} by {} ({}) on {}: {}", d.kind.as_str(), d.word(), d.by, d.user, d.at, d.reason);
+            let what = if d.kind == crate::governance::DecisionKind::Verdict {
+                "result".to_string()
+            } else {
+                format!("`{}`", d.target)
+            };
+            let _ = writeln!(
+                out,
+                "  {} {what} {} by {} ({}) on {}: {}",
+                d.kind.as_str(),
+                d.word(),
+                d.by,
+                d.user,
+                d.at,
+                d.reason
+            );
         }
     }
 }
@@ -256,12 +269,12 @@ fn full_output(step: &StepReport) -> Vec<&str> {
 fn summary_line(report: &RunReport) -> String {
     let counts: Vec<String> =
         [StepStatus::Passed, StepStatus::Overridden, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
-        .into_iter()
-        .filter_map(|status| match report.count(status) {
-            0 => None,
-            n => Some(format!("{n} {}", status.as_str())),
-        })
-        .collect();
+            .into_iter()
+            .filter_map(|status| match report.count(status) {
+                0 => None,
+                n => Some(format!("{n} {}", status.as_str())),
+            })
+            .collect();
     let mut counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
     let cached = report.steps.iter().filter(|s| s.cached).count();
     if cached > 0 {
