@@ -32,14 +32,7 @@ impl TryFrom<toml::Value> for DurationSpec {
                 return Err(format!("invalid duration: expected a string such as \"30s\", found {}", other.type_str()))
             }
         };
-        let duration = parse_duration(&text)?;
-        if duration.is_zero() {
-            return Err(format!("invalid duration `{text}`: must be greater than zero"));
-        }
-        if duration > MAX_TIMEOUT {
-            return Err(format!("invalid duration `{text}`: at most 24h"));
-        }
-        Ok(DurationSpec(duration))
+        positive_duration(&text, MAX_TIMEOUT, "24h").map(DurationSpec)
     }
 }
 
@@ -59,14 +52,7 @@ impl TryFrom<toml::Value> for WaitSpec {
         let toml::Value::String(text) = value else {
             return Err("invalid duration: expected a string such as \"72h\" or \"3d\"".into());
         };
-        let duration = parse_duration(&text)?;
-        if duration.is_zero() {
-            return Err(format!("invalid duration `{text}`: must be greater than zero"));
-        }
-        if duration > MAX_WAIT {
-            return Err(format!("invalid duration `{text}`: at most 366d"));
-        }
-        Ok(WaitSpec(duration))
+        positive_duration(&text, MAX_WAIT, "366d").map(WaitSpec)
     }
 }
 
@@ -80,6 +66,18 @@ impl From<WaitSpec> for String {
     fn from(w: WaitSpec) -> String {
         w.to_string()
     }
+}
+
+/// `text` as a duration above zero and at most `max` (`max_word` as written).
+fn positive_duration(text: &str, max: Duration, max_word: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("invalid duration `{text}`: must be greater than zero"));
+    }
+    if duration > max {
+        return Err(format!("invalid duration `{text}`: at most {max_word}"));
+    }
+    Ok(duration)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -364,20 +364,7 @@ fn header(out: &mut String, report: &RunReport) {
         report.duration.as_millis(),
         duration(report.duration)
     );
-    let counts: Vec<String> =
-        [StepStatus::Passed, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped, StepStatus::Overridden]
-            .into_iter()
-            .filter_map(|status| match report.count(status) {
-                0 => None,
-                n => Some(format!("{n} {}", status.as_str())),
-            })
-            .collect();
-    let mut counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
-    let cached = report.steps.iter().filter(|s| s.cached).count();
-    if cached > 0 {
-        let _ = write!(counts, " ({cached} from cache)");
-    }
-    let _ = writeln!(out, "<dt>steps</dt><dd id=\"step-counts\">{}</dd>", escape(&counts));
+    let _ = writeln!(out, "<dt>steps</dt><dd id=\"step-counts\">{}</dd>", escape(&report.step_counts()));
     let level = report.feedback_level.as_str();
     let _ = writeln!(
         out,

@@ -267,19 +267,7 @@ fn full_output(step: &StepReport) -> Vec<&str> {
 }
 
 fn summary_line(report: &RunReport) -> String {
-    let counts: Vec<String> =
-        [StepStatus::Passed, StepStatus::Overridden, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
-            .into_iter()
-            .filter_map(|status| match report.count(status) {
-                0 => None,
-                n => Some(format!("{n} {}", status.as_str())),
-            })
-            .collect();
-    let mut counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
-    let cached = report.steps.iter().filter(|s| s.cached).count();
-    if cached > 0 {
-        let _ = write!(counts, " ({cached} from cache)");
-    }
+    let counts = report.step_counts();
     let status = match report.status {
         RunStatus::Interrupted => "interrupted (Ctrl-C)",
         other => other.as_str(),

@@ -854,6 +854,25 @@ impl RunReport {
     pub fn count(&self, status: StepStatus) -> usize {
         self.steps.iter().filter(|s| s.status == status).count()
     }
+
+    /// `3 passed, 1 failed (2 from cache)`: how many steps ended each way,
+    /// as the terminal and HTML reports both say it.
+    pub fn step_counts(&self) -> String {
+        let counts: Vec<String> =
+            [StepStatus::Passed, StepStatus::Overridden, StepStatus::Failed, StepStatus::Error, StepStatus::Skipped]
+                .into_iter()
+                .filter_map(|status| match self.count(status) {
+                    0 => None,
+                    n => Some(format!("{n} {}", status.as_str())),
+                })
+                .collect();
+        let mut counts = if counts.is_empty() { "no steps".to_string() } else { counts.join(", ") };
+        let cached = self.steps.iter().filter(|s| s.cached).count();
+        if cached > 0 {
+            counts.push_str(&format!(" ({cached} from cache)"));
+        }
+        counts
+    }
 }
 
 /// `text` with every character that could redraw a terminal made visible:
