@@ -79,7 +79,7 @@ pub struct Decision {
     pub by: String,
     /// Why, in their words (may be empty where the gate allows it).
     pub reason: String,
-    /// When, RFC 3339 UTC (`2026-11-27T21:30:00Z`).
+    /// When, RFC 3339 UTC (`2026-11-27T21:30:00.000Z`).
     pub at: String,
     /// The operating-system account that recorded it.
     pub user: String,

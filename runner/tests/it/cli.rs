@@ -36,7 +36,7 @@ fn run_mixed(ws: &Workspace, format: &str) -> Ran {
 
 /// A JSON Schema from `schemas/` (with the report schema registered, so
 /// the events schema's references to it resolve offline).
-fn validator(file: &str) -> jsonschema::Validator {
+pub fn validator(file: &str) -> jsonschema::Validator {
     let load =
         |path: &Path| -> serde_json::Value { serde_json::from_str(&fs_err::read_to_string(path).unwrap()).unwrap() };
     let report = load(&repo().join("schemas/report.schema.json"));
@@ -48,7 +48,7 @@ fn validator(file: &str) -> jsonschema::Validator {
         .unwrap_or_else(|e| panic!("{file} is not a valid schema: {e}"))
 }
 
-fn assert_valid(validator: &jsonschema::Validator, instance: &serde_json::Value, what: &str) {
+pub fn assert_valid(validator: &jsonschema::Validator, instance: &serde_json::Value, what: &str) {
     let errors: Vec<String> =
         validator.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path)).collect();
     assert!(errors.is_empty(), "{what} does not match its schema:\n{}\n{instance:#}", errors.join("\n"));

@@ -206,3 +206,31 @@ fn the_html_report_renders_in_a_real_browser() {
     let (inked, _) = ink(&out.join("history.png"));
     assert!(inked > 0.01, "the history screenshot is blank");
 }
+
+#[test]
+fn governance_events_and_reports_match_their_schemas() {
+    use crate::cli::{assert_valid, validator};
+    let events = validator("schemas/events.schema.json");
+    let reports = validator("schemas/report.schema.json");
+    let ws = gated();
+    let waiting = cleanroom(ws.path(), &["run", "--format", "jsonl", "pipeline.toml"]);
+    assert_eq!(waiting.code, 3, "{waiting:?}");
+    let lines: Vec<serde_json::Value> = waiting.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for line in &lines {
+        assert_valid(&events, line, "a jsonl event");
+    }
+    let kinds: Vec<&str> = lines.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"approval_requested"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_awaiting"), "{kinds:?}");
+    assert_valid(&reports, &lines.last().unwrap()["report"], "the waiting run's report");
+    assert_eq!(cleanroom(ws.path(), &["approve", "merge", "--as", "alice", "--reason", "ok"]).code, 0);
+    assert_eq!(run_pipeline(&ws, &["--resume"]).code, 0);
+    assert_eq!(cleanroom(ws.path(), &["verdict", "--as", "bob", "--accept", "--reason", "good"]).code, 0);
+    let report = cleanroom(ws.path(), &["report", "--format", "json"]);
+    assert_valid(&reports, &report.json(), "a report with approvals and decisions");
+    let ws = failing();
+    assert_eq!(run_pipeline(&ws, &[]).code, 1);
+    assert_eq!(cleanroom(ws.path(), &["override", "holdout", "--as", "alice", "--reason", "stale"]).code, 0);
+    let resumed = run_pipeline(&ws, &["--resume"]);
+    assert_valid(&reports, &resumed.json(), "an overridden run's report");
+}
