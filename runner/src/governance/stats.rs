@@ -55,47 +55,22 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use super::{Decision, DecisionKind};
 use crate::governance::time::format_ms;
 use crate::journal::{Event, RecordedRun};
+pub use crate::plan::approvals::Thresholds;
 use crate::plan::StepKind;
+pub use crate::report::agreement::{EvaluatorStats, Rate, Stats};
 use crate::report::StepStatus;
 
 /// The pipeline named for a run that does not say which it ran (no
 /// `run_started` event and no report).
 const UNKNOWN_PIPELINE: &str = "(unknown)";
 
-/// When an evaluator may merge on its own word (`[pipeline]`
-/// `auto_merge_max_false_pass`, `auto_merge_max_override_rate`,
-/// `auto_merge_min_decisions`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// The false-pass rate must be below this (default 0.05).
-    pub max_false_pass: f64,
-    /// The override rate must be below this (default 0.10).
-    pub max_override_rate: f64,
-    /// A rate over fewer decisions than this is not yet known (default 10).
-    pub min_decisions: u32,
-}
-
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds { max_false_pass: 0.05, max_override_rate: 0.10, min_decisions: 10 }
     }
-}
-
-/// A share of decisions: `count` of `of`; `value` is `None` ("not yet
-/// known") while `of` is below [`Thresholds::min_decisions`], never 0.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Rate {
-    /// How many decisions counted for it.
-    pub count: u32,
-    /// Out of how many.
-    pub of: u32,
-    /// `count / of`, once `of` is large enough to say.
-    pub value: Option<f64>,
 }
 
 impl Rate {
@@ -107,57 +82,6 @@ impl Rate {
             (of > 0 && of >= min_decisions).then(|| f64::from(count) / f64::from(of)).filter(|value| value.is_finite());
         Rate { count, of, value }
     }
-}
-
-/// One evaluator's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvaluatorStats {
-    /// `[pipeline] name` of the runs it judged in.
-    pub pipeline: String,
-    /// The evaluator's step id.
-    pub evaluator: String,
-    /// Runs in which it gave a verdict (passed or failed).
-    pub runs: u32,
-    /// Share of those it passed (known from the first run).
-    pub pass_rate: Option<f64>,
-    /// Mean satisfaction of its final verdicts.
-    pub mean_satisfaction: Option<f64>,
-    /// Its failures that a person overrode, over its verdicts.
-    pub override_rate: Rate,
-    /// Of the runs it passed that a person judged, the share the person rejected.
-    pub false_pass_rate: Rate,
-    /// Of the runs it failed that a person judged, the share the person accepted.
-    pub false_fail_rate: Rate,
-    /// Cohen's kappa between its verdicts and people's; `None` while not
-    /// yet known or undefined (everyone always gave one answer).
-    pub kappa: Option<f64>,
-    /// Whether `kappa` is `None` because it is undefined rather than not
-    /// yet known: over enough comparable runs, the evaluator and people
-    /// each always gave the same one answer, so chance alone explains
-    /// their agreement and kappa divides by zero.
-    pub kappa_undefined: bool,
-    /// Runs where both it and a person judged.
-    pub comparable: u32,
-    /// Whether it may merge on its own word.
-    pub auto_merge_eligible: bool,
-    /// Why (or why not), in a sentence.
-    pub auto_merge_reason: String,
-}
-
-/// Every evaluator's figures, and what was read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
-    /// Runs read.
-    pub runs: u32,
-    /// Runs left out because their journal did not verify, with why.
-    pub unreadable: Vec<String>,
-    /// The `--since` instant (RFC 3339 UTC) runs were counted from, if
-    /// any, so that a rendering says which runs its figures cover.
-    pub since: Option<String>,
-    /// The thresholds applied.
-    pub thresholds: Thresholds,
-    /// One entry per (pipeline, evaluator), sorted.
-    pub evaluators: Vec<EvaluatorStats>,
 }
 
 /// Measures every evaluator over `runs` (see the module documentation for

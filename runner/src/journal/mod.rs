@@ -45,7 +45,7 @@ use crate::diag::{Code, Diagnostic, Location};
 use crate::key::Key;
 use crate::plan::mounts::RUN_DIR;
 use crate::plan::Plan;
-pub use crate::report::events::{Event, Retrying};
+pub use crate::report::events::{Event, RecordedRun, Retrying};
 
 /// What a run was started from: `--resume` continues a run only if all of
 /// it is unchanged, and only considers runs of the same pipeline.
@@ -469,7 +469,7 @@ fn read_run(workspace: &Path, key: &Key, run_id: &str) -> Result<RecordedRun, (S
                     "it was written by another version of cleanroom; rerun the pipeline",
                 )
             })?;
-            crate::governance::apply(&mut report, &verified.events);
+            crate::report::decisions::apply(&mut report, &verified.events);
             Some(report)
         }
     };
@@ -605,7 +605,7 @@ fn lock(file: &fs_err::File, run_id: &str) -> Result<(), Diagnostic> {
 pub fn finished(events: &[Event]) -> bool {
     events.iter().fold(false, |done, event| match event {
         Event::RunFinished { .. } => true,
-        Event::HumanDecision(d) if d.kind == crate::governance::DecisionKind::Override => false,
+        Event::HumanDecision(d) if d.kind == crate::report::decisions::DecisionKind::Override => false,
         _ => done,
     })
 }
@@ -617,19 +617,6 @@ fn read_head(heads: &Path, run_id: &str) -> Option<Head> {
     }
     let bytes = crate::cache::read_private(&heads.join(format!("{run_id}.json")))?;
     serde_json::from_slice::<Head>(&bytes).ok().filter(|head| head.run_id == run_id)
-}
-
-/// A past run as its journal tells it: every line verified under the
-/// runner's key, and the report it wrote if that is still the one its
-/// journal names.
-#[derive(Debug, Clone)]
-pub struct RecordedRun {
-    /// The run id (its directory in `.cleanroom/runs/`).
-    pub run_id: String,
-    /// Every event of its journal, in order.
-    pub events: Vec<Event>,
-    /// Its latest report, if it wrote one.
-    pub report: Option<crate::report::RunReport>,
 }
 
 /// A journal's lines that verified.
@@ -702,7 +689,7 @@ fn latest_head(heads: &Path, identity: &RunIdentity) -> Option<Head> {
 
 /// Whether `event` reopens a finished run (an override).
 fn reopens(event: &Event) -> bool {
-    matches!(event, Event::HumanDecision(d) if d.kind == crate::governance::DecisionKind::Override)
+    matches!(event, Event::HumanDecision(d) if d.kind == crate::report::decisions::DecisionKind::Override)
 }
 
 /// Says so when the workspace holds run directories the runner has no

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location};
-use crate::governance::stats::Thresholds;
 use crate::manifest::{Manifest, WaitSpec};
 
 /// One approval gate, ready for the executor.
@@ -98,6 +97,19 @@ pub fn resolve(
         });
     }
     gates
+}
+
+/// When an evaluator may merge on its own word (`[pipeline]`
+/// `auto_merge_max_false_pass`, `auto_merge_max_override_rate`,
+/// `auto_merge_min_decisions`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// The false-pass rate must be below this (default 0.05).
+    pub max_false_pass: f64,
+    /// The override rate must be below this (default 0.10).
+    pub max_override_rate: f64,
+    /// A rate over fewer decisions than this is not yet known (default 10).
+    pub min_decisions: u32,
 }
 
 /// `[pipeline] auto_merge_*`, checked: each rate in 0..=1, at least one decision.

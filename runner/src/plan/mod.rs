@@ -128,7 +128,7 @@ pub struct Plan {
     pub approvals: Vec<approvals::ApprovalGate>,
     /// `[pipeline] auto_merge_*`: what `cleanroom stats` holds evaluators to.
     #[serde(skip)]
-    pub thresholds: crate::governance::stats::Thresholds,
+    pub thresholds: approvals::Thresholds,
 }
 
 /// What a step executes.

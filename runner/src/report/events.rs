@@ -136,12 +136,12 @@ pub enum Event {
         /// When it was asked for (RFC 3339 UTC).
         at: String,
         /// The needed steps' results, by step id.
-        artifacts: BTreeMap<String, crate::governance::Artifact>,
+        artifacts: BTreeMap<String, crate::report::decisions::Artifact>,
     },
     /// A person decided: an approval, an override or a verdict, appended by
     /// `cleanroom approve`/`reject`/`override`/`verdict`, possibly long
     /// after the run stopped.
-    HumanDecision(crate::governance::Decision),
+    HumanDecision(crate::report::decisions::Decision),
     /// The run stopped to wait for approvals; it stays resumable
     /// (`run --resume` after a decision).
     RunAwaiting {
@@ -200,4 +200,17 @@ pub struct Retrying {
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// Called once per event.
     fn event(&self, event: &Event);
+}
+
+/// A past run as its journal tells it: every line verified under the
+/// runner's key, and the report it wrote if that is still the one its
+/// journal names.
+#[derive(Debug, Clone)]
+pub struct RecordedRun {
+    /// The run id (its directory in `.cleanroom/runs/`).
+    pub run_id: String,
+    /// Every event of its journal, in order.
+    pub events: Vec<Event>,
+    /// Its latest report, if it wrote one.
+    pub report: Option<crate::report::RunReport>,
 }

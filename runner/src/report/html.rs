@@ -28,10 +28,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::{self, Write};
 use std::time::Duration;
 
-use crate::governance::stats::{Rate, Stats};
-use crate::governance::{ApprovalReport, Decision};
-use crate::journal::RecordedRun;
 use crate::plan::StepKind;
+use crate::report::agreement::{Rate, Stats};
+use crate::report::decisions::{ApprovalReport, Decision};
+use crate::report::events::RecordedRun;
 use crate::report::events::{Event, Retrying};
 use crate::report::human::MAX_FINDINGS_SHOWN;
 use crate::report::{

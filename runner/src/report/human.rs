@@ -181,7 +181,7 @@ fn push_governance(out: &mut String, report: &RunReport) {
     if !report.decisions.is_empty() {
         let _ = writeln!(out, "\ndecisions:");
         for d in &report.decisions {
-            let what = if d.kind == crate::governance::DecisionKind::Verdict {
+            let what = if d.kind == crate::report::decisions::DecisionKind::Verdict {
                 "result".to_string()
             } else {
                 format!("`{}`", d.target)

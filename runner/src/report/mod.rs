@@ -5,6 +5,8 @@
 //! ([`human`], [`json`], [`jsonl`], [`junit`], [`sarif`]), so every format
 //! tells the same story; [`live`] shows a run while it goes.
 
+pub mod agreement;
+pub mod decisions;
 pub mod events;
 pub mod facts;
 pub mod html;
@@ -807,13 +809,13 @@ pub struct RunReport {
     pub plan: PlanFacts,
     /// Every `[approval.*]` gate and where it stands.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<crate::governance::ApprovalReport>,
+    pub approvals: Vec<decisions::ApprovalReport>,
     /// Every human decision recorded for the run (approvals, overrides,
     /// verdicts), in the order they were made, including those made after
     /// the run wrote this report (`cleanroom report` adds them from the
     /// journal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub decisions: Vec<crate::governance::Decision>,
+    pub decisions: Vec<decisions::Decision>,
 }
 
 impl RunReport {
