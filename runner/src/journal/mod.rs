@@ -583,7 +583,9 @@ impl Opened {
 fn refusal(workspace: &Path, run_id: &str, what: &str) -> Diagnostic {
     Diagnostic::new(Code::CR031, format!("cannot use run `{run_id}`: {what}"))
         .at(Location::Path(runs_dir(workspace).join(run_id).join("events.jsonl")))
-        .hint("start a new run; the journal was changed by something other than the runner, inspect it")
+        .hint(
+            "start a new run without --resume; the journal was changed by something other than the runner, inspect it",
+        )
 }
 
 /// Takes the journal's lock: a run holds it while it writes, so a decision

@@ -31,8 +31,7 @@ use std::time::Duration;
 use crate::plan::StepKind;
 use crate::report::agreement::{Rate, Stats};
 use crate::report::decisions::{ApprovalReport, Decision};
-use crate::report::events::RecordedRun;
-use crate::report::events::{Event, Retrying};
+use crate::report::events::{Event, RecordedRun, Retrying};
 use crate::report::human::MAX_FINDINGS_SHOWN;
 use crate::report::{
     AttemptReport, Change, EvaluationReport, FindingReport, RunReport, ScenarioReport, StepReport, StepStatus,
