@@ -407,13 +407,9 @@ fn criterion(name: &str, rate: &Rate, limit: f64, noun: &str, needed: u32) -> Re
     }
 }
 
-/// `n word` or `n words`.
+/// `n word` or `n words`, as every report writes a count.
 fn plural(n: u32, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    crate::report::human::plural(n as usize, word)
 }
 
 /// A share as a whole percentage: `8%`.

@@ -32,7 +32,7 @@ use crate::plan::StepKind;
 use crate::report::agreement::{Rate, Stats};
 use crate::report::decisions::{ApprovalReport, Decision};
 use crate::report::events::{Event, RecordedRun, Retrying};
-use crate::report::human::MAX_FINDINGS_SHOWN;
+use crate::report::human::{duration, plural, MAX_FINDINGS_SHOWN};
 use crate::report::{
     AttemptReport, Change, EvaluationReport, FindingReport, RunReport, ScenarioReport, StepReport, StepStatus,
 };
@@ -165,24 +165,6 @@ fn class_word(word: &str) -> String {
             (c.is_ascii_alphanumeric() || c == '-').then_some(c)
         })
         .collect()
-}
-
-/// `34 ms`, `1.25 s`, as the terminal report writes times.
-fn duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
-}
-
-/// `1 finding`, `3 findings`.
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 /// `passes` of `runs` as a whole percentage, `–` when nothing ran.

@@ -275,7 +275,8 @@ fn summary_line(report: &RunReport) -> String {
     format!("{status}: {counts} in {}", duration(report.duration))
 }
 
-fn plural(n: usize, word: &str) -> String {
+/// `1 finding`, `3 findings`: a count and its noun, as every report writes them.
+pub(crate) fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {
@@ -283,8 +284,8 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// `34 ms`, `1.25 s`.
-fn duration(d: Duration) -> String {
+/// `34 ms`, `1.25 s`: how every report writes times.
+pub(crate) fn duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{} ms", d.as_millis())
     } else {
