@@ -112,6 +112,11 @@ pub enum Code {
     /// it (or is running); the person is not an approver; no reason; the
     /// approval expired.
     CR037,
+    /// A plugin shared through an OCI registry cannot be had: a malformed
+    /// reference or `[registries]` entry, a registry that cannot be reached
+    /// or refuses, or one that returns bytes other than the digests say
+    /// (`plugin push`/`pull`/`inspect` alike).
+    CR038,
 }
 
 impl fmt::Display for Code {

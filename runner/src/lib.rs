@@ -11,7 +11,8 @@
 //! user-facing error; [`findings`] parses native tools' output into
 //! findings; [`plugin`] inspects component files; [`cache`] holds
 //! the cache directories and input digests; [`key`] authenticates what the
-//! runner reads back; [`lock`] pins plugins in `cleanroom.lock`;
+//! runner reads back; [`lock`] pins plugins in `cleanroom.lock`; [`oci`] shares them
+//! through OCI registries;
 //! [`authoring`] scaffolds and tests plugins and starter pipelines; [`cli`]
 //! is the command line. No module imports one that imports it back.
 
@@ -27,12 +28,14 @@ pub mod journal;
 pub mod key;
 pub mod lock;
 pub mod manifest;
+pub mod oci;
 pub mod plan;
 pub mod plugin;
 pub mod remote;
 pub mod report;
 pub mod sandbox;
 pub mod secrets;
+pub mod tls;
 pub mod writes;
 
 pub use exec::RunOptions;

@@ -3,7 +3,10 @@
 //!
 //! The lock file sits beside the pipeline file and pins every plugin of
 //! every pipeline in that directory that was locked: pipeline file name,
-//! plugin name, path (relative to the lock file) and sha256. `--locked`
+//! plugin name, path (relative to the lock file) and sha256; for a plugin
+//! shared through a registry, its reference and manifest digest instead of
+//! a path (`cleanroom lock` asks the registry what each tag names now;
+//! [`oci_pins`] hands them to the fetch of a `--locked` run). `--locked`
 //! refuses to run (exit 2, nothing started) when the lock is missing, a
 //! plugin is not in it, its path or sha256 differs, or the lock pins a
 //! plugin the pipeline no longer uses: any drift is a decision someone
@@ -11,6 +14,7 @@
 //! pin inside the pipeline still works on its own; the lock adds pins for
 //! pipelines that share plugins by path.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,15 +47,28 @@ struct Pin {
     pipeline: String,
     /// The `[plugins]` name.
     name: String,
-    /// The component file, relative to the lock file when it lies below it.
+    /// The component file, relative to the lock file when it lies below it
+    /// (empty for a plugin from a registry).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     path: String,
-    /// Its sha256, lowercase hex.
+    /// The OCI reference, for a plugin from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oci: Option<String>,
+    /// Its manifest's digest (`sha256:<hex>`), for a plugin from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest: Option<String>,
+    /// The component's sha256, lowercase hex.
     sha256: String,
 }
 
 /// The lock file that belongs to `plan`.
 pub fn path_for(plan: &Plan) -> PathBuf {
-    match plan.pipeline_file.parent() {
+    beside(&plan.pipeline_file)
+}
+
+/// The lock file beside the pipeline file `pipeline`.
+fn beside(pipeline: &Path) -> PathBuf {
+    match pipeline.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(FILE_NAME),
         _ => PathBuf::from(FILE_NAME),
     }
@@ -127,9 +144,18 @@ pub fn verify(plan: &Plan) -> Result<(), Diagnostics> {
     for pin in pins(plan, &path) {
         let problem = match locked.iter().find(|p| p.name == pin.name) {
             None => Some(format!("plugin `{}` is not in the lock file", pin.name)),
-            Some(p) if p.path != pin.path => {
-                Some(format!("plugin `{}` is `{}`, but the lock pins `{}`", pin.name, pin.path, p.path))
-            }
+            Some(p) if p.path != pin.path || p.oci != pin.oci => Some(format!(
+                "plugin `{}` is `{}`, but the lock pins `{}`",
+                pin.name,
+                pin.source(),
+                p.source()
+            )),
+            Some(p) if p.manifest != pin.manifest => Some(format!(
+                "plugin `{}` is manifest {}, but the lock pins {}",
+                pin.name,
+                pin.manifest.as_deref().unwrap_or("-"),
+                p.manifest.as_deref().unwrap_or("-")
+            )),
             Some(p) if p.sha256 != pin.sha256 => {
                 Some(format!("plugin `{}` changed: its sha256 is {}, the lock pins {}", pin.name, pin.sha256, p.sha256))
             }
@@ -176,13 +202,62 @@ fn pins(plan: &Plan, lock_path: &Path) -> Vec<Pin> {
     let pipeline = pipeline_name(plan);
     plan.plugins
         .iter()
-        .map(|(name, info)| Pin {
-            pipeline: pipeline.clone(),
-            name: name.clone(),
-            path: relative_to(&info.path, base),
-            sha256: info.sha256.clone(),
+        .map(|(name, info)| match &info.origin {
+            Some(origin) => Pin {
+                pipeline: pipeline.clone(),
+                name: name.clone(),
+                path: String::new(),
+                oci: Some(origin.reference.clone()),
+                manifest: origin.manifest.clone(),
+                sha256: info.sha256.clone(),
+            },
+            None => Pin {
+                pipeline: pipeline.clone(),
+                name: name.clone(),
+                path: relative_to(&info.path, base),
+                oci: None,
+                manifest: None,
+                sha256: info.sha256.clone(),
+            },
         })
         .collect()
+}
+
+impl Pin {
+    /// Where the plugin comes from, as a person would name it.
+    fn source(&self) -> &str {
+        self.oci.as_deref().unwrap_or(&self.path)
+    }
+}
+
+/// The lock's pins for the OCI plugins of `pipeline`, by plugin name, for
+/// the fetch of a `--locked` run (which then needs no registry when the
+/// cache holds them). No lock file: none (the check after the plan says so).
+///
+/// # Errors
+/// A `CR025` diagnostic when the lock file cannot be read.
+pub fn oci_pins(pipeline: &Path) -> Result<BTreeMap<String, crate::oci::Locked>, Diagnostics> {
+    let path = beside(pipeline);
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let lock = read(&path)?;
+    let name = pipeline.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    Ok(lock
+        .plugins
+        .into_iter()
+        .filter(|p| p.pipeline == name)
+        .filter_map(|p| {
+            let reference = p.oci?;
+            let locked = crate::oci::Locked {
+                reference,
+                manifest: p.manifest.unwrap_or_default(),
+                component: format!("sha256:{}", p.sha256),
+                relock: format!("run `cleanroom lock {}`", pipeline.display()),
+            };
+            Some((p.name, locked))
+        })
+        .collect())
 }
 
 fn pipeline_name(plan: &Plan) -> String {

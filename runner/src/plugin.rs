@@ -60,6 +60,31 @@ pub struct PluginInfo {
     /// The `cleanroom:plugin` contract version it was built against
     /// (`0.1.0`), read from its imports; `None` for programs.
     pub contract: Option<String>,
+    /// The Cleanroom plugin SDK version it was built with, read from the
+    /// [`SDK_SECTION`] custom section the Rust SDK embeds; `None` for
+    /// plugins built without it (Python, JavaScript, hand-written WIT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<String>,
+    /// Where it was pulled from, for a plugin shared through a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The custom section in which the Rust SDK records its version.
+pub const SDK_SECTION: &str = "cleanroom-sdk";
+
+/// Where a plugin pulled from an OCI registry came from ([`crate::oci`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The reference as the pipeline wrote it.
+    pub reference: String,
+    /// The manifest's digest, when known (a component found in the cache
+    /// by its own pin alone has none).
+    pub manifest: Option<String>,
+    /// The component's digest, `sha256:<hex>`.
+    pub component: String,
+    /// The manifest's annotations: world, contract, SDK, description, source.
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Why a plugin file cannot be used.
@@ -106,6 +131,7 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut contract = None;
+    let mut sdk = None;
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(&bytes) {
         match payload.map_err(|e| not_wasm(e.to_string()))? {
@@ -129,6 +155,11 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
                     }
                 }
             }
+            Payload::CustomSection(section) if section.name() == SDK_SECTION => {
+                let version = String::from_utf8_lossy(section.data());
+                let version: String = version.chars().filter(|c| !c.is_control()).take(64).collect();
+                sdk.get_or_insert(version);
+            }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
                     exports.push(export.map_err(|e| not_wasm(e.to_string()))?.name.name.to_string());
@@ -141,7 +172,17 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
         return Err(not_wasm("the file is empty".into()));
     }
     let world = world_of(&exports);
-    Ok(PluginInfo { path: path.into(), sha256, size: bytes.len() as u64, world, imports, exports, contract })
+    Ok(PluginInfo {
+        path: path.into(),
+        sha256,
+        size: bytes.len() as u64,
+        world,
+        imports,
+        exports,
+        contract,
+        sdk,
+        origin: None,
+    })
 }
 
 impl PluginInfo {

@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
-use crate::plan::secrets::SecretSpec;
 use crate::plan::Plan;
 
 /// Shorter values cannot be redacted without mangling ordinary text.
@@ -55,21 +54,7 @@ impl Secrets {
             .chain(plan.remote.iter().flat_map(|r| r.token.iter().chain(&r.seal).map(String::as_str)))
             .collect();
         for (name, spec) in plan.secrets.iter().filter(|(name, _)| granted.contains(name.as_str())) {
-            let value = match spec {
-                SecretSpec::Env(var) => std::env::var(var).map_err(|_| {
-                    Diagnostic::new(Code::CR027, format!("secret `{name}`: environment variable `{var}` is not set"))
-                        .hint(format!("export {var}=... before running, or read the secret from a file"))
-                }),
-                SecretSpec::File(path) => fs_err::read_to_string(path)
-                    .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
-                    .map_err(|e| {
-                        Diagnostic::new(
-                            Code::CR027,
-                            format!("secret `{name}`: cannot read `{}`: {}", path.display(), e.kind()),
-                        )
-                        .hint("check the path and its permissions")
-                    }),
-            };
+            let value = spec.read(name);
             match value {
                 Ok(value) if value.chars().count() < MIN_SECRET_LEN => diags.push(
                     Diagnostic::new(

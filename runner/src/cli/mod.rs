@@ -317,13 +317,43 @@ pub enum Command {
 /// `cleanroom plugin` actions.
 #[derive(Debug, Subcommand)]
 pub enum PluginAction {
-    /// Print a component's world, contract version, imports, exports, size and sha256.
+    /// Print a component's world, contract version, imports, exports, size
+    /// and sha256, without running it; for an OCI reference, also its
+    /// annotations and digests (it is pulled into the cache first).
     Inspect {
-        /// The component, e.g. plugins/dist/forbid_pattern.wasm.
+        /// The component file (plugins/dist/forbid_pattern.wasm), or an OCI
+        /// reference (localhost:5000/evals/holdout:1.0.0).
         file: PathBuf,
         /// `human` or `json`.
         #[arg(long, value_enum, default_value_t = InspectFormat::Human)]
         format: InspectFormat,
+        #[command(flatten)]
+        login: RegistryLogin,
+    },
+    /// Publish a component to an OCI registry in the Wasm OCI artifact
+    /// layout (as `wkg oci push` does), with its world, contract and SDK
+    /// versions, description and source as annotations.
+    Push {
+        /// The component file.
+        file: PathBuf,
+        /// Where to publish: host[:port]/repository:tag.
+        reference: String,
+        /// What the plugin does, for the reviewer who reads `plugin inspect`.
+        #[arg(long)]
+        description: Option<String>,
+        /// Where its source is (a URL).
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        login: RegistryLogin,
+    },
+    /// Fetch a component from an OCI registry into the cache, checking its
+    /// digests (a tag is asked of the registry again).
+    Pull {
+        /// host[:port]/repository:tag or ...@sha256:<manifest digest>.
+        reference: String,
+        #[command(flatten)]
+        login: RegistryLogin,
     },
     /// Create a plugin project that builds and passes its own test.
     New {
@@ -348,6 +378,18 @@ pub enum PluginAction {
         #[arg(default_value = "tests")]
         cases: PathBuf,
     },
+}
+
+/// Credentials for `plugin push`/`pull`/`inspect` (default: Docker's
+/// `config.json`). The password is read from stdin, never from argv.
+#[derive(Debug, clap::Args)]
+pub struct RegistryLogin {
+    /// The account to log in as; the password comes from stdin.
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password (or token) from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 /// `--kind` of `plugin new`.

@@ -60,7 +60,9 @@ pub(super) fn init(dir: &Path, output: Output) -> i32 {
 }
 
 pub(super) fn lock(pipeline: &Path, output: Output) -> i32 {
-    let written = Plan::load(pipeline).and_then(|plan| crate::lock::write(&plan));
+    // Tags are asked of the registry again: the lock pins what they name now.
+    let fetching = crate::plan::Fetching { refresh: true, ..Default::default() };
+    let written = Plan::load_with(pipeline, &fetching).and_then(|plan| crate::lock::write(&plan));
     match written {
         Ok(written) => {
             for change in &written.changed {

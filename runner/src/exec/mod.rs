@@ -118,7 +118,11 @@ pub struct Selection {
 /// # Errors
 /// Every problem with the pipeline, the lock or the selection.
 pub fn prepare(pipeline: &Path, selection: &Selection) -> Result<Plan, Diagnostics> {
-    let plan = Plan::load(pipeline)?;
+    let fetching = crate::plan::Fetching {
+        locked: if selection.locked { Some(crate::lock::oci_pins(pipeline)?) } else { None },
+        ..Default::default()
+    };
+    let plan = Plan::load_with(pipeline, &fetching)?;
     if selection.locked {
         crate::lock::verify(&plan)?;
     }

@@ -41,9 +41,14 @@ pub const MAX_PIPELINE_SIZE: u64 = 64 << 20;
 pub struct Manifest {
     /// `[pipeline]`: name and workspace.
     pub pipeline: PipelineTable,
-    /// `[plugins]`: name = path, or name = { path, sha256 }.
+    /// `[plugins]`: name = path, name = { path, sha256 }, or
+    /// name = { oci = "registry/repo:tag", sha256 }.
     #[serde(default)]
     pub plugins: BTreeMap<Spanned<Id>, Spanned<PluginSource>>,
+    /// `[registries."host[:port]"]`: credentials for pulling OCI plugins
+    /// from a private registry in CI (elsewhere Docker's `config.json`).
+    #[serde(default)]
+    pub registries: BTreeMap<Spanned<String>, Spanned<RegistryTable>>,
     /// `[check.ID]` tables.
     #[serde(default)]
     pub check: BTreeMap<Spanned<Id>, StepTable>,
@@ -250,13 +255,21 @@ pub struct PipelineTable {
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged, expecting = "a path string, or a table { path = \"...\", sha256 = \"...\" }")]
+#[serde(
+    untagged,
+    expecting = "a path string, a table { path = \"...\", sha256 = \"...\" }, or a table { oci = \"registry/repository:tag\", sha256 = \"...\" }"
+)]
 pub enum PluginSource {
     /// `name = "plugins/dist/x.wasm"`, relative to the pipeline file.
     Path(String),
     /// `name = { path = "...", sha256 = "<64 hex digits>" }`: the run refuses
     /// a file whose digest differs.
     Pinned(PinnedPlugin),
+    /// `name = { oci = "localhost:5000/evals/holdout:1.2.0", sha256 = "..." }`:
+    /// a component shared through an OCI registry, pulled once into the
+    /// private cache; pinned by `sha256` (the component) or by a manifest
+    /// digest in the reference (`...@sha256:...`), or by `cleanroom lock`.
+    Oci(OciPlugin),
 }
 
 /// `{ path, sha256 }` form of a plugin source.
@@ -269,11 +282,34 @@ pub struct PinnedPlugin {
     pub sha256: Option<String>,
 }
 
+/// `{ oci, sha256 }` form of a plugin source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciPlugin {
+    /// The OCI reference: `host[:port]/repository:tag`, optionally
+    /// `@sha256:<manifest digest>`.
+    pub oci: String,
+    /// Expected sha256 of the component (the layer), lowercase hex; optional.
+    pub sha256: Option<String>,
+}
+
+/// `[registries."host[:port]"]`.
+/// Example: `username = "ci"`, `password_secret = "REGISTRY_PASSWORD"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryTable {
+    /// The account to log in as.
+    pub username: String,
+    /// The `[secrets]` entry holding its password or token.
+    pub password_secret: Spanned<String>,
+}
+
 impl PluginSource {
-    /// The path as written.
-    pub fn path(&self) -> &str {
+    /// The path as written, for a file plugin.
+    pub fn path(&self) -> Option<&str> {
         match self {
-            PluginSource::Path(path) | PluginSource::Pinned(PinnedPlugin { path, .. }) => path,
+            PluginSource::Path(path) | PluginSource::Pinned(PinnedPlugin { path, .. }) => Some(path),
+            PluginSource::Oci(_) => None,
         }
     }
 
@@ -282,6 +318,7 @@ impl PluginSource {
         match self {
             PluginSource::Path(_) => None,
             PluginSource::Pinned(p) => p.sha256.as_deref(),
+            PluginSource::Oci(o) => o.sha256.as_deref(),
         }
     }
 }

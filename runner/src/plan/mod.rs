@@ -18,6 +18,7 @@ pub mod keys;
 pub mod limits;
 pub mod mounts;
 pub mod network;
+pub mod plugins;
 pub mod remote;
 pub mod secrets;
 pub mod select;
@@ -36,7 +37,8 @@ use toml::Spanned;
 
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location, SourceMap};
 use crate::manifest::{Id, Manifest, StepTable};
-use crate::plugin::{self, PluginInfo, World};
+use crate::plugin::{PluginInfo, World};
+pub use plugins::Fetching;
 pub use grant::{Grant, Limits, Mount, NativeGrant, Reach, WasmGrant};
 
 /// What a step is for; decides which world its plugin must implement and
@@ -251,8 +253,17 @@ impl Plan {
     /// # Errors
     /// Every problem found, each with a code, a location and a hint.
     pub fn load(pipeline: &Path) -> Result<Plan, Diagnostics> {
+        Plan::load_with(pipeline, &Fetching::default())
+    }
+
+    /// [`Plan::load`], getting plugins shared through registries as
+    /// `fetching` says (`run --locked`, `cleanroom lock`).
+    ///
+    /// # Errors
+    /// Every problem found, each with a code, a location and a hint.
+    pub fn load_with(pipeline: &Path, fetching: &Fetching) -> Result<Plan, Diagnostics> {
         let (manifest, source) = Manifest::load(pipeline)?;
-        Plan::resolve(&manifest, &source)
+        Plan::resolve_with(&manifest, &source, fetching)
     }
 
     /// Keeps `steps` (a subset of this plan's, in plan order) and what
@@ -282,6 +293,14 @@ impl Plan {
     /// # Errors
     /// Every problem found, each with a code, a location and a hint.
     pub fn resolve(manifest: &Manifest, source: &SourceMap) -> Result<Plan, Diagnostics> {
+        Plan::resolve_with(manifest, source, &Fetching::default())
+    }
+
+    /// [`Plan::resolve`] with a [`Fetching`] policy for OCI plugins.
+    ///
+    /// # Errors
+    /// Every problem found, each with a code, a location and a hint.
+    pub fn resolve_with(manifest: &Manifest, source: &SourceMap, fetching: &Fetching) -> Result<Plan, Diagnostics> {
         let mut diags = Diagnostics::default();
         let here = |span: std::ops::Range<usize>| source.locate(span.start);
         let base_dir = match source.path().parent() {
@@ -290,8 +309,8 @@ impl Plan {
         };
 
         let workspace = resolve_workspace(manifest, &base_dir, source).map_err(Diagnostics::from)?;
-        let plugins = inspect_plugins(manifest, &base_dir, source, &mut diags);
         let secrets = secrets::resolve_secrets(manifest, &base_dir, &here, &mut diags);
+        let plugins = plugins::inspect(manifest, &base_dir, source, &secrets, fetching, &mut diags);
 
         let mut declared: Vec<Declared> = [
             (StepKind::Check, &manifest.check),
@@ -598,69 +617,6 @@ fn resolve_workspace(manifest: &Manifest, base_dir: &Path, source: &SourceMap) -
         .at(location)
         .hint("`workspace` in [pipeline] names a directory, relative to the pipeline file")),
     }
-}
-
-fn inspect_plugins(
-    manifest: &Manifest,
-    base_dir: &Path,
-    source: &SourceMap,
-    diags: &mut Diagnostics,
-) -> BTreeMap<String, PluginInfo> {
-    let mut plugins = BTreeMap::new();
-    for (name, entry) in &manifest.plugins {
-        let at = source.locate(entry.span().start);
-        let name = &name.get_ref().0;
-        let path = base_dir.join(entry.get_ref().path());
-        let info = match plugin::inspect(&path) {
-            Ok(info) => info,
-            Err(e) => {
-                let hint = match e {
-                    plugin::InspectError::Read { .. } => {
-                        "paths in [plugins] are relative to the pipeline file; build first-party plugins with `scripts/build-plugins`"
-                    }
-                    plugin::InspectError::CoreModule(_) => {
-                        "build the plugin for the `wasm32-wasip2` target, which produces a component"
-                    }
-                    plugin::InspectError::NotWasm { .. } => "rebuild the plugin; the file is damaged or not WebAssembly",
-                };
-                let code = match e {
-                    plugin::InspectError::Read { .. } => Code::CR010,
-                    _ => Code::CR011,
-                };
-                diags.push(Diagnostic::new(code, format!("plugin `{name}`: {e}")).at(at).hint(hint));
-                continue;
-            }
-        };
-        if let Some(pin) = entry.get_ref().sha256() {
-            let pin = pin.trim().to_ascii_lowercase();
-            if pin != info.sha256 {
-                diags.push(
-                    Diagnostic::new(
-                        Code::CR013,
-                        format!(
-                            "plugin `{name}` does not match its pin: sha256 is {}, the pipeline expects {pin}",
-                            info.sha256
-                        ),
-                    )
-                    .at(at.clone())
-                    .hint("if the new file is trusted, update `sha256`; otherwise restore the pinned file"),
-                );
-            }
-        }
-        let foreign = info.foreign_imports();
-        if !foreign.is_empty() {
-            diags.push(
-                Diagnostic::new(
-                    Code::CR014,
-                    format!("plugin `{name}` imports interfaces the host does not provide: {}", foreign.join(", ")),
-                )
-                .at(at)
-                .hint("plugins may import only WASI 0.2 and `cleanroom:plugin` interfaces (`wasi:http` needs `allow_hosts` on the step)"),
-            );
-        }
-        plugins.insert(name.clone(), info);
-    }
-    plugins
 }
 
 /// Checks a `run` step and fills in its grant's tools, environment and network.

@@ -28,6 +28,27 @@ pub enum SecretSpec {
     File(PathBuf),
 }
 
+impl SecretSpec {
+    /// Reads the value of secret `name` from where this says.
+    ///
+    /// # Errors
+    /// A `CR027` diagnostic naming the secret and its source, never a value.
+    pub fn read(&self, name: &str) -> Result<String, Diagnostic> {
+        match self {
+            SecretSpec::Env(var) => std::env::var(var).map_err(|_| {
+                Diagnostic::new(Code::CR027, format!("secret `{name}`: environment variable `{var}` is not set"))
+                    .hint(format!("export {var}=... before running, or read the secret from a file"))
+            }),
+            SecretSpec::File(path) => fs_err::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| {
+                    Diagnostic::new(Code::CR027, format!("secret `{name}`: cannot read `{}`: {}", path.display(), e.kind()))
+                        .hint("check the path and its permissions")
+                }),
+        }
+    }
+}
+
 /// Checks `[secrets]`: each entry names exactly one source.
 pub(crate) fn resolve_secrets(
     manifest: &Manifest,

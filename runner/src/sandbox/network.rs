@@ -347,13 +347,7 @@ async fn send(
     let response = if scheme == "https" {
         let name =
             rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| Error::HttpRequestUriInvalid)?;
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::InternalError(Some(e.to_string())))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tls = crate::tls::connector().map_err(|e| Error::InternalError(Some(e)))?;
         let stream = match tokio::time::timeout(connect_timeout, tls.connect(name, tcp)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(_)) => return Err(Error::TlsProtocolError),

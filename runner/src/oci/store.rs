@@ -1,0 +1,137 @@
+//! Pulled plugins in the runner's private cache, `oci/` under the cache
+//! directory ([`crate::cache`]), content-addressed:
+//!
+//! - `oci/blobs/sha256/<hex>`: components, each written only after its
+//!   bytes hashed to its name, and hashed again whenever it is used;
+//! - `oci/manifests/sha256/<hex>`: manifests, likewise;
+//! - `oci/tags/<sha256 of the reference>`: the manifest a tag named when it
+//!   was last asked of the registry (`{ reference, manifest, at }`), which
+//!   lets a run whose plugins are all cached start with no network at all.
+//!
+//! Everything is written to a temporary name and renamed into place, and
+//! only private regular files (owned by this user, writable by nobody
+//! else) are read back, as everywhere in the cache.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::artifact::{digest_of, hex_part};
+use super::reference::Reference;
+
+/// The `oci/` directory of a cache.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// What a tag named when it was last resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRecord {
+    /// The reference, without a digest.
+    pub reference: String,
+    /// The manifest's digest.
+    pub manifest: String,
+}
+
+impl Store {
+    /// The store in cache directory `cache`, created (mode 0700) if missing.
+    ///
+    /// # Errors
+    /// A sentence when a directory cannot be created or is not private.
+    pub fn open(cache: &Path) -> Result<Store, String> {
+        let root = cache.join("oci");
+        for dir in ["blobs/sha256", "manifests/sha256", "tags"] {
+            crate::cache::private_dir(&root.join(dir))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// The store of the cache this process uses.
+    ///
+    /// # Errors
+    /// When there is no cache directory (no `HOME`) or it is unusable.
+    pub fn default_store() -> Result<Store, String> {
+        let cache = crate::cache::default_dir()
+            .ok_or("no cache directory for pulled plugins: set CLEANROOM_CACHE_DIR or HOME")?;
+        Store::open(&cache)
+    }
+
+    /// Where component `digest` lives (whether or not it is there).
+    pub fn component_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_part(digest))
+    }
+
+    /// Whether component `digest` is cached with exactly the bytes it names
+    /// (hashed now; a damaged entry is deleted, so it is fetched again).
+    pub fn has_component(&self, digest: &str) -> bool {
+        let path = self.component_path(digest);
+        match crate::cache::read_private(&path) {
+            Some(bytes) if digest_of(&bytes) == digest => {
+                crate::cache::touch(&path);
+                true
+            }
+            Some(_) => {
+                tracing::warn!("cached component {digest} does not hash to its name; fetching it again");
+                let _ = fs_err::remove_file(&path);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A fresh temporary file name beside the components, for a download.
+    pub fn temporary(&self) -> PathBuf {
+        self.root.join("blobs/sha256").join(format!("download.tmp{}-{}", std::process::id(), uuid::Uuid::new_v4()))
+    }
+
+    /// Moves a downloaded, verified `temporary` into place as `digest`.
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn commit_component(&self, temporary: &Path, digest: &str) -> Result<PathBuf, String> {
+        let path = self.component_path(digest);
+        fs_err::set_permissions(temporary, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .and_then(|()| fs_err::rename(temporary, &path))
+            .map_err(|e| format!("cannot store the component in the cache: {e}"))?;
+        Ok(path)
+    }
+
+    /// The cached manifest `digest`, if its bytes hash to it.
+    pub fn manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        let bytes = crate::cache::read_private(&self.root.join("manifests/sha256").join(hex_part(digest)))?;
+        (digest_of(&bytes) == digest).then_some(bytes)
+    }
+
+    /// Caches a manifest under its digest.
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn put_manifest(&self, bytes: &[u8]) -> Result<String, String> {
+        let digest = digest_of(bytes);
+        crate::cache::write_atomic(&self.root.join("manifests/sha256").join(hex_part(&digest)), bytes)
+            .map_err(|e| format!("cannot store the manifest in the cache: {e}"))?;
+        Ok(digest)
+    }
+
+    /// What `reference`'s tag named when last resolved.
+    pub fn tag(&self, reference: &Reference) -> Option<TagRecord> {
+        let record: TagRecord = serde_json::from_slice(&crate::cache::read_private(&self.tag_path(reference))?).ok()?;
+        (record.reference == reference.unpinned()).then_some(record)
+    }
+
+    /// Remembers that `reference`'s tag names `manifest`.
+    ///
+    /// # Errors
+    /// The I/O error.
+    pub fn put_tag(&self, reference: &Reference, manifest: &str) -> Result<(), String> {
+        let record = TagRecord { reference: reference.unpinned(), manifest: manifest.to_string() };
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        crate::cache::write_atomic(&self.tag_path(reference), &bytes)
+            .map_err(|e| format!("cannot remember the tag in the cache: {e}"))
+    }
+
+    fn tag_path(&self, reference: &Reference) -> PathBuf {
+        self.root.join("tags").join(hex_part(&digest_of(reference.unpinned().as_bytes())))
+    }
+}
