@@ -281,3 +281,26 @@ macro_rules! export_evaluator {
         $crate::evaluator::bindings::export_evaluator!($ty with_types_in $crate::evaluator::bindings);
     };
 }
+
+/// This SDK's version, as recorded in every plugin built with it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(target_arch = "wasm32")]
+const fn version_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    let bytes = VERSION.as_bytes();
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
+/// The SDK version in a `cleanroom-sdk` custom section of the component, so
+/// `cleanroom plugin inspect` and `plugin push` (its `dev.cleanroom.sdk`
+/// annotation) can say which SDK built a plugin without running it.
+#[cfg(target_arch = "wasm32")]
+#[used]
+#[link_section = "cleanroom-sdk"]
+static SDK_VERSION: [u8; VERSION.len()] = version_bytes::<{ VERSION.len() }>();
