@@ -257,7 +257,7 @@ pub struct PipelineTable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a path string, a table { path = \"...\", sha256 = \"...\" }, or a table { oci = \"registry/repository:tag\", sha256 = \"...\" }"
+    expecting = "a plugin is a path string, a table { path = \"...\", sha256 = \"...\" } or a table { oci = \"registry/repository:tag\", sha256 = \"...\" }, with no other keys"
 )]
 pub enum PluginSource {
     /// `name = "plugins/dist/x.wasm"`, relative to the pipeline file.

@@ -13,6 +13,7 @@ mod layout;
 mod mock_llm;
 mod native;
 mod network;
+mod oci;
 mod polyglot;
 mod results;
 mod run;
