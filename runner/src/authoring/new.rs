@@ -17,6 +17,10 @@ use super::embedded;
 use crate::diag::{Code, Diagnostic, Diagnostics, Location};
 use crate::plan::StepKind;
 
+/// How to publish the plugin to an OCI registry: one note for every
+/// language and kind.
+const PUBLISH: &str = include_str!("../../templates/PUBLISH.md");
+
 /// The languages there are templates for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Lang {
@@ -94,6 +98,7 @@ pub fn scaffold(name: &str, kind: StepKind, lang: Lang, parent: &Path) -> Result
         .into());
     }
     files.push(("wit/plugin.wit".to_string(), embedded::WIT.as_bytes().to_vec()));
+    files.push(("PUBLISH.md".to_string(), fill(PUBLISH).into_bytes()));
     if lang == Lang::Rust {
         for (path, bytes) in embedded::SDK {
             files.push((format!("sdk/{path}"), bytes.to_vec()));

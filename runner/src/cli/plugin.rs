@@ -87,6 +87,7 @@ pub(super) fn plugin(action: PluginAction, output: Output) -> i32 {
                         "next: cd {} && ./build.sh && cleanroom plugin test {name}.wasm tests\n",
                         created.display()
                     ));
+                    out(&format!("publish: cleanroom plugin push {name}.wasm REGISTRY/NAMESPACE/{name}:0.1.0 (see PUBLISH.md)\n"));
                     EXIT_OK
                 }
                 Err(diags) => fail(&diags, output),

@@ -382,3 +382,30 @@ fn a_sha256_pin_that_the_registry_does_not_match_is_refused() {
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("CR013") && ran.stderr.contains(&wrong), "{}", ran.stderr);
 }
+
+#[test]
+fn the_first_party_plugins_are_published_by_a_script_and_a_scaffold_says_how_to_publish() {
+    let registry = Registry::start(None);
+    let ws = Workspace::new();
+    let cache = ws.path().join("cache");
+    let prefix = format!("{}/cleanroom", registry.address);
+    let out = Command::new(repo().join("scripts/publish-plugins"))
+        .args([&prefix, "9.9.9"])
+        .env("CLEANROOM", env!("CARGO_BIN_EXE_cleanroom"))
+        .env("CLEANROOM_CACHE_DIR", &cache)
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pins = String::from_utf8(out.stdout).unwrap();
+    let dist = fs_err::read_dir(repo().join("plugins/dist")).unwrap().count();
+    assert_eq!(pins.lines().count(), dist, "one pin per plugin:\n{pins}");
+    let inspected = cr(ws.path(), &cache, &["plugin", "inspect", &format!("{prefix}/scenario-runner:9.9.9")]);
+    assert!(inspected.stdout.contains("world     evaluator"), "{inspected:?}");
+    assert!(inspected.stdout.contains("runs the subject program"), "its description: {inspected:?}");
+
+    let new = cr(ws.path(), &cache, &["plugin", "new", "no-todo", "--kind", "check", "--lang", "python"]);
+    assert!(new.stdout.contains("cleanroom plugin push no-todo.wasm"), "{new:?}");
+    let note = fs_err::read_to_string(ws.path().join("no-todo/PUBLISH.md")).unwrap();
+    assert!(note.contains("cleanroom plugin push no-todo.wasm") && note.contains("check plugin"), "{note}");
+}
