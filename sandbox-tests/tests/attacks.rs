@@ -34,6 +34,8 @@ mod jail;
 mod judge;
 #[path = "attacks/leaks.rs"]
 mod leaks;
+#[path = "attacks/registry.rs"]
+mod registry;
 #[path = "attacks/remote.rs"]
 mod remote;
 #[path = "attacks/search.rs"]
@@ -223,6 +225,7 @@ fn cases() -> Vec<Case> {
     all.extend(git::cases());
     all.extend(search::cases());
     all.extend(governance::cases());
+    all.extend(registry::cases());
     all
 }
 

@@ -1,11 +1,13 @@
 //! Keeping the cache directory under its size cap, least recently used first.
 //!
-//! The cache holds four kinds of entries, and eviction deletes nothing
+//! The cache holds five kinds of entries, and eviction deletes nothing
 //! else: precompiled plugins (top-level files named as
 //! [`is_precompiled_name`] says), step results and remembered verdicts
 //! (every file under `results/`), the files cached stages wrote (every file
-//! under `blobs/`) and steps' persistent build directories (each
-//! `dirs/<entry>`, one unit with everything in it). A unit's last use is its
+//! under `blobs/`), steps' persistent build directories (each
+//! `dirs/<entry>`, one unit with everything in it) and plugins pulled from
+//! registries with their manifests and tag records (every file under
+//! `oci/`; an evicted one is pulled again when next needed). A unit's last use is its
 //! mtime: the runner sets it when it writes an entry and again on every hit
 //! ([`super::touch`]); a build directory's is the mtime of `dirs/<entry>`
 //! itself.
@@ -80,22 +82,25 @@ pub struct Usage {
     pub blobs: Tally,
     /// Persistent build directories (`dirs/<entry>`).
     pub build_dirs: Tally,
+    /// Plugins pulled from registries, their manifests and tag records (`oci/`).
+    pub pulled: Tally,
 }
 
 impl Usage {
-    /// Bytes of all four kinds: what the cap is compared with.
+    /// Bytes of all five kinds: what the cap is compared with.
     pub fn total(&self) -> u64 {
-        [self.plugins, self.results, self.blobs, self.build_dirs].iter().map(|t| t.bytes).fold(0, u64::saturating_add)
+        [self.plugins, self.results, self.blobs, self.build_dirs, self.pulled].iter().map(|t| t.bytes).fold(0, u64::saturating_add)
     }
 }
 
-/// The four kinds of cache entries.
+/// The five kinds of cache entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Plugin,
     Result,
     Blob,
     BuildDir,
+    Pulled,
 }
 
 /// One thing eviction may delete.
@@ -165,6 +170,7 @@ pub fn contents(cache: &Path) -> Usage {
             Kind::Result => &mut usage.results,
             Kind::Blob => &mut usage.blobs,
             Kind::BuildDir => &mut usage.build_dirs,
+            Kind::Pulled => &mut usage.pulled,
         };
         tally.count += 1;
         tally.bytes = tally.bytes.saturating_add(unit.bytes);
@@ -245,6 +251,7 @@ fn units(cache: &Path, now: SystemTime) -> Vec<Unit> {
     }
     files_under(&cache.join("results"), Kind::Result, now, &mut units);
     files_under(&cache.join("blobs"), Kind::Blob, now, &mut units);
+    files_under(&cache.join("oci"), Kind::Pulled, now, &mut units);
     for (path, name, meta) in entries(&dirs_dir(cache)) {
         if young_temporary(&name, &meta, now) {
             continue;

@@ -32,10 +32,11 @@ pub(super) fn cache(action: CacheAction) -> i32 {
             let plugins = compiled.clean();
             let files = results.clean();
             let dirs = clean_dirs(&dir);
+            let pulled = crate::oci::store::clean(&dir);
             let build = if dirs == 1 { "directory" } else { "directories" };
             out(&format!(
-                "removed {plugins} precompiled plugins and {files} cached results and files, and {dirs} build {build}, \
-                 from {}\n",
+                "removed {plugins} precompiled plugins and {files} cached results and files, {dirs} build {build} \
+                 and {pulled} files of pulled plugins, from {}\n",
                 dir.display()
             ));
         }
@@ -57,6 +58,7 @@ fn size(dir: &Path) -> String {
         ("step results", usage.results),
         ("stage files", usage.blobs),
         ("build directories", usage.build_dirs),
+        ("pulled plugins", usage.pulled),
     ];
     let mut text = String::new();
     for (label, tally) in kinds {

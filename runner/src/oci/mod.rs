@@ -148,11 +148,7 @@ pub fn fetch(
             if let Some(found) = cached(&lock.manifest).filter(|f| f.origin.component == lock.component) {
                 return Ok(found);
             }
-            let found = online(store, reference, pin.as_deref(), credentials)?;
-            if found.origin.manifest.as_deref() != Some(lock.manifest.as_str()) {
-                let now = found.origin.manifest.clone().unwrap_or_default();
-                return Err(moved(reference, &now, lock, "now, at the registry"));
-            }
+            let found = online(store, reference, pin.as_deref(), Some(lock), credentials)?;
             if found.origin.component != lock.component {
                 return Err(FetchError::Drift(format!(
                     "`{reference}`: the registry's component is {}, but the lock pins {}",
@@ -176,7 +172,7 @@ pub fn fetch(
                     }
                 }
             }
-            online(store, reference, pin.as_deref(), credentials)
+            online(store, reference, pin.as_deref(), None, credentials)
         }
     }
 }
@@ -207,11 +203,14 @@ fn fetched(
 }
 
 /// Asks the registry: the manifest (by digest if the reference has one,
-/// else by tag), then the component unless the cache has it.
+/// else by tag), then the component unless the cache has it. Under a lock,
+/// a manifest other than the locked one is refused before anything is
+/// downloaded or remembered.
 fn online(
     store: &Store,
     reference: &Reference,
     pin: Option<&str>,
+    lock: Option<&Locked>,
     credentials: CredentialSource<'_>,
 ) -> Result<Fetched, FetchError> {
     let registry_error = FetchError::Registry;
@@ -228,6 +227,9 @@ fn online(
                     reference.registry
                 )));
             }
+        }
+        if let Some(lock) = lock.filter(|l| l.manifest != digest) {
+            return Err(moved(reference, &digest, lock, "now, at the registry"));
         }
         let manifest = artifact::read_manifest(&bytes, &reference.to_string()).map_err(registry_error)?;
         let layer = manifest.component().clone();

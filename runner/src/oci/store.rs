@@ -5,7 +5,7 @@
 //!   bytes hashed to its name, and hashed again whenever it is used;
 //! - `oci/manifests/sha256/<hex>`: manifests, likewise;
 //! - `oci/tags/<sha256 of the reference>`: the manifest a tag named when it
-//!   was last asked of the registry (`{ reference, manifest, at }`), which
+//!   was last asked of the registry (`{ reference, manifest }`), which
 //!   lets a run whose plugins are all cached start with no network at all.
 //!
 //! Everything is written to a temporary name and renamed into place, and
@@ -80,9 +80,10 @@ impl Store {
         }
     }
 
-    /// A fresh temporary file name beside the components, for a download.
+    /// A fresh temporary file name beside the components, for a download
+    /// (`.tmp…`, a name eviction leaves alone while it is young).
     pub fn temporary(&self) -> PathBuf {
-        self.root.join("blobs/sha256").join(format!("download.tmp{}-{}", std::process::id(), uuid::Uuid::new_v4()))
+        self.root.join("blobs/sha256").join(format!(".tmp-download-{}-{}", std::process::id(), uuid::Uuid::new_v4()))
     }
 
     /// Moves a downloaded, verified `temporary` into place as `digest`.
@@ -134,4 +135,28 @@ impl Store {
     fn tag_path(&self, reference: &Reference) -> PathBuf {
         self.root.join("tags").join(hex_part(&digest_of(reference.unpinned().as_bytes())))
     }
+}
+
+/// Deletes every pulled plugin, manifest and tag record in cache directory
+/// `cache` (`cleanroom cache clean`); returns how many files. They are
+/// pulled again when next needed.
+pub fn clean(cache: &Path) -> usize {
+    let root = cache.join("oci");
+    let count = count_files(&root);
+    if fs_err::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) && fs_err::remove_dir_all(&root).is_ok() {
+        count
+    } else {
+        0
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = fs_err::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(kind) if kind.is_dir() => count_files(&e.path()),
+            _ => 1,
+        })
+        .sum()
 }
