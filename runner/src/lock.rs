@@ -144,12 +144,9 @@ pub fn verify(plan: &Plan) -> Result<(), Diagnostics> {
     for pin in pins(plan, &path) {
         let problem = match locked.iter().find(|p| p.name == pin.name) {
             None => Some(format!("plugin `{}` is not in the lock file", pin.name)),
-            Some(p) if p.path != pin.path || p.oci != pin.oci => Some(format!(
-                "plugin `{}` is `{}`, but the lock pins `{}`",
-                pin.name,
-                pin.source(),
-                p.source()
-            )),
+            Some(p) if p.path != pin.path || p.oci != pin.oci => {
+                Some(format!("plugin `{}` is `{}`, but the lock pins `{}`", pin.name, pin.source(), p.source()))
+            }
             Some(p) if p.manifest != pin.manifest => Some(format!(
                 "plugin `{}` is manifest {}, but the lock pins {}",
                 pin.name,

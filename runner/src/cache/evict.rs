@@ -89,7 +89,10 @@ pub struct Usage {
 impl Usage {
     /// Bytes of all five kinds: what the cap is compared with.
     pub fn total(&self) -> u64 {
-        [self.plugins, self.results, self.blobs, self.build_dirs, self.pulled].iter().map(|t| t.bytes).fold(0, u64::saturating_add)
+        [self.plugins, self.results, self.blobs, self.build_dirs, self.pulled]
+            .iter()
+            .map(|t| t.bytes)
+            .fold(0, u64::saturating_add)
     }
 }
 

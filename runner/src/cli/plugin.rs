@@ -61,7 +61,8 @@ pub(super) fn plugin(action: PluginAction, output: Output) -> i32 {
             })();
             match pushed {
                 Ok((reference, pushed)) => {
-                    let name = file.file_stem().map_or_else(|| "plugin".into(), |s| s.to_string_lossy().replace('_', "-"));
+                    let name =
+                        file.file_stem().map_or_else(|| "plugin".into(), |s| s.to_string_lossy().replace('_', "-"));
                     out(&format!(
                         "pushed {reference} ({} of 2 blobs were already there)\nmanifest   {}\ncomponent  {}\nuse it:    {name} = {{ oci = \"{}\" }}\n",
                         pushed.reused,
@@ -87,7 +88,9 @@ pub(super) fn plugin(action: PluginAction, output: Output) -> i32 {
                         "next: cd {} && ./build.sh && cleanroom plugin test {name}.wasm tests\n",
                         created.display()
                     ));
-                    out(&format!("publish: cleanroom plugin push {name}.wasm REGISTRY/NAMESPACE/{name}:0.1.0 (see PUBLISH.md)\n"));
+                    out(&format!(
+                        "publish: cleanroom plugin push {name}.wasm REGISTRY/NAMESPACE/{name}:0.1.0 (see PUBLISH.md)\n"
+                    ));
                     EXIT_OK
                 }
                 Err(diags) => fail(&diags, output),

@@ -228,7 +228,10 @@ pub fn read_manifest(bytes: &[u8], what: &str) -> Result<Manifest, String> {
         ));
     }
     if manifest.config.size > MAX_METADATA as u64 {
-        return Err(format!("{what}: its config is {} bytes, over the {MAX_METADATA}-byte limit", manifest.config.size));
+        return Err(format!(
+            "{what}: its config is {} bytes, over the {MAX_METADATA}-byte limit",
+            manifest.config.size
+        ));
     }
     Ok(manifest)
 }
@@ -266,7 +269,9 @@ mod tests {
         let manifest = read_manifest(&built.manifest, "x").unwrap();
         assert_eq!(manifest.component().digest, format!("sha256:{}", "ab".repeat(32)));
         assert_eq!(manifest.config.digest, digest_of(&built.config));
-        for (key, value) in [(keys::WORLD, "check"), (keys::CONTRACT, "0.1.0"), (keys::SDK, "0.1.0"), (keys::SOURCE, "https://x")] {
+        for (key, value) in
+            [(keys::WORLD, "check"), (keys::CONTRACT, "0.1.0"), (keys::SDK, "0.1.0"), (keys::SOURCE, "https://x")]
+        {
             assert_eq!(manifest.annotations.get(key).map(String::as_str), Some(value), "{key}");
         }
         // The same component and time give the same digest: pushing twice moves nothing.
@@ -289,7 +294,9 @@ mod tests {
             m["layers"] = serde_json::json!([layer.clone(), layer]);
         })
         .is_err());
-        assert!(mutate(&|m| m["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into()).is_err());
+        assert!(
+            mutate(&|m| m["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip".into()).is_err()
+        );
         assert!(mutate(&|m| m["config"]["mediaType"] = "application/vnd.oci.image.config.v1+json".into()).is_err());
         assert!(mutate(&|m| m["layers"][0]["digest"] = "sha512:00".into()).is_err());
         assert!(mutate(&|m| m["layers"][0]["size"] = serde_json::json!(u64::MAX)).is_err());

@@ -74,7 +74,12 @@ pub fn from_docker_config(registry: &str) -> Result<Option<Credentials>, String>
     let Ok(text) = fs_err::read_to_string(&file) else { return Ok(None) };
     let config: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("`{}` is not valid JSON: {e}", file.display()))?;
-    let keys = [registry.to_string(), format!("https://{registry}"), format!("http://{registry}"), format!("https://{registry}/v1/")];
+    let keys = [
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+        format!("https://{registry}/v1/"),
+    ];
     if let Some(helper) = keys.iter().find_map(|k| config["credHelpers"][k].as_str()) {
         return helper_get(helper, registry).map(Some);
     }
@@ -84,7 +89,9 @@ pub fn from_docker_config(registry: &str) -> Result<Option<Credentials>, String>
                 .decode(auth)
                 .ok()
                 .and_then(|d| String::from_utf8(d).ok())
-                .ok_or_else(|| format!("the `auth` of `{registry}` in `{}` is not base64 of `user:password`", file.display()))?;
+                .ok_or_else(|| {
+                    format!("the `auth` of `{registry}` in `{}` is not base64 of `user:password`", file.display())
+                })?;
             let (username, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| format!("the `auth` of `{registry}` in `{}` is not `user:password`", file.display()))?;

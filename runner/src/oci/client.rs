@@ -229,8 +229,9 @@ impl Registry {
             )));
         }
         let body = read_capped(response.body, 1 << 20).await.map_err(|e| self.scrub(e))?;
-        let token: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| format!("the token service of `{}` answered with something that is not JSON", self.registry))?;
+        let token: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            format!("the token service of `{}` answered with something that is not JSON", self.registry)
+        })?;
         let token = token["token"].as_str().or_else(|| token["access_token"].as_str()).unwrap_or_default();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("the token service of `{}` gave no usable token", self.registry));
@@ -268,7 +269,10 @@ impl Registry {
             let next = self.absolute_from(&url, &location)?;
             let (next_scheme, next_host, _) = split_url(&next)?;
             if scheme == "https" && next_scheme == "http" && !is_loopback_host(&next_host) {
-                return Err(format!("registry `{}` redirected from HTTPS to plain HTTP (`{next_host}`); refused", self.registry));
+                return Err(format!(
+                    "registry `{}` redirected from HTTPS to plain HTTP (`{next_host}`); refused",
+                    self.registry
+                ));
             }
             url = next;
         }
@@ -371,7 +375,10 @@ async fn once(method: http::Method, url: &str, headers: &[(&str, &str)], body: B
     Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
 }
 
-async fn send_on<I>(io: TokioIo<I>, request: http::Request<Full<Bytes>>) -> Result<http::Response<hyper::body::Incoming>, String>
+async fn send_on<I>(
+    io: TokioIo<I>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -479,7 +486,9 @@ mod tests {
 
     #[test]
     fn challenges_parse_with_quoted_and_bare_values() {
-        let (scheme, params) = parse_challenge(r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#);
+        let (scheme, params) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(scheme, "Bearer");
         assert_eq!(params[0], ("realm".into(), "https://auth.example/token".into()));
         assert_eq!(params[2], ("scope".into(), "repository:a/b:pull,push".into()));

@@ -306,7 +306,8 @@ pub fn push(
     block_on::<_, String>(async {
         let mut registry = client::Registry::new(reference, credentials, true);
         let mut reused = 0;
-        for (digest, blob) in [(artifact::digest_of(&built.config), Bytes::from(built.config.clone())), (component.clone(), bytes)]
+        for (digest, blob) in
+            [(artifact::digest_of(&built.config), Bytes::from(built.config.clone())), (component.clone(), bytes)]
         {
             if registry.has_blob(&digest).await? {
                 reused += 1;

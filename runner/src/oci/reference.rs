@@ -107,7 +107,11 @@ impl Reference {
 pub fn is_loopback(registry: &str) -> bool {
     let host = host_of(registry);
     host == "localhost"
-        || host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `host` of `host[:port]` (an IPv6 literal keeps its brackets).
@@ -211,7 +215,10 @@ mod tests {
     #[test]
     fn references_parse_into_registry_repository_tag_and_digest() {
         let r = Reference::parse("localhost:5000/evals/holdout:1.2.0").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost:5000", "evals/holdout", Some("1.2.0")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "evals/holdout", Some("1.2.0"))
+        );
         assert!(r.is_loopback());
         assert_eq!(r.base_url(), "http://localhost:5000");
         let r = Reference::parse(&format!("ghcr.io/org/fmt@{D}")).unwrap();

@@ -38,8 +38,8 @@ use toml::Spanned;
 use crate::diag::{suggest, Code, Diagnostic, Diagnostics, Location, SourceMap};
 use crate::manifest::{Id, Manifest, StepTable};
 use crate::plugin::{PluginInfo, World};
-pub use plugins::Fetching;
 pub use grant::{Grant, Limits, Mount, NativeGrant, Reach, WasmGrant};
+pub use plugins::Fetching;
 
 /// What a step is for; decides which world its plugin must implement and
 /// which capabilities it may ask for.

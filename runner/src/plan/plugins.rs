@@ -73,11 +73,9 @@ pub(crate) fn inspect(
                 let reference = match Reference::parse(&o.oci) {
                     Ok(reference) => reference,
                     Err(e) => {
-                        diags.push(
-                            Diagnostic::new(Code::CR038, format!("plugin `{name}`: {e}"))
-                                .at(at)
-                                .hint("write `oci = \"host[:port]/repository:tag\"`, optionally with `@sha256:<manifest digest>`"),
-                        );
+                        diags.push(Diagnostic::new(Code::CR038, format!("plugin `{name}`: {e}")).at(at).hint(
+                            "write `oci = \"host[:port]/repository:tag\"`, optionally with `@sha256:<manifest digest>`",
+                        ));
                         continue;
                     }
                 };

@@ -39,12 +39,15 @@ impl SecretSpec {
                 Diagnostic::new(Code::CR027, format!("secret `{name}`: environment variable `{var}` is not set"))
                     .hint(format!("export {var}=... before running, or read the secret from a file"))
             }),
-            SecretSpec::File(path) => fs_err::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| {
-                    Diagnostic::new(Code::CR027, format!("secret `{name}`: cannot read `{}`: {}", path.display(), e.kind()))
-                        .hint("check the path and its permissions")
-                }),
+            SecretSpec::File(path) => {
+                fs_err::read_to_string(path).map(|text| text.trim_end_matches(['\n', '\r']).to_string()).map_err(|e| {
+                    Diagnostic::new(
+                        Code::CR027,
+                        format!("secret `{name}`: cannot read `{}`: {}", path.display(), e.kind()),
+                    )
+                    .hint("check the path and its permissions")
+                })
+            }
         }
     }
 }

@@ -109,7 +109,16 @@ fn what_cleanroom_pushes_wkg_pulls_byte_identical_and_what_wkg_pushes_cleanroom_
     let pushed = cr(
         ws.path(),
         &cache,
-        &["plugin", "push", &forbid, &reference, "--description", "Forbids patterns", "--source", "https://example.org/src"],
+        &[
+            "plugin",
+            "push",
+            &forbid,
+            &reference,
+            "--description",
+            "Forbids patterns",
+            "--source",
+            "https://example.org/src",
+        ],
     );
     assert_eq!(pushed.code, 0, "{pushed:?}");
     let manifest = field(&pushed.stdout, "manifest").to_string();
@@ -169,7 +178,11 @@ fn a_tag_moved_after_locking_is_refused_under_locked_with_both_digests() {
     assert_eq!(lock.code, 0, "{lock:?}");
     let lock_text = fs_err::read_to_string(project(&ws).join("cleanroom.lock")).unwrap();
     assert!(lock_text.contains(&locked_manifest), "{lock_text}");
-    assert_eq!(cr(&project(&ws), &warm, &["run", "--locked", "pipeline.toml"]).code, 1, "control: the locked plugin runs");
+    assert_eq!(
+        cr(&project(&ws), &warm, &["run", "--locked", "pipeline.toml"]).code,
+        1,
+        "control: the locked plugin runs"
+    );
 
     // Someone publishes other bytes under the same tag.
     let moved = cr(ws.path(), &ws.path().join("c0"), &["plugin", "push", &component("required_files"), &reference]);
@@ -306,7 +319,9 @@ fn a_private_registry_takes_its_password_from_secrets_and_no_byte_of_it_is_shown
     assert_eq!(wrong.code, 2, "{wrong:?}");
     assert!(wrong.stderr.contains("refused the credentials"), "{}", wrong.stderr);
     assert!(!wrong.stderr.contains("not-the-password-at-all"), "{}", wrong.stderr);
-    for args in [&["lock", "pipeline.toml"][..], &["run", "pipeline.toml"], &["run", "--format", "json", "pipeline.toml"]] {
+    for args in
+        [&["lock", "pipeline.toml"][..], &["run", "pipeline.toml"], &["run", "--format", "json", "pipeline.toml"]]
+    {
         let ran = with(&password, args);
         assert_ne!(ran.code, 2, "{args:?}: {ran:?}");
         outputs.push(ran.stdout + &ran.stderr);

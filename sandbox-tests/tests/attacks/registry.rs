@@ -58,7 +58,8 @@ impl Hostile {
                         return;
                     }
                     let mut parts = line.split_whitespace();
-                    let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                    let (method, path) =
+                        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
                     let (mut authorization, mut length) = (None, 0usize);
                     loop {
                         let mut header = String::new();
@@ -79,7 +80,10 @@ impl Hostile {
                     let mut stream = stream;
                     match answer(&request) {
                         Answer::Bytes(status, headers, body) => {
-                            let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                            let mut head = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                                body.len()
+                            );
                             for (k, v) in headers {
                                 head.push_str(&format!("{k}: {v}\r\n"));
                             }
@@ -90,7 +94,8 @@ impl Hostile {
                             }
                         }
                         Answer::Endless(declared) => {
-                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n");
+                            let head =
+                                format!("HTTP/1.1 200 OK\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n");
                             let _ = stream.write_all(head.as_bytes());
                             let chunk = vec![b'A'; 1 << 16];
                             for _ in 0..4096 {
@@ -280,7 +285,12 @@ pub(super) fn cases() -> Vec<Case> {
             );
             let registry = serving(manifest, blob);
             let (ws, cache) = pipeline("unused/x:1", "");
-            let out = cleanroom(&ws, cache.path(), &["plugin", "inspect", &format!("{}/evals/noop:1", registry.address)], &[]);
+            let out = cleanroom(
+                &ws,
+                cache.path(),
+                &["plugin", "inspect", &format!("{}/evals/noop:1", registry.address)],
+                &[],
+            );
             assert_eq!(out.status.code(), Some(0), "{}", text(&out));
             assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07), "control bytes reached the terminal");
             let stdout = String::from_utf8_lossy(&out.stdout);
