@@ -7,6 +7,10 @@
 //! - `oci/tags/<sha256 of the reference>`: the manifest a tag named when it
 //!   was last asked of the registry (`{ reference, manifest }`), which
 //!   lets a run whose plugins are all cached start with no network at all.
+//!   Sealed with the runner's key ([`crate::key`]), as the result cache is:
+//!   a record this runner did not write (another process of the user's
+//!   planting one) is ignored, and the tag is asked of the registry again.
+//!   Without a key there are no tag records.
 //!
 //! Everything is written to a temporary name and renamed into place, and
 //! only private regular files (owned by this user, writable by nobody
@@ -19,10 +23,15 @@ use serde::{Deserialize, Serialize};
 use super::artifact::{digest_of, hex_part};
 use super::reference::Reference;
 
+/// What a tag record's seal names.
+const TAG_LABEL: &[u8] = b"cleanroom oci tag v1";
+
 /// The `oci/` directory of a cache.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Seals tag records; `None` when the key cannot be had.
+    key: Option<crate::key::Key>,
 }
 
 /// What a tag named when it was last resolved.
@@ -44,7 +53,10 @@ impl Store {
         for dir in ["blobs/sha256", "manifests/sha256", "tags"] {
             crate::cache::private_dir(&root.join(dir))?;
         }
-        Ok(Store { root })
+        let key = crate::key::Key::load()
+            .map_err(|reason| tracing::warn!("{reason}; tags of pulled plugins are not remembered"))
+            .ok();
+        Ok(Store { root, key })
     }
 
     /// The store of the cache this process uses.
@@ -117,7 +129,10 @@ impl Store {
 
     /// What `reference`'s tag named when last resolved.
     pub fn tag(&self, reference: &Reference) -> Option<TagRecord> {
-        let record: TagRecord = serde_json::from_slice(&crate::cache::read_private(&self.tag_path(reference))?).ok()?;
+        let (path, name) = self.tag_path(reference);
+        let sealed = crate::cache::read_private(&path)?;
+        let payload = self.key.as_ref()?.unseal(TAG_LABEL, &name, &sealed)?;
+        let record: TagRecord = serde_json::from_slice(payload).ok()?;
         (record.reference == reference.unpinned()).then_some(record)
     }
 
@@ -126,14 +141,17 @@ impl Store {
     /// # Errors
     /// The I/O error.
     pub fn put_tag(&self, reference: &Reference, manifest: &str) -> Result<(), String> {
+        let Some(key) = &self.key else { return Ok(()) };
         let record = TagRecord { reference: reference.unpinned(), manifest: manifest.to_string() };
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        crate::cache::write_atomic(&self.tag_path(reference), &bytes)
-            .map_err(|e| format!("cannot remember the tag in the cache: {e}"))
+        let (path, name) = self.tag_path(reference);
+        let sealed = key.seal(TAG_LABEL, &name, &serde_json::to_vec(&record).unwrap_or_default());
+        crate::cache::write_atomic(&path, &sealed).map_err(|e| format!("cannot remember the tag in the cache: {e}"))
     }
 
-    fn tag_path(&self, reference: &Reference) -> PathBuf {
-        self.root.join("tags").join(hex_part(&digest_of(reference.unpinned().as_bytes())))
+    /// The tag record's file and its name (which its seal covers).
+    fn tag_path(&self, reference: &Reference) -> (PathBuf, String) {
+        let name = hex_part(&digest_of(reference.unpinned().as_bytes())).to_string();
+        (self.root.join("tags").join(&name), name)
     }
 }
 

@@ -142,6 +142,14 @@ fn serving(manifest: Vec<u8>, blob: Vec<u8>) -> Hostile {
     })
 }
 
+/// `[registries]` for `address`: user `ci`, the password from `REG_PASSWORD`.
+fn login(address: &str) -> String {
+    format!(
+        "[registries.\"{address}\"]\nusername = \"ci\"\npassword_secret = \"REG\"\n\
+         [secrets]\nREG = {{ env = \"REG_PASSWORD\" }}\n"
+    )
+}
+
 /// A workspace whose check `c` runs plugin `p` from `reference`, and a
 /// cache directory outside it.
 fn pipeline(reference: &str, extra: &str) -> (Workspace, tempfile::TempDir) {
@@ -262,10 +270,7 @@ pub(super) fn cases() -> Vec<Case> {
                 }
             });
             let password = "s3cret-registry-password";
-            let extra = format!(
-                "[registries.\"{}\"]\nusername = \"ci\"\npassword_secret = \"REG\"\n[secrets]\nREG = {{ env = \"REG_PASSWORD\" }}\n",
-                registry.address
-            );
+            let extra = login(&registry.address);
             let (ws, cache) = pipeline(&format!("{}/evals/noop:1", registry.address), &extra);
             let out = cleanroom(&ws, cache.path(), &["run", "pipeline.toml"], &[("REG_PASSWORD", password)]);
             assert!(registry.seen().iter().any(|s| s.authorization.is_some()), "control: the registry got the login");
@@ -312,6 +317,59 @@ pub(super) fn cases() -> Vec<Case> {
             let blob_requests = registry.seen().iter().filter(|s| s.path.contains("/blobs/")).count();
             assert_eq!(blob_requests, 2, "the damaged entry was fetched again, not run");
         }),
+        case("a tag record planted in the cache points an unpinned plugin at other bytes", || {
+            let (honest_manifest, honest) = artifact_of("noop", &[]);
+            let (evil_manifest, evil) = artifact_of("write_probe", &[]);
+            let (honest_digest, evil_digest) = (digest_of(&honest), digest_of(&evil));
+            let registry = Hostile::start(move |request| {
+                let path = &request.path;
+                if path.ends_with("/manifests/honest") {
+                    ok(honest_manifest.clone())
+                } else if path.ends_with("/manifests/evil") {
+                    ok(evil_manifest.clone())
+                } else if path.ends_with(&honest_digest) {
+                    ok(honest.clone())
+                } else if path.ends_with(&evil_digest) {
+                    ok(evil.clone())
+                } else {
+                    Answer::Bytes(404, vec![], vec![])
+                }
+            });
+            let (ws, cache) = pipeline(&format!("{}/evals/noop:honest", registry.address), "");
+            let pull = |tag: &str| {
+                cleanroom(
+                    &ws,
+                    cache.path(),
+                    &["plugin", "pull", &format!("{}/evals/noop:{tag}", registry.address)],
+                    &[],
+                )
+            };
+            assert_eq!(pull("honest").status.code(), Some(0));
+            assert_eq!(pull("evil").status.code(), Some(0), "the other bytes are in the cache too");
+            let tags = cache.path().join("oci/tags");
+            let record = |tag: &str| {
+                let reference = format!("{}/evals/noop:{tag}", registry.address);
+                tags.join(digest_of(reference.as_bytes()).trim_start_matches("sha256:"))
+            };
+            let (honest_record, evil_record) = (record("honest"), record("evil"));
+            assert!(honest_record.is_file() && evil_record.is_file(), "control: both tags are remembered");
+            let forgeries = [
+                fs_err::read(&evil_record).unwrap(),
+                format!(
+                    "{{\"reference\":\"{}/evals/noop:honest\",\"manifest\":\"{}\"}}",
+                    registry.address,
+                    digest_of(&artifact_of("write_probe", &[]).0)
+                )
+                .into_bytes(),
+            ];
+            for forged in forgeries {
+                fs_err::write(&honest_record, forged).unwrap();
+                let before = registry.seen().len();
+                let out = cleanroom(&ws, cache.path(), &["run", "--format", "json", "pipeline.toml"], &[]);
+                assert_eq!(out.status.code(), Some(0), "the honest plugin ran: {}", text(&out));
+                assert!(registry.seen().len() > before, "the forged record was believed without asking the registry");
+            }
+        }),
         case("a plugin reference climbs out of its repository on the registry", || {
             let registry = serving(vec![], vec![]);
             for reference in [
@@ -349,10 +407,7 @@ pub(super) fn cases() -> Vec<Case> {
             });
             *realm.lock().unwrap() = registry.address.clone();
             let password = "token-service-password";
-            let extra = format!(
-                "[registries.\"{}\"]\nusername = \"ci\"\npassword_secret = \"REG\"\n[secrets]\nREG = {{ env = \"REG_PASSWORD\" }}\n",
-                registry.address
-            );
+            let extra = login(&registry.address);
             let (ws, cache) = pipeline(&format!("{}/evals/noop:1", registry.address), &extra);
             let out = cleanroom(&ws, cache.path(), &["run", "pipeline.toml"], &[("REG_PASSWORD", password)]);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -374,10 +429,7 @@ pub(super) fn cases() -> Vec<Case> {
                 let challenge = vec![("www-authenticate".into(), "Basic realm=\"r\"".into())];
                 Answer::Bytes(401, challenge, body.into_bytes())
             });
-            let extra = format!(
-                "[registries.\"{}\"]\nusername = \"ci\"\npassword_secret = \"REG\"\n[secrets]\nREG = {{ env = \"REG_PASSWORD\" }}\n",
-                registry.address
-            );
+            let extra = login(&registry.address);
             let (ws, cache) = pipeline(&format!("{}/evals/noop:1", registry.address), &extra);
             let out = cleanroom(&ws, cache.path(), &["run", "pipeline.toml"], &[("REG_PASSWORD", password)]);
             refused(&ws, cache.path(), &out, &["CR038", "401"]);
