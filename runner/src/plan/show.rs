@@ -39,7 +39,17 @@ pub fn dry_run(plan: &Plan) -> String {
     }
     let _ = writeln!(out, "plugins:");
     for (name, info) in &plan.plugins {
-        let _ = writeln!(out, "  {name}: {} sha256:{}", info.path.display(), info.sha256);
+        let _ = match &info.origin {
+            Some(origin) => writeln!(
+                out,
+                "  {name}: {} (manifest {}, cached at {}) sha256:{}",
+                origin.reference,
+                origin.manifest.as_deref().unwrap_or("-"),
+                info.path.display(),
+                info.sha256
+            ),
+            None => writeln!(out, "  {name}: {} sha256:{}", info.path.display(), info.sha256),
+        };
     }
     let _ = writeln!(out, "steps, in the order they may start:");
     for (i, step) in plan.steps.iter().enumerate() {

@@ -326,6 +326,22 @@ fn a_private_registry_takes_its_password_from_secrets_and_no_byte_of_it_is_shown
         assert_ne!(ran.code, 2, "{args:?}: {ran:?}");
         outputs.push(ran.stdout + &ran.stderr);
     }
+    // Docker's config.json is read too, as `docker login` writes it.
+    let docker = ws.path().join("docker");
+    fs_err::create_dir_all(&docker).unwrap();
+    fs_err::write(
+        docker.join("config.json"),
+        format!("{{\"auths\":{{\"{a}\":{{\"auth\":\"{}\"}}}}}}", base64_of(&format!("ci:{password}"))),
+    )
+    .unwrap();
+    let fresh = ws.path().join("fresh-cache");
+    let pulled = cleanroom_with_env(
+        ws.path(),
+        &["plugin", "pull", &reference],
+        &[("CLEANROOM_CACHE_DIR", fresh.as_os_str()), ("DOCKER_CONFIG", docker.as_os_str())],
+    );
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    outputs.push(pulled.stdout + &pulled.stderr);
     let ran = with(&password, &["report", "--format", "html"]);
     outputs.push(ran.stdout + &ran.stderr);
     for file in files_under(&project(&ws)) {
