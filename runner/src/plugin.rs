@@ -126,7 +126,15 @@ pub fn inspect(path: &Path) -> Result<PluginInfo, InspectError> {
     }
     let bytes = fs_err::read(path).map_err(read_error)?;
     let sha256 = hex(&Sha256::digest(&bytes));
-    let not_wasm = |reason: String| InspectError::NotWasm { path: path.into(), reason };
+    let not_wasm = |reason: String| {
+        // wasmparser's magic-number error spans lines (two byte arrays).
+        let reason = if reason.starts_with("magic header not detected") {
+            "it does not start with the WebAssembly magic number `\\0asm`".to_string()
+        } else {
+            reason.lines().next().unwrap_or_default().to_string()
+        };
+        InspectError::NotWasm { path: path.into(), reason }
+    };
 
     let mut imports = Vec::new();
     let mut exports = Vec::new();

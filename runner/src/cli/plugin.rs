@@ -57,7 +57,11 @@ pub(super) fn plugin(action: PluginAction, output: Output) -> i32 {
                 let metadata = crate::oci::artifact::Metadata { description, source };
                 crate::oci::push(&file, &reference, &metadata, &created(), credentials)
                     .map(|pushed| (reference, pushed))
-                    .map_err(registry_error)
+                    .map_err(|e| {
+                        Diagnostics::from(Diagnostic::new(Code::CR038, e).hint(
+                            "check that the file is a component (`cleanroom plugin inspect FILE`), the reference, that the registry is up, and the credentials",
+                        ))
+                    })
             })();
             match pushed {
                 Ok((reference, pushed)) => {
