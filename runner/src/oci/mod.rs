@@ -117,6 +117,9 @@ pub fn fetch(
     credentials: CredentialSource<'_>,
 ) -> Result<Fetched, FetchError> {
     let pin = pin.map(|hex| format!("sha256:{}", hex.trim().to_ascii_lowercase()));
+    if let Some(Err(e)) = pin.as_deref().map(reference::parse_digest) {
+        return Err(FetchError::Pin(format!("`sha256` is not a component digest: {e}")));
+    }
     let cached = |manifest: &str| -> Option<Fetched> {
         let bytes = store.manifest(manifest)?;
         let parsed = artifact::read_manifest(&bytes, &reference.to_string()).ok()?;

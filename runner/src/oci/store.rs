@@ -77,6 +77,11 @@ impl Store {
     /// Whether component `digest` is cached with exactly the bytes it names
     /// (hashed now; a damaged entry is deleted, so it is fetched again).
     pub fn has_component(&self, digest: &str) -> bool {
+        // Only a well-formed digest names a file here (a pin such as
+        // `../../x` must never become a path, let alone one deleted below).
+        if super::reference::parse_digest(digest).is_err() {
+            return false;
+        }
         let path = self.component_path(digest);
         match crate::cache::read_private(&path) {
             Some(bytes) if digest_of(&bytes) == digest => {
@@ -112,6 +117,7 @@ impl Store {
 
     /// The cached manifest `digest`, if its bytes hash to it.
     pub fn manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        super::reference::parse_digest(digest).ok()?;
         let bytes = crate::cache::read_private(&self.root.join("manifests/sha256").join(hex_part(digest)))?;
         (digest_of(&bytes) == digest).then_some(bytes)
     }

@@ -370,6 +370,24 @@ pub(super) fn cases() -> Vec<Case> {
                 assert!(registry.seen().len() > before, "the forged record was believed without asking the registry");
             }
         }),
+        case("a sha256 pin written as a path reaches a file outside the cache", || {
+            let registry = serving(vec![], vec![]);
+            let victim_dir = tempfile::tempdir().unwrap();
+            let victim = victim_dir.path().join("victim");
+            fs_err::write(&victim, "keep me\n").unwrap();
+            let (ws, cache) = pipeline("localhost:1/x:1", "");
+            let climb = format!("../../../../../../../..{}", victim.display());
+            let toml = format!(
+                "[pipeline]\nname = \"pulled\"\n[plugins]\np = {{ oci = \"{}/evals/noop:1\", sha256 = \"{climb}\" }}\n\
+                 [check.c]\nplugin = \"p\"\nread = [\"src\"]\n",
+                registry.address
+            );
+            ws.file("pipeline.toml", &toml);
+            let out = cleanroom(&ws, cache.path(), &["run", "pipeline.toml"], &[]);
+            refused(&ws, cache.path(), &out, &["CR013"]);
+            assert_eq!(fs_err::read_to_string(&victim).unwrap(), "keep me\n", "the file was touched");
+            assert!(registry.seen().is_empty(), "the registry was asked: {:?}", registry.seen());
+        }),
         case("a plugin reference climbs out of its repository on the registry", || {
             let registry = serving(vec![], vec![]);
             for reference in [
