@@ -199,23 +199,12 @@ fn pins(plan: &Plan, lock_path: &Path) -> Vec<Pin> {
     let pipeline = pipeline_name(plan);
     plan.plugins
         .iter()
-        .map(|(name, info)| match &info.origin {
-            Some(origin) => Pin {
-                pipeline: pipeline.clone(),
-                name: name.clone(),
-                path: String::new(),
-                oci: Some(origin.reference.clone()),
-                manifest: origin.manifest.clone(),
-                sha256: info.sha256.clone(),
-            },
-            None => Pin {
-                pipeline: pipeline.clone(),
-                name: name.clone(),
-                path: relative_to(&info.path, base),
-                oci: None,
-                manifest: None,
-                sha256: info.sha256.clone(),
-            },
+        .map(|(name, info)| {
+            let (path, oci, manifest) = match &info.origin {
+                Some(origin) => (String::new(), Some(origin.reference.clone()), origin.manifest.clone()),
+                None => (relative_to(&info.path, base), None, None),
+            };
+            Pin { pipeline: pipeline.clone(), name: name.clone(), path, oci, manifest, sha256: info.sha256.clone() }
         })
         .collect()
 }

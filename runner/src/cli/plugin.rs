@@ -14,7 +14,7 @@ pub(super) fn plugin(action: PluginAction, output: Output) -> i32 {
             let remote = !file.exists() && crate::oci::Reference::parse(&file.to_string_lossy()).is_ok();
             let info = if !remote {
                 crate::plugin::inspect(&file).map_err(|e| {
-                    crate::diag::Diagnostic::new(crate::diag::Code::CR026, e.to_string())
+                    Diagnostic::new(Code::CR026, e.to_string())
                         .hint("give a WebAssembly component built for wasm32-wasip2, or an OCI reference host[:port]/repository:tag")
                         .into()
                 })
@@ -162,7 +162,9 @@ fn credentials(
         return crate::oci::docker_credentials(&reference.registry).map_err(registry_error);
     };
     let mut password = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin().take(64 << 10), &mut password)
+    std::io::stdin()
+        .take(64 << 10)
+        .read_to_string(&mut password)
         .map_err(|e| registry_error(format!("cannot read the password from stdin: {e}")))?;
     let password = password.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {

@@ -23,8 +23,6 @@ pub struct Fetching {
     pub refresh: bool,
     /// `run --locked`: the lock's pins, by plugin name.
     pub locked: Option<BTreeMap<String, oci::Locked>>,
-    /// The cache to pull into; default: the runner's cache directory.
-    pub cache: Option<std::path::PathBuf>,
 }
 
 impl Fetching {
@@ -33,13 +31,6 @@ impl Fetching {
             Some(pin) => oci::Mode::Locked(pin.clone()),
             None if self.refresh => oci::Mode::Refresh,
             None => oci::Mode::Cached,
-        }
-    }
-
-    fn store(&self) -> Result<Store, String> {
-        match &self.cache {
-            Some(cache) => Store::open(cache),
-            None => Store::default_store(),
         }
     }
 }
@@ -79,7 +70,7 @@ pub(crate) fn inspect(
                         continue;
                     }
                 };
-                let store = match store.get_or_insert_with(|| fetching.store()) {
+                let store = match store.get_or_insert_with(Store::default_store) {
                     Ok(store) => store,
                     Err(e) => {
                         diags.push(Diagnostic::new(Code::CR038, format!("plugin `{name}`: {e}")).at(at));
