@@ -146,11 +146,8 @@ fn pull(reference: &str, login: &RegistryLogin) -> Result<crate::plugin::PluginI
         None => crate::oci::docker_credentials(registry),
     };
     let store = crate::oci::Store::default_store().map_err(registry_error)?;
-    let fetched = crate::oci::fetch(&store, &reference, None, &crate::oci::Mode::Refresh, &source)
-        .map_err(|e| registry_error(e.to_string()))?;
-    let mut info = crate::plugin::inspect(&fetched.path).map_err(|e| registry_error(e.to_string()))?;
-    info.origin = Some(fetched.origin);
-    Ok(info)
+    crate::oci::fetch_inspected(&store, &reference, None, &crate::oci::Mode::Refresh, &source)
+        .map_err(|e| registry_error(e.to_string()))
 }
 
 /// `--username` with the password from stdin, if given.

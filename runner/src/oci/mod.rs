@@ -39,7 +39,7 @@ pub use auth::Credentials;
 pub use reference::Reference;
 pub use store::Store;
 
-use crate::plugin::Origin;
+use crate::plugin::{Origin, PluginInfo};
 
 /// How [`fetch`] may use the registry.
 #[derive(Debug, Clone)]
@@ -265,6 +265,35 @@ fn online(
         }
         Ok(fetched(store, reference, Some(&digest), &layer.digest, manifest.annotations))
     })?
+}
+
+/// [`fetch`], then the component inspected ([`crate::plugin::inspect`],
+/// which reads and hashes it once): a cached component whose bytes no
+/// longer hash to its digest is discarded and fetched once more, so a
+/// damaged entry is never used, and no component is hashed twice.
+///
+/// # Errors
+/// [`FetchError`]; a component that is not one Cleanroom can inspect is
+/// [`FetchError::Registry`], naming the reference.
+pub fn fetch_inspected(
+    store: &Store,
+    reference: &Reference,
+    pin: Option<&str>,
+    mode: &Mode,
+    credentials: CredentialSource<'_>,
+) -> Result<PluginInfo, FetchError> {
+    for _ in 0..2 {
+        let fetched = fetch(store, reference, pin, mode, credentials)?;
+        let info = crate::plugin::inspect(&fetched.path)
+            .map_err(|e| FetchError::Registry(format!("`{reference}` cannot be used: {e}")))?;
+        if format!("sha256:{}", info.sha256) == fetched.origin.component {
+            return Ok(PluginInfo { origin: Some(fetched.origin), ..info });
+        }
+        store.discard(&fetched.origin.component);
+    }
+    Err(FetchError::Registry(format!(
+        "the cached component of `{reference}` changed while it was being read; run again"
+    )))
 }
 
 /// What [`push`] published.

@@ -2,7 +2,8 @@
 //! directory ([`crate::cache`]), content-addressed:
 //!
 //! - `oci/blobs/sha256/<hex>`: components, each written only after its
-//!   bytes hashed to its name, and hashed again whenever it is used;
+//!   bytes hashed to its name, and hashed again whenever it is used (as it
+//!   is inspected, [`super::fetch_inspected`]);
 //! - `oci/manifests/sha256/<hex>`: manifests, likewise;
 //! - `oci/tags/<sha256 of the reference>`: the manifest a tag named when it
 //!   was last asked of the registry (`{ reference, manifest }`), which
@@ -74,26 +75,30 @@ impl Store {
         self.root.join("blobs/sha256").join(hex_part(digest))
     }
 
-    /// Whether component `digest` is cached with exactly the bytes it names
-    /// (hashed now; a damaged entry is deleted, so it is fetched again).
+    /// Whether component `digest` is in the cache: a private regular file
+    /// under its name (marked as used). Its bytes are checked by whoever
+    /// reads them: [`super::fetch_inspected`] hashes them as it inspects
+    /// them, and [`Store::discard`]s an entry that no longer matches.
     pub fn has_component(&self, digest: &str) -> bool {
         // Only a well-formed digest names a file here (a pin such as
-        // `../../x` must never become a path, let alone one deleted below).
+        // `../../x` must never become a path, let alone one deleted).
         if super::reference::parse_digest(digest).is_err() {
             return false;
         }
         let path = self.component_path(digest);
-        match crate::cache::read_private(&path) {
-            Some(bytes) if digest_of(&bytes) == digest => {
-                crate::cache::touch(&path);
-                true
-            }
-            Some(_) => {
-                tracing::warn!("cached component {digest} does not hash to its name; fetching it again");
-                let _ = fs_err::remove_file(&path);
-                false
-            }
-            None => false,
+        let present = fs_err::symlink_metadata(&path).is_ok_and(|m| m.is_file() && crate::cache::is_private(&m));
+        if present {
+            crate::cache::touch(&path);
+        }
+        present
+    }
+
+    /// Deletes component `digest`, whose bytes no longer hash to its name,
+    /// so that it is fetched again.
+    pub fn discard(&self, digest: &str) {
+        if super::reference::parse_digest(digest).is_ok() {
+            tracing::warn!("cached component {digest} does not hash to its name; fetching it again");
+            let _ = fs_err::remove_file(self.component_path(digest));
         }
     }
 

@@ -59,7 +59,7 @@ pub(crate) fn inspect(
     for (name, entry) in &manifest.plugins {
         let at = source.locate(entry.span().start);
         let name = &name.get_ref().0;
-        let (path, origin) = match entry.get_ref() {
+        let info = match entry.get_ref() {
             PluginSource::Oci(o) => {
                 let reference = match Reference::parse(&o.oci) {
                     Ok(reference) => reference,
@@ -77,37 +77,36 @@ pub(crate) fn inspect(
                         continue;
                     }
                 };
-                match oci::fetch(store, &reference, entry.get_ref().sha256(), &fetching.mode(name), &credentials) {
-                    Ok(fetched) => (fetched.path, Some(fetched.origin)),
+                let pin = entry.get_ref().sha256();
+                match oci::fetch_inspected(store, &reference, pin, &fetching.mode(name), &credentials) {
+                    Ok(info) => info,
                     Err(e) => {
                         diags.push(fetch_diagnostic(name, &reference, &e).at(at));
                         continue;
                     }
                 }
             }
-            other => (base_dir.join(other.path().unwrap_or_default()), None),
+            other => match plugin::inspect(&base_dir.join(other.path().unwrap_or_default())) {
+                Ok(info) => info,
+                Err(e) => {
+                    let hint = match e {
+                        plugin::InspectError::Read { .. } => {
+                            "paths in [plugins] are relative to the pipeline file; build first-party plugins with `scripts/build-plugins`"
+                        }
+                        plugin::InspectError::CoreModule(_) => {
+                            "build the plugin for the `wasm32-wasip2` target, which produces a component"
+                        }
+                        plugin::InspectError::NotWasm { .. } => "rebuild the plugin; the file is damaged or not WebAssembly",
+                    };
+                    let code = match e {
+                        plugin::InspectError::Read { .. } => Code::CR010,
+                        _ => Code::CR011,
+                    };
+                    diags.push(Diagnostic::new(code, format!("plugin `{name}`: {e}")).at(at).hint(hint));
+                    continue;
+                }
+            },
         };
-        let mut info = match plugin::inspect(&path) {
-            Ok(info) => info,
-            Err(e) => {
-                let hint = match e {
-                    plugin::InspectError::Read { .. } => {
-                        "paths in [plugins] are relative to the pipeline file; build first-party plugins with `scripts/build-plugins`"
-                    }
-                    plugin::InspectError::CoreModule(_) => {
-                        "build the plugin for the `wasm32-wasip2` target, which produces a component"
-                    }
-                    plugin::InspectError::NotWasm { .. } => "rebuild the plugin; the file is damaged or not WebAssembly",
-                };
-                let code = match e {
-                    plugin::InspectError::Read { .. } => Code::CR010,
-                    _ => Code::CR011,
-                };
-                diags.push(Diagnostic::new(code, format!("plugin `{name}`: {e}")).at(at).hint(hint));
-                continue;
-            }
-        };
-        info.origin = origin;
         if let Some(pin) = entry.get_ref().sha256() {
             let pin = pin.trim().to_ascii_lowercase();
             if pin != info.sha256 {
