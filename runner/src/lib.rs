@@ -34,6 +34,7 @@ pub mod plugin;
 pub mod remote;
 pub mod report;
 pub mod sandbox;
+pub mod scratch;
 pub mod secrets;
 pub mod tls;
 pub mod writes;

@@ -1,5 +1,7 @@
 //! The `cleanroom` binary: a thin shell over the library's CLI.
 
 fn main() {
-    std::process::exit(cleanroom::cli::main());
+    let code = cleanroom::cli::main();
+    cleanroom::scratch::release();
+    std::process::exit(code);
 }

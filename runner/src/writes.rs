@@ -113,7 +113,7 @@ pub fn safe_mode(mode: u32) -> u32 {
 pub fn stage(mounts: &[Mount]) -> io::Result<Staged> {
     let mut staged = Staged::default();
     for mount in mounts.iter().filter(|m| m.writable) {
-        let copy = tempfile::Builder::new().prefix("cleanroom-stage-").tempdir()?;
+        let copy = crate::scratch::dir("stage-")?;
         let mut initial = BTreeMap::new();
         // A write directory that did not exist at planning time may exist
         // now (an earlier attempt of this stage created it): a retried

@@ -153,7 +153,7 @@ fn run_case(
     options: &RunOptions,
 ) -> Result<CaseResult, Diagnostics> {
     let name = dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let scratch = tempfile::Builder::new().prefix("cleanroom-plugin-test-").tempdir().map_err(|e| {
+    let scratch = crate::scratch::dir("plugin-test-").map_err(|e| {
         Diagnostics::from(Diagnostic::new(Code::CR026, format!("cannot make a scratch directory: {e}")))
     })?;
     let workspace = scratch.path().join("workspace");

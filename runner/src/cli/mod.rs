@@ -520,6 +520,7 @@ pub fn main() -> i32 {
     };
     if !matches!(cli.command, Command::Jail) {
         init_logging(cli.verbose);
+        crate::scratch::sweep_abandoned();
     }
     let color_for = |terminal: bool| match cli.color {
         ColorChoice::Always => true,

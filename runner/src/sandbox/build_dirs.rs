@@ -61,7 +61,11 @@ pub fn prepare(step: &Step, workspace: &Path, cache: Option<&Path>) -> Result<Ve
     for rel in &native.cache_dirs {
         let root = match cache {
             Some(cache) => crate::cache::dirs_dir(cache),
-            None => std::env::temp_dir().join(format!("cleanroom-dirs-{}", nix::unistd::geteuid())),
+            // Without a cache they last as long as this process.
+            None => crate::scratch::process_dir().map_or_else(
+                || std::env::temp_dir().join(format!("cleanroom-dirs-{}", nix::unistd::geteuid())),
+                |scratch| scratch.join("dirs"),
+            ),
         };
         let private = root.join(key(step, workspace, rel));
         if private.starts_with(workspace) {

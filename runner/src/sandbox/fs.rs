@@ -58,7 +58,7 @@ fn staged(
     if let Some(dir) = key.as_ref().and_then(|key| STAGED.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()) {
         return Ok(dir);
     }
-    let dir = tempfile::Builder::new().prefix("cleanroom-files-").tempdir()?;
+    let dir = crate::scratch::dir("files-")?;
     fill(dir.path())?;
     let dir = Arc::new(dir);
     let mut memo = STAGED.lock().unwrap_or_else(|e| e.into_inner());

@@ -349,6 +349,63 @@ fn pgrep(pattern: &str) -> bool {
     Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
 }
 
+/// A runner killed by SIGKILL mid-stage cannot clean up: its scratch
+/// directory (the stage's staged copy of its write mount, its `/tmp`) is
+/// left behind. The next runner removes it, and a run that ends normally
+/// leaves nothing in the temporary directory.
+#[test]
+fn a_killed_runners_scratch_space_is_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    let marker = format!("sleep 31.{}", std::process::id());
+    ws.file("out/kept", "old").file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"killed\"\n\
+             [stage.slow]\nrun = [\"sh\", \"-c\", \"echo staged > out/left-behind; exec {marker}\"]\nwrite = [\"out\"]\n"
+        ),
+    );
+    let tmpdir = tmp.path().as_os_str();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(["run", "pipeline.toml"])
+        .current_dir(ws.path())
+        .env("CLEANROOM_CACHE_DIR", test_cache())
+        .env("TMPDIR", tmpdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let left: Vec<String> = crate::files_under(tmp.path())
+        .iter()
+        .map(|p| p.strip_prefix(tmp.path()).unwrap().display().to_string())
+        .collect();
+    assert!(
+        left.iter().any(|p| p.ends_with("/left-behind")),
+        "control: the killed runner left no staged copy behind: {left:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pgrep(&marker) {
+        assert!(Instant::now() < deadline, "the stage's process outlived the runner");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let next = Workspace::new();
+    next.file("pipeline.toml", "[pipeline]\nname = \"next\"\n[check.quick]\nrun = [\"true\"]\n");
+    let ran = cleanroom_with_env(next.path(), &["run", "pipeline.toml"], &[("TMPDIR", tmpdir)]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let user_dir = tmp.path().join(format!("cleanroom-{}", nix::unistd::geteuid()));
+    let after: Vec<_> = fs_err::read_dir(&user_dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(after.is_empty(), "the scratch directory still holds {after:?}");
+    assert_eq!(fs_err::read_to_string(ws.path().join("out/kept")).unwrap(), "old");
+}
+
 #[test]
 fn only_runs_the_matching_steps_and_what_they_need() {
     let ws = mixed_workspace();

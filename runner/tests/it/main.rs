@@ -69,9 +69,12 @@ impl std::fmt::Debug for Ran {
 }
 
 /// The cache directory of this test process: compiled plugins are shared by
-/// its tests, and nothing cached by an earlier `cargo test` is seen.
+/// its tests, and nothing cached by an earlier `cargo test` is seen. It is
+/// scratch space of this process ([`cleanroom::scratch`]), so the first
+/// runner started after this process ends removes it.
 pub fn test_cache() -> PathBuf {
-    std::env::temp_dir().join(format!("cleanroom-it-cache-{}", std::process::id()))
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| cleanroom::scratch::dir("it-cache-").expect("make the test cache")).path().to_path_buf()
 }
 
 /// Runs `cleanroom ARGS` in `cwd` with a clean environment plus `PATH`,

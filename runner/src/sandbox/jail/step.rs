@@ -79,10 +79,7 @@ impl StepJail {
             })?),
             None => None,
         };
-        let temp = tempfile::Builder::new()
-            .prefix("cleanroom-tmp-")
-            .tempdir()
-            .map_err(|e| format!("could not create its temporary directory: {e}"))?;
+        let temp = crate::scratch::dir("tmp-").map_err(|e| format!("could not create its temporary directory: {e}"))?;
         let views = empty_views().map_err(|e| format!("could not prepare its view of the host: {e}"))?;
         // A bind mount needs a mount point: create missing write directories
         // for the run, and remove them again unless the writes are committed.
@@ -258,7 +255,7 @@ fn feedback_env(feedback: &[String], temp: &Path) -> std::io::Result<Vec<(String
 /// `dir`, read-only, for the jail to mount over what must look empty.
 fn empty_views() -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    let views = tempfile::Builder::new().prefix("cleanroom-view-").tempdir()?;
+    let views = crate::scratch::dir("view-")?;
     fs_err::write(views.path().join("file"), "")?;
     fs_err::create_dir(views.path().join("dir"))?;
     fs_err::set_permissions(views.path().join("file"), std::fs::Permissions::from_mode(0o444))?;
