@@ -50,14 +50,9 @@ static PROCESS: OnceLock<Option<ProcessDir>> = OnceLock::new();
 /// # Errors
 /// The I/O error when the directory cannot be made.
 pub fn dir(prefix: &str) -> io::Result<tempfile::TempDir> {
-    let builder = {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(prefix);
-        builder
-    };
     match process_dir() {
-        Some(root) => builder.tempdir_in(root),
-        None => builder.tempdir(),
+        Some(root) => tempfile::Builder::new().prefix(prefix).tempdir_in(root),
+        None => tempfile::Builder::new().prefix(&format!("cleanroom-{prefix}")).tempdir(),
     }
 }
 

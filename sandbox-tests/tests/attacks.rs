@@ -747,6 +747,10 @@ fn base_cases() -> Vec<Case> {
         }),
         // --- Faults ----------------------------------------------------
         case("SIGKILL the runner while a stage's writes are committed", sigkill_during_commit),
+        case(
+            "plant the runner's scratch directory to collect staged copies or to have the sweep delete",
+            plant_scratch,
+        ),
         case("every guest is attacked by a case", every_guest_is_attacked),
     ]
 }
@@ -805,6 +809,76 @@ fn sigkill_during_commit() {
         assert_eq!(ws.read(&format!("out/f{i:04}")), format!("new {i:04}\n"));
     }
     println!("           (killed with {old} files old and {new} new)");
+}
+
+/// Another local user plants `$TMPDIR/cleanroom-<uid>`, the directory every
+/// runner keeps its scratch space in and sweeps at start: as a symlink to a
+/// directory of the victim's (for the sweep to empty it), as a directory the
+/// attacker owns, and as a world-writable one (to read the staged copies of
+/// a running stage). The runner uses and sweeps none of them, and the run
+/// still works.
+fn plant_scratch() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = fs_err::metadata("/proc/self").unwrap().uid();
+    for plant in ["symlink", "foreign owner", "world-writable"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let planted = tmp.path().join(format!("cleanroom-{uid}"));
+        // What the attacker hopes to see deleted, or filled with staged copies.
+        let victim = tmp.path().join("victim");
+        fs_err::create_dir_all(victim.join("precious/work")).unwrap();
+        fs_err::write(victim.join("precious/work/notes"), "keep me").unwrap();
+        match plant {
+            "symlink" => std::os::unix::fs::symlink(&victim, &planted).unwrap(),
+            _ => {
+                fs_err::create_dir(&planted).unwrap();
+                fs_err::create_dir_all(planted.join("4242-old/stage-x")).unwrap();
+                if plant == "foreign owner" {
+                    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+                } else {
+                    fs_err::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+                }
+            }
+        }
+        let before: Vec<_> = walk(tmp.path());
+        let ws = Workspace::new();
+        ws.file("out/kept", "old").file(
+            "pipeline.toml",
+            "[pipeline]\nname = \"plant\"\n[stage.write]\nrun = [\"sh\", \"-c\", \"echo new > out/kept\"]\nwrite = [\"out\"]\n\
+             [check.read]\nrun = [\"cat\", \"out/kept\"]\nread = [\"out\"]\nneeds = [\"write\"]\n",
+        );
+        let ran = Command::new(cleanroom_binary())
+            .args(["run", "pipeline.toml"])
+            .current_dir(ws.root())
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        assert_eq!(ran.status.code(), Some(0), "{plant}: {}", output_text(&ran));
+        assert_eq!(ws.read("out/kept"), "new\n", "{plant}: the stage's write was not committed");
+        assert!(
+            String::from_utf8_lossy(&ran.stderr)
+                .contains("scratch directories go straight into the temporary directory"),
+            "{plant}: the runner did not say why it left the planted directory alone: {}",
+            output_text(&ran)
+        );
+        assert_eq!(walk(tmp.path()), before, "{plant}: the runner changed the planted directory or the victim's files");
+    }
+}
+
+/// Every path under `dir` (not following symlinks), sorted.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs_err::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Every guest crate is listed in `GUESTS`, and every listed guest is used
