@@ -315,12 +315,7 @@ fn ctrl_c_stops_cleanly_with_exit_130_and_the_run_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the stage's program runs.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the stage never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_process(&marker);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let output = child.wait_with_output().unwrap();
     let ran = Ran {
@@ -349,6 +344,16 @@ fn pgrep(pattern: &str) -> bool {
     Command::new("pgrep").args(["-f", pattern]).output().is_ok_and(|o| o.status.success())
 }
 
+/// Waits until a process whose command line holds `marker` runs (a step's
+/// program has started).
+fn wait_for_process(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pgrep(marker) {
+        assert!(Instant::now() < deadline, "the stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A runner killed by SIGKILL mid-stage cannot clean up: its scratch
 /// directory (the stage's staged copy of its write mount, its `/tmp`) is
 /// left behind. The next runner removes it, and a run that ends normally
@@ -375,11 +380,7 @@ fn a_killed_runners_scratch_space_is_removed_by_the_next_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !pgrep(&marker) {
-        assert!(Instant::now() < deadline, "the stage never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_process(&marker);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let left: Vec<String> = crate::files_under(tmp.path())
