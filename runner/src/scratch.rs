@@ -8,14 +8,16 @@
 //! process holds an exclusive lock on until it ends. A runner that could
 //! not clean up after itself (killed by SIGKILL or the kernel's OOM killer,
 //! a machine that lost power over a persistent `/tmp`) leaves its directory
-//! behind with no one holding the lock; the next runner's first use of
-//! scratch space removes it. Without this, every such death left its staged
-//! copies behind for good: the workspace's files, a scenario's stdin, what
-//! a stage wrote.
+//! behind with no one holding the lock; every `cleanroom` command starts by
+//! removing such directories ([`sweep_abandoned`]). Without this, every
+//! such death left its staged copies behind for good: the workspace's
+//! files, a scenario's stdin, what a stage wrote.
 //!
-//! The per-user directory is mode 0700 and must be owned by this user; when
-//! it is not (another user made it first), scratch directories are made
-//! directly in `$TMPDIR` as before, and a warning says why.
+//! The per-user directory is mode 0700 and must be a directory (not a
+//! symlink) owned by this user; when it is not (another user made it
+//! first), it is neither used nor swept: scratch directories are made
+//! directly in `$TMPDIR` as `cleanroom-<prefix>XXXXXX`, and a warning says
+//! why.
 
 use std::fs::File;
 use std::io;
