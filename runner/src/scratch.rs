@@ -121,7 +121,7 @@ fn make(root: &Path) -> Result<ProcessDir, String> {
 
 /// Removes every directory in `root` that no living process holds: its
 /// lock can be taken (or it has none), or it is a half-made one older than
-/// [`MAKING_STALE`]. Best effort: what cannot be removed now is tried again
+/// an hour. Best effort: what cannot be removed now is tried again
 /// by the next runner.
 pub fn sweep(root: &Path) {
     let Ok(entries) = fs_err::read_dir(root) else { return };
