@@ -28,8 +28,15 @@ use super::reference::Reference;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one request may take, transfer included.
+/// How long a request that sends a body (an upload) may take until the
+/// registry's answer begins, the upload included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a registry may stay silent: before its answer to a request
+/// without a body begins, and between two pieces of any answer. A registry
+/// that stops sending (broken, or hostile and out to hold the run) is given
+/// up on after this, however large the blob; one that keeps sending is not
+/// cut off, however slow the link.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
@@ -108,16 +115,15 @@ impl Registry {
         let mut hasher = Sha256::new();
         let mut got = 0u64;
         let mut body = response.body;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.scrub(format!("the registry broke off sending blob {digest}: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                got += data.len() as u64;
-                if got > size {
-                    return Err(format!("the registry sent more than the {size} bytes blob {digest} has"));
-                }
-                hasher.update(&data);
-                out.write_all(&data).map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
+        while let Some(data) =
+            next_data(&mut body).await.map_err(|e| self.scrub(format!("while sending blob {digest}, {e}")))?
+        {
+            got += data.len() as u64;
+            if got > size {
+                return Err(format!("the registry sent more than the {size} bytes blob {digest} has"));
             }
+            hasher.update(&data);
+            out.write_all(&data).map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
         }
         out.sync_all().map_err(|e| format!("cannot write `{}`: {e}", file.display()))?;
         Ok(format!("sha256:{}", crate::plugin::hex(&hasher.finalize())))
@@ -350,7 +356,8 @@ async fn once(method: http::Method, url: &str, headers: &[(&str, &str)], body: B
     for (key, value) in headers {
         request = request.header(*key, *value);
     }
-    if !body.is_empty() {
+    let uploads = !body.is_empty();
+    if uploads {
         request = request.header("content-length", body.len());
     }
     let request = request.body(Full::new(body)).map_err(|e| format!("cannot build a request to `{host}`: {e}"))?;
@@ -367,9 +374,10 @@ async fn once(method: http::Method, url: &str, headers: &[(&str, &str)], body: B
             send_on(TokioIo::new(tcp), request).await
         }
     };
-    let (parts, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+    let limit = if uploads { REQUEST_TIMEOUT } else { STALL_TIMEOUT };
+    let (parts, body) = tokio::time::timeout(limit, exchange)
         .await
-        .map_err(|_| format!("`{host}` did not answer within {}s", REQUEST_TIMEOUT.as_secs()))?
+        .map_err(|_| format!("`{host}` did not answer within {}s", limit.as_secs()))?
         .map_err(|e| format!("`{host}`: {e}"))?
         .into_parts();
     Ok(Response { status: parts.status.as_u16(), headers: parts.headers, body })
@@ -394,16 +402,36 @@ where
 /// The whole body, refused past `cap` bytes.
 async fn read_capped(mut body: hyper::body::Incoming, cap: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the registry broke off its answer: {e}"))?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > cap {
-                return Err(format!("the registry's answer is over the {cap}-byte limit"));
-            }
-            out.extend_from_slice(&data);
+    while let Some(data) = next_data(&mut body).await? {
+        if out.len() + data.len() > cap {
+            return Err(format!("the registry's answer is over the {cap}-byte limit"));
         }
+        out.extend_from_slice(&data);
     }
     Ok(out)
+}
+
+/// The next piece of `body`'s data, `None` at its end.
+///
+/// # Errors
+/// When the registry breaks off, or sends nothing for [`STALL_TIMEOUT`].
+async fn next_data(body: &mut hyper::body::Incoming) -> Result<Option<Bytes>, String> {
+    loop {
+        let frame = match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                return Err(format!(
+                    "the registry sent nothing for {}s in the middle of its answer; given up",
+                    STALL_TIMEOUT.as_secs()
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(frame)) => frame.map_err(|e| format!("the registry broke off its answer: {e}"))?,
+        };
+        // Trailers carry no data: read on.
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
 }
 
 /// `(scheme, host[:port], path?query)` of an `http(s)://` URL.

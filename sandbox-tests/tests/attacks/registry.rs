@@ -29,6 +29,12 @@ enum Answer {
     Bytes(u16, Vec<(String, String)>, Vec<u8>),
     /// 200 with `declared` as the length, then bytes until the client hangs up (at most 256 MiB).
     Endless(u64),
+    /// 200 with the length of the whole body, then only `sent` of it; the
+    /// connection stays open, silent, until the client hangs up.
+    Stall { whole: usize, sent: Vec<u8> },
+    /// Nothing at all: the request is read and the connection held open,
+    /// silent, until the client hangs up.
+    Silent,
 }
 
 fn ok(body: Vec<u8>) -> Answer {
@@ -92,6 +98,17 @@ impl Hostile {
                             if request.method != "HEAD" {
                                 let _ = stream.write_all(&body);
                             }
+                        }
+                        Answer::Stall { whole, sent } => {
+                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {whole}\r\n\r\n");
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(&sent);
+                            let _ = stream.flush();
+                            // Blocks until the client hangs up.
+                            let _ = stream.read(&mut [0u8; 1]);
+                        }
+                        Answer::Silent => {
+                            let _ = stream.read(&mut [0u8; 1]);
                         }
                         Answer::Endless(declared) => {
                             let head =
@@ -161,15 +178,43 @@ fn pipeline(reference: &str, extra: &str) -> (Workspace, tempfile::TempDir) {
     (ws, tempfile::tempdir().unwrap())
 }
 
-fn cleanroom(ws: &Workspace, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(cleanroom_binary())
+/// `cleanroom ARGS` in `ws` with `cache`, no Docker credentials, and `env`.
+fn command(ws: &Workspace, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(cleanroom_binary());
+    command
         .args(args)
         .current_dir(ws.root())
         .env("CLEANROOM_CACHE_DIR", cache)
         .env("DOCKER_CONFIG", "/nonexistent")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
+        .envs(env.iter().copied());
+    command
+}
+
+fn cleanroom(ws: &Workspace, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(ws, cache, args, env).output().unwrap()
+}
+
+/// `cleanroom run pipeline.toml`, killed (and the case failed) if it is
+/// still going after four minutes: a run a registry can hold never ends on
+/// its own, and the suite must say so rather than hang.
+fn cleanroom_or_held(ws: &Workspace, cache: &Path) -> Output {
+    let child = command(ws, cache, &["run", "pipeline.toml"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(std::time::Duration::from_secs(240)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the registry held the run for four minutes");
+        }
+    }
 }
 
 /// Every file the cache holds under `oci/blobs`.
@@ -226,6 +271,23 @@ pub(super) fn cases() -> Vec<Case> {
             let (ws, cache) = pipeline(&format!("{}/evals/noop:1", registry.address), "");
             let out = cleanroom(&ws, cache.path(), &["run", "pipeline.toml"], &[]);
             refused(&ws, cache.path(), &out, &["CR038", "more than"]);
+        }),
+        case("a registry goes silent before or in the middle of an answer, to hold the run forever", || {
+            let (manifest, blob) = artifact_of("noop", &[]);
+            for silent_on in ["manifest", "component"] {
+                let (manifest, blob) = (manifest.clone(), blob.clone());
+                let registry = Hostile::start(move |request| match (silent_on, request.path.contains("/manifests/")) {
+                    ("manifest", true) => Answer::Silent,
+                    (_, true) => ok(manifest.clone()),
+                    _ => Answer::Stall { whole: blob.len(), sent: blob[..blob.len() / 2].to_vec() },
+                });
+                let (ws, cache) = pipeline(&format!("{}/evals/noop:1", registry.address), "");
+                let out = cleanroom_or_held(&ws, cache.path());
+                let says = if silent_on == "manifest" { "did not answer within 30s" } else { "sent nothing for 30s" };
+                refused(&ws, cache.path(), &out, &["CR038", says]);
+                let temporaries = fs_err::read_dir(cache.path().join("oci/blobs/sha256")).map_or(0, |d| d.count());
+                assert_eq!(temporaries, 0, "{silent_on}: a half download was left behind");
+            }
         }),
         case("a registry declares a component too large to hold", || {
             let (manifest, blob) = artifact_of("noop", &[]);
