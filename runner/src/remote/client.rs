@@ -6,6 +6,9 @@
 //! (tampering, corruption, a bug) is refused, never believed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
@@ -27,6 +30,13 @@ const MAX_BATCH: usize = 3 << 20;
 const CHUNK: usize = 1 << 20;
 /// The largest message the client accepts.
 const MAX_MESSAGE: usize = 64 << 20;
+/// How long the service may stay silent: to complete the connection, to
+/// answer a call, or between two messages of a stream it sends. An upload
+/// through ByteStream has one more second per MiB it sends. A service
+/// that accepts connections and never answers (hung, or not a REAPI
+/// service) is given up on after this; a run's client then asks it nothing
+/// more ([`Client::giving_up_when_silent`]).
+const SILENCE: Duration = Duration::from_secs(30);
 
 /// A connection to one instance of an REAPI service.
 #[derive(Clone)]
@@ -36,6 +46,10 @@ pub struct Client {
     /// `authorization: Bearer ...`, when the service needs a token.
     token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     endpoint: String,
+    /// For a run's client: set when a call went unanswered for
+    /// [`SILENCE`], and every later call fails at once instead of waiting as
+    /// long again. `None` for a worker, which lives on past one bad call.
+    silent: Option<Arc<AtomicBool>>,
 }
 
 /// Why blobs were not uploaded.
@@ -76,7 +90,10 @@ impl Client {
                 .tls_config(ClientTlsConfig::new().with_webpki_roots())
                 .map_err(|e| format!("cannot set up TLS for `{endpoint}`: {e}"))?;
         }
-        let channel = channel.connect().await.map_err(|e| format!("cannot reach `{endpoint}`: {e}"))?;
+        let channel = tokio::time::timeout(SILENCE, channel.connect())
+            .await
+            .map_err(|_| format!("`{endpoint}` did not complete the connection within {} s", SILENCE.as_secs()))?
+            .map_err(|e| format!("cannot reach `{endpoint}`: {e}"))?;
         let token = match token {
             Some(token) => Some(
                 format!("Bearer {token}")
@@ -85,7 +102,7 @@ impl Client {
             ),
             None => None,
         };
-        Ok(Client { channel, instance: instance.to_string(), token, endpoint: endpoint.to_string() })
+        Ok(Client { channel, instance: instance.to_string(), token, endpoint: endpoint.to_string(), silent: None })
     }
 
     /// The address it was connected to, for messages.
@@ -112,6 +129,43 @@ impl Client {
         request
     }
 
+    /// This client, asking the service nothing more once it has left a call
+    /// unanswered for [`SILENCE`]: a run then goes on without it (each step
+    /// looked up and stored locally only) instead of waiting at every step.
+    #[must_use]
+    pub fn giving_up_when_silent(mut self) -> Client {
+        self.silent = Some(Arc::default());
+        self
+    }
+
+    /// `answer`, the reply to call `call`, unless the service stays silent
+    /// for `limit`, or went silent earlier in this run.
+    ///
+    /// # Errors
+    /// Why there is no answer, in words; the service's own refusal is
+    /// returned inside, for the caller to read.
+    async fn within<T>(
+        &self,
+        call: &str,
+        limit: Duration,
+        answer: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<Result<T, tonic::Status>, String> {
+        if self.silent.as_ref().is_some_and(|silent| silent.load(Ordering::Relaxed)) {
+            return Err(format!("{call}: not asked, `{}` stopped answering earlier in this run", self.endpoint));
+        }
+        match tokio::time::timeout(limit, answer).await {
+            Ok(answer) => Ok(answer),
+            Err(_) => {
+                let mut why = format!("{call}: `{}` did not answer within {} s", self.endpoint, limit.as_secs());
+                if let Some(silent) = &self.silent {
+                    silent.store(true, Ordering::Relaxed);
+                    why.push_str("; it is not asked again in this run");
+                }
+                Err(why)
+            }
+        }
+    }
+
     fn cas(&self) -> ContentAddressableStorageClient<Channel> {
         ContentAddressableStorageClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
@@ -132,7 +186,8 @@ impl Client {
             inline_stderr: false,
             ..Default::default()
         };
-        match ActionCacheClient::new(self.channel.clone()).get_action_result(self.request(request)).await {
+        let mut cache = ActionCacheClient::new(self.channel.clone());
+        match self.within("GetActionResult", SILENCE, cache.get_action_result(self.request(request))).await? {
             Ok(result) => Ok(Some(result.into_inner())),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
             Err(status) => Err(failed("GetActionResult", &status)),
@@ -150,9 +205,9 @@ impl Client {
             action_result: Some(result),
             ..Default::default()
         };
-        ActionCacheClient::new(self.channel.clone())
-            .update_action_result(self.request(request))
-            .await
+        let mut cache = ActionCacheClient::new(self.channel.clone());
+        self.within("UpdateActionResult", SILENCE, cache.update_action_result(self.request(request)))
+            .await?
             .map(|_| ())
             .map_err(|status| failed("UpdateActionResult", &status))
     }
@@ -176,10 +231,11 @@ impl Client {
                 blob_digests: group.to_vec(),
                 ..Default::default()
             };
+            let mut cas = self.cas();
             let response = self
-                .cas()
-                .find_missing_blobs(self.request(request))
+                .within("FindMissingBlobs", SILENCE, cas.find_missing_blobs(self.request(request)))
                 .await
+                .map_err(Upload::Failed)?
                 .map_err(|s| Upload::Failed(failed("FindMissingBlobs", &s)))?;
             missing.extend(response.into_inner().missing_blob_digests);
         }
@@ -252,8 +308,11 @@ impl Client {
                 .collect(),
             ..Default::default()
         };
-        let response =
-            self.cas().batch_update_blobs(self.request(request)).await.map_err(|s| failed("BatchUpdateBlobs", &s))?;
+        let mut cas = self.cas();
+        let response = self
+            .within("BatchUpdateBlobs", SILENCE, cas.batch_update_blobs(self.request(request)))
+            .await?
+            .map_err(|s| failed("BatchUpdateBlobs", &s))?;
         for answer in response.into_inner().responses {
             if let Some(status) = answer.status.filter(|s| s.code != 0) {
                 return Err(format!("the store refused a blob: {}", status.message));
@@ -291,7 +350,13 @@ impl Client {
             })
             .collect();
         let request = self.request(tokio_stream::iter(chunks));
-        self.bytestream().write(request).await.map(|_| ()).map_err(|s| failed("ByteStream.Write", &s))
+        // The answer comes once everything is sent: a second per MiB more.
+        let limit = SILENCE + Duration::from_secs((bytes.len() >> 20) as u64);
+        let mut bytestream = self.bytestream();
+        self.within("ByteStream.Write", limit, bytestream.write(request))
+            .await?
+            .map(|_| ())
+            .map_err(|s| failed("ByteStream.Write", &s))
     }
 
     /// The blobs `digests`, each checked against its digest.
@@ -327,8 +392,11 @@ impl Client {
 
     async fn batch_read(&self, digests: Vec<re::Digest>, found: &mut HashMap<String, Vec<u8>>) -> Result<(), String> {
         let request = re::BatchReadBlobsRequest { instance_name: self.instance.clone(), digests, ..Default::default() };
-        let response =
-            self.cas().batch_read_blobs(self.request(request)).await.map_err(|s| failed("BatchReadBlobs", &s))?;
+        let mut cas = self.cas();
+        let response = self
+            .within("BatchReadBlobs", SILENCE, cas.batch_read_blobs(self.request(request)))
+            .await?
+            .map_err(|s| failed("BatchReadBlobs", &s))?;
         for answer in response.into_inner().responses {
             let digest = answer.digest.unwrap_or_default();
             if let Some(status) = answer.status.filter(|s| s.code != 0) {
@@ -349,14 +417,18 @@ impl Client {
             read_offset: 0,
             read_limit: 0,
         };
+        let mut bytestream = self.bytestream();
         let mut stream = self
-            .bytestream()
-            .read(self.request(request))
-            .await
+            .within("ByteStream.Read", SILENCE, bytestream.read(self.request(request)))
+            .await?
             .map_err(|s| failed("ByteStream.Read", &s))?
             .into_inner();
         let mut bytes = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(|s| failed("ByteStream.Read", &s))? {
+        while let Some(chunk) = self
+            .within("ByteStream.Read", SILENCE, stream.message())
+            .await?
+            .map_err(|s| failed("ByteStream.Read", &s))?
+        {
             bytes.extend_from_slice(&chunk.data);
             if bytes.len() as i64 > digest.size_bytes {
                 break;

@@ -172,6 +172,7 @@ async fn connect(plan: &Plan, settings: &RemoteSettings, secrets: &Arc<Secrets>)
                 .hint("start the service or correct [remote] endpoint (or --remote); without --remote the run stays on this machine"),
         )
     })?;
+    let client = client.giving_up_when_silent();
     Ok(Remote {
         client,
         settings: settings.clone(),

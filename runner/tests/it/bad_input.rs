@@ -302,3 +302,51 @@ fn remote_flags_without_a_service_or_an_unreachable_service_are_refused_before_a
     assert_eq!(ran.code, 2, "{ran:?}");
     assert!(ran.stderr.contains("error[CR034]: worker: cannot reach"), "{ran:?}");
 }
+
+/// A service that accepts connections and never says a word (hung, or not
+/// a REAPI service) is waited for once, 30 s; then the run goes on without
+/// it, every step run and recorded here, instead of hanging for good.
+#[test]
+fn a_remote_cache_that_never_answers_is_waited_for_once_and_the_run_goes_on_without_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("grpc://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        // Accepts, and keeps every connection open without answering.
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let ws = Workspace::new();
+    ws.file(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"t\"\n[remote]\nendpoint = \"{endpoint}\"\n\
+             [check.a]\nrun = [\"true\"]\n[check.b]\nrun = [\"true\"]\nneeds = [\"a\"]\n\
+             [check.c]\nrun = [\"true\"]\nneeds = [\"b\"]\n"
+        ),
+    );
+    let cache = crate::test_cache();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cleanroom"))
+        .args(["run", "--format", "json", "pipeline.toml"])
+        .current_dir(ws.path())
+        .env("CLEANROOM_CACHE_DIR", &cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let Ok(output) = finished.recv_timeout(std::time::Duration::from_secs(240)) else {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("the run was still waiting for the silent service after four minutes");
+    };
+    let ran = Ran::from(output.unwrap());
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let statuses: Vec<String> =
+        ran.json()["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["passed", "passed", "passed"], "{ran:?}");
+    assert_eq!(ran.stderr.matches("did not answer within 30 s").count(), 1, "{ran:?}");
+    assert!(ran.stderr.contains("stopped answering earlier in this run"), "{ran:?}");
+}
